@@ -1,0 +1,39 @@
+// Scalar number formats: bf16, fp4 e2m1 (MXFP4 elements), e8m0 (MXFP4 block scales).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <cmath>
+
+namespace gptoss {
+
+// bf16 <-> f32. Conversion to bf16 rounds to nearest even; NaN stays NaN.
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // quiet NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+
+// MXFP4: 32 fp4 e2m1 values share one e8m0 scale 2^(s-127). Code bits: sign | exp(2) | mantissa(1).
+inline constexpr int kMxfp4BlockSize = 32;
+inline constexpr float kFp4Values[16] = {+0.0f, +0.5f, +1.0f, +1.5f, +2.0f, +3.0f, +4.0f, +6.0f,
+                                         -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+
+inline float fp4_to_f32(uint8_t code) { return kFp4Values[code & 0xf]; }
+
+// e8m0 scale byte -> 2^(s-127); 255 is NaN per the OCP MX spec.
+inline float e8m0_to_f32(uint8_t s) {
+  if (s == 255) return NAN;
+  return std::ldexp(1.0f, int(s) - 127);
+}
+
+}  // namespace gptoss

@@ -1,0 +1,75 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <vector>
+
+#include "core/atomic_file.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/mmap_file.h"
+#include "core/thread_pool.h"
+
+namespace gptoss {
+namespace {
+
+TEST(Dtype, Bf16RoundTripsAndRoundsToNearestEven) {
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> d(-1e4f, 1e4f);
+  for (int i = 0; i < 10000; ++i) {
+    float x = d(rng);
+    float y = bf16_to_f32(f32_to_bf16(x));
+    EXPECT_LE(std::fabs(x - y), std::fabs(x) * (1.0f / 256)) << x;
+  }
+  // 1 + 2^-8 is a tie between 1 and 1 + 2^-7: rounds to even (1).
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.0f + 1.0f / 256)), 1.0f);
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.0f + 3.0f / 256)), 1.0f + 4.0f / 256);
+  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(NAN))));
+}
+
+TEST(Dtype, Fp4CodesAndE8m0) {
+  EXPECT_EQ(fp4_to_f32(0x7), 6.0f);
+  EXPECT_EQ(fp4_to_f32(0xf), -6.0f);
+  EXPECT_EQ(fp4_to_f32(0x1), 0.5f);
+  EXPECT_EQ(e8m0_to_f32(127), 1.0f);
+  EXPECT_EQ(e8m0_to_f32(130), 8.0f);
+  EXPECT_EQ(e8m0_to_f32(0), std::ldexp(1.0f, -127));
+  EXPECT_TRUE(std::isnan(e8m0_to_f32(255)));
+}
+
+TEST(ThreadPool, CoversEveryIndexExactlyOnce) {
+  ThreadPool pool(3);
+  for (int64_t n : {1, 2, 3, 7, 1000, 12345}) {
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+    for (int rep = 0; rep < 20; ++rep)
+      pool.parallel_for(n, [&](int64_t b, int64_t e, int) {
+        for (int64_t i = b; i < e; ++i) hits[size_t(i)]++;
+      });
+    for (auto& h : hits) ASSERT_EQ(h.load(), 20);
+  }
+}
+
+TEST(AtomicFile, CommitRenamesAndAbortLeavesNothing) {
+  auto dir = std::filesystem::temp_directory_path() / ("gptoss_core_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::string path = (dir / "out.bin").string();
+  {
+    AtomicFile f(path);
+    f.write("partial");
+    EXPECT_FALSE(std::filesystem::exists(path));
+  }  // destroyed without commit
+  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 0);
+  write_file_atomic(path, "hello");
+  EXPECT_EQ(read_file(path), "hello");
+  MappedFile m(path);
+  ASSERT_EQ(m.size(), 5u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(m.data()), 5), "hello");
+  EXPECT_THROW(MappedFile((dir / "missing").string()), InputError);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace gptoss
