@@ -147,12 +147,12 @@ void router_topk_softmax_ref(const float* logits, int64_t n, int E, int k, int32
 void mxfp4_dequantize_ref(const uint8_t* blocks, const uint8_t* scales, int64_t rows, int64_t cols, float* out) {
   GPTOSS_CHECK(cols % kMxfp4BlockSize == 0, "MXFP4 row length {} is not a multiple of 32", cols);
   const int64_t nb = cols / kMxfp4BlockSize;
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) {
-      const int64_t b = r * nb + c / kMxfp4BlockSize;
-      const uint8_t byte = blocks[b * 16 + (c % kMxfp4BlockSize) / 2];
-      const uint8_t code = (c % 2 == 0) ? (byte & 0xf) : (byte >> 4);
-      out[r * cols + c] = fp4_to_f32(code) * e8m0_to_f32(scales[b]);
+  for (int64_t b = 0; b < rows * nb; ++b) {
+    const float scale = e8m0_to_f32(scales[b]);
+    for (int i = 0; i < kMxfp4BlockSize; ++i) {
+      const uint8_t byte = blocks[b * 16 + i / 2];
+      const uint8_t code = (i % 2 == 0) ? (byte & 0xf) : (byte >> 4);
+      out[b * kMxfp4BlockSize + i] = fp4_to_f32(code) * scale;
     }
   }
 }
@@ -170,32 +170,37 @@ void swiglu_ref(const double* gu, int64_t inter, float limit, float* h) {
   }
 }
 
-// The MoE skeleton shared by both weight formats; weight(e, r, c) gives element (row r, col c).
-template <typename WeightAt>
+// The MoE skeleton shared by both weight formats; row(e, r, dst) writes row r of expert e (its `cols`
+// elements, f32) to dst.
+template <typename GuRow, typename DownRow>
 void moe_ref(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k, int experts,
              int64_t gu_rows, const uint16_t* gu_bias, int64_t down_rows, int64_t down_cols,
-             const uint16_t* down_bias, WeightAt gu_at, WeightAt down_at, float limit, float* out) {
+             const uint16_t* down_bias, GuRow gu_row, DownRow down_row, float limit, float* out) {
   GPTOSS_CHECK(gu_rows % 2 == 0 && gu_rows / 2 == down_cols && down_rows == hidden,
                "MoE shapes: gate_up rows {} / 2 must equal down cols {}, down rows {} must equal hidden {}",
                gu_rows, down_cols, down_rows, hidden);
   const int64_t inter = gu_rows / 2;
   std::vector<double> gu(static_cast<size_t>(gu_rows));
   std::vector<float> h(static_cast<size_t>(inter));
+  std::vector<float> wrow(static_cast<size_t>(std::max(hidden, inter)));
+  std::vector<double> acc(static_cast<size_t>(hidden));
   for (int64_t t = 0; t < n; ++t) {
     const float* xt = x + t * hidden;
-    std::vector<double> acc(size_t(hidden), 0.0);
+    std::fill(acc.begin(), acc.end(), 0.0);
     for (int j = 0; j < k; ++j) {
       const int e = idx[t * k + j];
       GPTOSS_CHECK(e >= 0 && e < experts, "expert index {} out of range 0..{}", e, experts - 1);
       for (int64_t r = 0; r < gu_rows; ++r) {
+        gu_row(e, r, wrow.data());
         double a = 0;
-        for (int64_t c = 0; c < hidden; ++c) a += double(xt[c]) * gu_at(e, r, c);
+        for (int64_t c = 0; c < hidden; ++c) a += double(xt[c]) * wrow[size_t(c)];
         gu[size_t(r)] = a + bf16_to_f32(gu_bias[e * gu_rows + r]);
       }
       swiglu_ref(gu.data(), inter, limit, h.data());
       for (int64_t r = 0; r < down_rows; ++r) {
+        down_row(e, r, wrow.data());
         double a = 0;
-        for (int64_t c = 0; c < inter; ++c) a += double(h[size_t(c)]) * down_at(e, r, c);
+        for (int64_t c = 0; c < inter; ++c) a += double(h[size_t(c)]) * wrow[size_t(c)];
         a += bf16_to_f32(down_bias[e * down_rows + r]);
         acc[size_t(r)] += double(w[t * k + j]) * float(a);
       }
@@ -211,12 +216,10 @@ void f32_mxfp4w_moe_ref(const float* x, int64_t n, int64_t hidden, const int32_t
                "MXFP4 MoE: gate_up cols {} (hidden {}), down cols {} must be multiples of 32", gate_up.cols,
                hidden, down.cols);
   auto at = [](const Mxfp4Experts& m) {
-    return [&m](int e, int64_t r, int64_t c) -> float {
-      const int64_t nb = m.cols / kMxfp4BlockSize;
-      const int64_t b = (int64_t(e) * m.rows + r) * nb + c / kMxfp4BlockSize;
-      const uint8_t byte = m.blocks[b * 16 + (c % kMxfp4BlockSize) / 2];
-      const uint8_t code = (c % 2 == 0) ? (byte & 0xf) : (byte >> 4);
-      return fp4_to_f32(code) * e8m0_to_f32(m.scales[b]);
+    return [&m](int e, int64_t r, float* dst) {
+      const int64_t row = int64_t(e) * m.rows + r;
+      mxfp4_dequantize_ref(m.blocks + row * (m.cols / 2), m.scales + row * (m.cols / kMxfp4BlockSize), 1, m.cols,
+                           dst);
     };
   };
   moe_ref(x, n, hidden, idx, w, k, gate_up.experts, gate_up.rows, gate_up.bias, down.rows, down.cols, down.bias,
@@ -228,8 +231,8 @@ void f32_bf16w_moe_ref(const float* x, int64_t n, int64_t hidden, const int32_t*
   GPTOSS_CHECK(gate_up.cols == hidden, "bf16 MoE: gate_up cols {} must equal hidden {}", gate_up.cols, hidden);
   auto at = [](const Bf16Experts& m) {
     // Input-major: element (r, c) of expert e at w[(e*cols + c)*rows + r].
-    return [&m](int e, int64_t r, int64_t c) -> float {
-      return bf16_to_f32(m.w[(int64_t(e) * m.cols + c) * m.rows + r]);
+    return [&m](int e, int64_t r, float* dst) {
+      for (int64_t c = 0; c < m.cols; ++c) dst[c] = bf16_to_f32(m.w[(int64_t(e) * m.cols + c) * m.rows + r]);
     };
   };
   moe_ref(x, n, hidden, idx, w, k, gate_up.experts, gate_up.rows, gate_up.bias, down.rows, down.cols, down.bias,

@@ -1,0 +1,75 @@
+#include "backend/cpu/kernels.h"
+#include "backend/kernel_tester.h"
+
+namespace gptoss::cpu {
+namespace {
+using namespace testing;
+
+// Fluent tester: shapes, random inputs from a seed, optimized vs reference.
+class MatmulTester {
+ public:
+  MatmulTester& tokens(int64_t n) { n_ = n; return *this; }
+  MatmulTester& in(int64_t v) { in_ = v; return *this; }
+  MatmulTester& out(int64_t v) { out_ = v; return *this; }
+  MatmulTester& bias(bool b) { bias_ = b; return *this; }
+  MatmulTester& seed(uint32_t s) { seed_ = s; return *this; }
+  void test() const {
+    SCOPED_TRACE(testing_name());
+    Rng rng(seed_);
+    auto x = rng.f32(n_ * in_);
+    auto w = rng.bf16(out_ * in_);
+    auto b = rng.bf16(out_);
+    Output ref(n_ * out_), got(n_ * out_);
+    bf16w_matmul_ref(x.data(), n_, in_, w.data(), bias_ ? b.data() : nullptr, ref.data(), out_);
+    bf16w_matmul(x.data(), n_, in_, w.data(), bias_ ? b.data() : nullptr, got.data(), out_);
+    expect_close(got, ref, kTol, "bf16w_matmul");
+  }
+
+ private:
+  std::string testing_name() const {
+    return "n=" + std::to_string(n_) + " in=" + std::to_string(in_) + " out=" + std::to_string(out_) +
+           (bias_ ? " bias" : "");
+  }
+  int64_t n_ = 1, in_ = 2880, out_ = 64;
+  bool bias_ = true;
+  uint32_t seed_ = 1;
+};
+
+TEST(Bf16wMatmul, HandComputed) {
+  const float x[2] = {1, 2};
+  const uint16_t w[6] = {f32_to_bf16(1),   f32_to_bf16(0), f32_to_bf16(0.5f),
+                         f32_to_bf16(-1), f32_to_bf16(2), f32_to_bf16(2)};
+  const uint16_t b[3] = {f32_to_bf16(1), f32_to_bf16(0), f32_to_bf16(-1)};
+  for (auto fn : {bf16w_matmul_ref, bf16w_matmul}) {
+    Output y(3);
+    fn(x, 1, 2, w, b, y.data(), 3);
+    y.expect_written_and_guarded("hand");
+    EXPECT_EQ(y[0], 2.0f);
+    EXPECT_EQ(y[1], -1.5f);
+    EXPECT_EQ(y[2], 5.0f);
+  }
+}
+
+TEST(Bf16wMatmul, AttentionProjections) {
+  MatmulTester().tokens(1).in(2880).out(4096 + 2 * 512).test();   // qkv
+  MatmulTester().tokens(3).in(4096).out(2880).test();             // o_proj
+  MatmulTester().tokens(17).in(2880).out(512).test();
+  MatmulTester().tokens(512).in(2880).out(40).seed(3).test();
+}
+
+TEST(Bf16wMatmul, RouterAndUnembeddingSlices) {
+  MatmulTester().tokens(1).in(2880).out(32).test();               // router
+  MatmulTester().tokens(17).in(2880).out(32).test();
+  MatmulTester().tokens(1).in(2880).out(20011).bias(false).test();  // lm_head slice, odd rows
+  MatmulTester().tokens(5).in(2880).out(1003).bias(false).test();
+}
+
+TEST(Bf16wMatmul, OddSizes) {
+  for (int64_t n : {1, 3, 17, 512})
+    for (int64_t in : {1, 7, 37, 128})
+      for (int64_t out : {1, 5, 13, 67})
+        MatmulTester().tokens(n).in(in).out(out).bias(out % 2 == 1).seed(uint32_t(n + in + out)).test();
+}
+
+}  // namespace
+}  // namespace gptoss::cpu
