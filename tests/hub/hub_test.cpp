@@ -1,0 +1,376 @@
+// Model resolution and download against a loopback "hub": a small HTTP/1.1 server on 127.0.0.1 that
+// serves the tiny fixture under the hub's URL scheme, with fault modes (cut connection, wrong bytes, 401).
+// Written on raw sockets so each fault is byte-exact and the test needs no HTTP library.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "hub/hub.h"
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+namespace gptoss {
+namespace {
+
+std::string shared_dir() {
+  const char* e = std::getenv("GPTOSS_SHARED_DIR");
+  return e && *e ? e : GPTOSS_SHARED_DIR;
+}
+
+std::string run(const std::string& cmd) {
+  std::string out;
+  std::FILE* p = ::popen(cmd.c_str(), "r");
+  char buf[256];
+  while (p && std::fgets(buf, sizeof buf, p)) out += buf;
+  if (p) ::pclose(p);
+  return out.substr(0, out.find_first_of(" \n"));
+}
+
+struct Request {
+  std::string path, range, auth;
+};
+
+class FakeHub {
+ public:
+  static constexpr const char* kCommit = "0123456789abcdef0123456789abcdef01234567";
+  std::map<std::string, std::string> files;  // rfilename -> bytes
+  std::map<std::string, bool> lfs;
+  std::string repo = "openai/gpt-oss-tiny";
+  // Fault modes.
+  std::map<std::string, size_t> cut_after;  // file -> bytes sent before the connection is closed (once)
+  std::map<std::string, bool> corrupt;      // file -> serve with one byte flipped
+  int status_override = 0;                  // e.g. 401 for every request
+  std::vector<Request> requests;
+  std::mutex mu;
+
+  FakeHub() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    ::listen(fd_, 16);
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~FakeHub() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  std::string endpoint() const { return fmt::format("http://127.0.0.1:{}", port_); }
+  std::vector<Request> requests_for(const std::string& file) {
+    std::lock_guard<std::mutex> l(mu);
+    std::vector<Request> out;
+    for (const auto& r : requests)
+      if (r.path.size() >= file.size() && r.path.compare(r.path.size() - file.size(), file.size(), file) == 0)
+        out.push_back(r);
+    return out;
+  }
+
+ private:
+  void loop() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      int c = ::accept(fd_, nullptr, nullptr);
+      if (c >= 0) {
+        serve(c);
+        ::close(c);
+      }
+    }
+  }
+  static void send_all(int c, const std::string& s) {
+    size_t off = 0;
+    while (off < s.size()) {
+      ssize_t n = ::send(c, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) return;
+      off += size_t(n);
+    }
+  }
+  static void respond(int c, int status, const std::string& body, const std::string& extra = "") {
+    send_all(c, fmt::format("HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n", status,
+                            body.size(), extra) + body);
+  }
+  void serve(int c) {
+    std::string req;
+    char buf[4096];
+    while (req.find("\r\n\r\n") == std::string::npos) {
+      ssize_t n = ::recv(c, buf, sizeof buf, 0);
+      if (n <= 0) return;
+      req.append(buf, size_t(n));
+    }
+    Request r;
+    size_t sp1 = req.find(' '), sp2 = req.find(' ', sp1 + 1);
+    r.path = req.substr(sp1 + 1, sp2 - sp1 - 1);
+    auto header = [&](const std::string& name) -> std::string {
+      size_t p = req.find("\r\n" + name + ": ");
+      if (p == std::string::npos) return "";
+      p += name.size() + 4;
+      return req.substr(p, req.find("\r\n", p) - p);
+    };
+    r.range = header("Range");
+    r.auth = header("Authorization");
+    {
+      std::lock_guard<std::mutex> l(mu);
+      requests.push_back(r);
+    }
+    if (status_override) return respond(c, status_override, "{\"error\": \"denied\"}");
+    std::string path = r.path.substr(0, r.path.find('?'));
+    std::string api = "/api/models/" + repo + "/revision/";
+    std::string resolve = "/" + repo + "/resolve/" + kCommit + "/";
+    if (path.rfind(api, 0) == 0) {
+      Json siblings = Json::array();
+      for (const auto& [name, bytes] : files) {
+        Json s = {{"rfilename", name}, {"size", bytes.size()}, {"blobId", run_git_sha1(bytes)}};
+        if (lfs[name]) s["lfs"] = {{"sha256", run_sha256(bytes)}, {"size", bytes.size()}, {"pointerSize", 134}};
+        siblings.push_back(s);
+      }
+      return respond(c, 200, Json{{"id", repo}, {"sha", kCommit}, {"siblings", siblings}}.dump());
+    }
+    if (path.rfind(resolve, 0) != 0 || !files.count(path.substr(resolve.size())))
+      return respond(c, 404, "Entry not found");
+    std::string name = path.substr(resolve.size());
+    std::string body = files[name];
+    if (corrupt[name]) body[body.size() / 2] ^= 0x5a;
+    size_t start = 0;
+    if (!r.range.empty()) start = std::stoull(r.range.substr(r.range.find('=') + 1));
+    std::string head = start > 0 ? fmt::format("HTTP/1.1 206 Partial\r\nContent-Range: bytes {}-{}/{}\r\n", start,
+                                               body.size() - 1, body.size())
+                                 : std::string("HTTP/1.1 200 OK\r\n");
+    std::string part = body.substr(start);
+    head += fmt::format("Content-Length: {}\r\nConnection: close\r\n\r\n", part.size());
+    auto cut = cut_after.find(name);
+    if (cut != cut_after.end()) {
+      size_t n = cut->second > start ? cut->second - start : 0;
+      cut_after.erase(cut);
+      send_all(c, head + part.substr(0, n));
+      return;  // close mid-body
+    }
+    send_all(c, head + part);
+  }
+
+ public:
+  // Independent oracles for the hub's metadata: coreutils and git, not our own hashing code.
+  static std::string tmp_with(const std::string& bytes) {
+    std::string p = fmt::format("/tmp/gptoss_hub_oracle_{}", ::getpid());
+    write_file_atomic(p, bytes);
+    return p;
+  }
+  static std::string run_sha256(const std::string& bytes) {
+    std::string p = tmp_with(bytes);
+    std::string h = run("sha256sum " + p);
+    std::remove(p.c_str());
+    return h;
+  }
+  static std::string run_git_sha1(const std::string& bytes) {
+    std::string p = tmp_with(bytes);
+    std::string h = run("git hash-object " + p);
+    std::remove(p.c_str());
+    return h;
+  }
+
+ private:
+  int fd_ = -1, port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+class HubTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cache_ = fs::temp_directory_path() / fmt::format("gptoss_hub_test_{}_{}", ::getpid(), counter_++);
+    fs::remove_all(cache_);
+    std::string fx = shared_dir() + "/fixtures/gpt-oss-tiny/mxfp4/";
+    hub_.files["config.json"] = read_file(fx + "config.json");
+    hub_.files["model.safetensors"] = read_file(fx + "model.safetensors");
+    hub_.lfs["model.safetensors"] = true;
+    hub_.files["tokenizer.json"] = read_file(shared_dir() + "/data/tokenizer/tokenizer.json");
+    hub_.lfs["tokenizer.json"] = true;
+    hub_.files["original/model.safetensors"] = "not needed";  // must be skipped
+    hub_.files["README.md"] = "# tiny";                       // must be skipped
+    opt_.endpoint = hub_.endpoint();
+    opt_.cache_dir = cache_.string();
+    opt_.progress = false;
+    opt_.token = "hf_test_token";
+  }
+  void TearDown() override { fs::remove_all(cache_); }
+  fs::path snapshot() const {
+    return cache_ / "models--openai--gpt-oss-tiny" / "snapshots" / FakeHub::kCommit;
+  }
+  template <typename F>
+  std::string error_of(F&& fn) {
+    try {
+      fn();
+    } catch (const InputError& e) {
+      return e.what();
+    }
+    return "";
+  }
+  static inline int counter_ = 0;
+  FakeHub hub_;
+  HubOptions opt_;
+  fs::path cache_;
+};
+
+TEST_F(HubTest, DownloadsIntoTheCacheLayoutAndThenUsesTheCache) {
+  std::string dir = resolve_model_dir("openai/gpt-oss-tiny", opt_);
+  EXPECT_EQ(fs::path(dir), snapshot());
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"}) {
+    SCOPED_TRACE(f);
+    EXPECT_TRUE(fs::is_symlink(snapshot() / f));  // snapshots link into blobs/, as huggingface_hub does
+    EXPECT_EQ(read_file((snapshot() / f).string()), hub_.files[f]);
+  }
+  EXPECT_FALSE(fs::exists(snapshot() / "original"));
+  EXPECT_FALSE(fs::exists(snapshot() / "README.md"));
+  EXPECT_EQ(read_file((cache_ / "models--openai--gpt-oss-tiny" / "refs" / "main").string()), FakeHub::kCommit);
+  EXPECT_TRUE(fs::exists(cache_ / "models--openai--gpt-oss-tiny" / "blobs" /
+                         FakeHub::run_sha256(hub_.files["model.safetensors"])));
+  ASSERT_EQ(hub_.requests.size(), 4u);  // listing + 3 files
+  EXPECT_EQ(hub_.requests[0].path, "/api/models/openai/gpt-oss-tiny/revision/main?blobs=true");
+  for (const auto& r : hub_.requests) EXPECT_EQ(r.auth, "Bearer hf_test_token");
+  EXPECT_EQ(hub_.requests_for("model.safetensors").at(0).range, "");
+
+  // Second time: straight from the cache, no network, even offline.
+  HubOptions off = opt_;
+  off.offline = true;
+  EXPECT_EQ(resolve_model_dir("openai/gpt-oss-tiny", off), dir);
+  EXPECT_EQ(hub_.requests.size(), 4u);
+}
+
+TEST_F(HubTest, ResumesAfterACutConnection) {
+  const size_t cut = 100000;
+  ASSERT_GT(hub_.files["model.safetensors"].size(), cut * 2);
+  hub_.cut_after["model.safetensors"] = cut;
+  std::string dir = resolve_model_dir("openai/gpt-oss-tiny", opt_);
+  EXPECT_EQ(read_file(dir + "/model.safetensors"), hub_.files["model.safetensors"]);
+  auto reqs = hub_.requests_for("model.safetensors");
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[0].range, "");
+  EXPECT_EQ(reqs[1].range, fmt::format("bytes={}-", cut));  // only the rest was fetched
+}
+
+TEST_F(HubTest, ResumesAcrossRuns) {
+  const size_t cut = 123457;
+  hub_.cut_after["model.safetensors"] = cut;
+  opt_.max_attempts = 1;
+  std::string e = error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", opt_); });
+  EXPECT_NE(e.find("downloading model.safetensors"), std::string::npos) << e;
+  EXPECT_NE(e.find("is kept and the next run resumes it"), std::string::npos) << e;
+  fs::path part = cache_ / "models--openai--gpt-oss-tiny" / "blobs" /
+                  (FakeHub::run_sha256(hub_.files["model.safetensors"]) + ".incomplete");
+  ASSERT_TRUE(fs::exists(part));
+  EXPECT_EQ(fs::file_size(part), cut);
+  // Offline now: the snapshot is partial, so the error lists the missing weights and where they go.
+  HubOptions off = opt_;
+  off.offline = true;
+  e = error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", off); });
+  EXPECT_NE(e.find("downloads are off"), std::string::npos) << e;
+  EXPECT_NE(e.find("missing: *.safetensors (model weights)"), std::string::npos) << e;
+  EXPECT_NE(e.find(snapshot().string()), std::string::npos) << e;
+  // The next run continues from byte `cut`.
+  std::string dir = resolve_model_dir("openai/gpt-oss-tiny", opt_);
+  EXPECT_EQ(read_file(dir + "/model.safetensors"), hub_.files["model.safetensors"]);
+  EXPECT_EQ(hub_.requests_for("model.safetensors").back().range, fmt::format("bytes={}-", cut));
+  EXPECT_FALSE(fs::exists(part));
+}
+
+TEST_F(HubTest, ChecksumMismatchFailsAndRemovesTheBadFile) {
+  hub_.corrupt["model.safetensors"] = true;
+  std::string e = error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", opt_); });
+  EXPECT_NE(e.find("model.safetensors failed its checksum"), std::string::npos) << e;
+  EXPECT_NE(e.find(FakeHub::run_sha256(hub_.files["model.safetensors"])), std::string::npos) << e;
+  for (const auto& f : fs::directory_iterator(cache_ / "models--openai--gpt-oss-tiny" / "blobs"))
+    EXPECT_EQ(f.path().string().find(FakeHub::run_sha256(hub_.files["model.safetensors"])), std::string::npos)
+        << "left behind: " << f.path();
+  // A non-LFS file is checked against its git blob sha1.
+  hub_.corrupt.clear();
+  hub_.corrupt["config.json"] = true;
+  fs::remove_all(cache_);
+  e = error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", opt_); });
+  EXPECT_NE(e.find("config.json failed its checksum"), std::string::npos) << e;
+}
+
+TEST_F(HubTest, ClearErrorsWhenOfflineGatedOrUnreachable) {
+  HubOptions off = opt_;
+  off.offline = true;
+  std::string e = error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", off); });
+  EXPECT_NE(e.find("model openai/gpt-oss-tiny is not in the cache and downloads are off"), std::string::npos) << e;
+  EXPECT_NE(e.find("missing: config.json, tokenizer.json, *.safetensors"), std::string::npos) << e;
+  EXPECT_NE(e.find("models--openai--gpt-oss-tiny/snapshots/<commit>"), std::string::npos) << e;
+  EXPECT_TRUE(hub_.requests.empty());
+
+  hub_.status_override = 401;
+  e = error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", opt_); });
+  EXPECT_NE(e.find("gated or private"), std::string::npos) << e;
+  EXPECT_NE(e.find("HF_TOKEN"), std::string::npos) << e;
+  hub_.status_override = 0;
+
+  e = error_of([&] { resolve_model_dir("openai/no-such-model", opt_); });
+  EXPECT_NE(e.find("404"), std::string::npos) << e;
+
+  HubOptions dead = opt_;
+  dead.endpoint = "http://127.0.0.1:1";
+  e = error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", dead); });
+  EXPECT_NE(e.find("cannot reach http://127.0.0.1:1"), std::string::npos) << e;
+
+  e = error_of([&] { resolve_model_dir("./no/such/dir", opt_); });
+  EXPECT_NE(e.find("no such directory"), std::string::npos) << e;
+}
+
+TEST_F(HubTest, LocalDirectoriesAndAPrefilledCache) {
+  std::string fx = shared_dir() + "/fixtures/gpt-oss-tiny/mxfp4";
+  EXPECT_EQ(resolve_model_dir(fx, opt_), fx);
+  // A cache filled by huggingface_hub: refs/main -> snapshot with real files.
+  fs::path repo = cache_ / "models--someone--model";
+  fs::create_directories(repo / "refs");
+  fs::create_directories(repo / "snapshots" / "abc123");
+  write_file_atomic((repo / "refs" / "main").string(), "abc123\n");
+  fs::copy_file(fx + "/config.json", repo / "snapshots" / "abc123" / "config.json");
+  fs::copy_file(fx + "/model.safetensors", repo / "snapshots" / "abc123" / "model.safetensors");
+  HubOptions off = opt_;
+  off.offline = true;
+  EXPECT_EQ(resolve_model_dir("someone/model", off), (repo / "snapshots" / "abc123").string());
+  EXPECT_TRUE(hub_.requests.empty());
+  // Environment: HF_HOME/hub unless HF_HUB_CACHE.
+  ::setenv("HF_HOME", "/x/hf", 1);
+  ::unsetenv("HF_HUB_CACHE");
+  EXPECT_EQ(hub_cache_dir(), "/x/hf/hub");
+  ::setenv("HF_HUB_CACHE", "/y/cache", 1);
+  EXPECT_EQ(hub_cache_dir(), "/y/cache");
+  ::unsetenv("HF_HUB_CACHE");
+  ::unsetenv("HF_HOME");
+  ::setenv("HF_ENDPOINT", "http://mirror.example/", 1);
+  EXPECT_EQ(hub_endpoint(), "http://mirror.example");
+  ::unsetenv("HF_ENDPOINT");
+  EXPECT_EQ(hub_endpoint(), "https://huggingface.co");
+  EXPECT_TRUE(looks_like_repo_id("openai/gpt-oss-20b"));
+  EXPECT_FALSE(looks_like_repo_id("./openai/gpt-oss-20b"));
+  EXPECT_FALSE(looks_like_repo_id("gpt-oss-20b"));
+}
+
+}  // namespace
+}  // namespace gptoss
