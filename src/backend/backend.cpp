@@ -1,0 +1,14 @@
+#include "backend/backend.h"
+
+#include "core/error.h"
+
+namespace gptoss {
+
+std::unique_ptr<Backend> make_backend(const std::string& device) {
+  if (device == "cpu") return make_cpu_backend();
+  if (device == "cuda") return make_cuda_backend();
+  if (device == "auto") return cuda_available() ? make_cuda_backend() : make_cpu_backend();
+  fail_input("--device is '{}'; expected cpu, cuda or auto", device);
+}
+
+}  // namespace gptoss

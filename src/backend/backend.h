@@ -1,0 +1,164 @@
+// The backend op interface: everything the model forward needs from a device, nothing more.
+//
+// Memory spaces. Activations, the KV pool and prepared weights live in the backend's memory (host RAM
+// for the CPU backend, GPU memory for CUDA); the model holds such pointers but never dereferences
+// them. Small per-call metadata (token ids, positions, block tables, sequence descriptors) is passed
+// in HOST memory: a device backend copies what it needs.
+//
+// Weights. prepare_weight() turns host bytes (usually a slice of the memory-mapped checkpoint) into a
+// pointer the ops can read: the CPU backend returns the host pointer itself (no copy, so a 13 GB
+// checkpoint costs no private memory); a GPU backend uploads once and owns the copy.
+//
+// Layouts: activations f32 row-major, n = number of tokens; bf16 stored as uint16_t. The paged KV
+// layout and the op semantics are those of backend/cpu/kernels.h (the reference implementation).
+//
+// Every op may run asynchronously; to_host() and synchronize() wait for everything before them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace gptoss {
+
+// Paged KV pool (see model/batch.h): K of (block b, group-layer g, slot s, kv head h) starts at
+// pool + ((((b*Lg + g)*2 + 0)*block_size + s)*kv_heads + h)*head_dim; V uses 1 instead of 0.
+struct KvView {
+  float* pool = nullptr;  // backend memory
+  int block_size = 0;
+  int layers_per_group = 0;  // Lg
+  int kv_heads = 0;
+  int head_dim = 0;
+};
+
+// One sequence of a ragged batch: rows [token_offset, token_offset + n_tokens) of the activations,
+// at positions start_pos, start_pos + 1, ...; block_table (host memory) maps logical -> physical blocks.
+struct AttnSeqDesc {
+  int64_t token_offset = 0;
+  int64_t n_tokens = 0;
+  int32_t start_pos = 0;
+  const int32_t* block_table = nullptr;
+};
+
+// Expert weights of one layer, as prepared by the backend. Either MXFP4 (hub layout: blocks
+// [E, rows, cols/32, 16] u8, scales [E, rows, cols/32] e8m0) or bf16 (hub bf16 layout, input-major:
+// w [E, cols, rows]); bias [E, rows] bf16 in both cases.
+struct ExpertWeights {
+  bool mxfp4 = true;
+  const uint8_t* blocks = nullptr;  // MXFP4 only
+  const uint8_t* scales = nullptr;  // MXFP4 only
+  const uint16_t* w = nullptr;      // bf16 only
+  const uint16_t* bias = nullptr;
+  int64_t rows = 0, cols = 0;
+  int experts = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string name() const = 0;         // "cpu", "cuda"
+  virtual std::string device_name() const = 0;  // e.g. "AMD EPYC (2 threads)"
+
+  // --- memory -------------------------------------------------------------------------------------
+  virtual void* alloc(size_t bytes) = 0;  // zero-filled; throws Error when out of memory
+  virtual void free(void* p) = 0;
+  virtual void to_device(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void to_host(void* host_dst, const void* src, size_t bytes) = 0;  // waits for pending work
+  virtual const void* prepare_weight(const void* host, size_t bytes) = 0;   // see the header comment
+  virtual void synchronize() {}
+  // Bytes of backend memory allocated through alloc()/prepare_weight() that are not mapped weights.
+  virtual size_t allocated_bytes() const = 0;
+
+  // --- profiling (optional): wall time per op, synchronized around each op while enabled ----------
+  virtual void set_profiling(bool on) {}
+  virtual std::string profile_report() const { return {}; }  // a table, one line per op; "" if unsupported
+  virtual void reset_profile() {}
+
+  // --- ops (semantics: backend/cpu/kernels.h) -------------------------------------------------------
+  // out[n, hidden] = bf16 rows of table[vocab, hidden] selected by tokens (host).
+  virtual void embed(const int32_t* tokens, int64_t n, const uint16_t* table, int64_t hidden, float* out) = 0;
+  // y[n, d] = x / sqrt(mean(x^2) + eps) * w; x may equal y.
+  virtual void rms_norm(const float* x, const uint16_t* w, float* y, int64_t n, int64_t d, float eps) = 0;
+  // y[n, out] = x[n, in] W^T + bias; W [out, in] bf16, bias bf16 [out] or nullptr.
+  virtual void matmul_bf16(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias,
+                           float* y, int64_t out) = 0;
+  // x[i] += y[i] for i < count.
+  virtual void add(float* x, const float* y, int64_t count) = 0;
+  // In-place YaRN RoPE on x[n, heads, head_dim] (half-split); positions (host) [n].
+  virtual void rope(float* x, int64_t n, int heads, int head_dim, const int32_t* positions,
+                    const float* inv_freq, float attn_factor) = 0;
+  // Stores k, v [n, kv_heads, head_dim] of one sequence at positions (host) through block_table (host).
+  virtual void kv_store(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n,
+                        const int32_t* positions, const int32_t* block_table) = 0;
+  // Attention with per-head sinks over the paged cache; window 0 = full causal.
+  virtual void attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer,
+                         const AttnSeqDesc* seqs, int n_seqs, const float* sinks, int window, float scale,
+                         float* out) = 0;
+  // Top-k of each row of logits[n, E] (ties: lower index), then softmax over the k: idx, w [n, k].
+  virtual void router_topk(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w) = 0;
+  // out[n, hidden] = sum_j w[t,j] * expert_{idx[t,j]}(x_t) with the clamped SwiGLU (see kernels.h).
+  virtual void moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
+                   const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* out) = 0;
+  // dst[i, :] = src[rows[i], :] for i < n_rows; rows in host memory.
+  virtual void gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) = 0;
+};
+
+// "cpu", "cuda", or "auto" (CUDA when this build has it and a GPU is present, else CPU).
+// Throws InputError for other names.
+std::unique_ptr<Backend> make_backend(const std::string& device);
+std::unique_ptr<Backend> make_cpu_backend();
+// Defined by backend/cuda (or the stub in builds without nvcc, which throws InputError).
+std::unique_ptr<Backend> make_cuda_backend();
+// True when this binary has a CUDA backend and a GPU is visible (the stub says false).
+bool cuda_available();
+
+// An owning backend allocation (RAII); grows without keeping the old contents.
+class BackendBuffer {
+ public:
+  BackendBuffer() = default;
+  explicit BackendBuffer(Backend& b) : backend_(&b) {}
+  ~BackendBuffer() { reset(); }
+  BackendBuffer(BackendBuffer&& o) noexcept : backend_(o.backend_), ptr_(o.ptr_), bytes_(o.bytes_) {
+    o.ptr_ = nullptr;
+    o.bytes_ = 0;
+  }
+  BackendBuffer& operator=(BackendBuffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      backend_ = o.backend_;
+      ptr_ = o.ptr_;
+      bytes_ = o.bytes_;
+      o.ptr_ = nullptr;
+      o.bytes_ = 0;
+    }
+    return *this;
+  }
+  BackendBuffer(const BackendBuffer&) = delete;
+  BackendBuffer& operator=(const BackendBuffer&) = delete;
+
+  // Makes the buffer at least `bytes` long (reallocating, contents lost, when it is shorter).
+  void reserve(size_t bytes) {
+    if (bytes <= bytes_) return;
+    reset();
+    ptr_ = backend_->alloc(bytes);
+    bytes_ = bytes;
+  }
+  void reset() {
+    if (ptr_) backend_->free(ptr_);
+    ptr_ = nullptr;
+    bytes_ = 0;
+  }
+  template <class T = void>
+  T* get() const { return static_cast<T*>(ptr_); }
+  float* f32() const { return static_cast<float*>(ptr_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  Backend* backend_ = nullptr;
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+}  // namespace gptoss

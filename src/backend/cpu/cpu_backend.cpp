@@ -1,0 +1,175 @@
+#include "backend/cpu/cpu_backend.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "backend/cpu/kernels.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+
+namespace gptoss {
+
+namespace {
+constexpr const char* kOpNames[] = {"embed", "rms_norm", "matmul_bf16", "add", "rope", "kv_store",
+                                    "attention", "router_topk", "moe", "gather_rows"};
+// Allocation header: the size, so free() can keep allocated_bytes() exact.
+constexpr size_t kHeader = 64;
+
+cpu::PagedKv paged(const KvView& kv) {
+  return cpu::PagedKv{kv.pool, kv.block_size, kv.layers_per_group, kv.kv_heads, kv.head_dim};
+}
+
+std::string cpu_model_name() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto c = line.find(':');
+      if (c != std::string::npos) return line.substr(line.find_first_not_of(" \t", c + 1));
+    }
+  return "CPU";
+}
+}  // namespace
+
+// Times one op while profiling is on (no cost otherwise).
+class OpTimer {
+ public:
+  OpTimer(CpuBackend& b, CpuBackend::Op op) : b_(b), op_(op) {
+    if (b_.profiling_) start_ = std::chrono::steady_clock::now();
+  }
+  ~OpTimer() {
+    if (!b_.profiling_) return;
+    auto& s = b_.stats_[op_];
+    s.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    s.calls++;
+  }
+
+ private:
+  CpuBackend& b_;
+  CpuBackend::Op op_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+CpuBackend::CpuBackend() {
+  if (const char* env = std::getenv("GPTOSS_PROFILE")) profiling_ = env[0] && env[0] != '0';
+}
+
+std::string CpuBackend::device_name() const {
+  return fmt::format("{} ({} threads)", cpu_model_name(), ThreadPool::global().size());
+}
+
+void* CpuBackend::alloc(size_t bytes) {
+  size_t total = kHeader + ((bytes + 63) / 64) * 64;
+  void* p = std::aligned_alloc(64, total);
+  if (!p) fail("cpu backend: out of memory allocating {} bytes", bytes);
+  std::memset(p, 0, total);
+  *static_cast<size_t*>(p) = total;
+  allocated_ += total;
+  return static_cast<char*>(p) + kHeader;
+}
+
+void CpuBackend::free(void* p) {
+  if (!p) return;
+  char* base = static_cast<char*>(p) - kHeader;
+  allocated_ -= *reinterpret_cast<size_t*>(base);
+  std::free(base);
+}
+
+void CpuBackend::to_device(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+void CpuBackend::to_host(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+
+std::string CpuBackend::profile_report() const {
+  double total = 0;
+  for (auto& s : stats_) total += s.seconds;
+  std::string out = fmt::format("{:<12} {:>8} {:>10} {:>10} {:>6}\n", "op", "calls", "total ms", "us/call", "%");
+  for (int i = 0; i < kNumOps; ++i) {
+    const auto& s = stats_[i];
+    if (!s.calls) continue;
+    out += fmt::format("{:<12} {:>8} {:>10.1f} {:>10.1f} {:>5.1f}%\n", kOpNames[i], s.calls, s.seconds * 1e3,
+                       s.seconds * 1e6 / double(s.calls), total > 0 ? 100.0 * s.seconds / total : 0.0);
+  }
+  return out;
+}
+
+void CpuBackend::reset_profile() { stats_ = {}; }
+
+void CpuBackend::embed(const int32_t* tokens, int64_t n, const uint16_t* table, int64_t hidden, float* out) {
+  OpTimer t(*this, kEmbed);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t* row = table + int64_t(tokens[i]) * hidden;
+    float* o = out + i * hidden;
+    for (int64_t j = 0; j < hidden; ++j) o[j] = bf16_to_f32(row[j]);
+  }
+}
+
+void CpuBackend::rms_norm(const float* x, const uint16_t* w, float* y, int64_t n, int64_t d, float eps) {
+  OpTimer t(*this, kRmsNorm);
+  cpu::rms_norm(x, w, y, n, d, eps);
+}
+
+void CpuBackend::matmul_bf16(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias,
+                             float* y, int64_t out) {
+  OpTimer t(*this, kMatmul);
+  cpu::bf16w_matmul(x, n, in, w, bias, y, out);
+}
+
+void CpuBackend::add(float* x, const float* y, int64_t count) {
+  OpTimer t(*this, kAdd);
+  for (int64_t i = 0; i < count; ++i) x[i] += y[i];
+}
+
+void CpuBackend::rope(float* x, int64_t n, int heads, int head_dim, const int32_t* positions,
+                      const float* inv_freq, float attn_factor) {
+  OpTimer t(*this, kRope);
+  cpu::rope_yarn(x, n, heads, head_dim, positions, inv_freq, attn_factor);
+}
+
+void CpuBackend::kv_store(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n,
+                          const int32_t* positions, const int32_t* block_table) {
+  OpTimer t(*this, kKvStore);
+  cpu::kv_store(paged(kv), group_layer, k, v, n, positions, block_table);
+}
+
+void CpuBackend::attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer,
+                           const AttnSeqDesc* seqs, int n_seqs, const float* sinks, int window, float scale,
+                           float* out) {
+  OpTimer t(*this, kAttention);
+  thread_local std::vector<cpu::AttnSeq> s;
+  s.resize(size_t(n_seqs));
+  for (int i = 0; i < n_seqs; ++i) s[i] = {seqs[i].token_offset, seqs[i].n_tokens, seqs[i].start_pos, seqs[i].block_table};
+  cpu::attention_sinks_paged(q, n, heads, paged(kv), group_layer, s.data(), n_seqs, sinks, window, scale, out);
+}
+
+void CpuBackend::router_topk(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w) {
+  OpTimer t(*this, kRouter);
+  cpu::router_topk_softmax(logits, n, experts, k, idx, w);
+}
+
+void CpuBackend::moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
+                     const ExpertWeights& gu, const ExpertWeights& dn, float limit, float* out) {
+  OpTimer t(*this, kMoe);
+  GPTOSS_CHECK(gu.mxfp4 == dn.mxfp4, "gate_up and down experts must share a format");
+  if (gu.mxfp4) {
+    cpu::Mxfp4Experts g{gu.blocks, gu.scales, gu.bias, gu.rows, gu.cols, gu.experts};
+    cpu::Mxfp4Experts d{dn.blocks, dn.scales, dn.bias, dn.rows, dn.cols, dn.experts};
+    cpu::f32_mxfp4w_moe(x, n, hidden, idx, w, k, g, d, limit, out);
+  } else {
+    cpu::Bf16Experts g{gu.w, gu.bias, gu.rows, gu.cols, gu.experts};
+    cpu::Bf16Experts d{dn.w, dn.bias, dn.rows, dn.cols, dn.experts};
+    cpu::f32_bf16w_moe(x, n, hidden, idx, w, k, g, d, limit, out);
+  }
+}
+
+void CpuBackend::gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) {
+  OpTimer t(*this, kGather);
+  for (int64_t i = 0; i < n_rows; ++i) std::memcpy(dst + i * dim, src + int64_t(rows[i]) * dim, size_t(dim) * 4);
+}
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace gptoss

@@ -1,0 +1,61 @@
+// The CPU backend: a thin adapter from the Backend interface to the kernels of backend/cpu/kernels.h.
+// Memory is host RAM (64-byte aligned); prepare_weight returns the mapped pointer itself (no copy).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <string>
+
+#include "backend/backend.h"
+
+namespace gptoss {
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend();
+  std::string name() const override { return "cpu"; }
+  std::string device_name() const override;
+
+  void* alloc(size_t bytes) override;
+  void free(void* p) override;
+  void to_device(void* dst, const void* host_src, size_t bytes) override;
+  void to_host(void* host_dst, const void* src, size_t bytes) override;
+  const void* prepare_weight(const void* host, size_t bytes) override { return host; }
+  size_t allocated_bytes() const override { return allocated_.load(); }
+
+  void set_profiling(bool on) override { profiling_ = on; }
+  std::string profile_report() const override;
+  void reset_profile() override;
+
+  void embed(const int32_t* tokens, int64_t n, const uint16_t* table, int64_t hidden, float* out) override;
+  void rms_norm(const float* x, const uint16_t* w, float* y, int64_t n, int64_t d, float eps) override;
+  void matmul_bf16(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
+                   int64_t out) override;
+  void add(float* x, const float* y, int64_t count) override;
+  void rope(float* x, int64_t n, int heads, int head_dim, const int32_t* positions, const float* inv_freq,
+            float attn_factor) override;
+  void kv_store(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n,
+                const int32_t* positions, const int32_t* block_table) override;
+  void attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer,
+                 const AttnSeqDesc* seqs, int n_seqs, const float* sinks, int window, float scale,
+                 float* out) override;
+  void router_topk(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w) override;
+  void moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
+           const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* out) override;
+  void gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) override;
+
+  enum Op { kEmbed, kRmsNorm, kMatmul, kAdd, kRope, kKvStore, kAttention, kRouter, kMoe, kGather, kNumOps };
+
+ private:
+  struct OpStat {
+    double seconds = 0;
+    int64_t calls = 0;
+  };
+  friend class OpTimer;
+  std::atomic<size_t> allocated_{0};
+  bool profiling_ = false;
+  std::array<OpStat, kNumOps> stats_{};
+};
+
+}  // namespace gptoss

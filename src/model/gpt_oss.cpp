@@ -1,0 +1,183 @@
+#include "model/gpt_oss.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace gptoss {
+
+std::unique_ptr<GptOssModel> GptOssModel::load(const std::string& model_dir, Backend& backend) {
+  GptOssConfig cfg = GptOssConfig::load(model_dir);
+  auto weights = Weights::load(model_dir, cfg, backend);
+  return std::make_unique<GptOssModel>(std::move(cfg), std::move(weights), backend);
+}
+
+GptOssModel::GptOssModel(GptOssConfig cfg, std::unique_ptr<Weights> weights, Backend& backend)
+    : cfg_(std::move(cfg)), w_(std::move(weights)), backend_(backend), rope_(compute_yarn(yarn_params(cfg_))),
+      inv_freq_(backend) {
+  inv_freq_.reserve(rope_.inv_freq.size() * sizeof(float));
+  backend_.to_device(inv_freq_.get(), rope_.inv_freq.data(), rope_.inv_freq.size() * sizeof(float));
+  s_ = Scratch{BackendBuffer(backend), BackendBuffer(backend), BackendBuffer(backend), BackendBuffer(backend),
+               BackendBuffer(backend), BackendBuffer(backend), BackendBuffer(backend), BackendBuffer(backend),
+               BackendBuffer(backend), BackendBuffer(backend), BackendBuffer(backend), BackendBuffer(backend)};
+}
+
+void GptOssModel::forward(const ForwardBatch& batch, KvPool& kv, float* logits, HiddenCapture* capture) {
+  prepare_batch(batch, kv);
+  if (n_ == 0) return;
+  grow_scratch(n_, int64_t(logit_rows_.size()));
+  if (capture) *capture = HiddenCapture{};
+
+  backend_.embed(tokens_.data(), n_, w_->embed, cfg_.hidden_size, s_.x.f32());
+  capture_residual(capture);
+  for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
+    attention_block(l, kv);
+    moe_block(l);
+    capture_residual(capture);
+  }
+  unembed(logits, capture);
+}
+
+// x += o_proj(attention(rope(q), rope(k), v)) of rms_norm(x); K and V go to the paged cache first.
+void GptOssModel::attention_block(int layer, KvPool& kv) {
+  const LayerWeights& L = w_->layers[size_t(layer)];
+  const int64_t H = cfg_.hidden_size, Q = cfg_.q_dim(), KV = cfg_.kv_dim();
+  const bool sliding = cfg_.is_sliding(layer);
+  const int g = kv.group_layer(layer);
+  auto& seqs = sliding ? seqs_swa_ : seqs_full_;
+
+  backend_.rms_norm(s_.x.f32(), L.attn_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps));
+  linear(s_.h.f32(), H, L.q_w, L.q_b, s_.q.f32(), Q, n_);
+  linear(s_.h.f32(), H, L.k_w, L.k_b, s_.k.f32(), KV, n_);
+  linear(s_.h.f32(), H, L.v_w, L.v_b, s_.v.f32(), KV, n_);
+  const float* inv_freq = inv_freq_.f32();
+  backend_.rope(s_.q.f32(), n_, cfg_.num_attention_heads, cfg_.head_dim, positions_.data(), inv_freq,
+                rope_.attention_factor);
+  backend_.rope(s_.k.f32(), n_, cfg_.num_key_value_heads, cfg_.head_dim, positions_.data(), inv_freq,
+                rope_.attention_factor);
+  for (const AttnSeqDesc& sq : seqs)
+    backend_.kv_store(kv.view(), g, s_.k.f32() + sq.token_offset * KV, s_.v.f32() + sq.token_offset * KV,
+                      sq.n_tokens, positions_.data() + sq.token_offset, sq.block_table);
+  backend_.attention(s_.q.f32(), n_, cfg_.num_attention_heads, kv.view(), g, seqs.data(), int(seqs.size()),
+                     L.sinks, sliding ? cfg_.sliding_window : 0, 1.0f / std::sqrt(float(cfg_.head_dim)),
+                     s_.attn.f32());
+  linear(s_.attn.f32(), Q, L.o_w, L.o_b, s_.t.f32(), H, n_);
+  backend_.add(s_.x.f32(), s_.t.f32(), n_ * H);
+}
+
+// x += sum over the top-k experts of rms_norm(x), weighted by the router's softmax.
+void GptOssModel::moe_block(int layer) {
+  const LayerWeights& L = w_->layers[size_t(layer)];
+  const int64_t H = cfg_.hidden_size;
+  const int E = cfg_.num_local_experts, k = cfg_.num_experts_per_tok;
+
+  backend_.rms_norm(s_.x.f32(), L.mlp_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps));
+  linear(s_.h.f32(), H, L.router_w, L.router_b, s_.router_logits.f32(), E, n_);
+  backend_.router_topk(s_.router_logits.f32(), n_, E, k, s_.expert_idx.get<int32_t>(), s_.expert_w.f32());
+  backend_.moe(s_.h.f32(), n_, H, s_.expert_idx.get<int32_t>(), s_.expert_w.f32(), k, L.gate_up, L.down,
+               float(cfg_.swiglu_limit), s_.t.f32());
+  backend_.add(s_.x.f32(), s_.t.f32(), n_ * H);
+}
+
+// logits = lm_head(rms_norm(x)) for the requested rows only (decode needs one row per sequence).
+void GptOssModel::unembed(float* logits, HiddenCapture* capture) {
+  const int64_t H = cfg_.hidden_size, V = cfg_.vocab_size, r = int64_t(logit_rows_.size());
+  const float eps = float(cfg_.rms_norm_eps);
+  if (capture) {
+    backend_.rms_norm(s_.x.f32(), w_->norm, s_.h.f32(), n_, H, eps);
+    capture->final_norm.resize(size_t(n_ * H));
+    backend_.to_host(capture->final_norm.data(), s_.h.f32(), size_t(n_ * H) * sizeof(float));
+  }
+  backend_.gather_rows(s_.x.f32(), logit_rows_.data(), r, H, s_.rows.f32());
+  backend_.rms_norm(s_.rows.f32(), w_->norm, s_.rows.f32(), r, H, eps);
+  linear(s_.rows.f32(), H, w_->lm_head, nullptr, s_.logits.f32(), V, r);
+  backend_.to_host(logits, s_.logits.f32(), size_t(r * V) * sizeof(float));
+}
+
+void GptOssModel::linear(const float* x, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
+                         int64_t out, int64_t n) {
+  backend_.matmul_bf16(x, n, in, w, bias, y, out);
+}
+
+void GptOssModel::capture_residual(HiddenCapture* capture) {
+  if (!capture) return;
+  auto& r = capture->residual.emplace_back(size_t(n_ * cfg_.hidden_size));
+  backend_.to_host(r.data(), s_.x.f32(), r.size() * sizeof(float));
+}
+
+// Flattens the batch into host arrays (tokens, positions, per-group sequence descriptors, logit rows)
+// and checks what the kernels cannot: token ids and block-table coverage.
+void GptOssModel::prepare_batch(const ForwardBatch& batch, const KvPool& kv) {
+  tokens_.clear();
+  positions_.clear();
+  logit_rows_.clear();
+  seqs_full_.clear();
+  seqs_swa_.clear();
+  const int bs = kv.block_size();
+  const bool has_full = cfg_.num_full_layers() > 0, has_swa = cfg_.num_sliding_layers() > 0;
+  auto check_table = [&](std::span<const int32_t> table, int64_t first, int64_t end, size_t seq,
+                         const char* group, bool allow_unmapped_before) {
+    for (int64_t b = first / bs; b <= (end - 1) / bs; ++b) {
+      int32_t id = b < int64_t(table.size()) ? table[size_t(b)] : -1;
+      if (id < 0 || id >= kv.num_blocks())
+        fail_input("forward: sequence {}: {} block table maps logical block {} to {}; expected a block id in "
+                   "[0, {}) for positions [{}, {})",
+                   seq, group, b, b < int64_t(table.size()) ? std::to_string(id) : "nothing", kv.num_blocks(),
+                   first, end);
+    }
+    (void)allow_unmapped_before;
+  };
+  for (size_t i = 0; i < batch.seqs.size(); ++i) {
+    const SeqChunk& c = batch.seqs[i];
+    const int64_t m = int64_t(c.tokens.size());
+    if (m == 0) fail_input("forward: sequence {} has no tokens", i);
+    if (c.start_pos < 0) fail_input("forward: sequence {} starts at position {}; expected >= 0", i, c.start_pos);
+    const int64_t off = int64_t(tokens_.size()), end = int64_t(c.start_pos) + m;
+    for (int64_t j = 0; j < m; ++j) {
+      int32_t t = c.tokens[size_t(j)];
+      if (t < 0 || t >= cfg_.vocab_size)
+        fail_input("forward: sequence {} token {} is {}; expected an id in [0, {})", i, j, t, cfg_.vocab_size);
+      tokens_.push_back(t);
+      positions_.push_back(int32_t(c.start_pos + j));
+      if (c.all_logits) logit_rows_.push_back(int32_t(off + j));
+    }
+    if (!c.all_logits) logit_rows_.push_back(int32_t(off + m - 1));
+    if (has_full) {
+      check_table(c.blocks_full, 0, end, i, "full-attention", false);
+      seqs_full_.push_back({off, m, c.start_pos, c.blocks_full.data()});
+    }
+    if (has_swa) {
+      // Sliding layers read positions > p - window for the chunk's first token p = start_pos.
+      int64_t first = std::max<int64_t>(0, int64_t(c.start_pos) - cfg_.sliding_window + 1);
+      check_table(c.blocks_swa, first, end, i, "sliding-window", true);
+      seqs_swa_.push_back({off, m, c.start_pos, c.blocks_swa.data()});
+    }
+  }
+  n_ = int64_t(tokens_.size());
+}
+
+void GptOssModel::grow_scratch(int64_t n, int64_t rows) {
+  const int64_t H = cfg_.hidden_size, Q = cfg_.q_dim(), KV = cfg_.kv_dim();
+  const int64_t E = cfg_.num_local_experts, k = cfg_.num_experts_per_tok;
+  if (n > scratch_tokens_) {
+    const size_t f = sizeof(float);
+    s_.x.reserve(size_t(n * H) * f);
+    s_.h.reserve(size_t(n * H) * f);
+    s_.t.reserve(size_t(n * H) * f);
+    s_.q.reserve(size_t(n * Q) * f);
+    s_.attn.reserve(size_t(n * Q) * f);
+    s_.k.reserve(size_t(n * KV) * f);
+    s_.v.reserve(size_t(n * KV) * f);
+    s_.router_logits.reserve(size_t(n * E) * f);
+    s_.expert_idx.reserve(size_t(n * k) * sizeof(int32_t));
+    s_.expert_w.reserve(size_t(n * k) * f);
+    scratch_tokens_ = n;
+  }
+  if (rows > scratch_rows_) {
+    s_.rows.reserve(size_t(rows * H) * sizeof(float));
+    s_.logits.reserve(size_t(rows * cfg_.vocab_size) * sizeof(float));
+    scratch_rows_ = rows;
+  }
+}
+
+}  // namespace gptoss

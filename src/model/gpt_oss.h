@@ -1,0 +1,80 @@
+// The gpt-oss model: config + weights + the forward pass, written once against the Backend ops.
+//
+//   x = embed(tokens)
+//   for each layer:  x += attention(rms_norm(x))   (q/k/v with bias, YaRN RoPE, paged KV, sinks,
+//                                                    sliding window on "sliding_attention" layers, o_proj)
+//                    x += moe(rms_norm(x))         (router top-k + softmax, clamped-SwiGLU experts)
+//   logits = lm_head(rms_norm(x))                  (only the rows the batch asks for)
+//
+// forward() runs one ragged batch (model/batch.h): prefill chunks and single decode tokens of many
+// sequences together. It is not thread-safe (scratch buffers are reused between calls and grown on
+// demand; nothing is allocated per token).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/batch.h"
+#include "model/config.h"
+#include "model/kv_pool.h"
+#include "model/rope.h"
+#include "model/weights.h"
+
+namespace gptoss {
+
+// Hidden states of every token of a batch, in batch order (for golden tests and debugging).
+struct HiddenCapture {
+  // [num_hidden_layers + 1] arrays of [total_tokens, hidden]: after the embeddings (0) and after
+  // each layer l (l + 1), i.e. the residual stream.
+  std::vector<std::vector<float>> residual;
+  std::vector<float> final_norm;  // [total_tokens, hidden]: the final RMSNorm of the last residual
+};
+
+class GptOssModel {
+ public:
+  // Reads <model_dir>/config.json and the safetensors weights (mapped, not copied on CPU).
+  static std::unique_ptr<GptOssModel> load(const std::string& model_dir, Backend& backend);
+  GptOssModel(GptOssConfig cfg, std::unique_ptr<Weights> weights, Backend& backend);
+
+  const GptOssConfig& config() const { return cfg_; }
+  Backend& backend() { return backend_; }
+  const Weights& weights() const { return *w_; }
+  const RopeTable& rope_table() const { return rope_; }
+
+  // One ragged batch; writes batch.logit_rows() x vocab f32 logits to host memory `logits`, rows in
+  // batch order (all tokens of an all_logits sequence, else its last token). Checks token ids and
+  // block tables and throws InputError naming the sequence on a bad batch.
+  void forward(const ForwardBatch& batch, KvPool& kv, float* logits, HiddenCapture* capture = nullptr);
+
+ private:
+  void prepare_batch(const ForwardBatch& batch, const KvPool& kv);
+  void grow_scratch(int64_t n_tokens, int64_t n_rows);
+  void attention_block(int layer, KvPool& kv);
+  void moe_block(int layer);
+  void unembed(float* logits, HiddenCapture* capture);
+  // Every matmul goes through here (a LoRA adapter will add its term in this one place).
+  void linear(const float* x, int64_t in, const uint16_t* w, const uint16_t* bias, float* y, int64_t out,
+              int64_t n);
+  void capture_residual(HiddenCapture* capture);
+
+  GptOssConfig cfg_;
+  std::unique_ptr<Weights> w_;
+  Backend& backend_;
+  RopeTable rope_;
+  BackendBuffer inv_freq_;
+
+  // Host metadata of the current batch.
+  std::vector<int32_t> tokens_, positions_, logit_rows_;
+  std::vector<AttnSeqDesc> seqs_full_, seqs_swa_;
+  int64_t n_ = 0;
+
+  // Backend scratch, grown on demand.
+  struct Scratch {
+    BackendBuffer x, h, q, k, v, attn, t, router_logits, expert_idx, expert_w, rows, logits;
+  } s_;
+  int64_t scratch_tokens_ = 0, scratch_rows_ = 0;
+};
+
+}  // namespace gptoss
