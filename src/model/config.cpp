@@ -381,4 +381,46 @@ uint64_t decode_bytes_per_token(const GptOssConfig& c, bool mxfp4_experts) {
   return bytes;
 }
 
+std::vector<TensorSpec> hub_tensor_specs(const GptOssConfig& c, bool mxfp4_experts) {
+  const int64_t H = c.hidden_size, E = c.num_local_experts, I = c.intermediate_size, V = c.vocab_size;
+  const int64_t q = c.q_dim(), kv = c.kv_dim();
+  std::vector<TensorSpec> t;
+  auto add = [&](std::string name, std::vector<int64_t> shape, DType d = DType::BF16) {
+    t.push_back({std::move(name), d, std::move(shape)});
+  };
+  add("model.embed_tokens.weight", {V, H});
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = fmt::format("model.layers.{}.", l);
+    add(p + "input_layernorm.weight", {H});
+    for (const char* n : {"q", "k", "v"}) {
+      const int64_t out = std::string(n) == "q" ? q : kv;
+      add(p + "self_attn." + n + "_proj.weight", {out, H});
+      if (c.attention_bias) add(p + "self_attn." + n + "_proj.bias", {out});
+    }
+    add(p + "self_attn.o_proj.weight", {H, q});
+    if (c.attention_bias) add(p + "self_attn.o_proj.bias", {H});
+    add(p + "self_attn.sinks", {c.num_attention_heads});
+    add(p + "post_attention_layernorm.weight", {H});
+    add(p + "mlp.router.weight", {E, H});
+    add(p + "mlp.router.bias", {E});
+    const std::string x = p + "mlp.experts.";
+    if (mxfp4_experts) {
+      add(x + "gate_up_proj_blocks", {E, 2 * I, H / 32, 16}, DType::U8);
+      add(x + "gate_up_proj_scales", {E, 2 * I, H / 32}, DType::U8);
+      add(x + "gate_up_proj_bias", {E, 2 * I});
+      add(x + "down_proj_blocks", {E, H, I / 32, 16}, DType::U8);
+      add(x + "down_proj_scales", {E, H, I / 32}, DType::U8);
+      add(x + "down_proj_bias", {E, H});
+    } else {
+      add(x + "gate_up_proj", {E, H, 2 * I});
+      add(x + "gate_up_proj_bias", {E, 2 * I});
+      add(x + "down_proj", {E, I, H});
+      add(x + "down_proj_bias", {E, H});
+    }
+  }
+  add("model.norm.weight", {H});
+  if (!c.tie_word_embeddings) add("lm_head.weight", {V, H});
+  return t;
+}
+
 }  // namespace gptoss

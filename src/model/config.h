@@ -14,6 +14,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/safetensors.h"
+
 namespace gptoss {
 
 struct RopeScaling {
@@ -104,5 +106,11 @@ ParameterCounts parameter_counts(const GptOssConfig& c);
 // The bandwidth roofline of decode is this divided by the memory bandwidth. 20b MXFP4: 3.71e9;
 // 120b: 5.00e9.
 uint64_t decode_bytes_per_token(const GptOssConfig& c, bool mxfp4_experts);
+
+// The tensors of a checkpoint in the Hugging Face hub layout, in a streaming-friendly order
+// (embeddings, then layer by layer, then the final norm and lm_head). Experts are
+// *_blocks/*_scales (U8) + bf16 biases when mxfp4_experts, else bf16 gate_up_proj [E, H, 2I] and
+// down_proj [E, I, H]. Everything else is BF16.
+std::vector<TensorSpec> hub_tensor_specs(const GptOssConfig& c, bool mxfp4_experts);
 
 }  // namespace gptoss
