@@ -131,7 +131,7 @@ void read_generation(FieldReader r, GenerationParams& g, const ModelParams& m) {
   r.finish();
 }
 
-void read_remote(FieldReader r, RemoteParams& p) {
+void read_remote(FieldReader r, RemoteParamsConfig& p) {
   r.get("api_url", p.api_url);
   r.get("api_key", p.api_key);
   r.get("api_key_env_varname", p.api_key_env_varname);
@@ -143,6 +143,9 @@ void read_remote(FieldReader r, RemoteParams& p) {
   r.get("politeness_policy", p.politeness_policy, 0.0);
   r.get("batch_completion_window", p.batch_completion_window);
   r.get("use_adaptive_concurrency", p.use_adaptive_concurrency);
+  r.get("requests_per_minute", p.requests_per_minute, 1);
+  r.get("input_tokens_per_minute", p.input_tokens_per_minute, 1);
+  r.get("output_tokens_per_minute", p.output_tokens_per_minute, 1);
   r.finish();
 }
 
@@ -417,10 +420,10 @@ TrainingConfig parse_training_config(const std::string& yaml, const std::string&
   return c;
 }
 
-QuantizationConfig parse_quantization_config(const std::string& yaml, const std::string& source,
+QuantizeConfig parse_quantization_config(const std::string& yaml, const std::string& source,
                                              const std::vector<Override>& overrides) {
   Doc d = parse_doc(yaml, source, overrides);
-  QuantizationConfig c;
+  QuantizeConfig c;
   c.source = source;
   FieldReader top(d.tree, "", source, &d.lines);
   read_model(top.sub("model"), c.model);
@@ -448,7 +451,7 @@ TrainingConfig load_training_config(const std::string& name, const std::vector<O
   return parse_training_config(text, path, overrides);
 }
 
-QuantizationConfig load_quantization_config(const std::string& name, const std::vector<Override>& overrides) {
+QuantizeConfig load_quantization_config(const std::string& name, const std::vector<Override>& overrides) {
   std::string path;
   std::string text = read_text(name, &path);
   return parse_quantization_config(text, path, overrides);

@@ -1,8 +1,10 @@
 // Oumi-compatible configs: inference, training (SFT/LoRA) and quantization.
+// (Type names avoid model/config.h QuantizationConfig and remote/remote_params.h RemoteParams: the
+// `remote_params` section is RemoteParamsConfig, a quantization recipe is QuantizeConfig.)
 //
 // The schemas follow Oumi's dataclasses (oumi.core.configs: InferenceConfig, ModelParams,
-// GenerationParams, RemoteParams, TrainingConfig, DataParams, TrainingParams, PeftParams,
-// QuantizationConfig): same keys, same defaults. Our additions are documented in docs/configs.md:
+// GenerationParams, RemoteParamsConfig, TrainingConfig, DataParams, TrainingParams, PeftParams,
+// QuantizeConfig): same keys, same defaults. Our additions are documented in docs/configs.md:
 // generation.reasoning_effort, tool_use, engine_params.
 //
 // Contract for every load_*():
@@ -78,7 +80,7 @@ struct GenerationParams {
   std::string reasoning_effort = "medium";
 };
 
-struct RemoteParams {
+struct RemoteParamsConfig {
   std::string api_url;
   std::string api_key;
   std::string api_key_env_varname;
@@ -90,6 +92,10 @@ struct RemoteParams {
   double politeness_policy = 0.0;
   std::string batch_completion_window = "24h";
   bool use_adaptive_concurrency = false;
+  // Rate limits (gptoss; see src/remote/): unset = unlimited.
+  std::optional<int64_t> requests_per_minute;
+  std::optional<int64_t> input_tokens_per_minute;
+  std::optional<int64_t> output_tokens_per_minute;
 };
 
 // Ours: tool definitions offered to the model in every conversation.
@@ -120,7 +126,7 @@ struct InferenceConfig {
   std::string engine = "NATIVE";
   std::string input_path;
   std::string output_path;
-  RemoteParams remote_params;
+  RemoteParamsConfig remote_params;
   ToolUseParams tool_use;
   EngineParams engine_params;
   std::string source;                       // the file it was loaded from
@@ -244,7 +250,7 @@ struct TrainingConfig {
   std::string source;
 };
 
-struct QuantizationConfig {
+struct QuantizeConfig {
   ModelParams model;
   std::string method = "mxfp4";             // only mxfp4
   std::string output_path = "quantized_model";
@@ -257,7 +263,7 @@ struct QuantizationConfig {
 
 InferenceConfig load_inference_config(const std::string& name, const std::vector<Override>& overrides = {});
 TrainingConfig load_training_config(const std::string& name, const std::vector<Override>& overrides = {});
-QuantizationConfig load_quantization_config(const std::string& name,
+QuantizeConfig load_quantization_config(const std::string& name,
                                             const std::vector<Override>& overrides = {});
 
 // From YAML text directly (source names it in messages; relative paths resolve against base_dir).
@@ -266,7 +272,7 @@ InferenceConfig parse_inference_config(const std::string& yaml, const std::strin
                                        const std::string& base_dir = ".");
 TrainingConfig parse_training_config(const std::string& yaml, const std::string& source,
                                      const std::vector<Override>& overrides = {});
-QuantizationConfig parse_quantization_config(const std::string& yaml, const std::string& source,
+QuantizeConfig parse_quantization_config(const std::string& yaml, const std::string& source,
                                              const std::vector<Override>& overrides = {});
 
 // The config as YAML-equivalent JSON (every key with its effective value), for `--print-config`.

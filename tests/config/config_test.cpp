@@ -46,7 +46,7 @@ TEST(Config, EveryBundledRecipeLoadsAndValidates) {
       EXPECT_EQ(c.data.train.datasets.at(0).dataset_name, "HuggingFaceH4/Multilingual-Thinking");
       ++sft;
     } else if (r.kind == "quantization") {
-      QuantizationConfig c = load_quantization_config(r.name);
+      QuantizeConfig c = load_quantization_config(r.name);
       EXPECT_EQ(c.method, "mxfp4");
       ++quant;
     } else {
@@ -271,7 +271,7 @@ TEST(Config, TrainingAndQuantizationOverrides) {
   EXPECT_EQ(t.peft.lora_r, 16);
   EXPECT_DOUBLE_EQ(t.training.learning_rate, 2e-4);
   EXPECT_EQ(t.peft.lora_target_modules.size(), 4u);
-  QuantizationConfig q = load_quantization_config("oumi://configs/recipes/gpt_oss/quantization/20b_mxfp4.yaml",
+  QuantizeConfig q = load_quantization_config("oumi://configs/recipes/gpt_oss/quantization/20b_mxfp4.yaml",
                                                   {{"output_path", "/tmp/q"}});
   EXPECT_EQ(q.output_path, "/tmp/q");
   EXPECT_NE(error_of([] { load_quantization_config("oumi://configs/recipes/gpt_oss/quantization/20b_mxfp4.yaml",
