@@ -137,8 +137,9 @@ TEST_P(ParseCase, GivesExpectedOutcome) {
         auto ms = parse_completion(tokenizer(), ids, po);
         ADD_FAILURE() << "expected an error, got " << dump(ms);
       } catch (const ParseError& e) {
-        if (c.contains("error_contains"))
+        if (c.contains("error_contains")) {
           EXPECT_NE(std::string(e.what()).find(c["error_contains"].get<std::string>()), std::string::npos) << e.what();
+        }
       }
     } else {
       EXPECT_EQ(dump(parse_completion(tokenizer(), ids, po)), dump(expected_messages(c)));
@@ -153,23 +154,27 @@ TEST_P(ParseCase, GivesExpectedOutcome) {
     if (c["options"].value("process_eos", false)) p.finish();
     if (expect_error) {
       ASSERT_TRUE(p.error().has_value()) << dump(p.messages());
-      if (c.contains("error_contains"))
+      if (c.contains("error_contains")) {
         EXPECT_NE(p.error()->find(c["error_contains"].get<std::string>()), std::string::npos) << *p.error();
+      }
       return;
     }
     EXPECT_FALSE(p.error().has_value()) << *p.error();
     EXPECT_EQ(dump(p.messages()), dump(expected_messages(c)));
-    if (c.contains("expected_current_content"))
+    if (c.contains("expected_current_content")) {
       EXPECT_EQ(p.current_content(), c["expected_current_content"].get<std::string>());
+    }
     if (c.contains("expected_last_content_delta")) {
       const Json& want = c["expected_last_content_delta"];
-      if (want.is_null())
+      if (want.is_null()) {
         EXPECT_FALSE(p.last_content_delta().has_value());
-      else
+      } else {
         EXPECT_EQ(p.last_content_delta().value_or("<none>"), want.get<std::string>());
+      }
     }
-    if (c.contains("expected_content_deltas_joined"))
+    if (c.contains("expected_content_deltas_joined")) {
       EXPECT_EQ(joined, c["expected_content_deltas_joined"].get<std::string>());
+    }
   }
   if (c["options"].value("render_roundtrip", false)) {
     Conversation conv;
