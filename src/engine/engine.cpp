@@ -229,6 +229,14 @@ struct Engine::Impl {
     }
   }
 
+  // Events of a step are delivered after the step's metrics are published, so a reader that sees a
+  // request finish also sees its blocks returned.
+  std::vector<std::pair<std::shared_ptr<RequestState>, Event>> outbox;
+  void flush_outbox() {
+    for (auto& [st, e] : outbox) st->push(std::move(e));
+    outbox.clear();
+  }
+
   void emit_token(Sequence& s, const SampleResult& r, std::string text) {
     Event e;
     e.type = Event::Type::kToken;
@@ -236,7 +244,7 @@ struct Engine::Impl {
     e.text = std::move(text);
     e.logprob = r.logprob;
     e.top_logprobs = r.top_logprobs;
-    s.state->push(std::move(e));
+    outbox.emplace_back(s.state, std::move(e));
   }
 
   void finish(Sequence& s, FinishReason reason, std::string message, int stop_token = -1,
@@ -257,7 +265,7 @@ struct Engine::Impl {
       }
       e.text = std::move(tail);
     }
-    s.state->push(std::move(e));
+    outbox.emplace_back(s.state, std::move(e));
     s.done = true;
     std::lock_guard<std::mutex> lock(metrics_mu);
     ++m.requests_finished;
@@ -380,6 +388,20 @@ struct Engine::Impl {
 
   // One engine step. Returns false when there was nothing to do.
   bool step() {
+    bool worked = false;
+    try {
+      worked = step_inner();
+    } catch (...) {
+      publish_counts();
+      flush_outbox();
+      throw;
+    }
+    publish_counts();
+    flush_outbox();
+    return worked;
+  }
+
+  bool step_inner() {
     drain_incoming();
     drop_cancelled();
     std::vector<Scheduled> sched = schedule();
@@ -477,6 +499,7 @@ struct Engine::Impl {
     running.clear();
     waiting.clear();
     publish_counts();
+    flush_outbox();
   }
 
   bool has_work() const { return !running.empty() || !waiting.empty(); }
@@ -629,7 +652,8 @@ RequestHandle Engine::submit(Request req) {
     seq->stop_ids.push_back(kHarmonyReturnToken);
     seq->stop_ids.push_back(kHarmonyCallToken);
   }
-  if (!seq->params.ignore_eos && runner_->eos_token_id() >= 0) seq->stop_ids.push_back(runner_->eos_token_id());
+  if (!seq->params.ignore_eos)
+    for (int id : runner_->eos_token_ids()) seq->stop_ids.push_back(id);
   if (im.decoder_factory) seq->decoder = im.decoder_factory();
   if (!seq->params.stop.empty()) seq->stop_matcher = std::make_unique<StopStringMatcher>(seq->params.stop);
   seq->submitted = Clock::now();

@@ -39,7 +39,9 @@ class PagedFakeRunner : public ModelRunner {
   int vocab_size() const override { return shape_.vocab_size; }
   int sliding_window() const override { return shape_.sliding_window; }
   bool has_full_attention() const override { return shape_.has_full; }
-  int eos_token_id() const override { return shape_.eos_token_id; }
+  std::vector<int> eos_token_ids() const override {
+    return shape_.eos_token_id >= 0 ? std::vector<int>{shape_.eos_token_id} : std::vector<int>{};
+  }
   int max_position() const override { return shape_.max_position; }
   // Pretends to be model-sized so byte budgets give sensible block counts (64 KiB per position).
   size_t kv_bytes_per_block(int block_size) const override { return size_t(block_size) << 16; }

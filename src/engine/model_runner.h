@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "model/batch.h"
 
@@ -31,8 +32,8 @@ class ModelRunner {
   virtual int sliding_window() const = 0;
   // False when every layer is sliding-window (then blocks_full tables stay empty).
   virtual bool has_full_attention() const { return true; }
-  // End-of-sequence id from the model config; -1 when there is none.
-  virtual int eos_token_id() const { return -1; }
+  // End-of-sequence ids from the model config (generation stops there unless ignore_eos).
+  virtual std::vector<int> eos_token_ids() const { return {}; }
   // Longest context the model supports (max_position_embeddings).
   virtual int max_position() const = 0;
 
