@@ -7,10 +7,6 @@ namespace gptoss::cpu {
 void rms_norm(const float* x, const uint16_t* w, float* y, int64_t n, int64_t d, float eps) {
   rms_norm_ref(x, w, y, n, d, eps);
 }
-void bf16w_matmul(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
-                  int64_t out) {
-  bf16w_matmul_ref(x, n, in, w, bias, y, out);
-}
 void rope_yarn(float* x, int64_t n, int heads, int head_dim, const int32_t* positions, const float* inv_freq,
                float attn_factor) {
   rope_yarn_ref(x, n, heads, head_dim, positions, inv_freq, attn_factor);
@@ -27,16 +23,9 @@ void attention_sinks_paged(const float* q, int64_t n_tokens, int heads, const Pa
 void router_topk_softmax(const float* logits, int64_t n, int E, int k, int32_t* idx, float* w) {
   router_topk_softmax_ref(logits, n, E, k, idx, w);
 }
-void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
-                    const Mxfp4Experts& gu, const Mxfp4Experts& down, float limit, float* out) {
-  f32_mxfp4w_moe_ref(x, n, hidden, idx, w, k, gu, down, limit, out);
-}
 void f32_bf16w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
                    const Bf16Experts& gu, const Bf16Experts& down, float limit, float* out) {
   f32_bf16w_moe_ref(x, n, hidden, idx, w, k, gu, down, limit, out);
-}
-void mxfp4_dequantize(const uint8_t* blocks, const uint8_t* scales, int64_t rows, int64_t cols, float* out) {
-  mxfp4_dequantize_ref(blocks, scales, rows, cols, out);
 }
 
 }  // namespace gptoss::cpu

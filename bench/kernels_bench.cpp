@@ -1,0 +1,228 @@
+// CPU kernel benchmark: measures the machine's DRAM read bandwidth and FMA peak (probes), then the
+// decode-style (n = 1) bandwidth and prefill-style (n = 512) GFLOP/s of the big kernels at gpt-oss-20b
+// shapes. Usage: kernels_bench [--reps N] [--skip-lm-head]. Best of N repetitions is reported, because
+// the machine is shared.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/kernels.h"
+#include "core/dtype.h"
+#include "core/thread_pool.h"
+
+using namespace gptoss;
+using namespace gptoss::cpu;
+
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double best_of(int reps, const std::function<void()>& fn) {
+  double best = 1e30;
+  for (int i = 0; i < reps; ++i) {
+    double t0 = now();
+    fn();
+    best = std::min(best, now() - t0);
+  }
+  return best;
+}
+
+template <typename T>
+std::vector<T> random_vec(size_t n, uint32_t seed) {
+  std::vector<T> v(n);
+  std::mt19937 g(seed);
+  for (size_t i = 0; i < n; ++i) {
+    if constexpr (std::is_same_v<T, float>) v[i] = float(int(g() % 2001) - 1000) * 1e-3f;
+    else if constexpr (std::is_same_v<T, uint16_t>) v[i] = f32_to_bf16(float(int(g() % 2001) - 1000) * 1e-3f);
+    else v[i] = T(g());
+  }
+  return v;
+}
+
+// Streaming read of a buffer much larger than L3, split over the pool's threads.
+double bandwidth_probe(int reps) {
+  const size_t bytes = size_t(1) << 30;
+  const size_t n = bytes / sizeof(float);
+  float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+  std::memset(p, 0, bytes);
+  std::vector<float> sink(64);
+  double t = best_of(reps, [&] {
+    ThreadPool::global().parallel_for(int64_t(n / 64), [&](int64_t b, int64_t e, int th) {
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (int64_t i = b * 64; i < e * 64; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_load_ps(p + i));
+        a1 = _mm256_add_ps(a1, _mm256_load_ps(p + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_load_ps(p + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_load_ps(p + i + 24));
+      }
+      __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+      sink[size_t(th)] = _mm256_cvtss_f32(s);
+    });
+  });
+  std::free(p);
+  return double(bytes) / t / 1e9;
+}
+
+// Independent FMA chains on every thread: 2 FMA ports x 8 lanes x 2 flops per core per cycle.
+double fma_probe(int reps) {
+  const int64_t iters = 20'000'000;
+  std::vector<float> sink(64);
+  const int threads = ThreadPool::global().size();
+  double t = best_of(reps, [&] {
+    ThreadPool::global().parallel_for(threads, [&](int64_t, int64_t, int th) {
+      __m256 a[10];
+      for (int j = 0; j < 10; ++j) a[j] = _mm256_set1_ps(float(j) * 1e-3f);
+      const __m256 b = _mm256_set1_ps(0.9999f), c = _mm256_set1_ps(1e-4f);
+      for (int64_t k = 0; k < iters; ++k)
+        for (int j = 0; j < 10; ++j) a[j] = _mm256_fmadd_ps(a[j], b, c);
+      __m256 s = a[0];
+      for (int j = 1; j < 10; ++j) s = _mm256_add_ps(s, a[j]);
+      sink[size_t(th)] = _mm256_cvtss_f32(s);
+    });
+  });
+  return double(threads) * double(iters) * 10 * 16 / t / 1e9;
+}
+
+struct MoeWeights {
+  int64_t hidden = 2880, inter = 2880;
+  int experts = 32;
+  std::vector<uint8_t> gu_blocks, gu_scales, d_blocks, d_scales;
+  std::vector<uint16_t> gu_bias, d_bias;
+  MoeWeights() {
+    gu_blocks = random_vec<uint8_t>(size_t(experts * 2 * inter * hidden / 2), 1);
+    d_blocks = random_vec<uint8_t>(size_t(experts * hidden * inter / 2), 2);
+    gu_scales.assign(size_t(experts * 2 * inter * hidden / 32), 0x7a);
+    d_scales.assign(size_t(experts * hidden * inter / 32), 0x7a);
+    gu_bias = random_vec<uint16_t>(size_t(experts * 2 * inter), 3);
+    d_bias = random_vec<uint16_t>(size_t(experts * hidden), 4);
+  }
+  Mxfp4Experts gate_up() const {
+    return {gu_blocks.data(), gu_scales.data(), gu_bias.data(), 2 * inter, hidden, experts};
+  }
+  Mxfp4Experts down() const { return {d_blocks.data(), d_scales.data(), d_bias.data(), hidden, inter, experts}; }
+  // Bytes of one expert (blocks + scales + biases).
+  double expert_bytes() const {
+    const double params = double(2 * inter * hidden + hidden * inter);
+    return params * (0.5 + 1.0 / 32) + double(2 * inter + hidden) * 2;
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int reps = 5;
+  bool lm_head = true;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
+    if (a == "--skip-lm-head") lm_head = false;
+  }
+  const int threads = ThreadPool::global().size();
+  std::printf("threads: %d, best of %d\n\n| measurement | value |\n|---|---|\n", threads, reps);
+  const double bw = bandwidth_probe(reps);
+  std::printf("| DRAM read bandwidth (probe, 1 GiB stream) | %.2f GB/s |\n", bw);
+  const double peak = fma_probe(reps);
+  std::printf("| FMA peak (probe, f32) | %.1f GFLOP/s |\n", peak);
+  std::fflush(stdout);
+
+  // Decode: lm_head 2880 -> 201088, n = 1.
+  if (lm_head) {
+    const int64_t in = 2880, out = 201088;
+    auto w = random_vec<uint16_t>(size_t(in * out), 5);
+    auto x = random_vec<float>(size_t(in), 6);
+    std::vector<float> y(static_cast<size_t>(out));
+    const double t = best_of(reps, [&] { bf16w_matmul(x.data(), 1, in, w.data(), nullptr, y.data(), out); });
+    const double gbs = double(in * out * 2) / t / 1e9;
+    std::printf("| bf16w_matmul 2880->201088 n=1 (lm_head) | %.1f ms, %.2f GB/s = %.0f%% of probe |\n", t * 1e3, gbs,
+                100 * gbs / bw);
+    std::fflush(stdout);
+  }
+
+  // bf16 prefill-style: qkv 2880 -> 5120, n = 512.
+  {
+    const int64_t in = 2880, out = 5120, n = 512;
+    auto w = random_vec<uint16_t>(size_t(in * out), 7);
+    auto b = random_vec<uint16_t>(size_t(out), 8);
+    auto x = random_vec<float>(size_t(in * n), 9);
+    std::vector<float> y(size_t(out * n));
+    const double t = best_of(reps, [&] { bf16w_matmul(x.data(), n, in, w.data(), b.data(), y.data(), out); });
+    const double gf = 2.0 * double(in * out * n) / t / 1e9;
+    std::printf("| bf16w_matmul 2880->5120 n=512 | %.1f ms, %.1f GFLOP/s = %.0f%% of FMA peak |\n", t * 1e3, gf,
+                100 * gf / peak);
+    std::fflush(stdout);
+  }
+
+  MoeWeights mw;
+  const auto gu = mw.gate_up(), down = mw.down();
+  // MoE decode: n = 1, top-4, a different expert set each call (no L3 reuse).
+  {
+    const int64_t hidden = mw.hidden;
+    auto x = random_vec<float>(size_t(hidden), 10);
+    std::vector<float> y(static_cast<size_t>(hidden));
+    int call = 0;
+    const float wts[4] = {0.4f, 0.3f, 0.2f, 0.1f};
+    const double t = best_of(reps * 4, [&] {
+      int32_t idx[4];
+      for (int j = 0; j < 4; ++j) idx[j] = (call * 4 + j) % mw.experts;
+      ++call;
+      f32_mxfp4w_moe(x.data(), 1, hidden, idx, wts, 4, gu, down, 7.0f, y.data());
+    });
+    const double gbs = 4 * mw.expert_bytes() / t / 1e9;
+    std::printf("| f32_mxfp4w_moe n=1 top-4 (2880/2880, 32 experts) | %.2f ms, %.2f GB/s = %.0f%% of probe |\n",
+                t * 1e3, gbs, 100 * gbs / bw);
+    std::fflush(stdout);
+  }
+  // MoE prefill: n = 512, top-4 random routing.
+  {
+    const int64_t hidden = mw.hidden, n = 512;
+    auto x = random_vec<float>(size_t(hidden * n), 11);
+    std::vector<float> y(size_t(hidden * n));
+    std::vector<int32_t> idx(size_t(n * 4));
+    std::vector<float> wts(size_t(n * 4), 0.25f);
+    std::mt19937 g(12);
+    for (int64_t t = 0; t < n; ++t) {
+      std::vector<int> perm(size_t(mw.experts));
+      for (int e = 0; e < mw.experts; ++e) perm[size_t(e)] = e;
+      std::shuffle(perm.begin(), perm.end(), g);
+      for (int j = 0; j < 4; ++j) idx[size_t(t * 4 + j)] = perm[size_t(j)];
+    }
+    const double t = best_of(std::max(1, reps / 2), [&] {
+      f32_mxfp4w_moe(x.data(), n, hidden, idx.data(), wts.data(), 4, gu, down, 7.0f, y.data());
+    });
+    const double flops = 2.0 * double(n) * 4 * double(3 * mw.inter * hidden);
+    const double gf = flops / t / 1e9;
+    std::printf("| f32_mxfp4w_moe n=512 top-4 | %.1f ms, %.1f GFLOP/s = %.0f%% of FMA peak |\n", t * 1e3, gf,
+                100 * gf / peak);
+    std::fflush(stdout);
+  }
+  // Attention decode: one token over 4096 keys (full layer), 64 q heads / 8 kv heads.
+  {
+    const int heads = 64, kvh = 8, d = 64, bs = 16, ctx = 4096;
+    const int blocks = ctx / bs;
+    std::vector<float> pool(size_t(blocks) * 2 * bs * kvh * d, 0.01f);
+    PagedKv kv{pool.data(), bs, 1, kvh, d};
+    std::vector<int32_t> table(static_cast<size_t>(blocks));
+    for (int b = 0; b < blocks; ++b) table[size_t(b)] = (b * 37) % blocks;
+    auto q = random_vec<float>(size_t(heads * d), 13);
+    auto sinks = random_vec<float>(size_t(heads), 14);
+    std::vector<float> o(size_t(heads * d));
+    AttnSeq s{0, 1, ctx - 1, table.data()};
+    const double t = best_of(reps, [&] {
+      attention_sinks_paged(q.data(), 1, heads, kv, 0, &s, 1, sinks.data(), 0, 0.125f, o.data());
+    });
+    const double gbs = double(ctx) * 2 * kvh * d * 4 / t / 1e9;
+    std::printf("| attention_sinks_paged decode, 4096 keys | %.3f ms, %.2f GB/s of KV |\n", t * 1e3, gbs);
+  }
+  return 0;
+}

@@ -1,0 +1,219 @@
+// Internal building blocks of the optimized CPU kernels (AVX2/FMA): weight decoders that turn 32
+// consecutive elements of a weight row into four f32 vectors, the matching permutation of the
+// activations, a register-blocked dot-product tile, and a vectorized exp. Not a public interface.
+//
+// Why the permutation: bf16 -> f32 and fp4 -> f32 are cheapest with in-lane shifts and byte shuffles,
+// which leave the decoded elements in a fixed scrambled order inside each 32-element block. Instead of
+// unscrambling every weight (read once), the activations (reused by every output row) are permuted once
+// per call into the same order, so the dot products come out right.
+#pragma once
+
+#include <immintrin.h>
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace gptoss::cpu::simd {
+
+inline constexpr int kBlock = 32;  // elements per decoded block (= one MXFP4 block)
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// ---- bf16 rows --------------------------------------------------------------------------------
+// 32 bf16 = two 256-bit loads; (v << 16) gives the even elements, (v & 0xffff0000) the odd ones.
+// Decoded order: w0 = even of 0..15, w1 = odd of 0..15, w2 = even of 16..31, w3 = odd of 16..31.
+inline constexpr std::array<int, kBlock> kBf16Perm = [] {
+  std::array<int, kBlock> p{};
+  for (int q = 0; q < 4; ++q)
+    for (int l = 0; l < 8; ++l) p[size_t(q * 8 + l)] = (q / 2) * 16 + 2 * l + (q % 2);
+  return p;
+}();
+
+struct Bf16Decoder {
+  static constexpr bool kHasScale = false;
+  const uint16_t* w;  // row-major [rows, ld]
+  int64_t ld;
+  const std::array<int, kBlock>& perm() const { return kBf16Perm; }
+  // Elements [32*kb, 32*kb + 32) of row r.
+  inline void decode(int64_t r, int64_t kb, __m256* out, __m256* /*scale*/) const {
+    const __m256i* p = reinterpret_cast<const __m256i*>(w + r * ld + kb * kBlock);
+    const __m256i a = _mm256_loadu_si256(p), b = _mm256_loadu_si256(p + 1);
+    const __m256i hi = _mm256_set1_epi32(int(0xffff0000u));
+    out[0] = _mm256_castsi256_ps(_mm256_slli_epi32(a, 16));
+    out[1] = _mm256_castsi256_ps(_mm256_and_si256(a, hi));
+    out[2] = _mm256_castsi256_ps(_mm256_slli_epi32(b, 16));
+    out[3] = _mm256_castsi256_ps(_mm256_and_si256(b, hi));
+  }
+};
+
+// ---- MXFP4 rows -------------------------------------------------------------------------------
+// A 16-byte block is broadcast to both 128-bit lanes; lane 0 keeps the low nibbles (even elements),
+// lane 1 the high nibbles (odd elements). Two byte shuffles give the low and high bytes of each code's
+// bf16 value (every e2m1 value is exact in bf16, -0 included), interleaving them gives bf16 words, and
+// shift/mask turn the words into f32 — all exact. The block scale 2^(s-127) comes from a table.
+inline constexpr std::array<int, kBlock> kMxfp4Perm = [] {
+  std::array<int, kBlock> p{};
+  for (int q = 0; q < 4; ++q)
+    for (int l = 0; l < 8; ++l) p[size_t(q * 8 + l)] = (q / 2) * 16 + 4 * (l % 4) + 2 * (q % 2) + l / 4;
+  return p;
+}();
+
+// 2^(s-127) for every e8m0 byte (s = 0 is the subnormal 2^-127; 255 is NaN).
+inline const float* e8m0_table() {
+  static const std::array<float, 256> t = [] {
+    std::array<float, 256> v{};
+    for (int s = 0; s < 256; ++s) v[size_t(s)] = e8m0_to_f32(uint8_t(s));
+    return v;
+  }();
+  return t.data();
+}
+
+struct Mxfp4Decoder {
+  static constexpr bool kHasScale = true;
+  const uint8_t* blocks;  // [rows, cols/32, 16]
+  const uint8_t* scales;  // [rows, cols/32]
+  int64_t nb;             // blocks per row
+  const float* scale_table = e8m0_table();
+  const std::array<int, kBlock>& perm() const { return kMxfp4Perm; }
+  // Unscaled values of elements [32*kb, 32*kb + 32) of row r, and the block scale broadcast.
+  inline void decode(int64_t r, int64_t kb, __m256* out, __m256* scale) const {
+    const int64_t b = r * nb + kb;
+    const __m256i lo_lut = _mm256_setr_epi8(0, 0, char(0x80), char(0xc0), 0, 0x40, char(0x80), char(0xc0), 0, 0,
+                                            char(0x80), char(0xc0), 0, 0x40, char(0x80), char(0xc0), 0, 0,
+                                            char(0x80), char(0xc0), 0, 0x40, char(0x80), char(0xc0), 0, 0,
+                                            char(0x80), char(0xc0), 0, 0x40, char(0x80), char(0xc0));
+    const __m256i hi_lut = _mm256_setr_epi8(
+        0, 0x3f, 0x3f, 0x3f, 0x40, 0x40, 0x40, 0x40, char(0x80), char(0xbf), char(0xbf), char(0xbf), char(0xc0),
+        char(0xc0), char(0xc0), char(0xc0), 0, 0x3f, 0x3f, 0x3f, 0x40, 0x40, 0x40, 0x40, char(0x80), char(0xbf),
+        char(0xbf), char(0xbf), char(0xc0), char(0xc0), char(0xc0), char(0xc0));
+    const __m256i bytes =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks + b * 16)));
+    const __m256i codes =
+        _mm256_and_si256(_mm256_srlv_epi32(bytes, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(0x0f));
+    const __m256i lo = _mm256_shuffle_epi8(lo_lut, codes), hi = _mm256_shuffle_epi8(hi_lut, codes);
+    const __m256i w0 = _mm256_unpacklo_epi8(lo, hi), w1 = _mm256_unpackhi_epi8(lo, hi);
+    const __m256i himask = _mm256_set1_epi32(int(0xffff0000u));
+    out[0] = _mm256_castsi256_ps(_mm256_slli_epi32(w0, 16));
+    out[1] = _mm256_castsi256_ps(_mm256_and_si256(w0, himask));
+    out[2] = _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16));
+    out[3] = _mm256_castsi256_ps(_mm256_and_si256(w1, himask));
+    *scale = _mm256_broadcast_ss(scale_table + scales[b]);
+  }
+};
+
+// Permutes the first nb*32 elements of each of n rows of x (stride ld) into xp (stride nb*32).
+inline void permute_rows(const float* x, int64_t n, int64_t ld, int64_t nb, const std::array<int, kBlock>& perm,
+                         float* xp) {
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t kb = 0; kb < nb; ++kb) {
+      const float* src = x + t * ld + kb * kBlock;
+      float* dst = xp + t * nb * kBlock + kb * kBlock;
+      for (int i = 0; i < kBlock; ++i) dst[i] = src[perm[size_t(i)]];
+    }
+}
+
+// out[r*T + t] = dot(row r0 + r of the decoder, xp[t]) over nb blocks, for R rows and T tokens (xp[t] are
+// permuted activation rows). The accumulators stay in registers for the whole row.
+template <int R, int T, class Dec>
+inline void dot_tile(const Dec& dec, int64_t r0, const float* const* xp, int64_t nb, float* out) {
+  __m256 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  for (int64_t kb = 0; kb < nb; ++kb) {
+    for (int r = 0; r < R; ++r) {
+      __m256 w[4], s;
+      dec.decode(r0 + r, kb, w, &s);
+      if constexpr (Dec::kHasScale && T == 1) {
+        // One token: sum the block unscaled, then scale the block sum (fewer multiplies).
+        const float* xb = xp[0] + kb * kBlock;
+        __m256 blk = _mm256_mul_ps(w[0], _mm256_loadu_ps(xb));
+        blk = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xb + 8), blk);
+        blk = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xb + 16), blk);
+        blk = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xb + 24), blk);
+        acc[r][0] = _mm256_fmadd_ps(blk, s, acc[r][0]);
+      } else {
+        if constexpr (Dec::kHasScale)
+          for (int q = 0; q < 4; ++q) w[q] = _mm256_mul_ps(w[q], s);
+        for (int t = 0; t < T; ++t) {
+          const float* xb = xp[t] + kb * kBlock;
+          for (int q = 0; q < 4; ++q) acc[r][t] = _mm256_fmadd_ps(w[q], _mm256_loadu_ps(xb + 8 * q), acc[r][t]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) out[r * T + t] = hsum(acc[r][t]);
+}
+
+// Runs dot_tile for `rows` rows starting at r0 and T tokens, R rows at a time (R a multiple of `step`
+// where the caller needs whole pairs), with tails handled by smaller R. emit(r, out[R*T], R) gets the
+// results of rows r .. r+R-1.
+template <int R, int T, class Dec, class Emit>
+inline void dot_rows(const Dec& dec, int64_t r0, int64_t rows, const float* const* xp, int64_t nb, Emit&& emit) {
+  float out[R * T];
+  int64_t r = r0;
+  for (; r + R <= r0 + rows; r += R) {
+    dot_tile<R, T>(dec, r, xp, nb, out);
+    emit(r, out, R);
+  }
+  if constexpr (R > 2) {
+    for (; r + 2 <= r0 + rows; r += 2) {
+      dot_tile<2, T>(dec, r, xp, nb, out);
+      emit(r, out, 2);
+    }
+  }
+  for (; r < r0 + rows; ++r) {
+    dot_tile<1, T>(dec, r, xp, nb, out);
+    emit(r, out, 1);
+  }
+}
+
+// Dispatches dot_rows on the token count (1..4) with a row blocking that fits the 16 ymm registers.
+template <class Dec, class Emit>
+inline void dot_rows_tokens(int T, const Dec& dec, int64_t r0, int64_t rows, const float* const* xp, int64_t nb,
+                            Emit&& emit) {
+  switch (T) {
+    case 1: dot_rows<4, 1>(dec, r0, rows, xp, nb, emit); break;
+    case 2: dot_rows<4, 2>(dec, r0, rows, xp, nb, emit); break;
+    case 3: dot_rows<2, 3>(dec, r0, rows, xp, nb, emit); break;
+    default: dot_rows<2, 4>(dec, r0, rows, xp, nb, emit); break;
+  }
+}
+
+// exp(x) for f32 lanes: Cody-Waite range reduction and a degree-6 polynomial; relative error ~2e-7 over
+// the range that matters (x <= 0 in softmax); underflows to 0 below -87.
+inline __m256 exp256(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+  x = _mm256_min_ps(x, _mm256_set1_ps(88.3f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+// A per-thread scratch buffer that only grows (no allocation per call once warm).
+template <typename T>
+T* scratch(std::vector<T>& buf, size_t n) {
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+}  // namespace gptoss::cpu::simd

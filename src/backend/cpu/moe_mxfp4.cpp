@@ -1,0 +1,155 @@
+// f32_mxfp4w_moe: the gpt-oss MoE block with MXFP4 expert weights read in the hub layout (see kernels.h),
+// and mxfp4_dequantize.
+//
+// Flow: (1) assignments (token, slot) are grouped by expert; (2) activations are permuted once into the
+// MXFP4 decoder's order; (3) gate_up: for each active expert, the rows (gate/up pairs) are split over the
+// threads by cost; each thread walks its rows in blocks of 8, and for every block runs all of the expert's
+// tokens in groups of <= 4 (dot-product tiles, simd::dot_tile), so the decoded weights feed up to 4 FMAs
+// and a block's bytes are reused from L1 across token groups; the clamped SwiGLU is fused in the epilogue
+// and writes h (already permuted for the down projection); (4) down: the hidden rows are split over the
+// threads, each thread loops over the active experts and adds w * (D h + b) into its rows of out, so no
+// two threads write the same element. Decode (n = 1) streams each selected expert's bytes exactly once.
+#include <algorithm>
+#include <cmath>
+
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/kernels_moe.h"
+#include "backend/cpu/kernels_simd.h"
+#include "core/thread_pool.h"
+
+namespace gptoss::cpu {
+
+namespace {
+constexpr int64_t kTokenChunk = 32;  // tokens whose activations stay in L2 while a thread walks its rows
+constexpr int64_t kRowUnit = 8;      // rows per work unit (gate_up: 4 gate/up pairs)
+constexpr float kAlpha = 1.702f;
+
+const std::array<int, simd::kBlock>& mxfp4_inverse_perm() {
+  static const std::array<int, simd::kBlock> inv = [] {
+    std::array<int, simd::kBlock> v{};
+    for (int i = 0; i < simd::kBlock; ++i) v[size_t(simd::kMxfp4Perm[size_t(i)])] = i;
+    return v;
+  }();
+  return inv;
+}
+
+simd::Mxfp4Decoder expert_decoder(const Mxfp4Experts& m, int e) {
+  const int64_t nb = m.cols / simd::kBlock;
+  return simd::Mxfp4Decoder{m.blocks + int64_t(e) * m.rows * nb * 16, m.scales + int64_t(e) * m.rows * nb, nb};
+}
+
+inline float swiglu(float gate, float up, float limit) {
+  gate = std::min(gate, limit);
+  up = std::clamp(up, -limit, limit);
+  return (up + 1.0f) * (gate / (1.0f + std::exp(-kAlpha * gate)));
+}
+}  // namespace
+
+void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
+                    const Mxfp4Experts& gate_up, const Mxfp4Experts& down, float swiglu_limit, float* out) {
+  if (n <= 0) return;
+  GPTOSS_CHECK(gate_up.cols == hidden && hidden % simd::kBlock == 0 && down.cols % simd::kBlock == 0 &&
+                   gate_up.rows == 2 * down.cols && down.rows == hidden && gate_up.experts == down.experts,
+               "MXFP4 MoE shapes: gate_up [{}, {}, {}], down [{}, {}, {}], hidden {}", gate_up.experts,
+               gate_up.rows, gate_up.cols, down.experts, down.rows, down.cols, hidden);
+  const int64_t inter = down.cols;
+  const int64_t nb_in = hidden / simd::kBlock, nb_h = inter / simd::kBlock;
+
+  // Scratch of the calling thread, grown once. Lambdas below must use the local references: a
+  // thread_local named inside a lambda would be the worker's own (empty) instance.
+  static thread_local moe::Routing rt_tl;
+  static thread_local std::vector<float> xp_buf, h_buf;
+  moe::Routing& rt = rt_tl;
+  rt.build(idx, n, k, gate_up.experts);
+  float* xp = simd::scratch(xp_buf, size_t(n * hidden));
+  float* hp = simd::scratch(h_buf, size_t(n * k * inter));  // [sorted assignment][inter], permuted
+  simd::permute_rows(x, n, hidden, nb_in, simd::kMxfp4Perm, xp);
+  const auto& inv = mxfp4_inverse_perm();
+  ThreadPool& pool = ThreadPool::global();
+  const int threads = pool.size();
+
+  // gate_up + SwiGLU -> h.
+  const int64_t gu_units = (gate_up.rows + kRowUnit - 1) / kRowUnit;
+  pool.parallel_for(threads, [&](int64_t th0, int64_t th1, int) {
+    for (int64_t th = th0; th < th1; ++th) {
+      moe::split_expert_units(rt, gu_units, int(th), threads, [&](int e, int64_t u0, int64_t u1) {
+        const simd::Mxfp4Decoder dec = expert_decoder(gate_up, e);
+        const uint16_t* bias = gate_up.bias + int64_t(e) * gate_up.rows;
+        const int32_t s0 = rt.start[size_t(e)], s1 = rt.start[size_t(e) + 1];
+        for (int32_t c0 = s0; c0 < s1; c0 += int32_t(kTokenChunk)) {
+          const int32_t c1 = std::min<int32_t>(s1, c0 + int32_t(kTokenChunk));
+          for (int64_t rb = u0 * kRowUnit; rb < std::min(gate_up.rows, u1 * kRowUnit); rb += kRowUnit) {
+            const int64_t rows = std::min(kRowUnit, gate_up.rows - rb);
+            for (int32_t p = c0; p < c1; p += 4) {
+              const int T = std::min<int32_t>(4, c1 - p);
+              const float* xr[4];
+              for (int i = 0; i < T; ++i) xr[i] = xp + int64_t(rt.tokens[size_t(p + i)]) * hidden;
+              simd::dot_rows_tokens(T, dec, rb, rows, xr, nb_in, [&](int64_t r, const float* res, int R) {
+                // r is even and R is even here (pairs never straddle a tile: blocks of 8 rows, tails of 2).
+                for (int i = 0; i + 1 < R; i += 2) {
+                  const float bg = bf16_to_f32(bias[r + i]), bu = bf16_to_f32(bias[r + i + 1]);
+                  const int64_t c = (r + i) / 2;
+                  const int64_t pos = (c / simd::kBlock) * simd::kBlock + inv[size_t(c % simd::kBlock)];
+                  for (int j = 0; j < T; ++j)
+                    hp[int64_t(p + j) * inter + pos] =
+                        swiglu(res[i * T + j] + bg, res[(i + 1) * T + j] + bu, swiglu_limit);
+                }
+              });
+            }
+          }
+        }
+      });
+    }
+  });
+
+  // down: out[t, r] = sum over the token's experts of w * (D h + b), rows split over threads.
+  const int64_t d_units = (hidden + kRowUnit - 1) / kRowUnit;
+  pool.parallel_for(d_units, [&](int64_t u0, int64_t u1, int) {
+    const int64_t r_begin = u0 * kRowUnit, r_end = std::min(hidden, u1 * kRowUnit);
+    for (int64_t t = 0; t < n; ++t) std::fill(out + t * hidden + r_begin, out + t * hidden + r_end, 0.0f);
+    for (int e : rt.active) {
+      const simd::Mxfp4Decoder dec = expert_decoder(down, e);
+      const uint16_t* bias = down.bias + int64_t(e) * down.rows;
+      const int32_t s0 = rt.start[size_t(e)], s1 = rt.start[size_t(e) + 1];
+      for (int32_t c0 = s0; c0 < s1; c0 += int32_t(kTokenChunk)) {
+        const int32_t c1 = std::min<int32_t>(s1, c0 + int32_t(kTokenChunk));
+        for (int64_t rb = r_begin; rb < r_end; rb += kRowUnit) {
+          const int64_t rows = std::min(kRowUnit, r_end - rb);
+          for (int32_t p = c0; p < c1; p += 4) {
+            const int T = std::min<int32_t>(4, c1 - p);
+            const float* hr[4];
+            for (int i = 0; i < T; ++i) hr[i] = hp + int64_t(p + i) * inter;
+            simd::dot_rows_tokens(T, dec, rb, rows, hr, nb_h, [&](int64_t r, const float* res, int R) {
+              for (int i = 0; i < R; ++i) {
+                const float b = bf16_to_f32(bias[r + i]);
+                for (int j = 0; j < T; ++j) {
+                  const int32_t a = rt.sorted[size_t(p + j)];
+                  out[int64_t(a / k) * hidden + r + i] += w[a] * (res[i * T + j] + b);
+                }
+              }
+            });
+          }
+        }
+      }
+    }
+  });
+}
+
+void mxfp4_dequantize(const uint8_t* blocks, const uint8_t* scales, int64_t rows, int64_t cols, float* out) {
+  GPTOSS_CHECK(cols % simd::kBlock == 0, "MXFP4 row length {} is not a multiple of 32", cols);
+  const int64_t nb = cols / simd::kBlock;
+  const simd::Mxfp4Decoder dec{blocks, scales, nb};
+  ThreadPool::global().parallel_for(rows, [&](int64_t r0, int64_t r1, int) {
+    alignas(32) float tmp[simd::kBlock];
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t kb = 0; kb < nb; ++kb) {
+        __m256 v[4], s;
+        dec.decode(r, kb, v, &s);
+        for (int q = 0; q < 4; ++q) _mm256_store_ps(tmp + 8 * q, _mm256_mul_ps(v[q], s));
+        float* dst = out + r * cols + kb * simd::kBlock;
+        for (int i = 0; i < simd::kBlock; ++i) dst[simd::kMxfp4Perm[size_t(i)]] = tmp[i];
+      }
+  }, 64);
+}
+
+}  // namespace gptoss::cpu
