@@ -1,0 +1,43 @@
+// ModelRunner over the real model: GptOssModel + its KvPool on one backend (CPU or CUDA).
+//
+// The runner owns the backend, the model and (after allocate_kv) the pool. The KV budget on a GPU
+// would come from device_kv_budget(); the Backend interface has no free-memory query yet, so every
+// backend currently sizes the pool from EngineConfig::kv_cache_bytes (or num_blocks).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+#include "engine/model_runner.h"
+#include "model/gpt_oss.h"
+#include "model/kv_pool.h"
+
+namespace gptoss {
+
+class GptOssRunner : public ModelRunner {
+ public:
+  GptOssRunner(std::unique_ptr<Backend> backend, std::unique_ptr<GptOssModel> model);
+  // make_backend(device) ("cpu", "cuda", "auto") + GptOssModel::load(model_dir).
+  static std::unique_ptr<GptOssRunner> load(const std::string& model_dir, const std::string& device);
+
+  int vocab_size() const override;
+  int sliding_window() const override;
+  bool has_full_attention() const override;
+  std::vector<int> eos_token_ids() const override;
+  int max_position() const override;
+  size_t kv_bytes_per_block(int block_size) const override;
+  void allocate_kv(int num_blocks, int block_size) override;
+  void forward(const ForwardBatch& batch, float* logits) override;
+  std::string describe() const override;
+
+  GptOssModel& model() { return *model_; }
+  Backend& backend() { return *backend_; }
+
+ private:
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<GptOssModel> model_;
+  std::unique_ptr<KvPool> pool_;
+};
+
+}  // namespace gptoss
