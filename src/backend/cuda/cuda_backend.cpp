@@ -1,0 +1,210 @@
+// The CUDA backend: device memory, weight upload, and the op launchers of kernels.cuh.
+// Host metadata (token ids, positions, block tables, sequence descriptors) is copied into a device
+// arena per op; the copies are ordered on the backend's one stream, so reusing the arena is safe.
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/kernels.cuh"
+
+namespace gptoss {
+namespace {
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend() {
+    int count = 0;
+    GPTOSS_CUDA_CHECK(cudaGetDeviceCount(&count));
+    if (count == 0) fail_input("--device cuda: no CUDA GPU is visible; use --device cpu");
+    GPTOSS_CUDA_CHECK(cudaSetDevice(0));
+    cudaDeviceProp prop{};
+    GPTOSS_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    name_ = prop.name;
+    GPTOSS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  }
+
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+    for (auto& [p, n] : sizes_) cudaFree(p);
+    for (void* p : weights_) cudaFree(p);
+    if (arena_) cudaFree(arena_);
+    for (float* p : {h_scratch_, y_scratch_})
+      if (p) cudaFree(p);
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "cuda"; }
+  std::string device_name() const override { return name_; }
+
+  void* alloc(size_t bytes) override {
+    void* p = nullptr;
+    cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 1));
+    if (e != cudaSuccess)
+      fail("cuda backend: out of GPU memory allocating {} bytes ({})", bytes, cudaGetErrorString(e));
+    GPTOSS_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_));
+    sizes_[p] = bytes;
+    allocated_ += bytes;
+    return p;
+  }
+
+  void free(void* p) override {
+    if (!p) return;
+    auto it = sizes_.find(p);
+    if (it == sizes_.end()) return;
+    GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    allocated_ -= it->second;
+    sizes_.erase(it);
+    GPTOSS_CUDA_CHECK(cudaFree(p));
+  }
+
+  void to_device(void* dst, const void* src, size_t bytes) override {
+    GPTOSS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+  }
+
+  void to_host(void* dst, const void* src, size_t bytes) override {
+    GPTOSS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  const void* prepare_weight(const void* host, size_t bytes) override {
+    void* p = nullptr;
+    cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 1));
+    if (e != cudaSuccess)
+      fail("cuda backend: out of GPU memory uploading a {}-byte weight ({}); the model does not fit this GPU",
+           bytes, cudaGetErrorString(e));
+    GPTOSS_CUDA_CHECK(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice));
+    weights_.push_back(p);
+    weight_bytes_ += bytes;
+    return p;
+  }
+
+  void synchronize() override { GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  size_t allocated_bytes() const override { return allocated_; }
+
+  void embed(const int32_t* tokens, int64_t n, const uint16_t* table, int64_t hidden, float* out) override {
+    begin_op(size_t(n) * 4, 1);
+    auto* d = stage(tokens, n);
+    cuda::launch_embed(d, n, table, hidden, out, stream_);
+  }
+  void rms_norm(const float* x, const uint16_t* w, float* y, int64_t n, int64_t d, float eps) override {
+    cuda::launch_rms_norm(x, w, y, n, d, eps, stream_);
+  }
+  void matmul_bf16(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
+                   int64_t out) override {
+    cuda::launch_matmul_bf16(x, n, in, w, bias, y, out, stream_);
+  }
+  void add(float* x, const float* y, int64_t count) override { cuda::launch_add(x, y, count, stream_); }
+  void rope(float* x, int64_t n, int heads, int head_dim, const int32_t* positions, const float* inv_freq,
+            float attn_factor) override {
+    begin_op(size_t(n) * 4, 1);
+    cuda::launch_rope(x, n, heads, head_dim, stage(positions, n), inv_freq, attn_factor, stream_);
+  }
+  void kv_store(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n, const int32_t* positions,
+                const int32_t* block_table) override {
+    if (n == 0) return;
+    int32_t max_pos = *std::max_element(positions, positions + n);
+    begin_op(size_t(n + max_pos / kv.block_size + 1) * 4, 2);
+    const int32_t* dpos = stage(positions, n);
+    const int32_t* dtab = stage(block_table, max_pos / kv.block_size + 1);
+    cuda::launch_kv_store(kv, group_layer, k, v, n, dpos, dtab, stream_);
+  }
+  void attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer, const AttnSeqDesc* seqs,
+                 int n_seqs, const float* sinks, int window, float scale, float* out) override {
+    if (n == 0) return;
+    size_t table_bytes = 0;
+    for (int i = 0; i < n_seqs; ++i)
+      table_bytes += size_t(seqs[i].n_tokens ? (seqs[i].start_pos + seqs[i].n_tokens - 1) / kv.block_size + 1 : 0) * 4;
+    begin_op(table_bytes + size_t(n_seqs) * sizeof(cuda::DevAttnSeq) + size_t(n) * 4, n_seqs + 2);
+    std::vector<cuda::DevAttnSeq> dev(static_cast<size_t>(n_seqs));
+    std::vector<int32_t> token_seq(static_cast<size_t>(n), -1);
+    for (int i = 0; i < n_seqs; ++i) {
+      const AttnSeqDesc& s = seqs[i];
+      int64_t blocks = s.n_tokens ? (s.start_pos + s.n_tokens - 1) / kv.block_size + 1 : 0;
+      dev[size_t(i)] = {s.token_offset, s.n_tokens, s.start_pos, stage(s.block_table, blocks)};
+      for (int64_t t = 0; t < s.n_tokens; ++t) token_seq[size_t(s.token_offset + t)] = i;
+    }
+    GPTOSS_CHECK(std::find(token_seq.begin(), token_seq.end(), -1) == token_seq.end(),
+                 "attention: sequences do not cover all {} tokens", n);
+    const auto* dseqs = stage(dev.data(), int64_t(dev.size()));
+    const auto* dtok = stage(token_seq.data(), n);
+    cuda::launch_attention(q, n, heads, kv, group_layer, dseqs, n_seqs, dtok, sinks, window, scale, out, stream_);
+  }
+  void router_topk(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w) override {
+    cuda::launch_router_topk(logits, n, experts, k, idx, w, stream_);
+  }
+  void moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
+           const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* out) override {
+    int64_t inter = gate_up.rows / 2;
+    grow(h_scratch_, h_cap_, size_t(n * k * inter));
+    grow(y_scratch_, y_cap_, size_t(n * k * hidden));
+    cuda::launch_moe(x, n, hidden, idx, w, k, gate_up, down, swiglu_limit, h_scratch_, y_scratch_, out, stream_);
+  }
+  void gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) override {
+    begin_op(size_t(n_rows) * 4, 1);
+    cuda::launch_gather_rows(src, stage(rows, n_rows), n_rows, dim, dst, stream_);
+  }
+
+ private:
+  // Makes room for `bytes` of stagings (plus alignment) for the op about to run. Called before the
+  // first stage() of an op, so growing never invalidates a pointer already handed out.
+  void begin_op(size_t bytes, int pieces) {
+    arena_used_ = 0;
+    size_t need = bytes + size_t(pieces) * 256;
+    if (need <= arena_cap_) return;
+    if (arena_) {
+      GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      GPTOSS_CUDA_CHECK(cudaFree(arena_));
+    }
+    arena_cap_ = std::max<size_t>(need * 2, 1 << 20);
+    GPTOSS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&arena_), arena_cap_));
+  }
+
+  // Copies n items of host data into the arena (256-byte aligned) and returns the device pointer.
+  template <class T>
+  const T* stage(const T* host, int64_t n) {
+    size_t bytes = size_t(n) * sizeof(T);
+    size_t off = (arena_used_ + 255) & ~size_t(255);
+    GPTOSS_CHECK(off + bytes <= arena_cap_, "cuda staging arena overflow ({} + {} > {})", off, bytes, arena_cap_);
+    if (bytes) GPTOSS_CUDA_CHECK(cudaMemcpyAsync(arena_ + off, host, bytes, cudaMemcpyHostToDevice, stream_));
+    arena_used_ = off + bytes;
+    return reinterpret_cast<const T*>(arena_ + off);
+  }
+
+  void grow(float*& p, size_t& cap, size_t floats) {
+    if (floats <= cap) return;
+    if (p) {
+      GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      GPTOSS_CUDA_CHECK(cudaFree(p));
+    }
+    cap = std::max(floats, cap * 2);
+    GPTOSS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p), cap * sizeof(float)));
+  }
+
+  std::string name_;
+  cudaStream_t stream_ = nullptr;
+  std::unordered_map<void*, size_t> sizes_;
+  std::vector<void*> weights_;
+  size_t allocated_ = 0, weight_bytes_ = 0;
+  char* arena_ = nullptr;
+  size_t arena_cap_ = 0, arena_used_ = 0;
+  float* h_scratch_ = nullptr;
+  float* y_scratch_ = nullptr;
+  size_t h_cap_ = 0, y_cap_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<CudaBackend>(); }
+
+bool cuda_available() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+}  // namespace gptoss

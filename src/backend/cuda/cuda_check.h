@@ -1,0 +1,17 @@
+// One check for every CUDA runtime call: reports the call, file and line.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "core/error.h"
+
+#define GPTOSS_CUDA_CHECK(call)                                                                    \
+  do {                                                                                             \
+    cudaError_t err_ = (call);                                                                     \
+    if (err_ != cudaSuccess)                                                                       \
+      throw ::gptoss::Error(fmt::format("{}:{}: CUDA call `{}` failed: {} ({})", __FILE__, __LINE__, \
+                                        #call, cudaGetErrorString(err_), int(err_)));             \
+  } while (0)
+
+// After a kernel launch: launch-configuration errors surface here, not at the next sync.
+#define GPTOSS_CUDA_LAUNCH_CHECK() GPTOSS_CUDA_CHECK(cudaGetLastError())

@@ -1,0 +1,42 @@
+// Launchers of the CUDA ops (one .cu per group of ops). Pointers are device memory unless a
+// parameter says "host". Semantics and layouts: backend/cpu/kernels.h (the reference).
+// These first kernels favour clarity: a warp per output row / (token, head); they are checked op by
+// op against the CPU backend (tests/backend_cuda) and are the baseline for the fast kernels.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "backend/backend.h"
+
+namespace gptoss::cuda {
+
+// Device copy of one sequence descriptor (block table pointer in device memory).
+struct DevAttnSeq {
+  int64_t token_offset;
+  int64_t n_tokens;
+  int32_t start_pos;
+  const int32_t* block_table;
+};
+
+void launch_embed(const int32_t* tokens, int64_t n, const uint16_t* table, int64_t hidden, float* out, cudaStream_t s);
+void launch_rms_norm(const float* x, const uint16_t* w, float* y, int64_t n, int64_t d, float eps, cudaStream_t s);
+void launch_add(float* x, const float* y, int64_t count, cudaStream_t s);
+void launch_gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst, cudaStream_t s);
+void launch_matmul_bf16(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
+                        int64_t out, cudaStream_t s);
+void launch_rope(float* x, int64_t n, int heads, int head_dim, const int32_t* positions, const float* inv_freq,
+                 float attn_factor, cudaStream_t s);
+void launch_kv_store(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n,
+                     const int32_t* positions, const int32_t* block_table, cudaStream_t s);
+void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer, const DevAttnSeq* seqs,
+                      int n_seqs, const int32_t* token_seq, const float* sinks, int window, float scale, float* out,
+                      cudaStream_t s);
+void launch_router_topk(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w, cudaStream_t s);
+// h_scratch: [n*k, gate_up.rows/2] f32, y_scratch: [n*k, hidden] f32.
+void launch_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
+                const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* h_scratch,
+                float* y_scratch, float* out, cudaStream_t s);
+
+}  // namespace gptoss::cuda
