@@ -1,0 +1,59 @@
+// LocalChatService: the ChatService over our own engine (engines NATIVE and VLLM).
+//
+//   request (OpenAI chat JSON) -> harmony conversation -> prompt tokens -> Engine -> StreamParser -> events
+//
+// Request fields read: messages, tools, tool_choice ("none" hides the tools), reasoning_effort
+// (low|medium|high, default medium), temperature (default 1.0, OpenAI's), top_p, min_p, top_k,
+// frequency_penalty, presence_penalty, repetition_penalty, logit_bias ({"id": bias}), seed,
+// max_tokens / max_completion_tokens, stop (string or list), stop_token_ids, logprobs, top_logprobs,
+// skip_special_tokens (false: raw harmony text as content, no channel split), n (must be 1). Other
+// fields ("model", "stream", "user", ...) are ignored. Wrong types/ranges: InputError naming the field.
+//
+// Events: analysis-channel text -> ReasoningDelta; final (and commentary preambles) -> ContentDelta;
+// messages addressed to a tool ("to=functions.NAME") -> ToolCallDelta (first delta of each call carries
+// id and name). Done carries {role, content, reasoning_content, tool_calls}, finish_reason ("tool_calls"
+// when the model called a tool, "length", "cancelled" after cancel(), else "stop"), usage, logprobs when
+// asked, and in `text` the parser's warning when the output was not well-formed harmony (the message then
+// holds the best-effort parse). Engine errors (prompt too long, ...) -> Error with http_status 400.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "api/chat_service.h"
+#include "engine/engine.h"
+#include "engine/sampling.h"
+#include "harmony/harmony.h"
+#include "tokenizer/tokenizer.h"
+
+namespace gptoss {
+
+class LocalChatService : public ChatService {
+ public:
+  // `engine` must be started (or be driven elsewhere); it may be shared by several services.
+  LocalChatService(std::shared_ptr<Engine> engine, Tokenizer tok, std::string model_name);
+
+  std::unique_ptr<ChatStream> start(const nlohmann::json& request) override;
+  std::string model_name() const override { return model_name_; }
+
+  // What start() submits, for tests and diagnostics.
+  struct Prepared {
+    std::vector<int32_t> prompt;
+    SamplingParams params;
+    bool raw = false;  // skip_special_tokens: false
+  };
+  Prepared prepare(const nlohmann::json& request) const;
+  // The harmony conversation for a request (system + developer messages included).
+  harmony::Conversation conversation(const nlohmann::json& request) const;
+
+  Engine& engine() { return *engine_; }
+  const Tokenizer& tokenizer() const { return tok_; }
+
+ private:
+  std::shared_ptr<Engine> engine_;
+  Tokenizer tok_;
+  std::string model_name_;
+};
+
+}  // namespace gptoss

@@ -1,0 +1,99 @@
+// Picks the ChatService for `engine:` and builds it (model resolution, loading, engine start).
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "api/local_chat_service.h"
+#include "cli/infer_common.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "engine/engine.h"
+#include "engine/gpt_oss_runner.h"
+#include "hub/hub.h"
+#include "remote/remote_chat_service.h"
+#include "tokenizer/tokenizer.h"
+
+namespace gptoss::infer {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+Tokenizer load_tokenizer(const InferenceConfig& cfg, const std::string& model_dir, const HubOptions& hopt) {
+  std::string name = cfg.model.tokenizer_name;
+  if (!name.empty()) {
+    if (fs::is_regular_file(name)) return Tokenizer::from_file(name);
+    return Tokenizer::from_model_dir(resolve_model_dir(name, hopt));
+  }
+  if (!fs::exists(fs::path(model_dir) / "tokenizer.json"))
+    fail_input("{}: no tokenizer.json; copy o200k_harmony's tokenizer.json (from openai/gpt-oss-20b) there, or set "
+               "model.tokenizer_name to a directory or file that has it",
+               model_dir);
+  return Tokenizer::from_model_dir(model_dir);
+}
+
+std::unique_ptr<ChatService> make_local(const InferenceConfig& cfg, bool quiet) {
+  if (!cfg.model.adapter_model.empty())
+    fail_input("{}: model.adapter_model is set ({}), but LoRA adapters are not applied by infer yet; merge the adapter "
+               "or remove the key",
+               cfg.source, cfg.model.adapter_model);
+  auto t0 = std::chrono::steady_clock::now();
+  HubOptions hopt;
+  hopt.revision = cfg.model.model_revision;
+  hopt.progress = !quiet;
+  if (quiet) ProgressBar::set_enabled(false);
+  std::string dir = resolve_model_dir(cfg.model.model_name, hopt);
+  ProgressBar bar("loading " + cfg.model.model_name, 3, "steps");
+  Tokenizer tok = load_tokenizer(cfg, dir, hopt);
+  bar.set(1);
+  auto runner = GptOssRunner::load(dir, cfg.engine_params.device);
+  bar.set(2);
+  std::string describe = runner->describe();
+  EngineConfig ec;
+  if (cfg.engine_params.max_model_len)
+    ec.max_model_len = int(std::min<int64_t>(*cfg.engine_params.max_model_len, runner->max_position()));
+  ec.max_num_seqs = int(cfg.engine_params.max_num_seqs);
+  ec.gpu_memory_utilization = cfg.engine_params.gpu_memory_utilization;
+  auto engine = std::make_shared<Engine>(std::move(runner), ec);
+  engine->set_tokenizer(tok);
+  engine->start();
+  bar.set(3);
+  bar.finish();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!quiet) std::fprintf(stderr, "gptoss: loaded %s in %.1fs: %s\n", dir.c_str(), secs, describe.c_str());
+  return std::make_unique<LocalChatService>(engine, tok, cfg.model.model_name);
+}
+
+std::unique_ptr<ChatService> make_remote(const InferenceConfig& cfg) {
+  auto kind = parse_remote_kind(cfg.engine);
+  if (!kind)
+    fail_input("{}: engine {} is not supported by gptoss; use NATIVE or VLLM (local), or TOGETHER, OPENAI, REMOTE, "
+               "REMOTE_VLLM (remote)",
+               cfg.source, cfg.engine);
+  RemoteEngineOptions o;
+  o.kind = *kind;
+  o.model = cfg.model.model_name;
+  const auto& r = cfg.remote_params;
+  o.params.api_url = r.api_url;
+  o.params.api_key = r.api_key;
+  o.params.api_key_env_varname = r.api_key_env_varname;
+  o.params.max_retries = int(r.max_retries);
+  o.params.retry_backoff_base = r.retry_backoff_base;
+  o.params.retry_backoff_max = r.retry_backoff_max;
+  o.params.connection_timeout = r.connection_timeout;
+  o.params.num_workers = int(r.num_workers);
+  o.params.politeness_policy = r.politeness_policy;
+  if (r.requests_per_minute) o.params.requests_per_minute = int(*r.requests_per_minute);
+  if (r.input_tokens_per_minute) o.params.input_tokens_per_minute = int(*r.input_tokens_per_minute);
+  if (r.output_tokens_per_minute) o.params.output_tokens_per_minute = int(*r.output_tokens_per_minute);
+  return std::make_unique<RemoteChatService>(o);
+}
+
+}  // namespace
+
+std::unique_ptr<ChatService> make_chat_service(const InferenceConfig& cfg, bool quiet) {
+  if (is_local_engine(cfg.engine)) return make_local(cfg, quiet);
+  return make_remote(cfg);
+}
+
+}  // namespace gptoss::infer
