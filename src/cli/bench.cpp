@@ -1,0 +1,380 @@
+// gptoss bench --model DIR [--prompt 512] [--gen 64] [--repeats 3] [--batch 1,4,16,64] [--json]
+//
+// llama-bench style: prompt processing (one sequence of --prompt tokens, logits of the last token
+// only) and generation (--batch B sequences decoding one token each per forward, from an empty
+// context, --gen steps), each repeated, reported as mean ± sd tokens/s. Token ids are random (seeded);
+// tokenization and sampling are excluded.
+//
+// In the same run two probes measure this machine: memory bandwidth (a multi-threaded streaming read
+// of a buffer much larger than the last-level cache) and the FMA peak (independent AVX2 FMA chains on
+// every thread). Results print as fractions of those rooflines:
+//   decode:  (weight bytes read per step / bandwidth) / measured step time. At batch 1 the bytes are
+//            decode_bytes_per_token(); at batch B the non-expert weights are read once per step and
+//            the experts once per distinct expert selected, estimated for uniform routing as
+//            E * (1 - (1 - k/E)^B) per layer. KV-cache reads (short contexts here) are not counted.
+//   prefill: (FLOPs per token * tokens / time) / FMA peak, with FLOPs per token = 2 * (active
+//            parameters without the unembedding) + attention (QK^T and PV over the causal/sliding
+//            context) + the unembedding of the last token spread over the prompt.
+// --json prints {date, commit, card, command, bandwidth_gb_s, fma_peak_gflops, results: [...]}, the
+// schema of bench/results/*.json.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "backend/backend.h"
+#include "cli/command.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "model/gpt_oss.h"
+
+namespace gptoss {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string model, device = "cpu", batch = "1";
+  int prompt = 512, gen = 64, repeats = 3;
+  int block_size = 16;
+  uint64_t seed = 1;
+  bool json = false, profile = false, no_prefill = false;
+  size_t probe_mb = 1024;
+};
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// --- probes ---------------------------------------------------------------------------------------
+
+// Best of several multi-threaded streaming reads of `mb` MiB (the buffer is written first so its pages
+// are real). Returns bytes/s.
+double probe_bandwidth(size_t mb) {
+  const size_t n = mb * (1u << 20) / sizeof(float);
+  auto& pool = ThreadPool::global();
+  float* data = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
+  if (!data) fail("bench: cannot allocate {} MiB for the bandwidth probe", mb);
+  pool.parallel_for(int64_t(n), [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) data[i] = float(i & 1023);
+  });
+  std::vector<double> sink(size_t(pool.size()) * 16);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    auto t0 = Clock::now();
+    pool.parallel_for(int64_t(n / 32), [&](int64_t b, int64_t e, int t) {
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (int64_t i = b * 32; i < e * 32; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_load_ps(data + i));
+        a1 = _mm256_add_ps(a1, _mm256_load_ps(data + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_load_ps(data + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_load_ps(data + i + 24));
+      }
+      __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+      float f[8];
+      _mm256_storeu_ps(f, s);
+      sink[size_t(t) * 16] += f[0] + f[7];
+    });
+    best = std::max(best, double(n / 32 * 32) * sizeof(float) / seconds_since(t0));
+  }
+  std::free(data);
+  return best;
+}
+
+// Best of several runs of 12 independent FMA chains per thread. Returns FLOP/s.
+double probe_fma_peak() {
+  auto& pool = ThreadPool::global();
+  const int64_t iters = 20'000'000;
+  std::vector<float> sink(size_t(pool.size()) * 16);
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    auto t0 = Clock::now();
+    pool.parallel_for(pool.size(), [&](int64_t b, int64_t e, int t) {
+      for (int64_t w = b; w < e; ++w) {
+        __m256 acc[12];
+        for (int j = 0; j < 12; ++j) acc[j] = _mm256_set1_ps(float(j) * 1e-3f);
+        const __m256 m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-7f);
+        for (int64_t i = 0; i < iters; ++i)
+          for (int j = 0; j < 12; ++j) acc[j] = _mm256_fmadd_ps(acc[j], m, a);
+        __m256 s = acc[0];
+        for (int j = 1; j < 12; ++j) s = _mm256_add_ps(s, acc[j]);
+        float f[8];
+        _mm256_storeu_ps(f, s);
+        sink[size_t(t) * 16] += f[0];
+      }
+    });
+    best = std::max(best, double(pool.size()) * double(iters) * 12 * 8 * 2 / seconds_since(t0));
+  }
+  return best;
+}
+
+// --- model arithmetic -----------------------------------------------------------------------------
+
+uint64_t expert_bytes(const GptOssConfig& c, bool mxfp4) {
+  const uint64_t H = uint64_t(c.hidden_size), I = uint64_t(c.intermediate_size);
+  const uint64_t w = H * 2 * I + I * H;
+  return mxfp4 ? w / 2 + w / 32 + 2 * (2 * I + H) : 2 * (w + 2 * I + H);
+}
+
+// Weight bytes one decode step of `batch` sequences reads (see the header comment).
+double decode_step_bytes(const GptOssConfig& c, bool mxfp4, int batch) {
+  const double per_token = double(decode_bytes_per_token(c, mxfp4));
+  const double eb = double(expert_bytes(c, mxfp4));
+  const double E = c.num_local_experts, k = c.num_experts_per_tok, L = c.num_hidden_layers;
+  const double non_expert = per_token - L * k * eb;
+  const double distinct = batch <= 1 ? k : E * (1.0 - std::pow(1.0 - k / E, double(batch)));
+  return non_expert + L * distinct * eb;
+}
+
+// FLOPs of a prefill of `n` tokens from position 0 (logits of the last token only).
+double prefill_flops(const GptOssConfig& c, int64_t n) {
+  const ParameterCounts p = parameter_counts(c);
+  const double lm = double(c.vocab_size) * double(c.hidden_size);
+  double flops = 2.0 * (double(p.active) - lm) * double(n) + 2.0 * lm;
+  const double per_key = 4.0 * c.num_attention_heads * c.head_dim;  // QK^T and PV
+  for (int l = 0; l < c.num_hidden_layers; ++l)
+    for (int64_t t = 0; t < n; ++t) {
+      int64_t keys = t + 1;
+      if (c.is_sliding(l)) keys = std::min<int64_t>(keys, c.sliding_window);
+      flops += per_key * double(keys);
+    }
+  return flops;
+}
+
+// --- measurements ---------------------------------------------------------------------------------
+
+struct Stat {
+  double mean = 0, sd = 0;
+};
+Stat stats(const std::vector<double>& v) {
+  Stat s;
+  for (double x : v) s.mean += x;
+  s.mean /= double(v.size());
+  for (double x : v) s.sd += (x - s.mean) * (x - s.mean);
+  s.sd = v.size() > 1 ? std::sqrt(s.sd / double(v.size() - 1)) : 0.0;
+  return s;
+}
+
+uint64_t peak_rss_bytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  return 0;
+}
+
+std::string command_line() {
+  std::ifstream f("/proc/self/cmdline", std::ios::binary);
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>()), out;
+  for (char ch : s) out += ch ? ch : ' ';
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  if (auto p = out.find("gptoss "); p != std::string::npos) out = out.substr(p);  // drop the binary's path
+  return out;
+}
+
+std::string git_commit() {
+#ifdef GPTOSS_SOURCE_DIR
+  std::string cmd = std::string("git -C '") + GPTOSS_SOURCE_DIR + "' rev-parse --short HEAD 2>/dev/null";
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[64] = {};
+    size_t got = fread(buf, 1, sizeof(buf) - 1, p);
+    pclose(p);
+    std::string s(buf, got);
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    if (!s.empty()) return s;
+  }
+#endif
+  return "unknown";
+}
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+struct Result {
+  std::string phase, test;
+  int batch = 1;
+  int prompt_tokens = 0, gen_tokens = 0;
+  Stat tok_s;
+  double roofline = 0;
+  uint64_t peak_mem = 0;
+};
+
+class Bench {
+ public:
+  Bench(GptOssModel& m, const Options& o) : m_(m), o_(o), rng_(o.seed) {}
+
+  std::vector<int32_t> random_tokens(int64_t n) {
+    std::uniform_int_distribution<int32_t> d(0, int32_t(m_.config().vocab_size - 1));
+    std::vector<int32_t> t(static_cast<size_t>(n));
+    for (auto& x : t) x = d(rng_);
+    return t;
+  }
+
+  // Seconds for one prefill of `n` tokens on a fresh sequence.
+  double prefill_once(int64_t n) {
+    KvPool pool(m_.config(), m_.backend(), SequenceKv::blocks_needed(n, o_.block_size), o_.block_size);
+    LinearBlockAllocator alloc(pool.num_blocks());
+    SequenceKv seq(alloc, o_.block_size);
+    auto tokens = random_tokens(n);
+    std::vector<float> logits(size_t(m_.config().vocab_size));
+    ForwardBatch b;
+    b.seqs.push_back(seq.chunk(tokens, 0, false));
+    auto t0 = Clock::now();
+    m_.forward(b, pool, logits.data());
+    return seconds_since(t0);
+  }
+
+  // Seconds for `steps` decode steps of `batch` sequences (after one untimed warm-up step).
+  double decode_once(int batch, int steps) {
+    const int64_t positions = steps + 1;
+    KvPool pool(m_.config(), m_.backend(), SequenceKv::blocks_needed(positions, o_.block_size, batch),
+                o_.block_size);
+    LinearBlockAllocator alloc(pool.num_blocks());
+    std::vector<SequenceKv> seqs(size_t(batch), SequenceKv(alloc, o_.block_size));
+    for (auto& s : seqs) s.ensure(positions);
+    auto tokens = random_tokens(int64_t(batch) * positions);
+    std::vector<float> logits(size_t(batch) * size_t(m_.config().vocab_size));
+    Clock::time_point t0;
+    for (int step = 0; step <= steps; ++step) {
+      if (step == 1) t0 = Clock::now();
+      ForwardBatch b;
+      for (int i = 0; i < batch; ++i)
+        b.seqs.push_back(seqs[size_t(i)].chunk(std::span<const int32_t>(tokens).subspan(size_t(i * positions + step), 1),
+                                               step, false));
+      m_.forward(b, pool, logits.data());
+    }
+    return seconds_since(t0);
+  }
+
+ private:
+  GptOssModel& m_;
+  const Options& o_;
+  std::mt19937_64 rng_;
+};
+
+int run(const Options& o) {
+  std::vector<int> batches = cli::parse_id_list(o.batch, "--batch");
+  if (batches.empty()) fail_input("--batch is empty; expected batch sizes, e.g. --batch 1,4,16");
+  for (int b : batches)
+    if (b <= 0) fail_input("--batch has {}; expected positive batch sizes", b);
+  if (o.prompt < 1) fail_input("--prompt is {}; expected >= 1", o.prompt);
+  if (o.gen < 1) fail_input("--gen is {}; expected >= 1", o.gen);
+  if (o.repeats < 1) fail_input("--repeats is {}; expected >= 1", o.repeats);
+
+  auto backend = make_backend(o.device);
+  auto t_load = Clock::now();
+  auto model = GptOssModel::load(o.model, *backend);
+  const double load_s = seconds_since(t_load);
+  const GptOssConfig& cfg = model->config();
+  const bool mxfp4 = model->weights().mxfp4_experts;
+  std::string name = std::filesystem::path(o.model).lexically_normal().filename().string();
+  if (name.empty() || name == ".") name = std::filesystem::path(o.model).lexically_normal().parent_path().filename().string();
+  const std::string model_name = fmt::format("{} ({})", name, mxfp4 ? "MXFP4" : "bf16");
+
+  fmt::print(stderr, "bench: {} on {}; loaded in {:.2f} s; probing bandwidth and FMA peak...\n", model_name,
+             backend->device_name(), load_s);
+  const double bw = probe_bandwidth(o.probe_mb);
+  const double fma = probe_fma_peak();
+  fmt::print(stderr, "bench: bandwidth {:.2f} GB/s, FMA peak {:.1f} GFLOP/s\n", bw / 1e9, fma / 1e9);
+
+  Bench bench(*model, o);
+  std::vector<Result> results;
+  backend->set_profiling(o.profile);
+
+  if (!o.no_prefill) {
+    bench.prefill_once(std::min(o.prompt, 32));  // warm-up: faults in the weights, grows scratch
+    backend->reset_profile();
+    std::vector<double> rates;
+    for (int r = 0; r < o.repeats; ++r) {
+      double s = bench.prefill_once(o.prompt);
+      rates.push_back(o.prompt / s);
+      fmt::print(stderr, "bench: pp{} repeat {}: {:.2f} tok/s\n", o.prompt, r + 1, rates.back());
+    }
+    Result res{"prefill", fmt::format("pp{}", o.prompt), 1, o.prompt, 0, stats(rates), 0, peak_rss_bytes()};
+    res.roofline = prefill_flops(cfg, o.prompt) / o.prompt * res.tok_s.mean / fma;
+    results.push_back(res);
+    if (o.profile) fmt::print(stderr, "profile pp{}:\n{}", o.prompt, backend->profile_report());
+  }
+  for (int b : batches) {
+    bench.decode_once(b, 1);  // warm-up
+    backend->reset_profile();
+    std::vector<double> rates;
+    for (int r = 0; r < o.repeats; ++r) {
+      double s = bench.decode_once(b, o.gen);
+      rates.push_back(double(b) * o.gen / s);
+      fmt::print(stderr, "bench: tg{} batch {} repeat {}: {:.2f} tok/s\n", o.gen, b, r + 1, rates.back());
+    }
+    Result res{"decode", fmt::format("tg{}", o.gen), b, 0, o.gen, stats(rates), 0, peak_rss_bytes()};
+    const double step_s = double(b) / res.tok_s.mean;
+    res.roofline = decode_step_bytes(cfg, mxfp4, b) / bw / step_s;
+    results.push_back(res);
+    if (o.profile) fmt::print(stderr, "profile tg{} batch {}:\n{}", o.gen, b, backend->profile_report());
+  }
+
+  if (o.json) {
+    nlohmann::json j;
+    j["date"] = utc_now();
+    j["commit"] = git_commit();
+    j["card"] = backend->device_name();
+    j["command"] = command_line();
+    j["bandwidth_gb_s"] = bw / 1e9;
+    j["fma_peak_gflops"] = fma / 1e9;
+    j["decode_bytes_per_token"] = decode_bytes_per_token(cfg, mxfp4);
+    j["results"] = nlohmann::json::array();
+    for (const auto& r : results)
+      j["results"].push_back({{"model", model_name},
+                              {"phase", r.phase},
+                              {"test", r.test},
+                              {"batch", r.batch},
+                              {"prompt_tokens", r.prompt_tokens},
+                              {"gen_tokens", r.gen_tokens},
+                              {"tok_s", r.tok_s.mean},
+                              {"sd", r.tok_s.sd},
+                              {"roofline_fraction", r.roofline},
+                              {"peak_mem_bytes", r.peak_mem}});
+    fmt::print("{}\n", j.dump(2));
+    return 0;
+  }
+  fmt::print("bandwidth {:.2f} GB/s · FMA peak {:.1f} GFLOP/s · decode reads {:.3f} GB/token at batch 1 · {}\n\n",
+             bw / 1e9, fma / 1e9, double(decode_bytes_per_token(cfg, mxfp4)) / 1e9, backend->device_name());
+  fmt::print("| model | phase | batch | test | tok/s | roofline | peak mem |\n");
+  fmt::print("| --- | --- | ---: | --- | ---: | ---: | ---: |\n");
+  for (const auto& r : results)
+    fmt::print("| {} | {} | {} | {} | {:.2f} ± {:.2f} | {:.1f} % {} | {:.2f} GB |\n", model_name, r.phase, r.batch,
+               r.test, r.tok_s.mean, r.tok_s.sd, 100 * r.roofline, r.phase == "decode" ? "BW" : "FMA",
+               double(r.peak_mem) / 1e9);
+  return 0;
+}
+
+const cli::Registrar reg{
+    "bench", "Prefill and decode throughput with bandwidth/FMA roofline fractions (llama-bench style)",
+    [](CLI::App& app) -> cli::Runner {
+      auto o = std::make_shared<Options>();
+      app.add_option("--model", o->model, "model directory")->required();
+      app.add_option("--prompt", o->prompt, "prompt tokens of the prefill test")->capture_default_str();
+      app.add_option("--gen", o->gen, "decode steps of the generation test")->capture_default_str();
+      app.add_option("--repeats", o->repeats, "repeats of every test")->capture_default_str();
+      app.add_option("--batch", o->batch, "decode batch sizes, comma-separated")->capture_default_str();
+      app.add_option("--device", o->device, "cpu, cuda or auto")->capture_default_str();
+      app.add_option("--block-size", o->block_size, "KV block size")->capture_default_str();
+      app.add_option("--seed", o->seed, "seed of the random token ids")->capture_default_str();
+      app.add_option("--probe-mb", o->probe_mb, "MiB streamed by the bandwidth probe")->capture_default_str();
+      app.add_flag("--json", o->json, "print JSON (the bench/results schema) instead of a table");
+      app.add_flag("--profile", o->profile, "print time per backend op for every test (stderr)");
+      app.add_flag("--no-prefill", o->no_prefill, "skip the prefill test");
+      return [o] { return run(*o); };
+    }};
+
+}  // namespace
+}  // namespace gptoss

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# score / generate / bench on the tiny fixture, through the real binary.
+# Env: GPTOSS_BINARY, GPTOSS_SHARED_DIR. Reference values are read from the fixture, not hard-coded.
+set -euo pipefail
+BIN=${GPTOSS_BINARY:?set GPTOSS_BINARY}
+FIX=${GPTOSS_SHARED_DIR:?set GPTOSS_SHARED_DIR}/fixtures/gpt-oss-tiny
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# Reads an i32 tensor of reference.safetensors as "a,b,c" (python3 without numpy).
+ref_ids() {
+  python3 - "$FIX/reference.safetensors" "$1" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+s, e = h[sys.argv[2]]['data_offsets']
+print(','.join(str(x) for x in struct.unpack('<%di' % ((e - s) // 4), b[8 + n + s:8 + n + e])))
+PY
+}
+
+for V in mxfp4 bf16; do
+  prompt=$(ref_ids "$V.seq0.input_ids")
+  greedy=$(ref_ids "$V.greedy.tokens")
+  n_prompt=$(echo "$prompt" | tr ',' '\n' | wc -l)
+  want=$(echo "$greedy" | cut -d, -f$((n_prompt + 1))-)
+  n_new=$(echo "$want" | tr ',' '\n' | wc -l)
+
+  # generate: greedy ids on the last line, identical to the reference.
+  got=$("$BIN" generate --model "$FIX/$V" --tokens "$prompt" --max-new-tokens "$n_new" --temperature 0 | tail -n 1)
+  [[ "$got" == "$want" ]] || fail "$V generate: got '$got', want '$want'"
+
+  # Sampling is reproducible with a seed and yields the requested count of valid ids.
+  s1=$("$BIN" generate --model "$FIX/$V" --tokens "$prompt" --max-new-tokens 5 --temperature 1.0 --seed 7 | tail -n 1)
+  s2=$("$BIN" generate --model "$FIX/$V" --tokens "$prompt" --max-new-tokens 5 --temperature 1.0 --seed 7 | tail -n 1)
+  [[ "$s1" == "$s2" ]] || fail "$V sampling with a seed is not reproducible: '$s1' vs '$s2'"
+  [[ $(echo "$s1" | tr ',' '\n' | wc -l) == 5 ]] || fail "$V sampling: '$s1' is not 5 ids"
+
+  # score: logits [n, vocab] f32 equal to the reference (relative error <= 1e-4).
+  seq1=$(ref_ids "$V.seq1.input_ids")
+  "$BIN" score --model "$FIX/$V" --tokens "$seq1" --output "$TMP/$V.safetensors" >/dev/null
+  python3 - "$TMP/$V.safetensors" "$FIX/reference.safetensors" "$V.seq1.logits" <<'PY' || fail "$V score logits"
+import json, math, struct, sys
+def read(path, name):
+    b = open(path, 'rb').read()
+    n = struct.unpack('<Q', b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    t = h[name]
+    s, e = t['data_offsets']
+    assert t['dtype'] == 'F32', t
+    return t['shape'], struct.unpack('<%df' % ((e - s) // 4), b[8 + n + s:8 + n + e])
+shape, got = read(sys.argv[1], 'logits')
+rshape, want = read(sys.argv[2], sys.argv[3])
+assert shape == rshape, (shape, rshape)
+num = sum((a - b) ** 2 for a, b in zip(got, want))
+den = sum(b * b for b in want)
+err = math.sqrt(num / den)
+print('score rel err', err)
+assert err <= 1e-4, err
+PY
+done
+
+# Errors: bad token id, missing model, CUDA in a build without it (when that is the case).
+if "$BIN" generate --model "$FIX/mxfp4" --tokens 1,999999 --max-new-tokens 1 >"$TMP/out" 2>"$TMP/err"; then
+  fail "out-of-vocabulary token accepted"
+fi
+grep -q "999999" "$TMP/err" || fail "error does not name the bad token: $(cat "$TMP/err")"
+if "$BIN" score --model "$TMP/nowhere" --tokens 1 --output "$TMP/x.safetensors" 2>"$TMP/err"; then
+  fail "missing model accepted"
+fi
+[[ ! -e "$TMP/x.safetensors" ]] || fail "score left an output after failing"
+
+# bench --json: the bench/results schema, with tiny counts.
+"$BIN" bench --model "$FIX/mxfp4" --prompt 8 --gen 2 --repeats 2 --batch 1,2 --probe-mb 64 --json >"$TMP/bench.json"
+python3 - "$TMP/bench.json" <<'PY' || fail "bench --json schema"
+import json, sys
+j = json.load(open(sys.argv[1]))
+for k in ('date', 'commit', 'card', 'command', 'results'):
+    assert k in j, k
+assert j['bandwidth_gb_s'] > 0 and j['fma_peak_gflops'] > 0
+phases = [(r['phase'], r['batch']) for r in j['results']]
+assert phases == [('prefill', 1), ('decode', 1), ('decode', 2)], phases
+for r in j['results']:
+    for k in ('model', 'phase', 'batch', 'prompt_tokens', 'tok_s', 'roofline_fraction', 'peak_mem_bytes'):
+        assert k in r, k
+    assert r['tok_s'] > 0 and r['roofline_fraction'] > 0 and r['peak_mem_bytes'] > 0
+assert j['results'][0]['prompt_tokens'] == 8
+print('bench json ok')
+PY
+echo "cli_test: OK"
