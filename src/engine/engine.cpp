@@ -431,6 +431,7 @@ struct Engine::Impl {
     }
     const int vocab = runner.vocab_size();
     logits.resize(size_t(batch.logit_rows()) * vocab);
+    const auto tf0 = Clock::now();
     try {
       runner.forward(batch, logits.data());
     } catch (const std::exception& e) {
@@ -439,6 +440,7 @@ struct Engine::Impl {
       publish_counts();
       return true;
     }
+    const double forward_s = std::chrono::duration<double>(Clock::now() - tf0).count();
     // Sample every request whose known tokens are now all computed (in parallel: big vocabularies).
     std::vector<int> to_sample;
     int64_t prompt_computed = 0;
@@ -470,6 +472,7 @@ struct Engine::Impl {
       ++m.steps;
       m.prompt_tokens += prompt_computed;
       m.busy_s += std::chrono::duration<double>(t1 - t0).count();
+      m.forward_s += forward_s;
       rate_window.push_back({t0, t1, int64_t(to_sample.size())});
       while (rate_window.size() > 1 && t1 - rate_window.front().start > std::chrono::seconds(10))
         rate_window.pop_front();

@@ -158,6 +158,7 @@ struct EngineMetrics {
   int64_t steps = 0;
   double tokens_per_s = 0.0;       // generated tokens/s over the last ~10 s of busy steps
   double busy_s = 0.0;             // total time spent in steps
+  double forward_s = 0.0;          // of which inside the model's forward (the rest is engine overhead)
 };
 
 class Engine {

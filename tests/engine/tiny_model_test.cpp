@@ -8,6 +8,7 @@
 #include "engine/engine.h"
 #include "engine/gpt_oss_runner.h"
 #include "engine/kv_cache.h"
+#include "io/safetensors.h"
 
 namespace gptoss {
 namespace {
@@ -116,6 +117,27 @@ TEST(TinyModel, MixedBatchLogitsEqualSingleSequenceLogits) {
     }
   }
   for (size_t i = 0; i < seqs.size(); ++i) EXPECT_EQ(done[i], int(seqs[i].size()));
+}
+
+// The fixture's transformers greedy continuation (24 tokens after seq0), reproduced through the engine
+// while 5 other requests share the batch, in small prefill chunks.
+TEST(TinyModel, GreedyMatchesTheTransformersReferenceInABusyBatch) {
+  const char* env = std::getenv("GPTOSS_SHARED_DIR");
+  auto ref = Checkpoint::open(std::string(env ? env : GPTOSS_SHARED_DIR) + "/fixtures/gpt-oss-tiny/reference.safetensors");
+  const TensorView& t = ref.get("mxfp4.greedy.tokens");
+  const TensorView& p = ref.get("mxfp4.seq0.input_ids");
+  std::vector<int32_t> all(t.as<int32_t>(), t.as<int32_t>() + t.numel());
+  std::vector<int32_t> prompt(p.as<int32_t>(), p.as<int32_t>() + p.numel());
+  ASSERT_TRUE(std::equal(prompt.begin(), prompt.end(), all.begin()));
+  std::vector<int> expected(all.begin() + prompt.size(), all.end());
+  std::vector<Request> reqs;
+  for (int i = 0; i < 5; ++i) reqs.push_back(greedy(random_prompt(5 + 9 * i, 60 + i), 20));
+  reqs.insert(reqs.begin() + 2, greedy(prompt, int(expected.size())));
+  EngineConfig c = tiny_config();
+  c.max_num_batched_tokens = 6;
+  Engine e(tiny(), c);
+  auto outs = e.generate_all(reqs);
+  EXPECT_EQ(outs[2].tokens, expected);
 }
 
 std::vector<Request> requests16() {
