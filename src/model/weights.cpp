@@ -82,13 +82,13 @@ std::unique_ptr<Weights> Weights::from_checkpoint(Checkpoint ckpt, const GptOssC
     const std::string p = "model.layers." + std::to_string(l) + ".";
     L.attn_norm = get.bf16(p + "input_layernorm.weight", {H});
     L.q_w = get.bf16(p + "self_attn.q_proj.weight", {Q, H});
-    L.q_b = get.bf16(p + "self_attn.q_proj.bias", {Q});
+    L.q_b = cfg.attention_bias ? get.bf16(p + "self_attn.q_proj.bias", {Q}) : nullptr;
     L.k_w = get.bf16(p + "self_attn.k_proj.weight", {KV, H});
-    L.k_b = get.bf16(p + "self_attn.k_proj.bias", {KV});
+    L.k_b = cfg.attention_bias ? get.bf16(p + "self_attn.k_proj.bias", {KV}) : nullptr;
     L.v_w = get.bf16(p + "self_attn.v_proj.weight", {KV, H});
-    L.v_b = get.bf16(p + "self_attn.v_proj.bias", {KV});
+    L.v_b = cfg.attention_bias ? get.bf16(p + "self_attn.v_proj.bias", {KV}) : nullptr;
     L.o_w = get.bf16(p + "self_attn.o_proj.weight", {H, Q});
-    L.o_b = get.bf16(p + "self_attn.o_proj.bias", {H});
+    L.o_b = cfg.attention_bias ? get.bf16(p + "self_attn.o_proj.bias", {H}) : nullptr;
     {
       const TensorView& s = get.view(p + "self_attn.sinks", DType::BF16, {cfg.num_attention_heads});
       std::vector<float> f(size_t(cfg.num_attention_heads));

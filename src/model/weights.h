@@ -24,7 +24,7 @@ namespace gptoss {
 struct LayerWeights {
   const uint16_t* attn_norm = nullptr;  // [hidden] bf16 (input_layernorm)
   const uint16_t* q_w = nullptr;        // [heads*head_dim, hidden] bf16
-  const uint16_t* q_b = nullptr;        // [heads*head_dim] bf16
+  const uint16_t* q_b = nullptr;        // [heads*head_dim] bf16 (all four biases: nullptr when !attention_bias)
   const uint16_t* k_w = nullptr;        // [kv_heads*head_dim, hidden] bf16
   const uint16_t* k_b = nullptr;        // [kv_heads*head_dim] bf16
   const uint16_t* v_w = nullptr;        // [kv_heads*head_dim, hidden] bf16
