@@ -125,10 +125,14 @@ inline void permute_rows(const float* x, int64_t n, int64_t ld, int64_t nb, cons
 // permuted activation rows). The accumulators stay in registers for the whole row.
 template <int R, int T, class Dec>
 inline void dot_tile(const Dec& dec, int64_t r0, const float* const* xp, int64_t nb, float* out) {
+  // Constant-trip loops are unrolled explicitly (-O2 would leave them rolled and keep acc on the stack).
   __m256 acc[R][T];
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
   for (int64_t kb = 0; kb < nb; ++kb) {
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       __m256 w[4], s;
       dec.decode(r0 + r, kb, w, &s);
@@ -141,16 +145,22 @@ inline void dot_tile(const Dec& dec, int64_t r0, const float* const* xp, int64_t
         blk = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xb + 24), blk);
         acc[r][0] = _mm256_fmadd_ps(blk, s, acc[r][0]);
       } else {
-        if constexpr (Dec::kHasScale)
+        if constexpr (Dec::kHasScale) {
+#pragma GCC unroll 4
           for (int q = 0; q < 4; ++q) w[q] = _mm256_mul_ps(w[q], s);
+        }
+#pragma GCC unroll 8
         for (int t = 0; t < T; ++t) {
           const float* xb = xp[t] + kb * kBlock;
+#pragma GCC unroll 4
           for (int q = 0; q < 4; ++q) acc[r][t] = _mm256_fmadd_ps(w[q], _mm256_loadu_ps(xb + 8 * q), acc[r][t]);
         }
       }
     }
   }
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
     for (int t = 0; t < T; ++t) out[r * T + t] = hsum(acc[r][t]);
 }
 
@@ -177,15 +187,23 @@ inline void dot_rows(const Dec& dec, int64_t r0, int64_t rows, const float* cons
   }
 }
 
-// Dispatches dot_rows on the token count (1..4) with a row blocking that fits the 16 ymm registers.
+// Dispatches dot_rows on the token count (1..kMaxTokens) with a row blocking that fits the 16 ymm
+// registers: R*T accumulators, 4 decoded weight vectors and the decoder's two tables. With T >= 4 one
+// row at a time is best: the activation loads (one per FMA) are the limit, and they are not shared
+// between rows anyway.
+inline constexpr int kMaxTokens = 8;
 template <class Dec, class Emit>
 inline void dot_rows_tokens(int T, const Dec& dec, int64_t r0, int64_t rows, const float* const* xp, int64_t nb,
                             Emit&& emit) {
   switch (T) {
     case 1: dot_rows<4, 1>(dec, r0, rows, xp, nb, emit); break;
-    case 2: dot_rows<4, 2>(dec, r0, rows, xp, nb, emit); break;
-    case 3: dot_rows<2, 3>(dec, r0, rows, xp, nb, emit); break;
-    default: dot_rows<2, 4>(dec, r0, rows, xp, nb, emit); break;
+    case 2: dot_rows<2, 2>(dec, r0, rows, xp, nb, emit); break;
+    case 3: dot_rows<1, 3>(dec, r0, rows, xp, nb, emit); break;
+    case 4: dot_rows<1, 4>(dec, r0, rows, xp, nb, emit); break;
+    case 5: dot_rows<1, 5>(dec, r0, rows, xp, nb, emit); break;
+    case 6: dot_rows<1, 6>(dec, r0, rows, xp, nb, emit); break;
+    case 7: dot_rows<1, 7>(dec, r0, rows, xp, nb, emit); break;
+    default: dot_rows<1, 8>(dec, r0, rows, xp, nb, emit); break;
   }
 }
 
