@@ -37,9 +37,9 @@ void bf16w_matmul(const float* x, int64_t n, int64_t in, const uint16_t* w, cons
       // Row blocks of 8 rows outer, token groups inner: the block's weights are reused from L1.
       for (int64_t rb = r_begin; rb < r_end; rb += 8) {
         const int64_t rows = std::min<int64_t>(8, r_end - rb);
-        for (int64_t t = t0; t < t_end; t += 4) {
-          const int T = int(std::min<int64_t>(4, t_end - t));
-          const float* xr[4];
+        for (int64_t t = t0; t < t_end; t += simd::kMaxTokens) {
+          const int T = int(std::min<int64_t>(simd::kMaxTokens, t_end - t));
+          const float* xr[simd::kMaxTokens];
           for (int i = 0; i < T; ++i) xr[i] = xp + (t + i) * k_main;
           simd::dot_rows_tokens(T, dec, rb, rows, xr, nb, [&](int64_t r, const float* res, int R) {
             for (int i = 0; i < R; ++i) {

@@ -80,21 +80,23 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
           const int32_t c1 = std::min<int32_t>(s1, c0 + int32_t(kTokenChunk));
           for (int64_t rb = u0 * kRowUnit; rb < std::min(gate_up.rows, u1 * kRowUnit); rb += kRowUnit) {
             const int64_t rows = std::min(kRowUnit, gate_up.rows - rb);
-            for (int32_t p = c0; p < c1; p += 4) {
-              const int T = std::min<int32_t>(4, c1 - p);
-              const float* xr[4];
+            for (int32_t p = c0; p < c1; p += simd::kMaxTokens) {
+              const int T = std::min<int32_t>(simd::kMaxTokens, c1 - p);
+              const float* xr[simd::kMaxTokens];
               for (int i = 0; i < T; ++i) xr[i] = xp + int64_t(rt.tokens[size_t(p + i)]) * hidden;
+              // Results of the whole row block first: the tiles may split gate/up pairs.
+              float blk[kRowUnit][simd::kMaxTokens];
               simd::dot_rows_tokens(T, dec, rb, rows, xr, nb_in, [&](int64_t r, const float* res, int R) {
-                // r is even and R is even here (pairs never straddle a tile: blocks of 8 rows, tails of 2).
-                for (int i = 0; i + 1 < R; i += 2) {
-                  const float bg = bf16_to_f32(bias[r + i]), bu = bf16_to_f32(bias[r + i + 1]);
-                  const int64_t c = (r + i) / 2;
-                  const int64_t pos = (c / simd::kBlock) * simd::kBlock + inv[size_t(c % simd::kBlock)];
-                  for (int j = 0; j < T; ++j)
-                    hp[int64_t(p + j) * inter + pos] =
-                        swiglu(res[i * T + j] + bg, res[(i + 1) * T + j] + bu, swiglu_limit);
-                }
+                for (int i = 0; i < R; ++i)
+                  for (int j = 0; j < T; ++j) blk[r - rb + i][j] = res[i * T + j];
               });
+              for (int64_t i = 0; i + 1 < rows; i += 2) {
+                const float bg = bf16_to_f32(bias[rb + i]), bu = bf16_to_f32(bias[rb + i + 1]);
+                const int64_t c = (rb + i) / 2;
+                const int64_t pos = (c / simd::kBlock) * simd::kBlock + inv[size_t(c % simd::kBlock)];
+                for (int j = 0; j < T; ++j)
+                  hp[int64_t(p + j) * inter + pos] = swiglu(blk[i][j] + bg, blk[i + 1][j] + bu, swiglu_limit);
+              }
             }
           }
         }
@@ -115,9 +117,9 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
         const int32_t c1 = std::min<int32_t>(s1, c0 + int32_t(kTokenChunk));
         for (int64_t rb = r_begin; rb < r_end; rb += kRowUnit) {
           const int64_t rows = std::min(kRowUnit, r_end - rb);
-          for (int32_t p = c0; p < c1; p += 4) {
-            const int T = std::min<int32_t>(4, c1 - p);
-            const float* hr[4];
+          for (int32_t p = c0; p < c1; p += simd::kMaxTokens) {
+            const int T = std::min<int32_t>(simd::kMaxTokens, c1 - p);
+            const float* hr[simd::kMaxTokens];
             for (int i = 0; i < T; ++i) hr[i] = hp + int64_t(p + i) * inter;
             simd::dot_rows_tokens(T, dec, rb, rows, hr, nb_h, [&](int64_t r, const float* res, int R) {
               for (int i = 0; i < R; ++i) {

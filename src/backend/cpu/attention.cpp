@@ -1,0 +1,152 @@
+// attention_sinks_paged (see kernels.h): causal / sliding-window attention with per-head sink logits over
+// the paged KV pool.
+//
+// Work items are (kv head, query token) pairs, kv head major, split over the threads: the q heads that
+// share a kv head are processed together, so every K and V row read serves all of them. Keys are visited
+// in runs of consecutive slots of one physical block (at most kChunk); per run: scores for all heads
+// (vectorized over head_dim), an online-softmax update (running max m, denominator l, rescaled
+// accumulator), then the V rows are accumulated. The sink starts the softmax as (m = sink, l = 1).
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/kernels_simd.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+
+namespace gptoss::cpu {
+
+namespace {
+constexpr int kChunk = 64;      // keys per softmax update
+constexpr int kMaxDim = 256;    // head_dim handled by the vector path (multiple of 8)
+constexpr int kMaxGroup = 64;   // q heads per kv head handled by the vector path
+
+struct RowSeq {
+  int32_t seq;
+  int32_t t;  // index within the sequence
+};
+
+template <int D8>  // head_dim / 8, or 0 for a runtime value
+void attend_one(const float* q, int group, int d, const PagedKv& kv, int g_layer, const AttnSeq& sq, int64_t t,
+                int kvh, const float* sinks, int window, float scale, float* out, float* scratch) {
+  const int d8 = D8 > 0 ? D8 : d / 8;
+  const int64_t p = sq.start_pos + t;
+  const int64_t lo = window > 0 ? std::max<int64_t>(0, p - window + 1) : 0;
+  const int64_t row_stride = int64_t(kv.kv_heads) * d;
+  float* acc = scratch;                      // [group][d]
+  float* scores = acc + group * d;           // [group][kChunk]
+  float* m = scores + group * kChunk;        // [group]
+  float* l = m + group;                      // [group]
+  const int h0 = kvh * group;
+  for (int g = 0; g < group; ++g) {
+    m[g] = sinks[h0 + g];
+    l[g] = 1.0f;
+    std::fill(acc + g * d, acc + (g + 1) * d, 0.0f);
+  }
+  for (int64_t kp = lo; kp <= p;) {
+    const int64_t lblock = kp / kv.block_size;
+    const int64_t block = sq.block_table[lblock];
+    GPTOSS_CHECK(block >= 0, "position {} maps to an unassigned KV block", kp);
+    const int64_t slot0 = kp % kv.block_size;
+    const int nk = int(std::min<int64_t>({p + 1 - kp, kv.block_size - slot0, kChunk}));
+    const float* kbase =
+        kv.pool + (((block * kv.layers_per_group + g_layer) * 2 + 0) * kv.block_size + slot0) * row_stride + kvh * d;
+    const float* vbase = kbase + int64_t(kv.block_size) * row_stride;
+    // Scores.
+    for (int g = 0; g < group; ++g) {
+      const float* qg = q + int64_t(h0 + g) * d;
+      __m256 qv[kMaxDim / 8];
+      for (int i = 0; i < d8; ++i) qv[i] = _mm256_loadu_ps(qg + 8 * i);
+      for (int j = 0; j < nk; ++j) {
+        const float* kr = kbase + j * row_stride;
+        __m256 s0 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kr));
+        __m256 s1 = _mm256_setzero_ps();
+        for (int i = 1; i + 1 < d8; i += 2) {
+          s1 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(kr + 8 * i), s1);
+          s0 = _mm256_fmadd_ps(qv[i + 1], _mm256_loadu_ps(kr + 8 * i + 8), s0);
+        }
+        if (d8 % 2 == 0) s1 = _mm256_fmadd_ps(qv[d8 - 1], _mm256_loadu_ps(kr + 8 * (d8 - 1)), s1);
+        scores[g * kChunk + j] = simd::hsum(_mm256_add_ps(s0, s1)) * scale;
+      }
+    }
+    // Online softmax update and V accumulation, one head at a time.
+    for (int g = 0; g < group; ++g) {
+      float* sg = scores + g * kChunk;
+      float mx = m[g];
+      for (int j = 0; j < nk; ++j) mx = std::max(mx, sg[j]);
+      const float corr = std::exp(m[g] - mx);
+      m[g] = mx;
+      const __m256 mv = _mm256_set1_ps(mx);
+      __m256 lsum = _mm256_setzero_ps();
+      int j = 0;
+      for (; j + 8 <= nk; j += 8) {
+        const __m256 e = simd::exp256(_mm256_sub_ps(_mm256_loadu_ps(sg + j), mv));
+        _mm256_storeu_ps(sg + j, e);
+        lsum = _mm256_add_ps(lsum, e);
+      }
+      float ls = simd::hsum(lsum);
+      for (; j < nk; ++j) ls += sg[j] = std::exp(sg[j] - mx);
+      l[g] = l[g] * corr + ls;
+      float* ag = acc + g * d;
+      __m256 av[kMaxDim / 8];
+      const __m256 cv = _mm256_set1_ps(corr);
+      for (int i = 0; i < d8; ++i) av[i] = _mm256_mul_ps(_mm256_loadu_ps(ag + 8 * i), cv);
+      for (j = 0; j < nk; ++j) {
+        const __m256 pj = _mm256_set1_ps(sg[j]);
+        const float* vr = vbase + j * row_stride;
+        for (int i = 0; i < d8; ++i) av[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr + 8 * i), av[i]);
+      }
+      for (int i = 0; i < d8; ++i) _mm256_storeu_ps(ag + 8 * i, av[i]);
+    }
+    kp += nk;
+  }
+  for (int g = 0; g < group; ++g) {
+    const float inv = 1.0f / l[g];
+    float* o = out + int64_t(h0 + g) * d;
+    for (int i = 0; i < d; ++i) o[i] = acc[g * d + i] * inv;
+  }
+}
+}  // namespace
+
+void attention_sinks_paged(const float* q, int64_t n_tokens, int heads, const PagedKv& kv, int group_layer,
+                           const AttnSeq* seqs, int n_seqs, const float* sinks, int window, float scale,
+                           float* out) {
+  const int d = kv.head_dim;
+  GPTOSS_CHECK(kv.kv_heads > 0 && heads % kv.kv_heads == 0, "{} q heads not a multiple of {} kv heads", heads,
+               kv.kv_heads);
+  const int group = heads / kv.kv_heads;
+  if (d % 8 != 0 || d > kMaxDim || group > kMaxGroup) {
+    // Shapes gpt-oss never has: the reference is fine.
+    attention_sinks_paged_ref(q, n_tokens, heads, kv, group_layer, seqs, n_seqs, sinks, window, scale, out);
+    return;
+  }
+  static thread_local std::vector<RowSeq> rows_tl;
+  std::vector<RowSeq>& rows = rows_tl;
+  rows.assign(size_t(n_tokens), RowSeq{-1, 0});
+  for (int s = 0; s < n_seqs; ++s)
+    for (int64_t t = 0; t < seqs[s].n_tokens; ++t) {
+      const int64_t r = seqs[s].token_offset + t;
+      GPTOSS_CHECK(r >= 0 && r < n_tokens, "sequence {} row {} outside 0..{}", s, r, n_tokens - 1);
+      rows[size_t(r)] = RowSeq{s, int32_t(t)};
+    }
+  const size_t scratch_floats = size_t(group) * (d + kChunk + 2);
+  ThreadPool::global().parallel_for(int64_t(kv.kv_heads) * n_tokens, [&](int64_t i0, int64_t i1, int) {
+    static thread_local std::vector<float> scratch_tl;
+    float* scratch = simd::scratch(scratch_tl, scratch_floats);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int kvh = int(i / n_tokens);
+      const int64_t r = i % n_tokens;
+      const RowSeq rs = rows[size_t(r)];
+      if (rs.seq < 0) continue;  // a row no sequence owns is left as it is
+      const float* qr = q + r * heads * d;
+      float* orow = out + r * heads * d;
+      if (d == 64)
+        attend_one<8>(qr, group, d, kv, group_layer, seqs[rs.seq], rs.t, kvh, sinks, window, scale, orow, scratch);
+      else
+        attend_one<0>(qr, group, d, kv, group_layer, seqs[rs.seq], rs.t, kvh, sinks, window, scale, orow, scratch);
+    }
+  });
+}
+
+}  // namespace gptoss::cpu
