@@ -18,6 +18,7 @@
 // --json prints {date, commit, card, command, bandwidth_gb_s, fma_peak_gflops, results: [...]}, the
 // schema of bench/results/*.json.
 #include <immintrin.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -201,6 +202,28 @@ std::string utc_now() {
   return buf;
 }
 
+// Process CPU seconds (user + system) so far.
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+double load_average() {
+  double l[1] = {0};
+  return getloadavg(l, 1) == 1 ? l[0] : -1.0;
+}
+
+// Fraction of the pool's threads x wall time this process actually ran since `cpu0`/`wall0`: well
+// below 1 means the machine was shared and the tok/s understate what the code can do.
+struct CpuShare {
+  double cpu0 = cpu_seconds();
+  Clock::time_point wall0 = Clock::now();
+  double get() const {
+    return (cpu_seconds() - cpu0) / (seconds_since(wall0) * ThreadPool::global().size());
+  }
+};
+
 struct Result {
   std::string phase, test;
   int batch = 1;
@@ -208,6 +231,7 @@ struct Result {
   Stat tok_s;
   double roofline = 0;
   uint64_t peak_mem = 0;
+  double cpu_share = 0;
 };
 
 class Bench {
@@ -284,6 +308,7 @@ int run(const Options& o) {
 
   fmt::print(stderr, "bench: {} on {}; loaded in {:.2f} s; probing bandwidth and FMA peak...\n", model_name,
              backend->device_name(), load_s);
+  const double load_before = load_average();
   const double bw = probe_bandwidth(o.probe_mb);
   const double fma = probe_fma_peak();
   fmt::print(stderr, "bench: bandwidth {:.2f} GB/s, FMA peak {:.1f} GFLOP/s\n", bw / 1e9, fma / 1e9);
@@ -296,6 +321,7 @@ int run(const Options& o) {
     bench.prefill_once(std::min(o.prompt, 32));  // warm-up: faults in the weights, grows scratch
     backend->reset_profile();
     std::vector<double> rates;
+    CpuShare share;
     for (int r = 0; r < o.repeats; ++r) {
       double s = bench.prefill_once(o.prompt);
       rates.push_back(o.prompt / s);
@@ -303,6 +329,7 @@ int run(const Options& o) {
     }
     Result res{"prefill", fmt::format("pp{}", o.prompt), 1, o.prompt, 0, stats(rates), 0, peak_rss_bytes()};
     res.roofline = prefill_flops(cfg, o.prompt) / o.prompt * res.tok_s.mean / fma;
+    res.cpu_share = share.get();
     results.push_back(res);
     if (o.profile) fmt::print(stderr, "profile pp{}:\n{}", o.prompt, backend->profile_report());
   }
@@ -310,6 +337,7 @@ int run(const Options& o) {
     bench.decode_once(b, 1);  // warm-up
     backend->reset_profile();
     std::vector<double> rates;
+    CpuShare share;
     for (int r = 0; r < o.repeats; ++r) {
       double s = bench.decode_once(b, o.gen);
       rates.push_back(double(b) * o.gen / s);
@@ -318,6 +346,7 @@ int run(const Options& o) {
     Result res{"decode", fmt::format("tg{}", o.gen), b, 0, o.gen, stats(rates), 0, peak_rss_bytes()};
     const double step_s = double(b) / res.tok_s.mean;
     res.roofline = decode_step_bytes(cfg, mxfp4, b) / bw / step_s;
+    res.cpu_share = share.get();
     results.push_back(res);
     if (o.profile) fmt::print(stderr, "profile tg{} batch {}:\n{}", o.gen, b, backend->profile_report());
   }
@@ -331,6 +360,9 @@ int run(const Options& o) {
     j["bandwidth_gb_s"] = bw / 1e9;
     j["fma_peak_gflops"] = fma / 1e9;
     j["decode_bytes_per_token"] = decode_bytes_per_token(cfg, mxfp4);
+    j["threads"] = ThreadPool::global().size();
+    j["load_avg_1m_before"] = load_before;
+    j["load_avg_1m_after"] = load_average();
     j["results"] = nlohmann::json::array();
     for (const auto& r : results)
       j["results"].push_back({{"model", model_name},
@@ -342,18 +374,21 @@ int run(const Options& o) {
                               {"tok_s", r.tok_s.mean},
                               {"sd", r.tok_s.sd},
                               {"roofline_fraction", r.roofline},
-                              {"peak_mem_bytes", r.peak_mem}});
+                              {"peak_mem_bytes", r.peak_mem},
+                              {"cpu_share", r.cpu_share}});
     fmt::print("{}\n", j.dump(2));
     return 0;
   }
   fmt::print("bandwidth {:.2f} GB/s · FMA peak {:.1f} GFLOP/s · decode reads {:.3f} GB/token at batch 1 · {}\n\n",
              bw / 1e9, fma / 1e9, double(decode_bytes_per_token(cfg, mxfp4)) / 1e9, backend->device_name());
-  fmt::print("| model | phase | batch | test | tok/s | roofline | peak mem |\n");
-  fmt::print("| --- | --- | ---: | --- | ---: | ---: | ---: |\n");
+  fmt::print("| model | phase | batch | test | tok/s | roofline | peak mem | cpu share |\n");
+  fmt::print("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
   for (const auto& r : results)
-    fmt::print("| {} | {} | {} | {} | {:.2f} ± {:.2f} | {:.1f} % {} | {:.2f} GB |\n", model_name, r.phase, r.batch,
-               r.test, r.tok_s.mean, r.tok_s.sd, 100 * r.roofline, r.phase == "decode" ? "BW" : "FMA",
-               double(r.peak_mem) / 1e9);
+    fmt::print("| {} | {} | {} | {} | {:.2f} ± {:.2f} | {:.1f} % {} | {:.2f} GB | {:.0f} % |\n", model_name, r.phase,
+               r.batch, r.test, r.tok_s.mean, r.tok_s.sd, 100 * r.roofline, r.phase == "decode" ? "BW" : "FMA",
+               double(r.peak_mem) / 1e9, 100 * r.cpu_share);
+  fmt::print("\nload average before {:.2f}, after {:.2f} (cpu share well below 100 % = shared machine)\n", load_before,
+             load_average());
   return 0;
 }
 
