@@ -50,6 +50,11 @@ class ChatService {
  public:
   virtual ~ChatService() = default;
   virtual std::unique_ptr<ChatStream> start(const nlohmann::json& request) = 0;  // throws InputError on bad fields
+  // The same for callers that kept the body's key order (parsed with ordered_json): the JSON-Schema
+  // properties of tools then render in the order given, as OpenAI's renderer does. Default: start().
+  virtual std::unique_ptr<ChatStream> start_ordered(const nlohmann::ordered_json& request) {
+    return start(nlohmann::json::parse(request.dump()));
+  }
   virtual std::string model_name() const = 0;
 };
 

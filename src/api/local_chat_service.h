@@ -9,12 +9,14 @@
 // skip_special_tokens (false: raw harmony text as content, no channel split), n (must be 1). Other
 // fields ("model", "stream", "user", ...) are ignored. Wrong types/ranges: InputError naming the field.
 //
-// Events: analysis-channel text -> ReasoningDelta; final (and commentary preambles) -> ContentDelta;
-// messages addressed to a tool ("to=functions.NAME") -> ToolCallDelta (first delta of each call carries
-// id and name). Done carries {role, content, reasoning_content, tool_calls}, finish_reason ("tool_calls"
-// when the model called a tool, "length", "cancelled" after cancel(), else "stop"), usage, logprobs when
-// asked, and in `text` the parser's warning when the output was not well-formed harmony (the message then
-// holds the best-effort parse). Engine errors (prompt too long, ...) -> Error with http_status 400.
+// Rendering and event mapping are api/chat_mapping.h's (chat_to_harmony, ChatEventMapper): analysis text
+// -> ReasoningDelta; final (and commentary preambles) -> ContentDelta; tool calls ("to=functions.NAME")
+// -> ToolCallDelta (the first delta of each call carries id "call_<request>_<n>" and name). Done carries
+// {role, content, reasoning_content, tool_calls}, finish_reason ("tool_calls", "length", "cancelled" after
+// cancel(), else "stop"), usage, logprobs when asked, and in `text` the parser's warning when the output
+// was not well-formed harmony (the message then holds the best-effort parse; the parser is non-strict).
+// With skip_special_tokens false the content is the raw completion text, special tokens included.
+// Engine errors (prompt too long, ...) -> Error with http_status 400.
 #pragma once
 
 #include <memory>
@@ -35,6 +37,7 @@ class LocalChatService : public ChatService {
   LocalChatService(std::shared_ptr<Engine> engine, Tokenizer tok, std::string model_name);
 
   std::unique_ptr<ChatStream> start(const nlohmann::json& request) override;
+  std::unique_ptr<ChatStream> start_ordered(const nlohmann::ordered_json& request) override;
   std::string model_name() const override { return model_name_; }
 
   // What start() submits, for tests and diagnostics.
@@ -43,9 +46,9 @@ class LocalChatService : public ChatService {
     SamplingParams params;
     bool raw = false;  // skip_special_tokens: false
   };
-  Prepared prepare(const nlohmann::json& request) const;
-  // The harmony conversation for a request (system + developer messages included).
-  harmony::Conversation conversation(const nlohmann::json& request) const;
+  Prepared prepare(const nlohmann::ordered_json& request) const;
+  // The harmony conversation for a request (api/chat_mapping.h, with today's date in the system message).
+  harmony::Conversation conversation(const nlohmann::ordered_json& request) const;
 
   Engine& engine() { return *engine_; }
   const Tokenizer& tokenizer() const { return tok_; }

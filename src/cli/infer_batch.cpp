@@ -26,7 +26,7 @@ namespace gptoss::infer {
 
 namespace {
 
-using Json = nlohmann::json;
+using Json = nlohmann::ordered_json;
 using OJson = nlohmann::ordered_json;
 
 uint64_t fnv1a(const std::string& s) {
@@ -44,7 +44,7 @@ struct Row {
 };
 
 // The assistant message as written to the output: OpenAI shape, reasoning and tool calls only when present.
-OJson output_message(const Json& m) {
+OJson output_message(const nlohmann::json& m) {
   OJson out;
   out["role"] = "assistant";
   out["content"] = m.contains("content") ? OJson::parse(m["content"].dump()) : OJson(nullptr);
@@ -89,10 +89,10 @@ int run_batch(ChatService& svc, const InferenceConfig& cfg, const BatchOptions& 
         fail_input("{}: \"messages\" is missing or empty; expected a list of {{role, content}} messages", where);
       Json msgs = Json::array();
       for (size_t i = 0; i < r.input["messages"].size(); ++i)
-        msgs.push_back(normalise_message(Json::parse(r.input["messages"][i].dump()), fmt::format("{}: messages[{}]", where, i)));
+        msgs.push_back(normalise_message(r.input["messages"][i], fmt::format("{}: messages[{}]", where, i)));
       Json tools;
       if (r.input.contains("tools") && !r.input["tools"].is_null()) {
-        tools = Json::parse(r.input["tools"].dump());
+        tools = r.input["tools"];
         if (!tools.is_array()) fail_input("{}: \"tools\" is {}; expected a list of OpenAI function definitions", where, tools.dump());
       }
       r.request = build_request(cfg, msgs, tools.is_array() ? &tools : nullptr);
@@ -163,7 +163,7 @@ int run_batch(ChatService& svc, const InferenceConfig& cfg, const BatchOptions& 
       ChatEvent done_ev;
       std::string err;
       try {
-        auto stream = svc.start(r.request);
+        auto stream = svc.start_ordered(r.request);
         ChatEvent ev;
         while (stream->next(ev)) {
           if (ev.kind == ChatEvent::Kind::Done || ev.kind == ChatEvent::Kind::Error) done_ev = ev;

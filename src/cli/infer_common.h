@@ -18,13 +18,13 @@ std::unique_ptr<ChatService> make_chat_service(const InferenceConfig& cfg, bool 
 
 // An OpenAI chat request for `messages` with the config's generation parameters, reasoning effort and
 // tools (`row_tools`, when non-null, replace the config's tools for this conversation).
-nlohmann::json build_request(const InferenceConfig& cfg, const nlohmann::json& messages,
-                             const nlohmann::json* row_tools = nullptr);
+nlohmann::ordered_json build_request(const InferenceConfig& cfg, const nlohmann::ordered_json& messages,
+                             const nlohmann::ordered_json* row_tools = nullptr);
 
 // Oumi/OpenAI message -> the OpenAI chat shape the services take: content item lists
 // ([{type: text, content|text: ...}]) become one string; images are rejected (gpt-oss reads text only).
 // Throws InputError naming `where` (e.g. "in.jsonl:3: messages[1]").
-nlohmann::json normalise_message(const nlohmann::json& m, const std::string& where);
+nlohmann::ordered_json normalise_message(const nlohmann::ordered_json& m, const std::string& where);
 
 struct BatchOptions {
   std::string input_path, output_path;
@@ -43,6 +43,6 @@ int run_interactive(ChatService& svc, const InferenceConfig& cfg, const Interact
 
 // Runs the tool executor command with `call` ({"name", "arguments"}) as JSON on stdin; returns its
 // stdout (trailing newline trimmed). Throws Error when it cannot run or exits non-zero.
-std::string run_tool_executor(const std::string& command, const nlohmann::json& call);
+std::string run_tool_executor(const std::string& command, const nlohmann::ordered_json& call);
 
 }  // namespace gptoss::infer

@@ -24,7 +24,7 @@ namespace gptoss::infer {
 
 namespace {
 
-using Json = nlohmann::json;
+using Json = nlohmann::ordered_json;
 
 std::atomic<bool> g_interrupt{false};
 void on_sigint(int) { g_interrupt = true; }
@@ -65,7 +65,7 @@ void print(const std::string& s) {
 
 // One assistant turn: streams it to the terminal and returns the Done event (kind Error on failure).
 ChatEvent stream_turn(ChatService& svc, const Json& request, const Term& t, bool hide_reasoning) {
-  auto stream = svc.start(request);
+  auto stream = svc.start_ordered(request);
   std::atomic<bool> running{true};
   g_interrupt = false;
   std::thread watcher([&] {
@@ -192,7 +192,7 @@ int run_interactive(ChatService& svc, const InferenceConfig& config, const Inter
         history.erase(history.begin() + long(turn_start), history.end());
         break;
       }
-      Json msg = done.message.is_object() ? done.message : Json{{"role", "assistant"}, {"content", ""}};
+      Json msg = done.message.is_object() ? Json::parse(done.message.dump()) : Json{{"role", "assistant"}, {"content", ""}};
       msg["role"] = "assistant";
       if (done.finish_reason == "cancelled") {
         print("[stopped]\n");

@@ -11,7 +11,7 @@
 
 namespace gptoss::infer {
 
-using Json = nlohmann::json;
+using Json = nlohmann::ordered_json;
 
 Json normalise_message(const Json& m, const std::string& where) {
   if (!m.is_object()) fail_input("{} is {}; expected an object with role and content", where, m.dump());

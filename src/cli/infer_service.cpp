@@ -1,5 +1,6 @@
 // Picks the ChatService for `engine:` and builds it (model resolution, loading, engine start).
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 
@@ -43,6 +44,8 @@ std::unique_ptr<ChatService> make_local(const InferenceConfig& cfg, bool quiet) 
   hopt.progress = !quiet;
   if (quiet) ProgressBar::set_enabled(false);
   std::string dir = resolve_model_dir(cfg.model.model_name, hopt);
+  // The CPU backend's pool reads $GPTOSS_THREADS when it is first created.
+  if (cfg.engine_params.num_threads) ::setenv("GPTOSS_THREADS", std::to_string(*cfg.engine_params.num_threads).c_str(), 1);
   ProgressBar bar("loading " + cfg.model.model_name, 3, "steps");
   Tokenizer tok = load_tokenizer(cfg, dir, hopt);
   bar.set(1);
@@ -54,6 +57,7 @@ std::unique_ptr<ChatService> make_local(const InferenceConfig& cfg, bool quiet) 
     ec.max_model_len = int(std::min<int64_t>(*cfg.engine_params.max_model_len, runner->max_position()));
   ec.max_num_seqs = int(cfg.engine_params.max_num_seqs);
   ec.gpu_memory_utilization = cfg.engine_params.gpu_memory_utilization;
+  ec.kv_cache_bytes = int64_t(cfg.engine_params.kv_cache_gb * 1e9);
   auto engine = std::make_shared<Engine>(std::move(runner), ec);
   engine->set_tokenizer(tok);
   engine->start();

@@ -21,10 +21,10 @@ const std::vector<std::string> kEfforts = {"low", "medium", "high"};
 
 // Sets tree[a][b][c] = value for "a.b.c"; intermediate nulls become mappings. Lines of overridden keys
 // are marked -1 so messages say "command line" instead of a file line.
-void apply_overrides(Json& tree, const std::vector<Override>& overrides, LineMap& lines) {
-  if (tree.is_null()) tree = Json::object();
+void apply_overrides(ConfigJson& tree, const std::vector<Override>& overrides, LineMap& lines) {
+  if (tree.is_null()) tree = ConfigJson::object();
   for (const auto& [key, value] : overrides) {
-    Json* node = &tree;
+    ConfigJson* node = &tree;
     std::string path;
     size_t start = 0;
     while (true) {
@@ -32,7 +32,7 @@ void apply_overrides(Json& tree, const std::vector<Override>& overrides, LineMap
       std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
       if (part.empty()) fail_input("command line: --{} is not a valid config key (empty component)", key);
       path = path.empty() ? part : path + "." + part;
-      if (node->is_null()) *node = Json::object();
+      if (node->is_null()) *node = ConfigJson::object();
       if (!node->is_object())
         fail_input("command line: --{}: {} is not a mapping in the config, so it has no key {}", key,
                    path.substr(0, path.size() - part.size() - 1), part);
@@ -46,7 +46,7 @@ void apply_overrides(Json& tree, const std::vector<Override>& overrides, LineMap
 }
 
 struct Doc {
-  Json tree;
+  ConfigJson tree;
   LineMap lines;
   std::string source, base_dir;
 };
@@ -102,7 +102,7 @@ void read_generation(FieldReader r, GenerationParams& g, const ModelParams& m) {
   r.get("presence_penalty", g.presence_penalty, -2.0, 2.0);
   r.get("stop_strings", g.stop_strings);
   r.get("stop_token_ids", g.stop_token_ids, 0);
-  Json bias;
+  ConfigJson bias;
   r.get_object("logit_bias", bias);
   for (auto it = bias.begin(); it != bias.end(); ++it) {
     size_t used = 0;
@@ -113,7 +113,7 @@ void read_generation(FieldReader r, GenerationParams& g, const ModelParams& m) {
       used = 0;
     }
     if (used != it.key().size() || id < 0)
-      r.fail_type("logit_bias", Json(it.key()), "token ids (non-negative integers) as keys");
+      r.fail_type("logit_bias", ConfigJson(it.key()), "token ids (non-negative integers) as keys");
     if (!it->is_number()) r.fail_type("logit_bias." + it.key(), *it, "a number (an additive bias)");
     g.logit_bias[id] = it->get<double>();
   }
@@ -151,17 +151,17 @@ void read_remote(FieldReader r, RemoteParamsConfig& p) {
 
 // OpenAI function definitions: {"type": "function", "function": {name, description, parameters}}; a bare
 // {name, description, parameters} is wrapped.
-Json normalise_tools(const Json& tools, const std::string& where) {
+ConfigJson normalise_tools(const ConfigJson& tools, const std::string& where) {
   if (!tools.is_array()) fail_input("{}: tools is {}; expected a list of OpenAI function definitions", where, tools.dump());
-  Json out = Json::array();
+  ConfigJson out = ConfigJson::array();
   for (size_t i = 0; i < tools.size(); ++i) {
-    Json t = tools[i];
+    ConfigJson t = tools[i];
     if (!t.is_object()) fail_input("{}: tools[{}] is {}; expected a mapping", where, i, t.dump());
-    if (!t.contains("type") && t.contains("name")) t = Json{{"type", "function"}, {"function", t}};
+    if (!t.contains("type") && t.contains("name")) t = ConfigJson{{"type", "function"}, {"function", t}};
     if (t.value("type", "") != "function" || !t.contains("function") || !t["function"].is_object())
       fail_input("{}: tools[{}] is {}; expected {{type: function, function: {{name, description, parameters}}}}",
                  where, i, t.dump());
-    const Json& f = t["function"];
+    const ConfigJson& f = t["function"];
     if (!f.contains("name") || !f["name"].is_string() || f["name"].get<std::string>().empty())
       fail_input("{}: tools[{}].function.name is missing; every tool needs a name", where, i);
     if (f.contains("parameters") && !f["parameters"].is_object())
@@ -176,7 +176,7 @@ void read_tool_use(FieldReader r, ToolUseParams& t, const std::string& base_dir)
   r.get("enabled", t.enabled);
   r.get("max_tools", t.max_tools, 1);
   r.get("executor", t.executor);
-  Json tools;
+  ConfigJson tools;
   r.get_json("tools", tools);
   std::string where = r.where("tools") + ": tool_use";
   if (tools.is_string()) {
@@ -185,8 +185,8 @@ void read_tool_use(FieldReader r, ToolUseParams& t, const std::string& base_dir)
     if (!fs::exists(path, ec) && fs::exists(fs::path(base_dir) / path, ec)) path = (fs::path(base_dir) / path).string();
     std::string text = read_file(path);
     try {
-      tools = Json::parse(text);
-    } catch (const Json::exception& e) {
+      tools = ConfigJson::parse(text);
+    } catch (const ConfigJson::exception& e) {
       fail_input("{}: tool_use.tools file {} is not valid JSON: {}", r.where("tools"), path, e.what());
     }
     if (tools.is_object() && tools.contains("tools")) tools = tools["tools"];
@@ -206,6 +206,7 @@ void read_engine_params(FieldReader r, EngineParams& e) {
   r.get_enum("device", e.device, {"auto", "cpu", "cuda"}, true);
   r.get("cpu_offload", e.cpu_offload);
   r.get("num_threads", e.num_threads, 1, 1024);
+  r.get("kv_cache_gb", e.kv_cache_gb, 0.0, 1e6, true);
   r.finish();
 }
 
@@ -230,7 +231,7 @@ void read_dataset(FieldReader r, DatasetParams& d) {
 }
 
 void read_split(FieldReader r, DatasetSplitParams& s) {
-  if (const Json* ds = r.raw("datasets"); ds && !ds->is_null()) {
+  if (const ConfigJson* ds = r.raw("datasets"); ds && !ds->is_null()) {
     if (!ds->is_array()) r.fail_type("datasets", *ds, "a list of datasets");
     for (size_t i = 0; i < ds->size(); ++i) {
       DatasetParams d;
@@ -238,7 +239,7 @@ void read_split(FieldReader r, DatasetSplitParams& s) {
       s.datasets.push_back(std::move(d));
     }
   }
-  Json unused;
+  ConfigJson unused;
   r.get_json("datasets", unused);
   r.get("collator_name", s.collator_name);
   r.get_object("collator_kwargs", s.collator_kwargs);
@@ -457,15 +458,15 @@ QuantizeConfig load_quantization_config(const std::string& name, const std::vect
   return parse_quantization_config(text, path, overrides);
 }
 
-nlohmann::json to_json(const InferenceConfig& c) {
-  auto opt = [](const auto& o) -> Json { return o ? Json(*o) : Json(nullptr); };
-  Json bias = Json::object();
+nlohmann::ordered_json to_json(const InferenceConfig& c) {
+  auto opt = [](const auto& o) -> ConfigJson { return o ? ConfigJson(*o) : ConfigJson(nullptr); };
+  ConfigJson bias = ConfigJson::object();
   for (const auto& [id, b] : c.generation.logit_bias) bias[std::to_string(id)] = b;
   const auto& m = c.model;
   const auto& g = c.generation;
   const auto& r = c.remote_params;
   const auto& e = c.engine_params;
-  return Json{
+  return ConfigJson{
       {"model",
        {{"model_name", m.model_name}, {"adapter_model", m.adapter_model}, {"tokenizer_name", m.tokenizer_name},
         {"model_max_length", opt(m.model_max_length)}, {"torch_dtype_str", m.torch_dtype_str},
@@ -491,7 +492,7 @@ nlohmann::json to_json(const InferenceConfig& c) {
       {"engine_params",
        {{"max_num_seqs", e.max_num_seqs}, {"gpu_memory_utilization", e.gpu_memory_utilization},
         {"max_model_len", opt(e.max_model_len)}, {"device", e.device}, {"cpu_offload", e.cpu_offload},
-        {"num_threads", opt(e.num_threads)}}},
+        {"num_threads", opt(e.num_threads)}, {"kv_cache_gb", e.kv_cache_gb}}},
   };
 }
 

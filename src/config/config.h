@@ -38,8 +38,8 @@ struct ModelParams {
   std::string adapter_model;               // LoRA adapter directory (empty: none)
   std::string tokenizer_name;              // empty: the model's own tokenizer
   std::string tokenizer_pad_token;
-  nlohmann::json tokenizer_kwargs = nlohmann::json::object();
-  nlohmann::json processor_kwargs = nlohmann::json::object();
+  nlohmann::ordered_json tokenizer_kwargs = nlohmann::ordered_json::object();
+  nlohmann::ordered_json processor_kwargs = nlohmann::ordered_json::object();
   std::optional<int64_t> model_max_length;  // context limit; empty: the model's max_position_embeddings
   bool load_pretrained_weights = true;
   bool trust_remote_code = false;
@@ -48,13 +48,13 @@ struct ModelParams {
   std::string chat_template;                // accepted for compatibility; gpt-oss always renders harmony
   std::string attn_implementation;          // accepted for compatibility; ignored
   std::string device_map = "auto";
-  nlohmann::json model_kwargs = nlohmann::json::object();
+  nlohmann::ordered_json model_kwargs = nlohmann::ordered_json::object();
   bool enable_liger_kernel = false;
   bool enable_hf_kernels = false;
   bool shard_for_eval = false;
   std::vector<std::string> freeze_layers;
   std::string model_revision;               // hub revision; empty: "main"
-  nlohmann::json chat_template_kwargs = nlohmann::json::object();  // reasoning_effort honoured
+  nlohmann::ordered_json chat_template_kwargs = nlohmann::ordered_json::object();  // reasoning_effort honoured
 };
 
 struct GenerationParams {
@@ -73,7 +73,7 @@ struct GenerationParams {
   bool use_cache = false;
   int64_t num_beams = 1;                    // only 1 is supported
   bool use_sampling = false;
-  nlohmann::json guided_decoding;           // null; anything else is rejected (not supported)
+  nlohmann::ordered_json guided_decoding;           // null; anything else is rejected (not supported)
   bool skip_special_tokens = true;          // false: show the raw harmony text
   // Ours. Resolved at load: generation.reasoning_effort if given, else
   // model.chat_template_kwargs.reasoning_effort, else "medium".
@@ -102,7 +102,7 @@ struct RemoteParamsConfig {
 struct ToolUseParams {
   bool enabled = false;
   int64_t max_tools = 64;                   // more tools than this is an error
-  nlohmann::json tools = nlohmann::json::array();  // OpenAI function definitions (normalised)
+  nlohmann::ordered_json tools = nlohmann::ordered_json::array();  // OpenAI function definitions (normalised)
   std::string executor;                     // command: gets the call as JSON on stdin, answers on stdout
 };
 
@@ -114,6 +114,7 @@ struct EngineParams {
   std::string device = "auto";              // auto|cpu|cuda
   bool cpu_offload = false;                 // keep expert weights in host memory
   std::optional<int64_t> num_threads;       // CPU threads; empty: all cores
+  double kv_cache_gb = 4.0;                 // CPU: memory for the paged KV cache (GPU: from gpu_memory_utilization)
 };
 
 // Engines Oumi knows. NATIVE and VLLM run our local engine; the rest are remote (src/remote/).
@@ -144,13 +145,13 @@ struct DatasetParams {
   std::optional<int64_t> shuffle_buffer_size;
   bool trust_remote_code = false;
   std::optional<int64_t> transform_num_workers;
-  nlohmann::json dataset_kwargs = nlohmann::json::object();
+  nlohmann::ordered_json dataset_kwargs = nlohmann::ordered_json::object();
 };
 
 struct DatasetSplitParams {
   std::vector<DatasetParams> datasets;
   std::string collator_name;
-  nlohmann::json collator_kwargs = nlohmann::json::object();
+  nlohmann::ordered_json collator_kwargs = nlohmann::ordered_json::object();
   bool pack = false;
   bool stream = false;
   std::string target_col;
@@ -173,7 +174,7 @@ struct TrainingParams {
   int64_t max_steps = -1;
   double learning_rate = 5e-5;
   std::string lr_scheduler_type = "linear";
-  nlohmann::json lr_scheduler_kwargs = nlohmann::json::object();
+  nlohmann::ordered_json lr_scheduler_kwargs = nlohmann::ordered_json::object();
   double warmup_ratio = 0.0;
   int64_t warmup_steps = 0;
   double weight_decay = 0.0;
@@ -193,7 +194,7 @@ struct TrainingParams {
   std::string eval_strategy = "no";
   int64_t eval_steps = 500;
   bool enable_gradient_checkpointing = false;
-  nlohmann::json gradient_checkpointing_kwargs = nlohmann::json::object();
+  nlohmann::ordered_json gradient_checkpointing_kwargs = nlohmann::ordered_json::object();
   bool use_peft = false;
   int64_t seed = 42;
   std::optional<int64_t> data_seed;
@@ -212,11 +213,11 @@ struct TrainingParams {
   bool enable_mlflow = false;
   bool enable_tensorboard = true;
   std::string run_name;
-  nlohmann::json trainer_kwargs = nlohmann::json::object();
+  nlohmann::ordered_json trainer_kwargs = nlohmann::ordered_json::object();
   std::optional<int64_t> empty_device_cache_steps;
   std::optional<int64_t> nccl_default_timeout_minutes;
   int64_t label_ignore_index = -100;
-  nlohmann::json profiler, telemetry;
+  nlohmann::ordered_json profiler, telemetry;
 };
 
 struct PeftParams {
@@ -245,8 +246,8 @@ struct TrainingConfig {
   DataParams data;
   TrainingParams training;
   PeftParams peft;
-  nlohmann::json fsdp = nlohmann::json::object();
-  nlohmann::json deepspeed = nlohmann::json::object();
+  nlohmann::ordered_json fsdp = nlohmann::ordered_json::object();
+  nlohmann::ordered_json deepspeed = nlohmann::ordered_json::object();
   std::string source;
 };
 
@@ -276,6 +277,6 @@ QuantizeConfig parse_quantization_config(const std::string& yaml, const std::str
                                              const std::vector<Override>& overrides = {});
 
 // The config as YAML-equivalent JSON (every key with its effective value), for `--print-config`.
-nlohmann::json to_json(const InferenceConfig& c);
+nlohmann::ordered_json to_json(const InferenceConfig& c);
 
 }  // namespace gptoss

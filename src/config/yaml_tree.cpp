@@ -16,7 +16,7 @@ namespace gptoss {
 namespace {
 
 // YAML 1.2 core schema typing of a plain scalar.
-Json type_plain_scalar(const std::string& s) {
+ConfigJson type_plain_scalar(const std::string& s) {
   static const std::regex kInt(R"([-+]?[0-9]+)");
   static const std::regex kHex(R"(0x[0-9a-fA-F]+)");
   static const std::regex kFloat(R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?)");
@@ -39,22 +39,22 @@ Json type_plain_scalar(const std::string& s) {
 }
 
 // key_line: the line of the mapping key that holds n (errors point at the key, not at a nested value).
-Json convert(const YAML::Node& n, const std::string& path, LineMap* lines, int key_line = -1) {
+ConfigJson convert(const YAML::Node& n, const std::string& path, LineMap* lines, int key_line = -1) {
   if (lines && !path.empty()) (*lines)[path] = key_line >= 0 ? key_line + 1 : n.Mark().line + 1;
   switch (n.Type()) {
     case YAML::NodeType::Null:
     case YAML::NodeType::Undefined:
       return nullptr;
     case YAML::NodeType::Scalar:
-      return n.Tag() == "!" ? Json(n.Scalar()) : type_plain_scalar(n.Scalar());
+      return n.Tag() == "!" ? ConfigJson(n.Scalar()) : type_plain_scalar(n.Scalar());
     case YAML::NodeType::Sequence: {
-      Json a = Json::array();
+      ConfigJson a = ConfigJson::array();
       for (size_t i = 0; i < n.size(); ++i)
         a.push_back(convert(n[i], path + "[" + std::to_string(i) + "]", lines));
       return a;
     }
     case YAML::NodeType::Map: {
-      Json o = Json::object();
+      ConfigJson o = ConfigJson::object();
       for (const auto& kv : n) {
         std::string key = kv.first.as<std::string>();
         o[key] = convert(kv.second, path.empty() ? key : path + "." + key, lines, kv.first.Mark().line);
@@ -65,14 +65,14 @@ Json convert(const YAML::Node& n, const std::string& path, LineMap* lines, int k
   return nullptr;
 }
 
-std::string show(const Json& v) {
+std::string show(const ConfigJson& v) {
   if (v.is_string()) return "'" + v.get<std::string>() + "'";
   return v.dump();
 }
 
 }  // namespace
 
-Json yaml_to_json(const std::string& text, const std::string& source, LineMap* lines) {
+ConfigJson yaml_to_json(const std::string& text, const std::string& source, LineMap* lines) {
   try {
     return convert(YAML::Load(text), "", lines);
   } catch (const YAML::Exception& e) {
@@ -80,7 +80,7 @@ Json yaml_to_json(const std::string& text, const std::string& source, LineMap* l
   }
 }
 
-Json parse_scalar_value(const std::string& text) {
+ConfigJson parse_scalar_value(const std::string& text) {
   // Flow collections ("[1, 2]", "{a: 1}") go through YAML; everything else is one plain scalar, so a
   // value such as "a: b" or "#x" stays the literal string the user typed.
   std::string t = text;
@@ -121,8 +121,8 @@ std::string nearest(const std::string& word, const std::vector<std::string>& can
   return best_d <= limit ? best : "";
 }
 
-FieldReader::FieldReader(const Json& node, std::string path, std::string source, const LineMap* lines)
-    : node_(node.is_null() ? Json::object() : node), path_(std::move(path)), source_(std::move(source)),
+FieldReader::FieldReader(const ConfigJson& node, std::string path, std::string source, const LineMap* lines)
+    : node_(node.is_null() ? ConfigJson::object() : node), path_(std::move(path)), source_(std::move(source)),
       lines_(lines) {
   if (!node_.is_object())
     fail_input("{}: {} is {}; expected a mapping of keys", where(""), path_.empty() ? "the document" : path_,
@@ -145,11 +145,11 @@ std::string FieldReader::where(const std::string& key) const {
   return source_;
 }
 
-void FieldReader::fail_type(const std::string& key, const Json& v, const std::string& expected) const {
+void FieldReader::fail_type(const std::string& key, const ConfigJson& v, const std::string& expected) const {
   fail_input("{}: {} is {}; expected {}", where(key), dotted(key), show(v), expected);
 }
 
-const Json* FieldReader::find(const char* key) {
+const ConfigJson* FieldReader::find(const char* key) {
   known_.emplace_back(key);
   auto it = node_.find(key);
   if (it == node_.end() || it->is_null()) return nullptr;
@@ -161,13 +161,13 @@ bool FieldReader::has(const char* key) const {
   return it != node_.end() && !it->is_null();
 }
 
-const Json* FieldReader::raw(const char* key) const {
+const ConfigJson* FieldReader::raw(const char* key) const {
   auto it = node_.find(key);
   return it == node_.end() ? nullptr : &*it;
 }
 
 void FieldReader::get(const char* key, std::string& out) {
-  const Json* v = find(key);
+  const ConfigJson* v = find(key);
   if (!v) return;
   if (v->is_string()) out = v->get<std::string>();
   else if (v->is_number() || v->is_boolean()) out = v->dump();  // `revision: 1234` is still a name
@@ -185,14 +185,14 @@ void FieldReader::get(const char* key, std::optional<std::string>& out) {
 }
 
 void FieldReader::get(const char* key, bool& out) {
-  const Json* v = find(key);
+  const ConfigJson* v = find(key);
   if (!v) return;
   if (!v->is_boolean()) fail_type(key, *v, "true or false");
   out = v->get<bool>();
 }
 
 void FieldReader::get(const char* key, int64_t& out, int64_t lo, int64_t hi) {
-  const Json* v = find(key);
+  const ConfigJson* v = find(key);
   if (!v) return;
   int64_t x = 0;
   if (v->is_number_integer()) x = v->get<int64_t>();
@@ -219,7 +219,7 @@ void FieldReader::get(const char* key, std::optional<int64_t>& out, int64_t lo, 
 }
 
 void FieldReader::get(const char* key, double& out, double lo, double hi, bool lo_open) {
-  const Json* v = find(key);
+  const ConfigJson* v = find(key);
   if (!v) return;
   if (!v->is_number()) fail_type(key, *v, "a number");
   double x = v->get<double>();
@@ -235,7 +235,7 @@ void FieldReader::get(const char* key, double& out, double lo, double hi, bool l
 }
 
 void FieldReader::get(const char* key, std::vector<std::string>& out) {
-  const Json* v = find(key);
+  const ConfigJson* v = find(key);
   if (!v) return;
   out.clear();
   if (v->is_string()) {
@@ -250,10 +250,10 @@ void FieldReader::get(const char* key, std::vector<std::string>& out) {
 }
 
 void FieldReader::get(const char* key, std::vector<int64_t>& out, int64_t lo, int64_t hi) {
-  const Json* v = find(key);
+  const ConfigJson* v = find(key);
   if (!v) return;
   out.clear();
-  Json arr = v->is_array() ? *v : Json::array({*v});
+  ConfigJson arr = v->is_array() ? *v : ConfigJson::array({*v});
   for (const auto& e : arr) {
     if (!e.is_number_integer()) fail_type(key, *v, "a list of integers");
     int64_t x = e.get<int64_t>();
@@ -264,7 +264,7 @@ void FieldReader::get(const char* key, std::vector<int64_t>& out, int64_t lo, in
 
 void FieldReader::get_enum(const char* key, std::string& out, const std::vector<std::string>& allowed,
                            bool case_insensitive) {
-  const Json* v = find(key);
+  const ConfigJson* v = find(key);
   if (!v) return;
   if (!v->is_string()) fail_type(key, *v, "one of " + fmt::format("{}", fmt::join(allowed, ", ")));
   std::string s = v->get<std::string>();
@@ -283,21 +283,21 @@ void FieldReader::get_enum(const char* key, std::string& out, const std::vector<
              hint.empty() ? "" : fmt::format(" (did you mean {}?)", hint));
 }
 
-void FieldReader::get_json(const char* key, Json& out) {
-  const Json* v = find(key);
+void FieldReader::get_json(const char* key, ConfigJson& out) {
+  const ConfigJson* v = find(key);
   if (v) out = *v;
 }
 
-void FieldReader::get_object(const char* key, Json& out) {
-  const Json* v = find(key);
+void FieldReader::get_object(const char* key, ConfigJson& out) {
+  const ConfigJson* v = find(key);
   if (!v) return;
   if (!v->is_object()) fail_type(key, *v, "a mapping");
   out = *v;
 }
 
 FieldReader FieldReader::sub(const char* key) {
-  const Json* v = find(key);
-  static const Json kEmpty = Json::object();
+  const ConfigJson* v = find(key);
+  static const ConfigJson kEmpty = ConfigJson::object();
   if (v && !v->is_object()) fail_type(key, *v, "a mapping");
   return FieldReader(v ? *v : kEmpty, dotted(key), source_, lines_);
 }

@@ -24,12 +24,13 @@
 
 namespace gptoss {
 
-using Json = nlohmann::json;
+// Ordered: key order from the file is kept (tool JSON Schemas render their properties in that order).
+using ConfigJson = nlohmann::ordered_json;
 using LineMap = std::map<std::string, int>;
 
 // Throws InputError naming `source` on a YAML syntax error.
-Json yaml_to_json(const std::string& text, const std::string& source, LineMap* lines = nullptr);
-Json parse_scalar_value(const std::string& text);
+ConfigJson yaml_to_json(const std::string& text, const std::string& source, LineMap* lines = nullptr);
+ConfigJson parse_scalar_value(const std::string& text);
 
 // Edit distance (insert/delete/substitute = 1); used for "did you mean" suggestions.
 int edit_distance(const std::string& a, const std::string& b);
@@ -39,7 +40,7 @@ std::string nearest(const std::string& word, const std::vector<std::string>& can
 class FieldReader {
  public:
   // node: a mapping (or null, read as empty); path: dotted prefix ("generation"), "" at top level.
-  FieldReader(const Json& node, std::string path, std::string source, const LineMap* lines);
+  FieldReader(const ConfigJson& node, std::string path, std::string source, const LineMap* lines);
 
   void get(const char* key, std::string& out);
   void get(const char* key, std::optional<std::string>& out);
@@ -51,27 +52,27 @@ class FieldReader {
   void get(const char* key, std::vector<int64_t>& out, int64_t lo = INT64_MIN, int64_t hi = INT64_MAX);
   void get_enum(const char* key, std::string& out, const std::vector<std::string>& allowed,
                 bool case_insensitive = false);
-  void get_json(const char* key, Json& out);  // any value, kept as is
-  void get_object(const char* key, Json& out);  // a mapping (null -> {})
+  void get_json(const char* key, ConfigJson& out);  // any value, kept as is
+  void get_object(const char* key, ConfigJson& out);  // a mapping (null -> {})
   // A nested mapping: marks `key` known and returns a reader for it (empty if absent).
   FieldReader sub(const char* key);
   // A reader for a node found inside this one (list items), sharing the source and line map.
-  FieldReader child(const Json& node, const std::string& path) const {
+  FieldReader child(const ConfigJson& node, const std::string& path) const {
     return FieldReader(node, path, source_, lines_);
   }
   bool has(const char* key) const;
-  const Json* raw(const char* key) const;
+  const ConfigJson* raw(const char* key) const;
 
   // Throws for the first key that no get*/sub asked about.
   void finish() const;
 
   std::string where(const std::string& key) const;  // "file:line: a.b.key"
   std::string dotted(const std::string& key) const;
-  [[noreturn]] void fail_type(const std::string& key, const Json& v, const std::string& expected) const;
+  [[noreturn]] void fail_type(const std::string& key, const ConfigJson& v, const std::string& expected) const;
 
  private:
-  const Json* find(const char* key);
-  Json node_;
+  const ConfigJson* find(const char* key);
+  ConfigJson node_;
   std::string path_, source_;
   const LineMap* lines_;
   std::vector<std::string> known_;

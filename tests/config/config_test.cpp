@@ -260,7 +260,7 @@ TEST(Config, EngineParams) {
               parse_inference_config(std::string(kMinimal) + "engine_params: {gpu_memory_utilization: 1.5}\n", "e.yaml");
             }).find("engine_params.gpu_memory_utilization is 1.5"),
             std::string::npos);
-  Json j = to_json(c);
+  ConfigJson j = to_json(c);
   EXPECT_EQ(j["engine_params"]["device"], "cuda");
   EXPECT_EQ(j["model"]["model_name"], "openai/gpt-oss-20b");
 }
@@ -281,7 +281,7 @@ TEST(Config, TrainingAndQuantizationOverrides) {
 }
 
 TEST(YamlTree, ScalarsAreTypedLikeYaml12) {
-  Json j = yaml_to_json("a: 1\nb: 2.5e-4\nc: True\nd: ~\ne: '3'\nf: hello\ng: -7\nh: [1, x]\n", "t");
+  ConfigJson j = yaml_to_json("a: 1\nb: 2.5e-4\nc: True\nd: ~\ne: '3'\nf: hello\ng: -7\nh: [1, x]\n", "t");
   EXPECT_TRUE(j["a"].is_number_integer());
   EXPECT_DOUBLE_EQ(j["b"].get<double>(), 2.5e-4);
   EXPECT_EQ(j["c"], true);
