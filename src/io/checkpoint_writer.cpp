@@ -68,8 +68,8 @@ std::string shard_file_name(int index, int count) {
 }
 
 ShardedWriter::ShardedWriter(std::string dir, std::vector<TensorSpec> tensors, uint64_t max_shard_bytes,
-                             std::map<std::string, std::string> metadata)
-    : dir_(std::move(dir)), metadata_(std::move(metadata)) {
+                             std::map<std::string, std::string> metadata, bool always_index)
+    : dir_(std::move(dir)), metadata_(std::move(metadata)), always_index_(always_index) {
   for (auto& t : tensors) {
     uint64_t n = t.nbytes();
     total_ += n;
@@ -89,7 +89,7 @@ ShardedWriter::ShardedWriter(std::string dir, std::vector<TensorSpec> tensors, u
 
 void ShardedWriter::open_shard(size_t i) {
   cur_index_ = i;
-  std::string name = shards_.size() == 1 ? "model.safetensors" : shard_file_name(int(i) + 1, int(shards_.size()));
+  std::string name = shards_.size() == 1 && !always_index_ ? "model.safetensors" : shard_file_name(int(i) + 1, int(shards_.size()));
   cur_ = std::make_unique<SafetensorsWriter>(dir_ + "/" + name, shards_[i], metadata_);
   cur_left_ = shard_bytes_[i];
 }
@@ -118,7 +118,7 @@ void ShardedWriter::finish() {
   GPTOSS_CHECK(cur_left_ == 0 && cur_index_ + 1 == shards_.size(), "{}: finished with tensors missing bytes", dir_);
   cur_->finish();
   cur_.reset();
-  if (shards_.size() > 1) {
+  if (shards_.size() > 1 || always_index_) {
     nlohmann::json weight_map = nlohmann::json::object();
     for (size_t i = 0; i < shards_.size(); ++i)
       for (const auto& t : shards_[i]) weight_map[t.name] = shard_file_name(int(i) + 1, int(shards_.size()));

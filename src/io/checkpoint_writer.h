@@ -45,11 +45,12 @@ std::string shard_file_name(int index, int count);
 // Writes tensors (in the given order) to `dir` as one model.safetensors, or, when they exceed
 // max_shard_bytes, as model-0000i-of-0000N.safetensors files plus model.safetensors.index.json
 // (weight_map + metadata.total_size). Bytes come through write_next in declaration order, like
-// SafetensorsWriter. A tensor larger than max_shard_bytes gets a shard of its own.
+// SafetensorsWriter. A tensor larger than max_shard_bytes gets a shard of its own. always_index:
+// shard names and the index even for a single shard (the layout save_pretrained writes for big models).
 class ShardedWriter {
  public:
   ShardedWriter(std::string dir, std::vector<TensorSpec> tensors, uint64_t max_shard_bytes,
-                std::map<std::string, std::string> metadata = {{"format", "pt"}});
+                std::map<std::string, std::string> metadata = {{"format", "pt"}}, bool always_index = false);
   void write_next(const void* data, size_t n);
   void finish();
   int num_shards() const { return int(shards_.size()); }
@@ -64,6 +65,7 @@ class ShardedWriter {
   std::unique_ptr<SafetensorsWriter> cur_;
   size_t cur_index_ = 0;
   uint64_t cur_left_ = 0, total_ = 0;
+  bool always_index_ = false;
 };
 
 // A writer thread fed with filled buffers, so that filling the next buffer overlaps with writing
