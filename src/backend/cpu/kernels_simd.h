@@ -10,6 +10,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -205,6 +206,135 @@ inline void dot_rows_tokens(int T, const Dec& dec, int64_t r0, int64_t rows, con
     case 7: dot_rows<1, 7>(dec, r0, rows, xp, nb, emit); break;
     default: dot_rows<1, 8>(dec, r0, rows, xp, nb, emit); break;
   }
+}
+
+// ---- packed outer-product GEMM (prefill) -------------------------------------------------------
+// For many tokens, 16 weight rows are decoded once into an f32 panel [k][16] (k in the decoder's permuted
+// order, scale applied) and a 6 x 16 register tile runs over it for every group of 6 tokens: per k, two
+// panel loads and six broadcasts feed 12 FMAs. The decode cost is paid once per weight per call.
+inline constexpr int kPanelRows = 16;
+inline constexpr int kTileTokens = 6;
+
+// Packs blocks [kb0, kb1) of rows [r0, r0 + rows) (rows <= 16; missing rows are zero) into
+// panel[(kb1-kb0)*32][16].
+template <class Dec>
+inline void pack_panel(const Dec& dec, int64_t r0, int rows, int64_t kb0, int64_t kb1, float* panel) {
+  alignas(32) float tmp[kPanelRows][kBlock];
+  for (int64_t kb = kb0; kb < kb1; ++kb) {
+    for (int r = 0; r < kPanelRows; ++r) {
+      if (r >= rows) {
+        for (int q = 0; q < 4; ++q) _mm256_store_ps(tmp[r] + 8 * q, _mm256_setzero_ps());
+        continue;
+      }
+      __m256 w[4], s;
+      dec.decode(r0 + r, kb, w, &s);
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) {
+        if constexpr (Dec::kHasScale) w[q] = _mm256_mul_ps(w[q], s);
+        _mm256_store_ps(tmp[r] + 8 * q, w[q]);
+      }
+    }
+    // Transpose 16 x 32 -> 32 x 16 with 8x8 blocks.
+    float* dst = panel + (kb - kb0) * kBlock * kPanelRows;
+    for (int rb = 0; rb < kPanelRows; rb += 8)
+      for (int cb = 0; cb < kBlock; cb += 8) {
+        __m256 v[8];
+        for (int i = 0; i < 8; ++i) v[i] = _mm256_load_ps(tmp[rb + i] + cb);
+        const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+        const __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+        const __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
+        const __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
+        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+        const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+        const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+        const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+        const __m256 o[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                             _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                             _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                             _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+        for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + (cb + i) * kPanelRows + rb, o[i]);
+      }
+  }
+}
+
+// c[m*16 + i] (+)= sum_{k < K} a[m][k0 + k] * panel[k][i] for m < M.
+template <int M, bool kAccumulate>
+inline void gemm_tile(const float* panel, const float* const* a, int64_t k0, int64_t K, float* c) {
+  __m256 acc[M][2];
+#pragma GCC unroll 8
+  for (int m = 0; m < M; ++m) {
+    if constexpr (kAccumulate) {
+      acc[m][0] = _mm256_loadu_ps(c + m * kPanelRows);
+      acc[m][1] = _mm256_loadu_ps(c + m * kPanelRows + 8);
+    } else {
+      acc[m][0] = acc[m][1] = _mm256_setzero_ps();
+    }
+  }
+  const float* ap[M];
+#pragma GCC unroll 8
+  for (int m = 0; m < M; ++m) ap[m] = a[m] + k0;
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < K; ++k) {
+    const __m256 b0 = _mm256_load_ps(panel + k * kPanelRows), b1 = _mm256_load_ps(panel + k * kPanelRows + 8);
+#pragma GCC unroll 8
+    for (int m = 0; m < M; ++m) {
+      const __m256 av = _mm256_broadcast_ss(ap[m] + k);
+      acc[m][0] = _mm256_fmadd_ps(av, b0, acc[m][0]);
+      acc[m][1] = _mm256_fmadd_ps(av, b1, acc[m][1]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int m = 0; m < M; ++m) {
+    _mm256_storeu_ps(c + m * kPanelRows, acc[m][0]);
+    _mm256_storeu_ps(c + m * kPanelRows + 8, acc[m][1]);
+  }
+}
+
+// K is walked in chunks of kChunkBlocks blocks: the chunk's packed panel (16 KB) stays in L1 while
+// every token tile passes over it, accumulating into c[ntok][16] (in L2); the activations stream.
+inline constexpr int64_t kChunkBlocks = 8;
+
+template <int M>
+inline void gemm_tile_chunk(bool first, const float* panel, const float* const* a, int64_t k0, int64_t K, float* c) {
+  if (first)
+    gemm_tile<M, false>(panel, a, k0, K, c);
+  else
+    gemm_tile<M, true>(panel, a, k0, K, c);
+}
+
+// Rows [r0, r0 + rows) of the decoder times all `ntok` activation rows (permuted, nb*32 long).
+// `panel` holds kChunkBlocks*32*16 floats (32-byte aligned), `c` ntok*16 floats. emit(t, M, res) gets
+// tokens t .. t+M-1 with res[m*16 + i] = row r0 + i.
+template <class Dec, class Emit>
+inline void gemm_panel(const Dec& dec, int64_t r0, int rows, int64_t nb, const float* const* xrows, int64_t ntok,
+                       float* panel, float* c, Emit&& emit) {
+  for (int64_t kb0 = 0; kb0 < nb; kb0 += kChunkBlocks) {
+    const int64_t kb1 = std::min(nb, kb0 + kChunkBlocks);
+    pack_panel(dec, r0, rows, kb0, kb1, panel);
+    const int64_t k0 = kb0 * kBlock, K = (kb1 - kb0) * kBlock;
+    const bool first = kb0 == 0;
+    for (int64_t t = 0; t < ntok; t += kTileTokens) {
+      const int M = int(std::min<int64_t>(kTileTokens, ntok - t));
+      float* ct = c + t * kPanelRows;
+      switch (M) {
+        case 1: gemm_tile_chunk<1>(first, panel, xrows + t, k0, K, ct); break;
+        case 2: gemm_tile_chunk<2>(first, panel, xrows + t, k0, K, ct); break;
+        case 3: gemm_tile_chunk<3>(first, panel, xrows + t, k0, K, ct); break;
+        case 4: gemm_tile_chunk<4>(first, panel, xrows + t, k0, K, ct); break;
+        case 5: gemm_tile_chunk<5>(first, panel, xrows + t, k0, K, ct); break;
+        default: gemm_tile_chunk<6>(first, panel, xrows + t, k0, K, ct); break;
+      }
+    }
+  }
+  for (int64_t t = 0; t < ntok; t += kTileTokens)
+    emit(t, int(std::min<int64_t>(kTileTokens, ntok - t)), static_cast<const float*>(c + t * kPanelRows));
+}
+
+// A 32-byte aligned per-thread float buffer that only grows.
+inline float* aligned_scratch(std::vector<float>& buf, size_t n) {
+  buf.resize(std::max(buf.size(), n + 8));
+  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
+  return reinterpret_cast<float*>((p + 31) & ~uintptr_t(31));
 }
 
 // exp(x) for f32 lanes: Cody-Waite range reduction and a degree-6 polynomial; relative error ~2e-7 over

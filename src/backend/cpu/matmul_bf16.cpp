@@ -16,7 +16,8 @@ namespace gptoss::cpu {
 
 namespace {
 constexpr int64_t kTokenChunk = 32;
-constexpr int64_t kRowGrain = 16;  // rows per parallel_for unit
+constexpr int64_t kRowGrain = 16;  // rows per parallel_for unit (one GEMM panel)
+constexpr int64_t kGemmMinTokens = 8;  // from this many tokens on, the packed GEMM
 }  // namespace
 
 void bf16w_matmul(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
@@ -29,7 +30,35 @@ void bf16w_matmul(const float* x, int64_t n, int64_t in, const uint16_t* w, cons
   simd::permute_rows(x, n, in, nb, simd::kBf16Perm, xp);
   const simd::Bf16Decoder dec{w, in};
 
+  // K tail (in % 32) and bias, added to a tile result of row r, token t.
+  auto finish = [&](int64_t t, int64_t r, float acc) {
+    const uint16_t* wr = w + r * in;
+    const float* xt = x + t * in;
+    for (int64_t c = k_main; c < in; ++c) acc += xt[c] * bf16_to_f32(wr[c]);
+    y[t * out + r] = acc + (bias ? bf16_to_f32(bias[r]) : 0.0f);
+  };
+
   const int64_t units = (out + kRowGrain - 1) / kRowGrain;
+  if (n >= kGemmMinTokens && nb > 0) {
+    // Prefill: packed panels of 16 rows, every token over each panel (see kernels_simd.h).
+    static thread_local std::vector<const float*> rows_tl;
+    std::vector<const float*>& xrows = rows_tl;  // lambdas must not name the thread_local
+    xrows.resize(size_t(n));
+    for (int64_t t = 0; t < n; ++t) xrows[size_t(t)] = xp + t * k_main;
+    ThreadPool::global().parallel_for(units, [&](int64_t u0, int64_t u1, int) {
+      static thread_local std::vector<float> panel_tl, c_tl;
+      float* panel = simd::aligned_scratch(panel_tl, size_t(simd::kChunkBlocks * simd::kBlock * simd::kPanelRows));
+      float* cbuf = simd::scratch(c_tl, size_t(n * simd::kPanelRows));
+      for (int64_t rb = u0 * kRowGrain; rb < std::min(out, u1 * kRowGrain); rb += simd::kPanelRows) {
+        const int rows = int(std::min<int64_t>(simd::kPanelRows, out - rb));
+        simd::gemm_panel(dec, rb, rows, nb, xrows.data(), n, panel, cbuf, [&](int64_t t, int M, const float* res) {
+          for (int m = 0; m < M; ++m)
+            for (int i = 0; i < rows; ++i) finish(t + m, rb + i, res[m * simd::kPanelRows + i]);
+        });
+      }
+    });
+    return;
+  }
   ThreadPool::global().parallel_for(units, [&](int64_t u0, int64_t u1, int) {
     const int64_t r_begin = u0 * kRowGrain, r_end = std::min(out, u1 * kRowGrain);
     for (int64_t t0 = 0; t0 < n; t0 += kTokenChunk) {
@@ -42,16 +71,8 @@ void bf16w_matmul(const float* x, int64_t n, int64_t in, const uint16_t* w, cons
           const float* xr[simd::kMaxTokens];
           for (int i = 0; i < T; ++i) xr[i] = xp + (t + i) * k_main;
           simd::dot_rows_tokens(T, dec, rb, rows, xr, nb, [&](int64_t r, const float* res, int R) {
-            for (int i = 0; i < R; ++i) {
-              const float b = bias ? bf16_to_f32(bias[r + i]) : 0.0f;
-              const uint16_t* wr = w + (r + i) * in;
-              for (int j = 0; j < T; ++j) {
-                float acc = res[i * T + j];
-                const float* xt = x + (t + j) * in;
-                for (int64_t c = k_main; c < in; ++c) acc += xt[c] * bf16_to_f32(wr[c]);  // in % 32 tail
-                y[(t + j) * out + r + i] = acc + b;
-              }
-            }
+            for (int i = 0; i < R; ++i)
+              for (int j = 0; j < T; ++j) finish(t + j, r + i, res[i * T + j]);
           });
         }
       }

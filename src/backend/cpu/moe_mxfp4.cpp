@@ -21,7 +21,8 @@ namespace gptoss::cpu {
 
 namespace {
 constexpr int64_t kTokenChunk = 32;  // tokens whose activations stay in L2 while a thread walks its rows
-constexpr int64_t kRowUnit = 8;      // rows per work unit (gate_up: 4 gate/up pairs)
+constexpr int64_t kRowUnit = 16;     // rows per work unit (gate_up: 8 gate/up pairs); one GEMM panel
+constexpr int32_t kGemmMinTokens = 8;  // an expert with this many tokens uses the packed GEMM
 constexpr float kAlpha = 1.702f;
 
 const std::array<int, simd::kBlock>& mxfp4_inverse_perm() {
@@ -76,27 +77,49 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
         const simd::Mxfp4Decoder dec = expert_decoder(gate_up, e);
         const uint16_t* bias = gate_up.bias + int64_t(e) * gate_up.rows;
         const int32_t s0 = rt.start[size_t(e)], s1 = rt.start[size_t(e) + 1];
+        const int64_t r_lo = u0 * kRowUnit, r_hi = std::min(gate_up.rows, u1 * kRowUnit);
+        // SwiGLU of rows [rb, rb + rows) (whole gate/up pairs) for tokens p .. p+T-1: blk[row][token].
+        auto swiglu_out = [&](int64_t rb, int64_t rows, int32_t p, int T, const float* blk, int ld) {
+          for (int64_t i = 0; i + 1 < rows; i += 2) {
+            const float bg = bf16_to_f32(bias[rb + i]), bu = bf16_to_f32(bias[rb + i + 1]);
+            const int64_t c = (rb + i) / 2;
+            const int64_t pos = (c / simd::kBlock) * simd::kBlock + inv[size_t(c % simd::kBlock)];
+            for (int j = 0; j < T; ++j)
+              hp[int64_t(p + j) * inter + pos] = swiglu(blk[i * ld + j] + bg, blk[(i + 1) * ld + j] + bu, swiglu_limit);
+          }
+        };
+        if (s1 - s0 >= kGemmMinTokens) {
+          static thread_local std::vector<float> panel_tl, rows_tl, c_tl;
+          float* panel = simd::aligned_scratch(panel_tl, size_t(simd::kChunkBlocks * simd::kBlock * simd::kPanelRows));
+          float* cbuf = simd::scratch(c_tl, size_t((s1 - s0) * simd::kPanelRows));
+          const float** xr = reinterpret_cast<const float**>(simd::scratch(rows_tl, size_t(2 * (s1 - s0))));
+          for (int32_t i = s0; i < s1; ++i) xr[i - s0] = xp + int64_t(rt.tokens[size_t(i)]) * hidden;
+          for (int64_t rb = r_lo; rb < r_hi; rb += simd::kPanelRows) {
+            const int rows = int(std::min<int64_t>(simd::kPanelRows, r_hi - rb));
+            simd::gemm_panel(dec, rb, rows, nb_in, xr, s1 - s0, panel, cbuf, [&](int64_t t, int M, const float* res) {
+              float blk[simd::kPanelRows][simd::kTileTokens];  // transpose to [row][token]
+              for (int m = 0; m < M; ++m)
+                for (int i = 0; i < rows; ++i) blk[i][m] = res[m * simd::kPanelRows + i];
+              swiglu_out(rb, rows, s0 + int32_t(t), M, &blk[0][0], simd::kTileTokens);
+            });
+          }
+          return;
+        }
         for (int32_t c0 = s0; c0 < s1; c0 += int32_t(kTokenChunk)) {
           const int32_t c1 = std::min<int32_t>(s1, c0 + int32_t(kTokenChunk));
-          for (int64_t rb = u0 * kRowUnit; rb < std::min(gate_up.rows, u1 * kRowUnit); rb += kRowUnit) {
-            const int64_t rows = std::min(kRowUnit, gate_up.rows - rb);
+          for (int64_t rb = r_lo; rb < r_hi; rb += 8) {
+            const int64_t rows = std::min<int64_t>(8, r_hi - rb);
             for (int32_t p = c0; p < c1; p += simd::kMaxTokens) {
               const int T = std::min<int32_t>(simd::kMaxTokens, c1 - p);
               const float* xr[simd::kMaxTokens];
               for (int i = 0; i < T; ++i) xr[i] = xp + int64_t(rt.tokens[size_t(p + i)]) * hidden;
               // Results of the whole row block first: the tiles may split gate/up pairs.
-              float blk[kRowUnit][simd::kMaxTokens];
+              float blk[8][simd::kMaxTokens];
               simd::dot_rows_tokens(T, dec, rb, rows, xr, nb_in, [&](int64_t r, const float* res, int R) {
                 for (int i = 0; i < R; ++i)
                   for (int j = 0; j < T; ++j) blk[r - rb + i][j] = res[i * T + j];
               });
-              for (int64_t i = 0; i + 1 < rows; i += 2) {
-                const float bg = bf16_to_f32(bias[rb + i]), bu = bf16_to_f32(bias[rb + i + 1]);
-                const int64_t c = (rb + i) / 2;
-                const int64_t pos = (c / simd::kBlock) * simd::kBlock + inv[size_t(c % simd::kBlock)];
-                for (int j = 0; j < T; ++j)
-                  hp[int64_t(p + j) * inter + pos] = swiglu(blk[i][j] + bg, blk[i + 1][j] + bu, swiglu_limit);
-              }
+              swiglu_out(rb, rows, p, T, &blk[0][0], simd::kMaxTokens);
             }
           }
         }
@@ -113,10 +136,28 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
       const simd::Mxfp4Decoder dec = expert_decoder(down, e);
       const uint16_t* bias = down.bias + int64_t(e) * down.rows;
       const int32_t s0 = rt.start[size_t(e)], s1 = rt.start[size_t(e) + 1];
+      if (s1 - s0 >= kGemmMinTokens) {
+        static thread_local std::vector<float> panel_tl, rows_tl, c_tl;
+        float* panel = simd::aligned_scratch(panel_tl, size_t(simd::kChunkBlocks * simd::kBlock * simd::kPanelRows));
+        float* cbuf = simd::scratch(c_tl, size_t((s1 - s0) * simd::kPanelRows));
+        const float** hr = reinterpret_cast<const float**>(simd::scratch(rows_tl, size_t(2 * (s1 - s0))));
+        for (int32_t i = s0; i < s1; ++i) hr[i - s0] = hp + int64_t(i) * inter;
+        for (int64_t rb = r_begin; rb < r_end; rb += simd::kPanelRows) {
+          const int rows = int(std::min<int64_t>(simd::kPanelRows, r_end - rb));
+          simd::gemm_panel(dec, rb, rows, nb_h, hr, s1 - s0, panel, cbuf, [&](int64_t t, int M, const float* res) {
+            for (int m = 0; m < M; ++m) {
+              const int32_t a = rt.sorted[size_t(s0 + t + m)];
+              float* o = out + int64_t(a / k) * hidden + rb;
+              for (int i = 0; i < rows; ++i) o[i] += w[a] * (res[m * simd::kPanelRows + i] + bf16_to_f32(bias[rb + i]));
+            }
+          });
+        }
+        continue;
+      }
       for (int32_t c0 = s0; c0 < s1; c0 += int32_t(kTokenChunk)) {
         const int32_t c1 = std::min<int32_t>(s1, c0 + int32_t(kTokenChunk));
-        for (int64_t rb = r_begin; rb < r_end; rb += kRowUnit) {
-          const int64_t rows = std::min(kRowUnit, r_end - rb);
+        for (int64_t rb = r_begin; rb < r_end; rb += 8) {
+          const int64_t rows = std::min<int64_t>(8, r_end - rb);
           for (int32_t p = c0; p < c1; p += simd::kMaxTokens) {
             const int T = std::min<int32_t>(simd::kMaxTokens, c1 - p);
             const float* hr[simd::kMaxTokens];
