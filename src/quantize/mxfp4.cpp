@@ -25,22 +25,18 @@ std::string_view mxfp4_rounding_name(Mxfp4Rounding r) {
   return "?";
 }
 
-uint8_t fp4_encode(float x) {
-  const uint8_t sign = std::signbit(x) && x != 0.0f ? 8 : 0;
+namespace {
+// Branch-free: the magnitude code counts the midpoints below |x|; at a tie the even code (mantissa
+// 0) wins, so a midpoint just above an even code is crossed only strictly (>) and one just above an
+// odd code already at equality (>=). NaN maps to 0 (callers reject non-finite input first).
+inline uint8_t fp4_encode_inline(float x) {
   const float a = std::fabs(x);
-  // Midpoints between neighbours; at a tie the even code (mantissa 0) wins: <= rounds down onto an
-  // even code, < rounds down onto an odd one.
-  uint8_t m;
-  if (a <= 0.25f) m = 0;        // tie 0.25 -> 0 (code 0)
-  else if (a < 0.75f) m = 1;    // tie 0.75 -> 1.0 (code 2)
-  else if (a <= 1.25f) m = 2;   // tie 1.25 -> 1.0
-  else if (a < 1.75f) m = 3;    // tie 1.75 -> 2.0 (code 4)
-  else if (a <= 2.5f) m = 4;    // tie 2.5 -> 2.0
-  else if (a < 3.5f) m = 5;     // tie 3.5 -> 4.0 (code 6)
-  else if (a <= 5.0f) m = 6;    // tie 5 -> 4.0
-  else m = 7;                   // saturate at 6
-  return uint8_t(sign | m);
+  const int m = (a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) + (a >= 3.5f) + (a > 5.0f);
+  return uint8_t(((x < 0.0f) << 3) | m);  // -0 stays +0; tiny negatives keep their sign (-0 code)
 }
+}  // namespace
+
+uint8_t fp4_encode(float x) { return fp4_encode_inline(x); }
 
 namespace {
 // floor(log2(a)) for finite a > 0, exact (also for subnormals).
@@ -54,15 +50,28 @@ uint8_t clamp_scale(int e) {
   if (e > 127) e = 127;
   return uint8_t(e + 127);
 }
+// 2^(s-127) and its inverse as floats without libm (E8M0 bytes from a finite amax are <= 252).
+inline float pow2_of_scale(uint8_t s) {
+  if (s == 0) return std::ldexp(1.0f, -127);  // subnormal
+  uint32_t u = uint32_t(s) << 23;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline float inv_pow2_of_scale(uint8_t s) {
+  if (s >= 254) return std::ldexp(1.0f, 127 - int(s));
+  uint32_t u = uint32_t(254 - s) << 23;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 double encode_with(const float* x, uint8_t s, uint8_t* codes) {
-  const float inv = std::ldexp(1.0f, 127 - int(s));  // exact power of two (s <= 254)
-  const float scale = std::ldexp(1.0f, int(s) - 127);
+  const float inv = inv_pow2_of_scale(s);
+  const double scale = double(pow2_of_scale(s));
+  for (int i = 0; i < kMxfp4BlockSize; ++i) codes[i] = fp4_encode_inline(x[i] * inv);  // x * inv is exact
   double err = 0;
   for (int i = 0; i < kMxfp4BlockSize; ++i) {
-    // x * 2^-e is exact unless it underflows; the OCP reference divides, which is the same.
-    float q = (s >= 2 && s <= 253) ? x[i] * inv : x[i] / scale;
-    codes[i] = fp4_encode(q);
-    double d = double(x[i]) - double(fp4_to_f32(codes[i])) * double(scale);
+    const double d = double(x[i]) - double(kFp4Values[codes[i]]) * scale;
     err += d * d;
   }
   return err;

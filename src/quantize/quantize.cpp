@@ -213,22 +213,33 @@ QuantizeReport quantize_checkpoint(const QuantizeOptions& opt) {
       blocks.resize(size_t(R * KB * 16));
       const int64_t base = e * K * R;
       pool.parallel_for(KB, [&](int64_t kb0, int64_t kb1, int th) {
-        float x[32];
+        // One k-block at a time: the 32 input rows (contiguous in the input-major layout) are
+        // transposed into a [R][32] f32 tile, so each output row's block is contiguous.
+        std::vector<float> tile(size_t(R) * 32);
         double err = 0, ref = 0;
         uint64_t tri = 0;
         for (int64_t kb = kb0; kb < kb1; ++kb) {
-          for (int64_t r = 0; r < R; ++r) {
-            for (int k = 0; k < 32; ++k) {
-              x[k] = load_elem(t, base + (kb * 32 + k) * R + r);
-              ref += double(x[k]) * double(x[k]);
+          for (int k = 0; k < 32; ++k) {
+            const int64_t row = base + (kb * 32 + k) * R;
+            float* dst = tile.data() + k;
+            if (t.dtype == DType::BF16) {
+              const uint16_t* src = reinterpret_cast<const uint16_t*>(t.data) + row;
+              for (int64_t r = 0; r < R; ++r) dst[r * 32] = bf16_to_f32(src[r]);
+            } else {
+              for (int64_t r = 0; r < R; ++r) dst[r * 32] = load_elem(t, row + r);
             }
+          }
+          for (int64_t r = 0; r < R; ++r) {
+            const float* x = tile.data() + r * 32;
             bool finite = true;
-            for (int k = 0; k < 32; ++k)
+            for (int k = 0; k < 32; ++k) {
+              ref += double(x[k]) * double(x[k]);
               if (!std::isfinite(x[k])) {
                 if (th_bad[size_t(th)].empty())
                   th_bad[size_t(th)] = fmt::format("{} at [{}, {}, {}]", x[k], e, kb * 32 + k, r);
                 finite = false;
               }
+            }
             if (!finite) continue;
             bool used_triton = false;
             err += mxfp4_quantize_block(x, opt.rounding, &blocks[size_t((r * KB + kb) * 16)],
