@@ -1,11 +1,11 @@
 // bf16w_matmul: y[n, out] = x[n, in] · W^T + bias with W [out, in] bf16 (see kernels.h).
 //
-// Blocking: activations are permuted once into the decoder's order (simd::kBf16Perm). Output rows are
-// split over the threads in contiguous ranges (each thread streams its part of W exactly once per token
-// chunk). Tokens go in chunks of kTokenChunk (their activations stay in L2 while the thread walks its
-// rows); inside a chunk, a tile of R rows x T tokens (T <= 4) keeps R*T ymm accumulators over the whole
-// row, so a decoded weight vector feeds T FMAs and a row block (R rows, ~23 KB at in = 2880) stays in L1
-// while all the chunk's token groups pass over it. Decode (n = 1) is then a pure stream of W.
+// Activations are permuted once into the decoder's order (simd::kBf16Perm); output rows are split over
+// the threads in contiguous ranges, so each thread streams its part of W.
+// - Few tokens (n < kGemmMinTokens; decode): dot-product tiles (simd::dot_tile) of R rows x T tokens keep
+//   R*T ymm accumulators over the whole row; a decoded weight vector feeds T FMAs; W is read once.
+// - Many tokens (prefill): 16 rows at a time are decoded into an f32 panel in K chunks that stay in L1,
+//   and a 6 x 16 outer-product tile runs every token over it (simd::gemm_panel).
 #include <algorithm>
 
 #include "backend/cpu/kernels.h"
