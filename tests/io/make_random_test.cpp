@@ -114,5 +114,18 @@ TEST_F(MakeRandom, DeterministicSeededVocabAndShards) {
     EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
 }
 
+TEST_F(MakeRandom, InspectPrintsCountsBytesAndDecodeReads) {
+  const std::string out = dir_ + "/inspect.txt";
+  ASSERT_EQ(std::system((binary() + " inspect --model " + fixture("mxfp4") + " > " + out).c_str()), 0);
+  const std::string text = read_file(out);
+  for (const char* want : {"4 layers: 2 sliding (window 8), 2 full", "top-2", "MXFP4", "tensors        79 in 1 file(s)",
+                           "BF16       63 tensors", "U8         16 tensors", "decode reads"})
+    EXPECT_NE(text.find(want), std::string::npos) << want << "\n" << text;
+  ASSERT_NE(std::system((binary() + " inspect --model " + fixture("bf16") + " > " + out).c_str()), 1);
+  EXPECT_NE(read_file(out).find("expert format  bf16"), std::string::npos);
+  // A directory without config.json is an input error (exit code 2).
+  EXPECT_EQ(WEXITSTATUS(std::system((binary() + " inspect --model " + dir_ + " 2> /dev/null").c_str())), 2);
+}
+
 }  // namespace
 }  // namespace gptoss
