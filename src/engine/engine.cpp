@@ -39,6 +39,12 @@ void Histogram::add(double v) {
 
 // ---- request state shared with handles --------------------------------------------------------
 
+// Lets handles outlive their engine: cancel() after the engine is gone does nothing.
+struct EngineWaker {
+  std::mutex mu;
+  std::function<void()> wake;  // cleared by ~Engine
+};
+
 struct RequestState {
   uint64_t id = 0;
   mutable std::mutex mu;
@@ -48,7 +54,7 @@ struct RequestState {
   std::optional<Event> final_event;  // the kFinished event once read
   std::atomic<bool> cancel_requested{false};
   bool logprobs_requested = false;   // set before the handle is returned
-  std::function<void()> wake;        // nudges the engine thread
+  std::weak_ptr<EngineWaker> waker;  // nudges the engine thread (gone with the engine)
   // Statistics (under mu).
   int prompt_tokens = 0, cached_prompt_tokens = 0, preemptions = 0;
   double ttft_s = 0.0;
@@ -135,7 +141,10 @@ RequestOutput RequestHandle::wait() {
 void RequestHandle::cancel() {
   if (!state_) return;
   state_->cancel_requested = true;
-  if (state_->wake) state_->wake();
+  if (auto w = state_->waker.lock()) {
+    std::lock_guard<std::mutex> lock(w->mu);
+    if (w->wake) w->wake();
+  }
 }
 
 bool RequestHandle::finished() const {
@@ -193,6 +202,8 @@ struct Engine::Impl {
   bool wake_pending = false;
   std::thread thread;
   bool thread_running = false;
+  bool stopped = false;  // stop() ran: new requests are refused
+  std::shared_ptr<EngineWaker> waker = std::make_shared<EngineWaker>();
 
   std::mutex step_mu;  // one stepper at a time (the engine thread, or generate_all's caller)
   std::vector<std::unique_ptr<Sequence>> running;
@@ -573,10 +584,16 @@ Engine::Engine(std::unique_ptr<ModelRunner> runner, EngineConfig config)
   c.num_blocks = blocks;
   runner_->allocate_kv(int(blocks), c.block_size);
   impl_ = std::make_unique<Impl>(*runner_, config_, int(blocks));
+  impl_->waker->wake = [im = impl_.get()] { im->wake(); };
   impl_->publish_counts();
 }
 
-Engine::~Engine() { stop(); }
+Engine::~Engine() {
+  if (!impl_) return;
+  stop();
+  std::lock_guard<std::mutex> lock(impl_->waker->mu);
+  impl_->waker->wake = nullptr;
+}
 
 void Engine::set_decoder_factory(DecoderFactory factory) { impl_->decoder_factory = std::move(factory); }
 
@@ -586,6 +603,7 @@ void Engine::start() {
   std::lock_guard<std::mutex> lock(impl_->mu);
   if (impl_->thread_running) return;
   impl_->stop_requested = false;
+  impl_->stopped = false;
   impl_->thread_running = true;
   impl_->thread = std::thread([this] { impl_->thread_main(); });
 }
@@ -601,6 +619,7 @@ void Engine::stop() {
   impl_->thread.join();
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->thread_running = false;
+  impl_->stopped = true;
 }
 
 RequestHandle Engine::submit(Request req) {
@@ -640,7 +659,7 @@ RequestHandle Engine::submit(Request req) {
   state->id = id;
   state->prompt_tokens = seq->prompt_len;
   state->logprobs_requested = req.params.logprobs || req.params.top_logprobs > 0;
-  state->wake = [&im] { im.wake(); };
+  state->waker = im.waker;
   seq->state = state;
   seq->params = std::move(req.params);
   if (seq->params.seed) {
@@ -662,6 +681,14 @@ RequestHandle Engine::submit(Request req) {
   seq->submitted = Clock::now();
   {
     std::lock_guard<std::mutex> lock(im.mu);
+    if (im.stopped) {
+      Event e;
+      e.type = Event::Type::kFinished;
+      e.reason = FinishReason::kAbort;
+      e.message = "engine stopped";
+      state->push(std::move(e));
+      return RequestHandle(state);
+    }
     seq->arrival = im.next_arrival++;
     im.incoming.push_back(std::move(seq));
     im.wake_pending = true;

@@ -173,7 +173,9 @@ class Engine {
   void set_tokenizer(const Tokenizer& tok);  // IncrementalDecoder-based factory
 
   void start();  // launches the engine thread
-  void stop();   // finishes unfinished requests with kAbort and joins the thread
+  // Finishes unfinished requests with kAbort and joins the thread; until start() is called again,
+  // submit() finishes new requests at once with kAbort. Handles stay valid after the engine is gone.
+  void stop();
 
   RequestHandle submit(Request req);
   // Runs all requests concurrently and returns their outputs in the given order. Works with or

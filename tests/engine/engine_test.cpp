@@ -284,6 +284,22 @@ TEST(Engine, StopAbortsUnfinishedRequests) {
   EXPECT_EQ(e.metrics().kv_blocks_used, 0);
 }
 
+TEST(Engine, HandlesOutliveTheEngineAndSubmitAfterStopAborts) {
+  RequestHandle h;
+  {
+    Engine e(fake(), small_config());
+    e.start();
+    h = e.submit(greedy(random_prompt(10, 2), -1));
+    ASSERT_EQ(h.next().type, Event::Type::kToken);
+    e.stop();
+    auto late = e.submit(greedy(random_prompt(10, 3), 5));
+    EXPECT_EQ(late.wait().reason, FinishReason::kAbort);
+  }
+  h.cancel();  // the engine is gone: nothing happens
+  EXPECT_TRUE(h.finished());
+  EXPECT_EQ(h.wait().reason, FinishReason::kAbort);
+}
+
 TEST(Engine, LimitsAreReportedAtOnce) {
   EngineConfig c = small_config(/*num_blocks=*/64);
   c.max_model_len = 100;
