@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (see scripts/device_bundle.sh): CUDA op tests, the CUDA forward against the
+# transformers oracle of the tiny fixtures, optional transformers check of a gptoss-quantized model,
+# optional 20b-shape benchmark. Everything it measures goes to $OUT.
+#   scripts/device/gpu_check.sh [--bench]
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+R=.device/run
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+echo "== CUDA ops vs CPU"
+$R test_backend_cuda 2>&1 | tail -15 | tee "$OUT/cuda_ops.txt"
+echo "== CUDA forward vs transformers (tiny fixtures)"
+FX=.device/fixtures
+for v in mxfp4 bf16; do
+  for s in 0 1 2; do
+    toks=$(python3 scripts/device/fixture_tokens.py $FX/reference.safetensors $v.seq$s.input_ids)
+    $R gptoss score --model $FX/$v --tokens "$toks" --output /tmp/ours_${v}_$s.safetensors --device cuda >/dev/null 2>"$OUT/score_err.txt" || cat "$OUT/score_err.txt"
+    python3 scripts/device/compare_logits.py $FX/reference.safetensors $v.seq$s.logits /tmp/ours_${v}_$s.safetensors "cuda $v seq$s"
+  done
+  toks=$(python3 scripts/device/fixture_tokens.py $FX/reference.safetensors $v.seq0.input_ids)
+  want=$(python3 scripts/device/fixture_tokens.py $FX/reference.safetensors $v.greedy.tokens)
+  got=$($R gptoss generate --model $FX/$v --tokens "$toks" --max-new-tokens 24 --temperature 0 --device cuda | tail -1)
+  n0=$(echo "$toks" | tr ',' '\n' | wc -l)
+  want_new=$(echo "$want" | cut -d, -f$((n0 + 1))-)
+  [[ "$got" == "$want_new" ]] && echo "cuda $v greedy: identical (24 tokens)" || echo "cuda $v greedy: MISMATCH got=$got want=$want_new"
+done 2>&1 | tee "$OUT/golden.txt"
+if [[ -d .device/quantized ]]; then
+  echo "== transformers on the gptoss-quantized tiny model"
+  toks=$(python3 scripts/device/fixture_tokens.py $FX/reference.safetensors mxfp4.seq1.input_ids)
+  $R gptoss score --model .device/quantized --tokens "$toks" --output /tmp/q.safetensors --device cpu >/dev/null
+  python3 scripts/device/hf_check_quantized.py .device/quantized /tmp/q.safetensors "$toks" 2>&1 | grep -v Warning | tail -3 | tee "$OUT/hf_quantized.txt"
+fi
+if [[ "${1:-}" == --bench ]]; then
+  echo "== 20b-shape random model: bench on CUDA"
+  $R gptoss make-random --shape 20b --output /tmp/r20b --seed 1 2>&1 | tail -1
+  $R gptoss bench --model /tmp/r20b --device cuda --prompt 512 --gen 32 --repeats 3 --batch 1,8,64 --json > "$OUT/bench_cuda_20b.json" 2>"$OUT/bench_err.txt"
+  cat "$OUT/bench_cuda_20b.json"; tail -5 "$OUT/bench_err.txt"
+fi
