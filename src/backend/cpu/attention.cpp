@@ -22,6 +22,14 @@ constexpr int kChunk = 64;      // keys per softmax update
 constexpr int kMaxDim = 256;    // head_dim handled by the vector path (multiple of 8)
 constexpr int kMaxGroup = 64;   // q heads per kv head handled by the vector path
 
+// r[j] = horizontal sum of s[j], j < 8.
+inline __m256 hsum8(const __m256* s) {
+  const __m256 t0 = _mm256_hadd_ps(s[0], s[1]), t1 = _mm256_hadd_ps(s[2], s[3]);
+  const __m256 t2 = _mm256_hadd_ps(s[4], s[5]), t3 = _mm256_hadd_ps(s[6], s[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
 struct RowSeq {
   int32_t seq;
   int32_t t;  // index within the sequence
@@ -53,15 +61,48 @@ void attend_one(const float* q, int group, int d, const PagedKv& kv, int g_layer
     const float* kbase =
         kv.pool + (((block * kv.layers_per_group + g_layer) * 2 + 0) * kv.block_size + slot0) * row_stride + kvh * d;
     const float* vbase = kbase + int64_t(kv.block_size) * row_stride;
+    // The rows of one kv head are 256 B, 2 KB apart, in blocks scattered over the pool: too irregular
+    // for the hardware prefetcher. Ask for this run's V rows now (used after the scores) and for the
+    // next run's K rows.
+    for (int j = 0; j < nk; ++j)
+      for (int i = 0; i < d; i += 16) _mm_prefetch(reinterpret_cast<const char*>(vbase + j * row_stride + i), _MM_HINT_T0);
+    if (kp + nk <= p) {
+      const int64_t nkp = kp + nk;
+      const int64_t nblock = sq.block_table[nkp / kv.block_size];
+      if (nblock >= 0) {
+        const int64_t nslot = nkp % kv.block_size;
+        const int nn = int(std::min<int64_t>({p + 1 - nkp, kv.block_size - nslot, kChunk}));
+        const float* nk_base = kv.pool +
+            (((nblock * kv.layers_per_group + g_layer) * 2 + 0) * kv.block_size + nslot) * row_stride + kvh * d;
+        for (int j = 0; j < nn; ++j)
+          for (int i = 0; i < d; i += 16)
+            _mm_prefetch(reinterpret_cast<const char*>(nk_base + j * row_stride + i), _MM_HINT_T0);
+      }
+    }
     // Scores.
     for (int g = 0; g < group; ++g) {
       const float* qg = q + int64_t(h0 + g) * d;
       __m256 qv[kMaxDim / 8];
+#pragma GCC unroll 32
       for (int i = 0; i < d8; ++i) qv[i] = _mm256_loadu_ps(qg + 8 * i);
-      for (int j = 0; j < nk; ++j) {
+      int j = 0;
+      // Eight keys at a time: eight dot products reduced together (one transposing reduction).
+      for (; j + 8 <= nk; j += 8) {
+        __m256 acc8[8];
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; ++u) acc8[u] = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kbase + (j + u) * row_stride));
+#pragma GCC unroll 32
+        for (int i = 1; i < d8; ++i)
+#pragma GCC unroll 8
+          for (int u = 0; u < 8; ++u)
+            acc8[u] = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(kbase + (j + u) * row_stride + 8 * i), acc8[u]);
+        _mm256_storeu_ps(scores + g * kChunk + j, _mm256_mul_ps(hsum8(acc8), _mm256_set1_ps(scale)));
+      }
+      for (; j < nk; ++j) {
         const float* kr = kbase + j * row_stride;
         __m256 s0 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kr));
         __m256 s1 = _mm256_setzero_ps();
+#pragma GCC unroll 16
         for (int i = 1; i + 1 < d8; i += 2) {
           s1 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(kr + 8 * i), s1);
           s0 = _mm256_fmadd_ps(qv[i + 1], _mm256_loadu_ps(kr + 8 * i + 8), s0);
@@ -91,12 +132,15 @@ void attend_one(const float* q, int group, int d, const PagedKv& kv, int g_layer
       float* ag = acc + g * d;
       __m256 av[kMaxDim / 8];
       const __m256 cv = _mm256_set1_ps(corr);
+#pragma GCC unroll 32
       for (int i = 0; i < d8; ++i) av[i] = _mm256_mul_ps(_mm256_loadu_ps(ag + 8 * i), cv);
       for (j = 0; j < nk; ++j) {
         const __m256 pj = _mm256_set1_ps(sg[j]);
         const float* vr = vbase + j * row_stride;
+#pragma GCC unroll 32
         for (int i = 0; i < d8; ++i) av[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr + 8 * i), av[i]);
       }
+#pragma GCC unroll 32
       for (int i = 0; i < d8; ++i) _mm256_storeu_ps(ag + 8 * i, av[i]);
     }
     kp += nk;
