@@ -137,7 +137,8 @@ int run_interactive(ChatService& svc, const InferenceConfig& config, const Inter
 
   while (true) {
     g_interrupt = false;
-    auto line = read_line(t, std::string(t.bold()) + ">>> " + t.reset());
+    // No escape codes in the prompt: libedit would count them as visible columns.
+    auto line = read_line(t, ">>> ");
     if (!line) {
       if (g_interrupt) {
         print("\n");

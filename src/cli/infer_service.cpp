@@ -1,14 +1,19 @@
 // Picks the ChatService for `engine:` and builds it (model resolution, loading, engine start).
 #include <chrono>
 #include <cstdlib>
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <thread>
 
 #include "api/local_chat_service.h"
 #include "cli/infer_common.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "engine/engine.h"
+#include "engine/fake_runners.h"
 #include "engine/gpt_oss_runner.h"
 #include "hub/hub.h"
 #include "remote/remote_chat_service.h"
@@ -33,6 +38,79 @@ Tokenizer load_tokenizer(const InferenceConfig& cfg, const std::string& model_di
   return Tokenizer::from_model_dir(model_dir);
 }
 
+
+// --- Test hook, not a user feature ----------------------------------------------------------------------
+// $GPTOSS_TEST_SCRIPT names a JSON file {"turns": [harmony completion text, ...], "token_delay_ms": N,
+// "prompt_log": PATH}. The model is then a ScriptedRunner that answers the n-th request with turns[n]
+// (the last one repeats), one token per step, N ms per step; every prompt is appended to prompt_log as
+// one JSON string per line. Everything else (config, tokenizer, harmony rendering, engine, parser, the
+// interactive and batch front ends) is the real thing, so tests drive `gptoss infer` through a terminal
+// with chosen model outputs: reasoning, tool calls, long replies to interrupt.
+
+class SlowRunner : public ModelRunner {
+ public:
+  SlowRunner(std::unique_ptr<ModelRunner> inner, int delay_ms) : inner_(std::move(inner)), delay_ms_(delay_ms) {}
+  int vocab_size() const override { return inner_->vocab_size(); }
+  int sliding_window() const override { return inner_->sliding_window(); }
+  bool has_full_attention() const override { return inner_->has_full_attention(); }
+  std::vector<int> eos_token_ids() const override { return inner_->eos_token_ids(); }
+  int max_position() const override { return inner_->max_position(); }
+  size_t kv_bytes_per_block(int block_size) const override { return inner_->kv_bytes_per_block(block_size); }
+  void allocate_kv(int num_blocks, int block_size) override { inner_->allocate_kv(num_blocks, block_size); }
+  void forward(const ForwardBatch& batch, float* logits) override {
+    if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
+    inner_->forward(batch, logits);
+  }
+  std::string describe() const override { return inner_->describe(); }
+
+ private:
+  std::unique_ptr<ModelRunner> inner_;
+  int delay_ms_;
+};
+
+class ScriptedChatService : public ChatService {
+ public:
+  ScriptedChatService(const std::string& script_path, Tokenizer tok, const std::string& model_name) {
+    nlohmann::json j = nlohmann::json::parse(read_file(script_path));
+    for (const auto& t : j.at("turns")) {
+      std::vector<int> ids = tok.encode_with_special(t.get<std::string>());
+      turns_.emplace_back(ids.begin(), ids.end());
+    }
+    GPTOSS_CHECK(!turns_.empty(), "{}: no turns", script_path);
+    log_ = j.value("prompt_log", "");
+    auto runner = std::make_unique<ScriptedRunner>();
+    runner_ = runner.get();
+    EngineConfig ec;
+    ec.max_model_len = 16384;
+    ec.num_blocks = 4096;
+    auto engine = std::make_shared<Engine>(std::make_unique<SlowRunner>(std::move(runner), j.value("token_delay_ms", 0)), ec);
+    engine->set_tokenizer(tok);
+    engine->start();
+    inner_ = std::make_unique<LocalChatService>(engine, tok, model_name);
+  }
+  std::unique_ptr<ChatStream> start(const nlohmann::json& request) override {
+    return start_ordered(nlohmann::ordered_json::parse(request.dump()));
+  }
+  std::unique_ptr<ChatStream> start_ordered(const nlohmann::ordered_json& request) override {
+    auto prepared = inner_->prepare(request);
+    size_t n = std::min(next_++, turns_.size() - 1);
+    runner_->add_script(prepared.prompt, turns_[n]);
+    if (!log_.empty()) {
+      std::vector<int> ids(prepared.prompt.begin(), prepared.prompt.end());
+      std::ofstream(log_, std::ios::app) << nlohmann::json(inner_->tokenizer().decode(ids)).dump() << "\n";
+    }
+    return inner_->start_ordered(request);
+  }
+  std::string model_name() const override { return inner_->model_name(); }
+
+ private:
+  std::vector<std::vector<int32_t>> turns_;
+  std::atomic<size_t> next_{0};
+  std::string log_;
+  ScriptedRunner* runner_ = nullptr;
+  std::unique_ptr<LocalChatService> inner_;
+};
+
 std::unique_ptr<ChatService> make_local(const InferenceConfig& cfg, bool quiet) {
   if (!cfg.model.adapter_model.empty())
     fail_input("{}: model.adapter_model is set ({}), but LoRA adapters are not applied by infer yet; merge the adapter "
@@ -44,6 +122,8 @@ std::unique_ptr<ChatService> make_local(const InferenceConfig& cfg, bool quiet) 
   hopt.progress = !quiet;
   if (quiet) ProgressBar::set_enabled(false);
   std::string dir = resolve_model_dir(cfg.model.model_name, hopt);
+  if (const char* script = std::getenv("GPTOSS_TEST_SCRIPT"); script && *script)
+    return std::make_unique<ScriptedChatService>(script, load_tokenizer(cfg, dir, hopt), cfg.model.model_name);
   // The CPU backend's pool reads $GPTOSS_THREADS when it is first created.
   if (cfg.engine_params.num_threads) ::setenv("GPTOSS_THREADS", std::to_string(*cfg.engine_params.num_threads).c_str(), 1);
   ProgressBar bar("loading " + cfg.model.model_name, 3, "steps");
