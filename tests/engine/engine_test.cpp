@@ -407,6 +407,65 @@ TEST(Engine, LogprobsAreStreamed) {
   }
 }
 
+// Randomised: shared prefixes, a pool small enough to preempt, a tiny token budget, requests
+// submitted from several threads while others are cancelled mid-stream. Every request that was not
+// cancelled gives its one-at-a-time tokens; every block comes back.
+TEST(Engine, RandomisedStressKeepsOutputsAndBlocks) {
+  std::mt19937 rng(2024);
+  std::vector<Request> reqs;
+  std::vector<bool> cancel;
+  auto stem = random_prompt(24, 1);
+  for (int i = 0; i < 40; ++i) {
+    std::vector<int32_t> p;
+    if (rng() % 2) p.assign(stem.begin(), stem.begin() + int(rng() % 24));
+    auto tail = random_prompt(1 + int(rng() % 12), 1000 + i);
+    p.insert(p.end(), tail.begin(), tail.end());
+    Request r = greedy(p, 1 + int(rng() % 24));
+    if (rng() % 3 == 0) {  // some sampled, seeded
+      r.params.temperature = 0.8f;
+      r.params.seed = 7 + i;
+    }
+    reqs.push_back(r);
+    cancel.push_back(rng() % 5 == 0);
+  }
+  auto ref = one_at_a_time(reqs);
+  EngineConfig c = small_config(/*num_blocks=*/36);
+  c.max_model_len = 64;
+  c.max_num_batched_tokens = 9;
+  c.max_num_seqs = 12;
+  Engine e(fake(), c);
+  e.start();
+  std::vector<RequestOutput> outs(reqs.size());
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t) {
+    ts.emplace_back([&, t] {
+      for (size_t i = size_t(t); i < reqs.size(); i += 4) {
+        RequestHandle h = e.submit(reqs[i]);
+        if (cancel[i]) {
+          h.next();
+          h.cancel();
+        }
+        outs[i] = h.wait();
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    if (cancel[i]) {
+      EXPECT_TRUE(outs[i].reason == FinishReason::kAbort || outs[i].reason == FinishReason::kLength) << i;
+      continue;
+    }
+    EXPECT_EQ(outs[i].reason, FinishReason::kLength) << i << " " << outs[i].message;
+    EXPECT_EQ(outs[i].tokens, ref[i]) << i;
+  }
+  auto m = e.metrics();
+  EXPECT_EQ(m.kv_blocks_used, 0);
+  EXPECT_EQ(m.running + m.waiting, 0);
+  EXPECT_EQ(m.requests_finished, 40);
+  EXPECT_GT(m.prefix_cache_hits, 0);
+  e.stop();
+}
+
 TEST(ScriptedRunner, EmitsItsScriptThenTheEndToken) {
   auto runner = std::make_unique<ScriptedRunner>(std::vector<int32_t>{7, 8, 9});
   runner->add_script({1, 2, 3}, {200005, 42, 200012});  // ends with <|call|>
