@@ -1,56 +1,54 @@
 #include "tokenizer/bpe.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <queue>
+
+#include <sys/mman.h>
 
 #include "core/error.h"
 
 namespace gptoss {
 
-uint64_t RankTable::hash(const uint8_t* p, size_t len) {
-  // Multiply-xorshift over 8-byte words; tokens are short, so the tail load dominates.
-  constexpr uint64_t kMul = 0x9E3779B97F4A7C15ull;
-  uint64_t h = (uint64_t(len) + 1) * kMul;
-  while (len >= 8) {
-    uint64_t w;
-    std::memcpy(&w, p, 8);
-    h = (h ^ w) * kMul;
-    h ^= h >> 29;
-    p += 8;
-    len -= 8;
-  }
-  if (len) {
-    uint64_t w = 0;
-    std::memcpy(&w, p, len);
-    h = (h ^ w) * kMul;
-    h ^= h >> 29;
-  }
-  h *= 0xBF58476D1CE4E5B9ull;
-  h ^= h >> 32;
-  return h;
+template <typename T>
+void RankTable::HugeArray<T>::assign(size_t n, const T& value) {
+  release();
+  constexpr size_t kHuge = size_t(2) << 20;
+  const size_t bytes = (n * sizeof(T) + kHuge - 1) / kHuge * kHuge;
+  void* p = std::aligned_alloc(kHuge, bytes);
+  GPTOSS_CHECK(p != nullptr, "out of memory allocating {} bytes for the token table", bytes);
+  (void)madvise(p, bytes, MADV_HUGEPAGE);  // a hint; failure only costs speed
+  data = static_cast<T*>(p);
+  size = n;
+  std::fill(data, data + n, value);
 }
 
 void RankTable::build(const std::vector<std::string>& tokens) {
   size_t cap = 16;
   while (cap < tokens.size() * 2) cap <<= 1;
-  slots_.assign(cap, Entry{0, kNone, 0, 0});
+  slots_.assign(cap, Entry{0, kNone, 0, 0, 0});
+  tags_.assign(cap, 0);
   mask_ = cap - 1;
   bytes_.clear();
   size_t total = 0;
   for (const auto& t : tokens) total += t.size();
   bytes_.reserve(total);
   std::fill(std::begin(byte_rank_), std::end(byte_rank_), kNone);
+  std::fill(pair_.begin(), pair_.end(), kNone);
   for (uint32_t id = 0; id < tokens.size(); ++id) {
     const auto* p = reinterpret_cast<const uint8_t*>(tokens[id].data());
     const size_t len = tokens[id].size();
-    if (len == 0 || find(p, len) != kNone) continue;
-    const uint64_t h = hash(p, len);
-    size_t slot = size_t(h) & mask_;
-    while (slots_[slot].id != kNone) slot = (slot + 1) & mask_;
-    slots_[slot] = Entry{uint32_t(h >> 32), id, uint32_t(bytes_.size()), uint32_t(len)};
-    bytes_.append(tokens[id]);
+    if (len == 0 || find(p, len) != kNone) continue;  // duplicates: the lowest id wins
     if (len == 1) byte_rank_[p[0]] = id;
+    if (len == 2) pair_[(size_t(p[0]) << 8) | p[1]] = id;
+    const uint64_t head = load_head(p, len);
+    const uint64_t h = hash(head, p, len);
+    size_t slot = size_t(h) & mask_;
+    while (tags_[slot] != 0) slot = (slot + 1) & mask_;
+    slots_[slot] = Entry{head, id, uint32_t(bytes_.size()), uint32_t(len), 0};
+    tags_[slot] = tag_of(h);
+    bytes_.append(tokens[id]);
   }
 }
 
@@ -58,7 +56,10 @@ namespace {
 
 // Pieces up to this many bytes use tiktoken's quadratic scan (fast for short pieces); longer ones
 // (runs of spaces, long words without merges) use a heap so a 1 MB piece is not O(n^2).
-constexpr size_t kLinearMax = 128;
+#ifndef GPTOSS_BPE_LINEAR_MAX
+#define GPTOSS_BPE_LINEAR_MAX 48
+#endif
+constexpr size_t kLinearMax = GPTOSS_BPE_LINEAR_MAX;
 
 struct Part {
   uint32_t start;
@@ -106,42 +107,60 @@ void merge_linear(const RankTable& ranks, const uint8_t* piece, size_t len, std:
 }
 
 // Same result as merge_linear: the heap pops the lowest (rank, start), i.e. the leftmost lowest rank.
+// Scratch space is per thread, so steady-state encoding allocates nothing.
 void merge_heap(const RankTable& ranks, const uint8_t* piece, size_t len, std::vector<int>& out) {
-  // Doubly linked list over byte positions; part k spans [k, next[k]).
-  std::vector<uint32_t> next(len + 1), prev(len + 1), rank(len + 1, RankTable::kNone);
+  struct Scratch {
+    std::vector<uint32_t> next, prev, rank;
+    std::vector<uint64_t> heap;  // rank << 32 | start, min-heap
+  };
+  thread_local Scratch sc;
+  auto& next = sc.next;
+  auto& prev = sc.prev;
+  auto& rank = sc.rank;
+  auto& heap = sc.heap;
+  next.resize(len + 1);
+  prev.resize(len + 1);
+  rank.assign(len + 1, RankTable::kNone);
+  heap.clear();
+  // Doubly linked list over byte positions; part k spans [k, next[k]); a merged-away part has
+  // rank kDead so its heap entries are recognised as stale.
+  constexpr uint32_t kDead = RankTable::kNone - 1;
   for (size_t i = 0; i <= len; ++i) {
     next[i] = uint32_t(i + 1);
     prev[i] = uint32_t(i == 0 ? 0 : i - 1);
   }
-  using Item = std::pair<uint64_t, uint32_t>;  // (rank << 32 | start, start) - min-heap
-  std::priority_queue<Item, std::vector<Item>, std::greater<Item>> heap;
   auto pair_rank = [&](uint32_t k) -> uint32_t {  // rank of part k joined with its successor
-    if (k >= len) return RankTable::kNone;
-    uint32_t k2 = next[k];
+    const uint32_t k2 = next[k];
     if (k2 >= len) return RankTable::kNone;
-    uint32_t end = next[k2];
-    return ranks.find(piece + k, end - k);
+    return ranks.find(piece + k, next[k2] - k);
+  };
+  auto push = [&](uint32_t k) {
+    if (rank[k] < kDead) {
+      heap.push_back((uint64_t(rank[k]) << 32) | k);
+      std::push_heap(heap.begin(), heap.end(), std::greater<uint64_t>());
+    }
   };
   for (uint32_t k = 0; k + 1 < len; ++k) {
-    rank[k] = pair_rank(k);
-    if (rank[k] != RankTable::kNone) heap.push({(uint64_t(rank[k]) << 32) | k, k});
+    rank[k] = ranks.find(piece + k, 2);
+    if (rank[k] != RankTable::kNone) heap.push_back((uint64_t(rank[k]) << 32) | k);
   }
-  std::vector<bool> dead(len + 1, false);
+  std::make_heap(heap.begin(), heap.end(), std::greater<uint64_t>());
   while (!heap.empty()) {
-    auto [key, k] = heap.top();
-    heap.pop();
-    if (dead[k] || rank[k] != uint32_t(key >> 32)) continue;  // stale entry
-    // Merge part k with its successor.
+    const uint64_t top = heap.front();
+    std::pop_heap(heap.begin(), heap.end(), std::greater<uint64_t>());
+    heap.pop_back();
+    const uint32_t k = uint32_t(top);
+    if (rank[k] != uint32_t(top >> 32)) continue;  // stale: the pair changed or k was merged away
     const uint32_t k2 = next[k];
-    dead[k2] = true;
+    rank[k2] = kDead;
     next[k] = next[k2];
     if (next[k] <= len) prev[next[k]] = k;
     rank[k] = pair_rank(k);
-    if (rank[k] != RankTable::kNone) heap.push({(uint64_t(rank[k]) << 32) | k, k});
+    push(k);
     if (k > 0) {
       const uint32_t p = prev[k];
       rank[p] = pair_rank(p);
-      if (rank[p] != RankTable::kNone) heap.push({(uint64_t(rank[p]) << 32) | p, p});
+      push(p);
     }
   }
   for (uint32_t k = 0; k < len; k = next[k]) {
