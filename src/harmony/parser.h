@@ -84,6 +84,7 @@ class Utf8Stream {
 
 class StreamParser {
  public:
+  // `tok` must outlive the parser. One parser per completion; not thread-safe.
   StreamParser(const Tokenizer& tok, ParserOptions opts = {});
 
   // Feed one token; returns the events it produced (often none).
