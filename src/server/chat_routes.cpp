@@ -116,7 +116,7 @@ void handle_chat(ServerContext& ctx, const httplib::Request& req, httplib::Respo
     std::string model = body.contains("model") && body["model"].is_string() ? body["model"].get<std::string>() : ctx.model_name();
     if (so.stream) {
       auto pump = std::make_shared<StreamPump>(std::move(stream));
-      ChatEvent first = first_event(*pump);
+      std::optional<ChatEvent> first = first_event(*pump);
       serve_sse(ctx, res, route, t0, std::move(pump), std::move(ticket), std::move(first),
                 std::make_shared<ChatChunks>(id, model, so.include_usage));
       return;

@@ -93,13 +93,10 @@ std::optional<ChatEvent> StreamPump::next_for(std::chrono::milliseconds timeout)
   return ev;
 }
 
-ChatEvent first_event(StreamPump& pump) {
-  for (;;) {
-    if (auto ev = pump.next_for(std::chrono::milliseconds(1000))) {
-      if (ev->kind == ChatEvent::Kind::Error) throw api_error_from_event(*ev);
-      return std::move(*ev);
-    }
-  }
+std::optional<ChatEvent> first_event(StreamPump& pump, std::chrono::milliseconds wait) {
+  auto ev = pump.next_for(wait);
+  if (ev && ev->kind == ChatEvent::Kind::Error) throw api_error_from_event(*ev);
+  return ev;
 }
 
 ChatEvent run_to_done(ServerContext& ctx, ChatStream& stream, Clock::time_point t0) {
@@ -138,7 +135,7 @@ bool write_all(httplib::DataSink& sink, const std::string& s) { return s.empty()
 }  // namespace
 
 void serve_sse(ServerContext& ctx, httplib::Response& res, const std::string& route, Clock::time_point t0,
-               std::shared_ptr<StreamPump> pump, Admission::Ticket ticket, ChatEvent first,
+               std::shared_ptr<StreamPump> pump, Admission::Ticket ticket, std::optional<ChatEvent> first,
                std::shared_ptr<SseFormatter> fmt) {
   auto st = std::make_shared<SseState>();
   st->ctx = &ctx;

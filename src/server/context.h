@@ -90,12 +90,13 @@ class SseFormatter {
 // Streams `pump` to the client as SSE: the first event was already taken (and was not an Error); the
 // ticket is held until the stream ends. Metrics: TTFT at the first delta, ITL between deltas, tokens.
 void serve_sse(ServerContext& ctx, httplib::Response& res, const std::string& route, Clock::time_point t0,
-               std::shared_ptr<StreamPump> pump, Admission::Ticket ticket, ChatEvent first,
+               std::shared_ptr<StreamPump> pump, Admission::Ticket ticket, std::optional<ChatEvent> first,
                std::shared_ptr<SseFormatter> fmt);
 
-// Waits for the first event; an Error becomes an ApiError (thrown), so a stream that fails at once gets
-// a proper HTTP status instead of a 200 SSE stream.
-ChatEvent first_event(StreamPump& pump);
+// Waits up to `wait` for the first event; an Error becomes an ApiError (thrown), so a stream that fails
+// at once (prompt too long, ...) gets a proper HTTP status instead of a 200 SSE stream. After `wait` the
+// caller starts the SSE response anyway (nullopt), so a long queue never trips a client's header timeout.
+std::optional<ChatEvent> first_event(StreamPump& pump, std::chrono::milliseconds wait = std::chrono::milliseconds(5000));
 
 // Runs a turn to its end without streaming; returns Done (with `deltas_seen` set) or throws ApiError.
 ChatEvent run_to_done(ServerContext& ctx, ChatStream& stream, Clock::time_point t0);

@@ -194,7 +194,7 @@ void handle_responses(ServerContext& ctx, const httplib::Request& req, httplib::
     shell.request = json::parse(body.dump());
     if (so.stream) {
       auto pump = std::make_shared<StreamPump>(std::move(stream));
-      ChatEvent first = first_event(*pump);
+      std::optional<ChatEvent> first = first_event(*pump);
       serve_sse(ctx, res, route, t0, std::move(pump), std::move(ticket), std::move(first),
                 std::make_shared<ResponseEvents>(ctx, std::move(shell)));
       return;
