@@ -9,12 +9,12 @@ cd "$(dirname "$0")/.."
 out=.device
 rm -rf "$out"; mkdir -p "$out/bin" "$out/lib"
 grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
-bins=(build/gptoss "$@")
+bins=("${GPTOSS_BUNDLE_GPTOSS:-build/gptoss}" "$@")
 for b in "${bins[@]}"; do
   cp "$b" "$out/bin/"
   ldd "$b" | awk '/=>/ {print $3}' | while read -r lib; do
     case "$(basename "$lib")" in
-      libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libgcc_s.so*|libcuda.so*|libcudart.so*|libcublas*.so*) ;;
+      libc.so*|libresolv.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libgcc_s.so*|libcuda.so*|libcudart.so*|libcublas*.so*) ;;
       *) cp -n "$lib" "$out/lib/" ;;
     esac
   done
