@@ -50,9 +50,8 @@ struct Scanner {
       case 's':
       case 't':
       case 'm':
-      case 'd':
-        if (s[i + 1] >= 'A' && s[i + 1] <= 'z') return i + 2;  // the |0x20 trick also maps other bytes
-        return i;
+      case 'd':  // only the ASCII letter's two cases map here
+        return i + 2;
       case 'r':
         return (s[i + 1] == 'r' || s[i + 1] == 'R') && is(i + 2, 'e') ? i + 3 : i;
       case 'v':
@@ -111,7 +110,7 @@ struct Scanner {
     const uint8_t c0 = cls(i, &l0);
     const size_t after0 = i + size_t(l0);
 
-    // Fast path for the common case: ASCII letters (alternatives 1/2 without a prefix).
+    // Alternatives 1 and 2, each first with the optional prefix character, then without it.
     const bool can_prefix = !(c0 & (kLetter | kNumber | kNewline));
     if (can_prefix) {
       if (size_t r = alt1(after0)) return r;

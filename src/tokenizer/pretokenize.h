@@ -5,9 +5,10 @@
 //   |\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
 //
 // finds with leftmost-first (backtracking) semantics, as Rust's fancy-regex does inside tiktoken.
-// It is a hand-written scanner over generated Unicode tables (unicode_tables.h), not a regex engine:
-// each alternative's backtracking is resolved in closed form (see pretokenize.cpp), which makes the
-// split exact and several times faster than PCRE2-JIT on the same pattern.
+// It is a hand-written scanner over generated Unicode 16 tables (unicode_tables.h), not a regex engine:
+// each alternative's backtracking is resolved in closed form (see pretokenize.cpp). That pins the
+// Unicode version to tiktoken's (the system PCRE2 has Unicode 14) and is as fast as PCRE2-JIT.
+// docs/tokenizer.md explains the choice.
 #pragma once
 
 #include <cstddef>
