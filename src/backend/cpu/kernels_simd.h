@@ -132,6 +132,37 @@ inline void dot_tile(const Dec& dec, int64_t r0, const float* const* xp, int64_t
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  if constexpr (R == 1 && T == 1 && Dec::kHasScale) {
+    // One row, one token (MXFP4 decode): a single sequential stream, which the hardware prefetcher
+    // follows better than several interleaved rows; four accumulators break the FMA latency chain.
+    __m256 a4[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t kb = 0;
+    for (; kb + 4 <= nb; kb += 4) {
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) {
+        __m256 w[4], s;
+        dec.decode(r0, kb + u, w, &s);
+        const float* xb = xp[0] + (kb + u) * kBlock;
+        __m256 blk = _mm256_mul_ps(w[0], _mm256_loadu_ps(xb));
+        blk = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xb + 8), blk);
+        blk = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xb + 16), blk);
+        blk = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xb + 24), blk);
+        a4[u] = _mm256_fmadd_ps(blk, s, a4[u]);
+      }
+    }
+    for (; kb < nb; ++kb) {
+      __m256 w[4], s;
+      dec.decode(r0, kb, w, &s);
+      const float* xb = xp[0] + kb * kBlock;
+      __m256 blk = _mm256_mul_ps(w[0], _mm256_loadu_ps(xb));
+      blk = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xb + 8), blk);
+      blk = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xb + 16), blk);
+      blk = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xb + 24), blk);
+      a4[0] = _mm256_fmadd_ps(blk, s, a4[0]);
+    }
+    out[0] = hsum(_mm256_add_ps(_mm256_add_ps(a4[0], a4[1]), _mm256_add_ps(a4[2], a4[3])));
+    return;
+  }
   for (int64_t kb = 0; kb < nb; ++kb) {
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
@@ -197,7 +228,12 @@ template <class Dec, class Emit>
 inline void dot_rows_tokens(int T, const Dec& dec, int64_t r0, int64_t rows, const float* const* xp, int64_t nb,
                             Emit&& emit) {
   switch (T) {
-    case 1: dot_rows<4, 1>(dec, r0, rows, xp, nb, emit); break;
+    case 1:
+      if constexpr (Dec::kHasScale)
+        dot_rows<1, 1>(dec, r0, rows, xp, nb, emit);  // see dot_tile: one sequential stream
+      else
+        dot_rows<4, 1>(dec, r0, rows, xp, nb, emit);
+      break;
     case 2: dot_rows<2, 2>(dec, r0, rows, xp, nb, emit); break;
     case 3: dot_rows<1, 3>(dec, r0, rows, xp, nb, emit); break;
     case 4: dot_rows<1, 4>(dec, r0, rows, xp, nb, emit); break;
