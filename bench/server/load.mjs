@@ -4,7 +4,9 @@
 //        [--max-tokens 32] [--key KEY] [--out bench/results/server-load.json] [--label TEXT]
 //
 // Each client loops: POST /v1/chat/completions with stream: true, reads the SSE stream to [DONE],
-// records time to first token (first reasoning/content delta) and the token count. A request fails on a
+// records time to first token (first reasoning/content delta; a model that writes no harmony channels,
+// like a random one, streams its deltas only at the end, so the engine's own first-token histogram from
+// /metrics is reported too) and the token count. A request fails on a
 // non-200 status, a network error, an SSE error object or a stream without [DONE]. After the run it
 // waits for the server to go idle and reads /metrics: gptoss_kv_blocks_used must be back to 0.
 import { writeFileSync } from 'node:fs';
@@ -90,6 +92,15 @@ for (let i = 0; i < 100; i++) {  // up to 10 s for the engine to drop finished s
   if ((kvUsed ?? 0) === 0 && active === 0) break;
   await new Promise((r) => setTimeout(r, 100));
 }
+// p-quantile of a Prometheus histogram: the upper bound of the bucket that holds it.
+const histQuantile = (text, name, p) => {
+  const buckets = [...text.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\d+)$`, 'gm'))]
+    .map((m) => [m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])]);
+  const total = buckets.length ? buckets[buckets.length - 1][1] : 0;
+  if (!total) return null;
+  for (const [le, cum] of buckets) if (cum >= p * total) return le;
+  return null;
+};
 const q = (xs, p) => {
   if (!xs.length) return null;
   const s = [...xs].sort((a, b) => a - b);
@@ -103,7 +114,10 @@ const result = {
   ttft_s: { p50: q(ttft, 0.5), p90: q(ttft, 0.9), p99: q(ttft, 0.99), max: q(ttft, 1) },
   request_s: { p50: q(durations, 0.5), p99: q(durations, 0.99) },
   after: { kv_blocks_used: kvUsed, requests_active: active, kv_blocks_total: metric(metrics, 'gptoss_kv_blocks_total'),
-    server_ttft_count: metric(metrics, 'gptoss_time_to_first_token_seconds_count') },
+    server_ttft_count: metric(metrics, 'gptoss_time_to_first_token_seconds_count'),
+    engine_ttft_p50_bucket_s: histQuantile(metrics, 'gptoss_engine_time_to_first_token_seconds', 0.5),
+    engine_ttft_p99_bucket_s: histQuantile(metrics, 'gptoss_engine_time_to_first_token_seconds', 0.99),
+    engine_itl_p99_bucket_s: histQuantile(metrics, 'gptoss_engine_inter_token_latency_seconds', 0.99) },
   date: new Date().toISOString(),
 };
 console.log(JSON.stringify(result, null, 2));

@@ -93,6 +93,21 @@ std::string ServerMetrics::render(int active, int waiting, int64_t rejected, con
     gauge("gptoss_kv_cache_usage_ratio", "Fraction of KV blocks held by live requests.",
           em.kv_blocks_total ? double(em.kv_blocks_used) / double(em.kv_blocks_total) : 0.0);
     counter("gptoss_engine_preemptions_total", "Requests preempted for KV space.", em.preemptions);
+    // The engine's own token-level latencies (first generated token, not first streamed delta: with a
+    // model that writes no harmony channels the deltas only come at the end).
+    auto engine_hist = [&](const char* name, const char* help, const Histogram& h) {
+      out += fmt::format("# HELP {} {}\n# TYPE {} histogram\n", name, help, name);
+      int64_t cum = 0;
+      for (size_t i = 0; i < h.bounds.size(); ++i) {
+        cum += h.counts[i];
+        out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, h.bounds[i], cum);
+      }
+      out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n{}_sum {}\n{}_count {}\n", name, h.count, name, h.sum, name, h.count);
+    };
+    engine_hist("gptoss_engine_time_to_first_token_seconds", "Engine: submit to first generated token.",
+                em.time_to_first_token);
+    engine_hist("gptoss_engine_inter_token_latency_seconds", "Engine: between generated tokens.", em.inter_token_latency);
+    counter("gptoss_engine_generated_tokens_total", "Engine: generated tokens.", em.generated_tokens);
   }
   return out;
 }
