@@ -358,3 +358,100 @@ TEST(Server, MetricsExposeCountersAndHistograms) {
 
 }  // namespace
 }  // namespace gptoss::server
+
+// --- the real pipeline: LocalChatService over the engine with the scripted fake model ---------------
+
+#include "api/local_chat_service.h"
+#include "engine/engine.h"
+#include "engine/fake_runners.h"
+
+namespace gptoss::server {
+namespace {
+
+struct LocalHarness {
+  std::shared_ptr<Engine> engine;
+  std::unique_ptr<LocalChatService> svc;
+  std::unique_ptr<Server> server;
+  int port = 0;
+  explicit LocalHarness(int script_tokens) {
+    Tokenizer tok = Tokenizer::from_file(std::string(GPTOSS_SHARED_DIR) + "/data/tokenizer/tokenizer.json");
+    // A final-channel answer of `script_tokens` copies of " la".
+    std::string text = "<|channel|>final<|message|>";
+    for (int i = 0; i < script_tokens; ++i) text += " la";
+    auto ids = tok.encode_with_special(text);
+    auto runner = std::make_unique<ScriptedRunner>(std::vector<int32_t>(ids.begin(), ids.end()));
+    EngineConfig ec;
+    ec.max_model_len = 1024;
+    ec.num_blocks = 512;
+    engine = std::make_shared<Engine>(std::move(runner), ec);
+    engine->set_tokenizer(tok);
+    engine->start();
+    svc = std::make_unique<LocalChatService>(engine, tok, "scripted");
+    ServerOptions o;
+    o.port = 0;
+    o.heartbeat_s = 0.05;
+    server = std::make_unique<Server>(*svc, o, engine, tok);
+    port = server->start();
+  }
+  ~LocalHarness() {
+    server->stop();
+    engine->stop();
+  }
+};
+
+TEST(LocalServer, DisconnectFreesKvBlocks) {
+  LocalHarness h(900);  // far longer than the client will read
+  httplib::Client c("127.0.0.1", h.port);
+  size_t got = 0;
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/v1/chat/completions";
+  req.body = json{{"messages", json::array({{{"role", "user"}, {"content", "sing"}}})}, {"stream", true}}.dump();
+  req.set_header("Content-Type", "application/json");
+  int64_t used_while_streaming = -1;
+  req.content_receiver = [&](const char*, size_t n, uint64_t, uint64_t) {
+    got += n;
+    if (got > 2000 && used_while_streaming < 0) used_while_streaming = h.engine->metrics().kv_blocks_used;
+    return got < 4000;
+  };
+  c.send(req);
+  EXPECT_GT(used_while_streaming, 0);
+  int64_t used = -1;
+  for (int i = 0; i < 100; ++i) {
+    used = h.engine->metrics().kv_blocks_used;
+    if (used == 0 && h.engine->metrics().running == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(used, 0);
+  std::string m = c.Get("/metrics")->body;
+  EXPECT_NE(m.find("gptoss_kv_blocks_used 0"), std::string::npos) << m;
+  EXPECT_NE(m.find("gptoss_requests_cancelled_total 1"), std::string::npos) << m;
+}
+
+TEST(LocalServer, ChatCompletionsAndContextLengthExceeded) {
+  LocalHarness h(5);
+  httplib::Client c("127.0.0.1", h.port);
+  auto r = c.Post("/v1/chat/completions", json{{"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}}.dump(),
+                  "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json j = json::parse(r->body);
+  EXPECT_EQ(j["choices"][0]["message"]["content"], " la la la la la");
+  EXPECT_EQ(j["usage"]["completion_tokens"], 9);  // <|channel|> final <|message|>, 5 x " la", <|return|>
+  std::string longtext;
+  for (int i = 0; i < 1500; ++i) longtext += " word";
+  r = c.Post("/v1/chat/completions", json{{"messages", json::array({{{"role", "user"}, {"content", longtext}}})}}.dump(),
+             "application/json");
+  expect_error(r, 400, "context_length_exceeded");
+  r = c.Post("/v1/completions", json{{"prompt", "<|start|>assistant"}, {"max_tokens", 3}}.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  j = json::parse(r->body);
+  EXPECT_EQ(j["object"], "text_completion");
+  EXPECT_EQ(j["usage"]["completion_tokens"], 3);
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(h.engine->metrics().kv_blocks_used, 0);
+}
+
+}  // namespace
+}  // namespace gptoss::server
