@@ -89,10 +89,11 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
           }
         };
         if (s1 - s0 >= kGemmMinTokens) {
-          static thread_local std::vector<float> panel_tl, rows_tl, c_tl;
+          static thread_local std::vector<float> panel_tl, c_tl;  // this worker's own
+          static thread_local std::vector<const float*> rows_tl;
           float* panel = simd::aligned_scratch(panel_tl, size_t(simd::kChunkBlocks * simd::kBlock * simd::kPanelRows));
           float* cbuf = simd::scratch(c_tl, size_t((s1 - s0) * simd::kPanelRows));
-          const float** xr = reinterpret_cast<const float**>(simd::scratch(rows_tl, size_t(2 * (s1 - s0))));
+          const float** xr = simd::scratch(rows_tl, size_t(s1 - s0));
           for (int32_t i = s0; i < s1; ++i) xr[i - s0] = xp + int64_t(rt.tokens[size_t(i)]) * hidden;
           for (int64_t rb = r_lo; rb < r_hi; rb += simd::kPanelRows) {
             const int rows = int(std::min<int64_t>(simd::kPanelRows, r_hi - rb));
@@ -137,10 +138,11 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
       const uint16_t* bias = down.bias + int64_t(e) * down.rows;
       const int32_t s0 = rt.start[size_t(e)], s1 = rt.start[size_t(e) + 1];
       if (s1 - s0 >= kGemmMinTokens) {
-        static thread_local std::vector<float> panel_tl, rows_tl, c_tl;
+        static thread_local std::vector<float> panel_tl, c_tl;  // this worker's own
+        static thread_local std::vector<const float*> rows_tl;
         float* panel = simd::aligned_scratch(panel_tl, size_t(simd::kChunkBlocks * simd::kBlock * simd::kPanelRows));
         float* cbuf = simd::scratch(c_tl, size_t((s1 - s0) * simd::kPanelRows));
-        const float** hr = reinterpret_cast<const float**>(simd::scratch(rows_tl, size_t(2 * (s1 - s0))));
+        const float** hr = simd::scratch(rows_tl, size_t(s1 - s0));
         for (int32_t i = s0; i < s1; ++i) hr[i - s0] = hp + int64_t(i) * inter;
         for (int64_t rb = r_begin; rb < r_end; rb += simd::kPanelRows) {
           const int rows = int(std::min<int64_t>(simd::kPanelRows, r_end - rb));
