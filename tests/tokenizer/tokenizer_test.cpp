@@ -100,6 +100,33 @@ TEST(Tokenizer, VectorsDecode) {
   }
 }
 
+std::vector<std::string> split(std::string_view text) {
+  std::vector<std::string> pieces;
+  const auto* p = reinterpret_cast<const uint8_t*>(text.data());
+  for (size_t i = 0; i < text.size();) {
+    size_t e = o200k_piece_end(p, text.size(), i);
+    pieces.emplace_back(text.substr(i, e - i));
+    i = e;
+  }
+  return pieces;
+}
+
+// The pattern's backtracking cases, spelled out (the vectors check the same through token ids).
+TEST(PreTokenizer, Pieces) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(split("Hello world"), (V{"Hello", " world"}));
+  EXPECT_EQ(split("HTTPServer's"), (V{"HTTPServer's"}));          // [A]*[B]+ then the contraction
+  EXPECT_EQ(split("ABC DEF'LL"), (V{"ABC", " DEF'LL"}));          // alternative 2: [A]+[B]*
+  EXPECT_EQ(split("abc123456"), (V{"abc", "123", "456"}));        // \p{N}{1,3}
+  EXPECT_EQ(split("  \n\n  x"), (V{"  \n\n", " ", " x"}));   // \s*[\r\n]+ then \s+(?!\S)
+  EXPECT_EQ(split("x   "), (V{"x", "   "}));                      // \s+(?!\S) at the end of the text
+  EXPECT_EQ(split("a ... b//\n"), (V{"a", " ...", " b", "//\n"})); // " ?[^\s\p{L}\p{N}]+[\r\n/]*"
+  EXPECT_EQ(split("x\xC5\xBF'\xC5\xBF"), (V{"x\xC5\xBF'\xC5\xBF"}));  // 'ſ folds to 's
+  EXPECT_EQ(split("a\xC2\x85" "b"), (V{"a", "\xC2\x85" "b"}));    // U+0085 is \s, and a prefix
+  EXPECT_EQ(split("\xEF\xBB\xBF a"), (V{"\xEF\xBB\xBF", " a"}));  // U+FEFF is not \s
+  EXPECT_EQ(split("\xCC\x81" "abc"), (V{"\xCC\x81" "abc"}));   // a mark as the prefix
+}
+
 // Tricky cases generated with tiktoken (bench/tokenizer/tiktoken_ref.mjs): long single pieces (heap
 // merge path), contractions with U+017F, white space next to U+0085/U+FEFF/U+180E, Unicode 16 letters,
 // special-token look-alikes, random mixes of 13 scripts.
