@@ -115,8 +115,9 @@ void GptOssModel::prepare_batch(const ForwardBatch& batch, const KvPool& kv) {
   seqs_swa_.clear();
   const int bs = kv.block_size();
   const bool has_full = cfg_.num_full_layers() > 0, has_swa = cfg_.num_sliding_layers() > 0;
+  // Every block holding a position in [first, end) must be mapped (sliding tables may hold -1 before).
   auto check_table = [&](std::span<const int32_t> table, int64_t first, int64_t end, size_t seq,
-                         const char* group, bool allow_unmapped_before) {
+                         const char* group) {
     for (int64_t b = first / bs; b <= (end - 1) / bs; ++b) {
       int32_t id = b < int64_t(table.size()) ? table[size_t(b)] : -1;
       if (id < 0 || id >= kv.num_blocks())
@@ -125,7 +126,6 @@ void GptOssModel::prepare_batch(const ForwardBatch& batch, const KvPool& kv) {
                    seq, group, b, b < int64_t(table.size()) ? std::to_string(id) : "nothing", kv.num_blocks(),
                    first, end);
     }
-    (void)allow_unmapped_before;
   };
   for (size_t i = 0; i < batch.seqs.size(); ++i) {
     const SeqChunk& c = batch.seqs[i];
@@ -143,13 +143,13 @@ void GptOssModel::prepare_batch(const ForwardBatch& batch, const KvPool& kv) {
     }
     if (!c.all_logits) logit_rows_.push_back(int32_t(off + m - 1));
     if (has_full) {
-      check_table(c.blocks_full, 0, end, i, "full-attention", false);
+      check_table(c.blocks_full, 0, end, i, "full-attention");
       seqs_full_.push_back({off, m, c.start_pos, c.blocks_full.data()});
     }
     if (has_swa) {
       // Sliding layers read positions > p - window for the chunk's first token p = start_pos.
       int64_t first = std::max<int64_t>(0, int64_t(c.start_pos) - cfg_.sliding_window + 1);
-      check_table(c.blocks_swa, first, end, i, "sliding-window", true);
+      check_table(c.blocks_swa, first, end, i, "sliding-window");
       seqs_swa_.push_back({off, m, c.start_pos, c.blocks_swa.data()});
     }
   }
