@@ -167,8 +167,11 @@ void AsyncSink::run() {
     {
       std::lock_guard<std::mutex> lk(mu_);
       --in_flight_;
-      free_.push_back(std::move(item.first));
+      // Keep at most depth spare buffers: callers may submit buffers they did not acquire (e.g. a
+      // tensor's scales), and keeping every one of them would grow memory with the model size.
+      if (int(free_.size()) < depth_) free_.push_back(std::move(item.first));
     }
+    item.first = std::vector<uint8_t>();  // free outside the lock
     cv_.notify_all();
   }
 }

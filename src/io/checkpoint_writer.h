@@ -71,7 +71,7 @@ class ShardedWriter {
 // A writer thread fed with filled buffers, so that filling the next buffer overlaps with writing
 // this one. acquire() hands out a buffer (blocking while `depth` are in flight); submit() queues
 // bytes [0, n) of it; finish() drains the queue. An exception in the sink is rethrown by the next
-// acquire/submit/finish. Memory: depth + 1 buffers.
+// acquire/submit/finish. Memory: at most 2 x depth + 1 buffers (in flight, spare, being filled).
 class AsyncSink {
  public:
   AsyncSink(std::function<void(const uint8_t*, size_t)> sink, int depth = 2);
