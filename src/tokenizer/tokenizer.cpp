@@ -247,6 +247,9 @@ Tokenizer Tokenizer::from_model_dir(const std::string& dir) {
 }
 
 Tokenizer Tokenizer::from_file(const std::string& path) {
+  if (std::filesystem::is_directory(path))
+    fail_input("{}: is a directory; expected the path of a tokenizer.json (or load a model directory with "
+               "from_model_dir / --model)", path);
   MappedFile file(path);
   auto impl = std::make_shared<Impl>();
   impl->path = path;
