@@ -438,6 +438,16 @@ TEST(LocalServer, ChatCompletionsAndContextLengthExceeded) {
   json j = json::parse(r->body);
   EXPECT_EQ(j["choices"][0]["message"]["content"], " la la la la la");
   EXPECT_EQ(j["usage"]["completion_tokens"], 9);  // <|channel|> final <|message|>, 5 x " la", <|return|>
+  // logprobs: one entry per generated token, with the asked-for alternatives.
+  json lreq = {{"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}, {"logprobs", true}, {"top_logprobs", 2}};
+  r = c.Post("/v1/chat/completions", lreq.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  j = json::parse(r->body);
+  const json& lp = j["choices"][0]["logprobs"]["content"];
+  ASSERT_TRUE(lp.is_array()) << r->body;
+  ASSERT_FALSE(lp.empty());
+  EXPECT_EQ(lp[0]["top_logprobs"].size(), 2u) << lp[0].dump();
   std::string longtext;
   for (int i = 0; i < 1500; ++i) longtext += " word";
   r = c.Post("/v1/chat/completions", json{{"messages", json::array({{{"role", "user"}, {"content", longtext}}})}}.dump(),
