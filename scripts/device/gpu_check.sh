@@ -6,12 +6,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 R=.device/run
+FX=.device/fixtures
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+if [[ "${1:-}" != --hf-only ]]; then
 echo "== CUDA ops vs CPU"
 $R test_backend_cuda 2>&1 | tail -15 | tee "$OUT/cuda_ops.txt"
 echo "== CUDA forward vs transformers (tiny fixtures)"
-FX=.device/fixtures
 for v in mxfp4 bf16; do
   for s in 0 1 2; do
     toks=$(python3 scripts/device/fixture_tokens.py $FX/reference.safetensors $v.seq$s.input_ids)
@@ -25,15 +26,21 @@ for v in mxfp4 bf16; do
   want_new=$(echo "$want" | cut -d, -f$((n0 + 1))-)
   [[ "$got" == "$want_new" ]] && echo "cuda $v greedy: identical (24 tokens)" || echo "cuda $v greedy: MISMATCH got=$got want=$want_new"
 done 2>&1 | tee "$OUT/golden.txt"
+fi
 if [[ -d .device/quantized ]]; then
   echo "== transformers on the gptoss-quantized tiny model"
   toks=$(python3 scripts/device/fixture_tokens.py $FX/reference.safetensors mxfp4.seq1.input_ids)
-  $R gptoss score --model .device/quantized --tokens "$toks" --output /tmp/q.safetensors --device cpu >/dev/null
-  python3 scripts/device/hf_check_quantized.py .device/quantized /tmp/q.safetensors "$toks" 2>&1 | grep -v Warning | tail -3 | tee "$OUT/hf_quantized.txt"
+  # control first: the fixture's own MXFP4 checkpoint through the same check
+  for m in $FX/mxfp4 .device/quantized; do
+    $R gptoss score --model $m --tokens "$toks" --output /tmp/q.safetensors --device cpu >/dev/null
+    echo "model $m:"
+    python3 scripts/device/hf_check_quantized.py $m /tmp/q.safetensors "$toks" $FX/bf16 2>&1 | grep hf_check
+  done | tee "$OUT/hf_quantized.txt"
 fi
+[[ "${1:-}" == --hf-only ]] && exit 0
 if [[ "${1:-}" == --bench ]]; then
   echo "== 20b-shape random model: bench on CUDA"
   $R gptoss make-random --shape 20b --output /tmp/r20b --seed 1 2>&1 | tail -1
-  $R gptoss bench --model /tmp/r20b --device cuda --prompt 512 --gen 32 --repeats 3 --batch 1,8,64 --json > "$OUT/bench_cuda_20b.json" 2>"$OUT/bench_err.txt"
+  $R gptoss bench --model /tmp/r20b --device cuda --prompt ${GPTOSS_BENCH_PROMPT:-32} --gen 32 --repeats 2 --batch 1,8,64 --json > "$OUT/bench_cuda_20b.json" 2>"$OUT/bench_err.txt"
   cat "$OUT/bench_cuda_20b.json"; tail -5 "$OUT/bench_err.txt"
 fi

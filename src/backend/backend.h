@@ -71,6 +71,10 @@ class Backend {
   // Bytes of backend memory allocated through alloc()/prepare_weight() that are not mapped weights.
   virtual size_t allocated_bytes() const = 0;
 
+  // Measured memory bandwidth of the device in bytes/s (reads + writes of a large device copy), or 0
+  // when the backend leaves it to the caller (the CPU bench probes host memory itself).
+  virtual double probe_bandwidth() { return 0.0; }
+
   // --- profiling (optional): wall time per op, synchronized around each op while enabled ----------
   virtual void set_profiling(bool on) {}
   virtual std::string profile_report() const { return {}; }  // a table, one line per op; "" if unsupported

@@ -348,7 +348,8 @@ int run(const Options& o) {
   fmt::print(stderr, "bench: {} on {}; loaded in {:.2f} s; probing bandwidth and FMA peak...\n", model_name,
              backend->device_name(), load_s);
   const double load_before = load_average();
-  const Rate bw_rate = probe_bandwidth(o.probe_mb);
+  Rate bw_rate = probe_bandwidth(o.probe_mb);
+  if (double dev_bw = backend->probe_bandwidth(); dev_bw > 0) bw_rate = {dev_bw, dev_bw};  // GPU memory
   const Rate fma_rate = probe_fma_peak();
   const double bw = bw_rate.wall, fma = fma_rate.wall;
   fmt::print(stderr, "bench: bandwidth {:.2f} GB/s, FMA peak {:.1f} GFLOP/s (per CPU time: {:.2f} GB/s, {:.1f} GFLOP/s)\n",

@@ -84,6 +84,31 @@ class CudaBackend final : public Backend {
     return p;
   }
 
+  double probe_bandwidth() override {
+    const size_t bytes = size_t(1) << 30;
+    char *a = nullptr, *b = nullptr;
+    GPTOSS_CUDA_CHECK(cudaMalloc(&a, bytes));
+    GPTOSS_CUDA_CHECK(cudaMalloc(&b, bytes));
+    GPTOSS_CUDA_CHECK(cudaMemsetAsync(a, 1, bytes, stream_));
+    cudaEvent_t e0, e1;
+    GPTOSS_CUDA_CHECK(cudaEventCreate(&e0));
+    GPTOSS_CUDA_CHECK(cudaEventCreate(&e1));
+    GPTOSS_CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, stream_));  // warm-up
+    const int reps = 10;
+    GPTOSS_CUDA_CHECK(cudaEventRecord(e0, stream_));
+    for (int i = 0; i < reps; ++i)
+      GPTOSS_CUDA_CHECK(cudaMemcpyAsync(i % 2 ? a : b, i % 2 ? b : a, bytes, cudaMemcpyDeviceToDevice, stream_));
+    GPTOSS_CUDA_CHECK(cudaEventRecord(e1, stream_));
+    GPTOSS_CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    GPTOSS_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaFree(a);
+    cudaFree(b);
+    return 2.0 * double(bytes) * reps / (double(ms) / 1e3);  // read + write
+  }
+
   void synchronize() override { GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
   size_t allocated_bytes() const override { return allocated_; }
 
