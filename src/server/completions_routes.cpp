@@ -186,6 +186,7 @@ void handle_completions(ServerContext& ctx, const httplib::Request& req, httplib
     res.set_chunked_content_provider(
         "text/event-stream",
         [st, heartbeat](size_t, httplib::DataSink& sink) {
+          if (st->ctx->stopping) return false;
           std::optional<Event> ev = std::move(st->pending);
           st->pending.reset();
           if (!ev) ev = st->handle.next_for(heartbeat);

@@ -152,6 +152,7 @@ void serve_sse(ServerContext& ctx, httplib::Response& res, const std::string& ro
   res.set_chunked_content_provider(
       "text/event-stream",
       [st, heartbeat](size_t, httplib::DataSink& sink) {
+        if (st->ctx->stopping) return false;  // server shutting down: end the stream, cancel the request
         if (!st->began) {
           st->began = true;
           if (!write_all(sink, st->fmt->begin())) return false;
