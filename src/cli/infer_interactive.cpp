@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -108,7 +109,10 @@ ChatEvent stream_turn(ChatService& svc, const Json& request, const Term& t, bool
 int run_interactive(ChatService& svc, const InferenceConfig& config, const InteractiveOptions& opt) {
   InferenceConfig cfg = config;
   Term t;
-  t.tty_in = ::isatty(0);
+  // libedit needs a known terminal to edit lines; without one (TERM unset or dumb) it falls back to a
+  // cooked-mode read that double-echoes and mishandles Ctrl-D, so read plain lines instead.
+  const char* term = std::getenv("TERM");
+  t.tty_in = ::isatty(0) && term && *term && std::string(term) != "dumb";
   t.tty_out = ::isatty(1);
   struct sigaction sa {};
   sa.sa_handler = on_sigint;

@@ -70,7 +70,7 @@ Json build_request(const InferenceConfig& cfg, const Json& messages, const Json*
     for (const auto& [id, bias] : g.logit_bias) b[std::to_string(id)] = bias;
     req["logit_bias"] = b;
   }
-  const Json* tools = row_tools ? row_tools : (cfg.tool_use.enabled || !cfg.tool_use.tools.empty() ? &cfg.tool_use.tools : nullptr);
+  const Json* tools = row_tools ? row_tools : (cfg.tool_use.enabled ? &cfg.tool_use.tools : nullptr);
   if (tools && !tools->empty()) req["tools"] = *tools;
   return req;
 }

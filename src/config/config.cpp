@@ -193,6 +193,8 @@ void read_tool_use(FieldReader r, ToolUseParams& t, const std::string& base_dir)
     where = path;
   }
   if (!tools.is_null()) t.tools = normalise_tools(tools, where);
+  // Listing tools without `enabled` means using them; `enabled: false` keeps them off.
+  if (!r.has("enabled") && !t.tools.empty()) t.enabled = true;
   if (int64_t(t.tools.size()) > t.max_tools)
     fail_input("{}: tool_use.tools has {} tools; expected at most tool_use.max_tools = {}", r.where("tools"),
                t.tools.size(), t.max_tools);

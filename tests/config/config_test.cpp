@@ -236,6 +236,16 @@ TEST(Config, ToolUseInlineAndFromFile) {
   InferenceConfig inl = parse_inference_config(
       std::string(kMinimal) + "tool_use:\n  tools:\n    - type: function\n      function: {name: add}\n", "i.yaml");
   EXPECT_EQ(inl.tool_use.tools[0]["function"]["name"], "add");
+  EXPECT_TRUE(inl.tool_use.enabled);  // listing tools turns them on unless enabled: false
+  EXPECT_FALSE(parse_inference_config(std::string(kMinimal) + "tool_use:\n  enabled: false\n  tools: [{name: a}]\n", "i.yaml")
+                   .tool_use.enabled);
+  // Key order of a tool's JSON Schema is kept (properties render in that order).
+  InferenceConfig ord = parse_inference_config(
+      std::string(kMinimal) + "tool_use:\n  tools:\n    - name: f\n      parameters:\n        type: object\n"
+                              "        properties:\n          zeta: {type: string}\n          alpha: {type: number}\n",
+      "o.yaml");
+  EXPECT_EQ(ord.tool_use.tools[0]["function"]["parameters"]["properties"].dump(),
+            R"({"zeta":{"type":"string"},"alpha":{"type":"number"}})");
   std::string e = error_of([] {
     parse_inference_config(std::string(kMinimal) + "tool_use:\n  max_tools: 1\n  tools: [{name: a}, {name: b}]\n",
                            "i.yaml");

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -147,6 +148,7 @@ class Pty {
     winsize ws{40, 200, 0, 0};
     pid_ = ::forkpty(&fd_, nullptr, nullptr, &ws);
     if (pid_ == 0) {
+      ::setenv("TERM", "xterm", 1);  // as in a terminal emulator: libedit edits the line
       for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
       std::vector<char*> args;
       for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -162,8 +164,9 @@ class Pty {
     }
     if (fd_ >= 0) ::close(fd_);
   }
-  // Reads until `text` appears after the current mark; returns false on timeout (10 s).
-  bool expect(const std::string& text, int timeout_ms = 10000) {
+  // Reads until `text` appears after the current mark; returns false on timeout (30 s: the build
+  // machine is shared and often loaded).
+  bool expect(const std::string& text, int timeout_ms = 30000) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     while (true) {
       size_t p = out_.find(text, mark_);
@@ -184,13 +187,16 @@ class Pty {
   void send(const std::string& s) { ASSERT_EQ(::write(fd_, s.data(), s.size()), ssize_t(s.size())); }
   int wait_exit() {
     int st = 0;
-    for (int i = 0; i < 500; ++i) {
+    for (int i = 0; i < 3000; ++i) {  // up to 30 s
       char buf[4096];
       pollfd pfd{fd_, POLLIN, 0};
+      bool got = false;
       if (::poll(&pfd, 1, 10) > 0) {
         ssize_t n = ::read(fd_, buf, sizeof buf);
-        if (n > 0) out_.append(buf, size_t(n));
+        if (n > 0) out_.append(buf, size_t(n)), got = true;
       }
+      // A closed pty polls readable at once (EIO): wait properly for the child to be reaped.
+      if (!got) std::this_thread::sleep_for(std::chrono::milliseconds(10));
       if (::waitpid(pid_, &st, WNOHANG) == pid_) {
         exited_ = true;
         return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -294,7 +300,10 @@ TEST(InferCli, ToolExecutorAndHiddenReasoning) {
   ASSERT_TRUE(p.expect("It is sunny in Paris.")) << p.output();
   ASSERT_TRUE(p.expect(">>> ")) << p.output();
   EXPECT_EQ(p.output().find("[reasoning]"), std::string::npos) << p.output();
-  p.send("\x04");  // Ctrl-D quits
+  // Ctrl-D quits. Give libedit a moment to switch the terminal to raw mode first: in cooked mode the
+  // kernel would turn ^D into a zero-length read before the editor sees it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  p.send("\x04");
   EXPECT_EQ(p.wait_exit(), 0) << p.output();
   auto ps = prompts(d);
   ASSERT_EQ(ps.size(), 2u);
