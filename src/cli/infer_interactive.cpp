@@ -185,6 +185,7 @@ int run_interactive(ChatService& svc, const InferenceConfig& config, const Inter
     // Generate until the model answers without calling a tool.
     while (true) {
       Json request = build_request(cfg, messages());
+      request["stream"] = true;  // remote engines then stream deltas (SSE); the local engine always does
       ChatEvent done;
       try {
         done = stream_turn(svc, request, t, opt.hide_reasoning);
