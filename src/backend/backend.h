@@ -74,6 +74,12 @@ class Backend {
   // Measured memory bandwidth of the device in bytes/s (reads + writes of a large device copy), or 0
   // when the backend leaves it to the caller (the CPU bench probes host memory itself).
   virtual double probe_bandwidth() { return 0.0; }
+  // Device memory in bytes: {free, total} for backends with their own memory (GPU); {0, 0} for the
+  // CPU backend, whose KV budget is a byte count from the config instead.
+  struct MemoryInfo {
+    size_t free = 0, total = 0;
+  };
+  virtual MemoryInfo memory_info() const { return {}; }
 
   // --- profiling (optional): wall time per op, synchronized around each op while enabled ----------
   virtual void set_profiling(bool on) {}

@@ -47,4 +47,18 @@ std::string GptOssRunner::describe() const {
                      c.vocab_size, backend_->device_name());
 }
 
+std::optional<size_t> GptOssRunner::device_kv_budget(double gpu_memory_utilization) const {
+  const Backend::MemoryInfo m = backend_->memory_info();
+  if (m.total == 0) return std::nullopt;  // host memory: kv_cache_bytes decides
+  // Activations and scratch of the largest step: a generous fixed reserve (vLLM profiles a dummy run).
+  const size_t reserve = size_t(1) << 30;
+  const double allowed = gpu_memory_utilization * double(m.total);
+  const double used = double(m.total - m.free);
+  const double budget = allowed - used - double(reserve);
+  if (budget <= 0)
+    fail_input("gpu_memory_utilization {} allows {:.1f} GB of {:.1f} GB but the weights already use {:.1f} GB; "
+               "raise gpu_memory_utilization", gpu_memory_utilization, allowed / 1e9, double(m.total) / 1e9, used / 1e9);
+  return size_t(budget);
+}
+
 }  // namespace gptoss

@@ -1,8 +1,8 @@
 // ModelRunner over the real model: GptOssModel + its KvPool on one backend (CPU or CUDA).
 //
-// The runner owns the backend, the model and (after allocate_kv) the pool. The KV budget on a GPU
-// would come from device_kv_budget(); the Backend interface has no free-memory query yet, so every
-// backend currently sizes the pool from EngineConfig::kv_cache_bytes (or num_blocks).
+// The runner owns the backend, the model and (after allocate_kv) the pool. On a GPU the KV budget is
+// device_kv_budget(): gpu_memory_utilization x device memory, less what is already used (weights) and a
+// reserve for activations; the CPU backend sizes the pool from EngineConfig::kv_cache_bytes.
 #pragma once
 
 #include <memory>
@@ -27,6 +27,7 @@ class GptOssRunner : public ModelRunner {
   std::vector<int> eos_token_ids() const override;
   int max_position() const override;
   size_t kv_bytes_per_block(int block_size) const override;
+  std::optional<size_t> device_kv_budget(double gpu_memory_utilization) const override;
   void allocate_kv(int num_blocks, int block_size) override;
   void forward(const ForwardBatch& batch, float* logits) override;
   std::string describe() const override;

@@ -109,6 +109,12 @@ class CudaBackend final : public Backend {
     return 2.0 * double(bytes) * reps / (double(ms) / 1e3);  // read + write
   }
 
+  MemoryInfo memory_info() const override {
+    MemoryInfo m;
+    GPTOSS_CUDA_CHECK(cudaMemGetInfo(&m.free, &m.total));
+    return m;
+  }
+
   void synchronize() override { GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
   size_t allocated_bytes() const override { return allocated_; }
 
