@@ -67,6 +67,11 @@ class LocalStream : public ChatStream {
 
   void cancel() override { h_.cancel(); }
 
+  // A stream dropped before its end (a client went away) must not keep decoding in the engine.
+  ~LocalStream() override {
+    if (!finished_) h_.cancel();
+  }
+
  private:
   void pull() {
     Event e = h_.next();

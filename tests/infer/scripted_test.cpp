@@ -7,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "api/local_chat_service.h"
 #include "config/config.h"
@@ -213,6 +214,26 @@ TEST_F(Scripted, LengthRawAndCancel) {
   EXPECT_EQ(last.kind, ChatEvent::Kind::Done);
   EXPECT_EQ(last.finish_reason, "cancelled");
   EXPECT_LT(last.usage["completion_tokens"].get<int>(), 3000);
+}
+
+TEST_F(Scripted, DroppingAStreamFreesTheEngine) {
+  std::string long_text = "<|channel|>final<|message|>";
+  for (int i = 0; i < 5000; ++i) long_text += " w";
+  OJson req = user("Long");
+  script(req, long_text);
+  {
+    auto s = svc_->start_ordered(req);
+    ChatEvent ev;
+    ASSERT_TRUE(s->next(ev));
+    EXPECT_EQ(engine_->metrics().running, 1);
+  }  // dropped unfinished
+  int running = -1;
+  for (int i = 0; i < 200 && running != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    running = engine_->metrics().running;
+  }
+  EXPECT_EQ(running, 0);
+  EXPECT_LT(engine_->metrics().generated_tokens, 5000);
 }
 
 TEST_F(Scripted, BadRequestsAndEngineErrors) {
