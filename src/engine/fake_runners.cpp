@@ -4,16 +4,10 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/hash.h"
 
 namespace gptoss {
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 void atomic_max(std::atomic<int64_t>& a, int64_t v) {
   int64_t cur = a.load();

@@ -3,16 +3,10 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/hash.h"
 
 namespace gptoss {
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 // The two groups cache separately (a sliding block may be dropped while its full twin stays).
 uint64_t full_key(uint64_t h) { return h; }

@@ -8,16 +8,10 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/hash.h"
 
 namespace gptoss {
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 bool needs_processing(const SamplingParams& p) {
   return !p.logit_bias.empty() || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f ||
