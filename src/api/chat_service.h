@@ -28,7 +28,8 @@ namespace gptoss {
 // One assistant turn event.
 struct ChatEvent {
   enum class Kind { ReasoningDelta, ContentDelta, ToolCallDelta, Done, Error } kind = Kind::Done;
-  std::string text;             // reasoning/content delta, or tool-call arguments delta, or error message
+  std::string text;             // reasoning/content delta, or tool-call arguments delta, or error message;
+                                // Done: a warning when the model's output was not well-formed (else empty)
   int tool_index = -1;          // ToolCallDelta: which call; first delta of a call carries id + name
   std::string tool_id, tool_name;
   // Done: the complete assistant message in OpenAI shape ({role, content, reasoning_content, tool_calls}),
