@@ -5,6 +5,8 @@
 #   GPTOSS_NO_INSTALL=1 ...     build only (dependencies already present)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# ccache keys on paths relative to the checkout, so clones in other folders (CI) share the cache.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}"
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
