@@ -13,8 +13,11 @@ packages=(
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libcpp-httplib-dev libssl-dev
   libcurl4-openssl-dev libpcre2-dev libfmt-dev libedit-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  clang libclang-rt-14-dev tmux python3 nodejs npm
+  clang libclang-rt-14-dev tmux python3
 )
+# Node.js + npm (the openai-client test, the tiktoken benchmark): Debian's packages only where the
+# machine has no node already (a newer one from elsewhere conflicts with Debian's npm).
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 if [[ "${GPTOSS_NO_INSTALL:-0}" != 1 ]]; then
   missing=()
