@@ -2,8 +2,9 @@
 //
 // The output format is the model's training format, so oddities are kept on purpose: nested property
 // lists are indented 4 spaces per level with the closing brace indented too, oneOf variants go on
-// their own " | " lines, only `type: string` looks at `enum`, integer renders as number, and string
-// defaults of enums are written bare while other string defaults are quoted.
+// their own " | " lines (their nested lines 3 spaces deeper), only `type: string` looks at `enum`,
+// integer renders as number, `type: "null"` and anyOf render as any, only string examples are listed,
+// and string defaults of enums are written bare while other string defaults are quoted.
 #include <algorithm>
 
 #include "harmony/harmony.h"
@@ -58,10 +59,11 @@ std::string with_nullable(const Json& schema, std::string type) {
   return type;
 }
 
-// Trailing " // description default: x" after a oneOf variant.
-std::string variant_trailing(const Json& variant) {
+// Trailing " // description default: x" after a oneOf variant; `skip_desc` drops the description
+// (upstream does not repeat a property's description on its variants).
+std::string variant_trailing(const Json& variant, bool skip_desc = false) {
   std::vector<std::string> parts;
-  if (const std::string* d = get_str(variant, "description")) parts.push_back(*d);
+  if (const std::string* d = get_str(variant, "description"); d && !skip_desc) parts.push_back(*d);
   if (const Json* def = get(variant, "default")) parts.push_back(default_comment(variant, *def));
   if (parts.empty()) return "";
   std::string out = " // ";
@@ -69,19 +71,27 @@ std::string variant_trailing(const Json& variant) {
   return out;
 }
 
-std::string one_of_variants(const Json& arr, const std::string& indent, int depth) {
+// Each variant on its own "<indent> | " line; nested lines are indented 3 more spaces (under the type,
+// past " | "). prop_desc: the property's description, or null for a top-level union; desc_above: it
+// was written above the property, so the first variant's own description is left out.
+std::string one_of_variants(const Json& arr, const std::string& indent, int depth,
+                            const std::string* prop_desc = nullptr, bool desc_above = false) {
   std::string out;
+  size_t i = 0;
   for (const Json& variant : arr) {
     out += "\n" + indent + " | ";
-    out += with_nullable(variant, to_ts(variant, indent + "    ", depth + 1));
-    out += variant_trailing(variant);
+    out += with_nullable(variant, to_ts(variant, indent + "   ", depth + 1));
+    const std::string* vd = get_str(variant, "description");
+    bool skip = (i == 0 && desc_above) || (prop_desc && vd && *vd == *prop_desc);
+    out += variant_trailing(variant, skip);
+    ++i;
   }
   return out;
 }
 
 std::string object_type(const Json& schema, const std::string& indent, int depth) {
   std::string out;
-  if (const std::string* d = get_str(schema, "description")) out += "// " + *d + "\n";
+  if (const std::string* d = get_str(schema, "description")) out += indent + "// " + *d + "\n";
   out += "{\n";
   const Json* props = get(schema, "properties");
   if (props && props->is_object()) {
@@ -99,14 +109,18 @@ std::string object_type(const Json& schema, const std::string& indent, int depth
         if (const std::string* d = get_str(val, "description")) out += indent + "// " + *d + "\n";
       if (const Json* ex = get(val, "examples"); ex && ex->is_array() && !ex->empty()) {
         out += indent + "// Examples:\n";
-        for (const Json& e : *ex) out += indent + "// - " + compact(e) + "\n";
+        for (const Json& e : *ex)
+          if (e.is_string()) out += indent + "// - \"" + e.get<std::string>() + "\"\n";
       }
       if (is_one_of) {
         // A union property: its description and default go above, each variant on its own line.
-        if (const std::string* d = get_str(val, "description")) out += indent + "// " + *d + "\n";
+        const std::string* d = get_str(val, "description");
+        const std::string* first_d = one_of->empty() ? nullptr : get_str((*one_of)[0], "description");
+        bool above = d && !(first_d && *first_d == *d);
+        if (above) out += indent + "// " + *d + "\n";
         if (const Json* def = get(val, "default")) out += indent + "// " + default_comment(val, *def) + "\n";
         out += indent + key + opt + ":";
-        out += one_of_variants(*one_of, indent, depth + 1);
+        out += one_of_variants(*one_of, indent, depth + 1, d, above);
         out += "\n" + indent + ",\n";
         continue;
       }
@@ -154,7 +168,6 @@ std::string to_ts(const Json& schema, const std::string& indent, int depth) {
   }
   if (t == "number" || t == "integer") return "number";
   if (t == "boolean") return "boolean";
-  if (t == "null") return "null";
   if (t == "array") {
     if (const Json* items = get(schema, "items")) return to_ts(*items, indent, depth + 1) + "[]";
     return "Array<any>";

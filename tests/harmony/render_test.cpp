@@ -176,7 +176,7 @@ TEST(SchemaTs, PropertyCommentsDefaultsAndNullable) {
       "n": {"type": "integer", "default": 3, "nullable": true},
       "mode": {"type": "string", "enum": ["x", "y"], "default": "x"},
       "s": {"type": "string", "default": "hi"}}})"),
-            "{\n// Query\n//\n// What to find\n// Examples:\n// - \"a\"\n// - 1\nq?: string,\n"
+            "{\n// Query\n//\n// What to find\n// Examples:\n// - \"a\"\nq?: string,\n"
             "n?: number | null, // default: 3\nmode?: \"x\" | \"y\", // default: x\ns?: string, // default: \"hi\"\n}");
 }
 
@@ -186,6 +186,22 @@ TEST(SchemaTs, OneOfPropertyAndTopLevel) {
       "required": ["v"]})"),
             "{\n// value\n// default: \"a\"\nv:\n | string | null\n | number // count default: 1\n,\n}");
   EXPECT_EQ(ts(R"({"oneOf": [{"type": "string"}, {"type": "boolean"}]})"), "\n | string\n | boolean");
+}
+
+TEST(SchemaTs, UpstreamEdgeRules) {
+  // type "null" has no case upstream (any); anyOf is not rendered (any); only string examples are listed.
+  EXPECT_EQ(ts(R"({"type": "null"})"), "any");
+  EXPECT_EQ(ts(R"({"anyOf": [{"type": "string"}, {"type": "number"}]})"), "any");
+  // A nested object's own description sits at its properties' indent, before its brace.
+  EXPECT_EQ(ts(R"({"type": "object", "properties": {"o": {"type": "object", "description": "inner",
+      "properties": {"a": {"type": "string"}}}}})"),
+            "{\n// inner\no?:     // inner\n{\n    a?: string,\n    },\n}");
+  // A property description equal to the first variant's is not written twice; variants' nested lines
+  // are 3 spaces deeper than " | ".
+  EXPECT_EQ(ts(R"({"type": "object", "properties": {"v": {"description": "same", "oneOf": [
+      {"type": "string", "description": "same"}, {"type": "object", "properties": {"b": {"type": "boolean"}},
+      "description": "obj"}]}}})"),
+            "{\nv?:\n | string\n |    // obj\n{\n   b?: boolean,\n   } // obj\n,\n}");
 }
 
 TEST(SchemaTs, HostileDepthIsBounded) {
