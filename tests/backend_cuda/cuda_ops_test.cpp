@@ -9,6 +9,7 @@
 
 #include "backend/backend.h"
 #include "core/dtype.h"
+#include "core/error.h"
 
 namespace gptoss {
 namespace {
@@ -199,6 +200,24 @@ TEST_F(CudaOps, MoeBf16ExpertsSmall) {
     b->free(idx);
   }
   EXPECT_LT(rel_err(res[1], res[0]), 1e-5);
+}
+
+}  // namespace
+}  // namespace gptoss
+
+namespace gptoss {
+namespace {
+
+// Without a usable GPU (CI, CPU boxes), asking for CUDA is a clear input error, not a CUDA trace.
+TEST(CudaBackendWithoutGpu, IsAClearInputError) {
+  if (cuda_available()) GTEST_SKIP() << "a GPU is present";
+  try {
+    make_cuda_backend();
+    FAIL() << "make_cuda_backend() succeeded without a GPU";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--device cpu"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(make_backend("auto")->name(), "cpu");
 }
 
 }  // namespace

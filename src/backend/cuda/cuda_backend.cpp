@@ -20,8 +20,10 @@ class CudaBackend final : public Backend {
  public:
   CudaBackend() {
     int count = 0;
-    GPTOSS_CUDA_CHECK(cudaGetDeviceCount(&count));
-    if (count == 0) fail_input("--device cuda: no CUDA GPU is visible; use --device cpu");
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0)
+      fail_input("device cuda: no usable CUDA GPU here ({}); use --device cpu (or engine_params.device: cpu)",
+                 e != cudaSuccess ? cudaGetErrorString(e) : "no GPU visible");
     GPTOSS_CUDA_CHECK(cudaSetDevice(0));
     cudaDeviceProp prop{};
     GPTOSS_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
