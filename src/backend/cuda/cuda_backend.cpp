@@ -82,7 +82,6 @@ class CudaBackend final : public Backend {
            bytes, cudaGetErrorString(e));
     GPTOSS_CUDA_CHECK(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice));
     weights_.push_back(p);
-    weight_bytes_ += bytes;
     return p;
   }
 
@@ -223,7 +222,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   std::unordered_map<void*, size_t> sizes_;
   std::vector<void*> weights_;
-  size_t allocated_ = 0, weight_bytes_ = 0;
+  size_t allocated_ = 0;
   char* arena_ = nullptr;
   size_t arena_cap_ = 0, arena_used_ = 0;
   float* h_scratch_ = nullptr;
