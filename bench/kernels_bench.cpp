@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/kernels_simd.h"
 #include "core/dtype.h"
 #include "core/thread_pool.h"
 
@@ -73,15 +74,7 @@ double bandwidth_probe(int reps) {
   std::vector<float> sink(64);
   double t = best_of(reps, [&] {
     ThreadPool::global().parallel_for(int64_t(n / 64), [&](int64_t b, int64_t e, int th) {
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-      for (int64_t i = b * 64; i < e * 64; i += 32) {
-        a0 = _mm256_add_ps(a0, _mm256_load_ps(p + i));
-        a1 = _mm256_add_ps(a1, _mm256_load_ps(p + i + 8));
-        a2 = _mm256_add_ps(a2, _mm256_load_ps(p + i + 16));
-        a3 = _mm256_add_ps(a3, _mm256_load_ps(p + i + 24));
-      }
-      __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
-      sink[size_t(th)] = _mm256_cvtss_f32(s);
+      sink[size_t(th)] = simd::stream_sum(p, b * 64, e * 64);
     });
   });
   std::free(p);

@@ -35,6 +35,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backend/backend.h"
+#include "backend/cpu/kernels_simd.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -98,17 +99,7 @@ Rate probe_bandwidth(size_t mb) {
   for (int rep = 0; rep < 5; ++rep) {
     measure(best, double(n / 32 * 32) * sizeof(float), [&] {
     pool.parallel_for(int64_t(n / 32), [&](int64_t b, int64_t e, int t) {
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-      for (int64_t i = b * 32; i < e * 32; i += 32) {
-        a0 = _mm256_add_ps(a0, _mm256_load_ps(data + i));
-        a1 = _mm256_add_ps(a1, _mm256_load_ps(data + i + 8));
-        a2 = _mm256_add_ps(a2, _mm256_load_ps(data + i + 16));
-        a3 = _mm256_add_ps(a3, _mm256_load_ps(data + i + 24));
-      }
-      __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
-      float f[8];
-      _mm256_storeu_ps(f, s);
-      sink[size_t(t) * 16] += f[0] + f[7];
+      sink[size_t(t) * 16] += cpu::simd::stream_sum(data, b * 32, e * 32);
     });
     });
   }

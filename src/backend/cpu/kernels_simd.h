@@ -22,6 +22,22 @@ namespace gptoss::cpu::simd {
 
 inline constexpr int kBlock = 32;  // elements per decoded block (= one MXFP4 block)
 
+// Sum of p[begin, end) read with aligned 32-float strides (end - begin a multiple of 32, p 32-byte
+// aligned): the bandwidth probes' streaming read, kept in one place so both benches measure the same loop.
+inline float stream_sum(const float* p, int64_t begin, int64_t end) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t i = begin; i < end; i += 32) {
+    a0 = _mm256_add_ps(a0, _mm256_load_ps(p + i));
+    a1 = _mm256_add_ps(a1, _mm256_load_ps(p + i + 8));
+    a2 = _mm256_add_ps(a2, _mm256_load_ps(p + i + 16));
+    a3 = _mm256_add_ps(a3, _mm256_load_ps(p + i + 24));
+  }
+  __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+  float f[8];
+  _mm256_storeu_ps(f, s);
+  return f[0] + f[7];
+}
+
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
