@@ -64,6 +64,11 @@ TEST(Bf16wMatmul, RouterAndUnembeddingSlices) {
   MatmulTester().tokens(5).in(2880).out(1003).bias(false).test();
 }
 
+TEST(Bf16wMatmul, EveryDecodeTileTokenCount) {
+  // n = 1..7 take the dot-product tiles (each T has its own row blocking), 8 the packed GEMM.
+  for (int64_t n = 1; n <= 8; ++n) MatmulTester().tokens(n).in(2880).out(37).seed(uint32_t(40 + n)).test();
+}
+
 TEST(Bf16wMatmul, OddSizes) {
   for (int64_t n : {1, 3, 17, 512})
     for (int64_t in : {1, 7, 37, 128})

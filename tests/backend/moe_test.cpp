@@ -198,5 +198,12 @@ TEST(Moe, SmallShapesManyTokens) {
   MoeTester().tokens(200).hidden(96).intermediate(32).experts(32).top_k(4).skew(true).seed(10).test();
 }
 
+TEST(Moe, EveryTokenCountPerExpert) {
+  // skew routes 3 of every 4 tokens to expert 0: with n = 2..10 expert 0 gets 2..8 tokens, which covers
+  // one, two and three passes of up to 3 tokens over a row, and the GEMM from 8 on.
+  for (int64_t n = 2; n <= 10; ++n)
+    MoeTester().tokens(n).hidden(256).intermediate(320).experts(4).top_k(2).skew(true).seed(uint32_t(60 + n)).test();
+}
+
 }  // namespace
 }  // namespace gptoss::cpu
