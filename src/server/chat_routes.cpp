@@ -100,18 +100,13 @@ class ChatChunks : public SseFormatter {
 void handle_chat(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
   auto t0 = Clock::now();
   const std::string route = "/v1/chat/completions";
-  try {
+  run_route(ctx, res, route, t0, [&] {
     OJson body = parse_body(req);
     ctx.check_model(body);
     StreamOptions so;
     OJson creq = normalise_chat_request(body, ctx.opts.emulate_constraints, so);
     Admission::Ticket ticket = ctx.admit();
-    std::unique_ptr<ChatStream> stream;
-    try {
-      stream = ctx.chat.start_ordered(creq);
-    } catch (const InputError& e) {
-      throw ApiError(400, e.what(), "invalid_request_error");
-    }
+    std::unique_ptr<ChatStream> stream = start_chat(ctx, creq);
     std::string id = ctx.new_id("chatcmpl-");
     std::string model = body.contains("model") && body["model"].is_string() ? body["model"].get<std::string>() : ctx.model_name();
     if (so.stream) {
@@ -126,12 +121,8 @@ void handle_chat(ServerContext& ctx, const httplib::Request& req, httplib::Respo
                    {"finish_reason", finish_reason_of(done)}};
     json out = {{"id", id}, {"object", "chat.completion"}, {"created", unix_time()}, {"model", model},
                 {"system_fingerprint", "gptoss"}, {"choices", json::array({choice})}, {"usage", usage_of(done)}};
-    res.set_content(out.dump(), "application/json");
-    ctx.metrics.request_done(route, 200, seconds_since(t0));
-  } catch (const ApiError& e) {
-    send_error(res, e);
-    ctx.metrics.request_done(route, e.status, seconds_since(t0));
-  }
+    send_json(ctx, res, route, t0, out);
+  });
 }
 
 }  // namespace

@@ -130,7 +130,7 @@ struct CompletionStream {
 void handle_completions(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
   auto t0 = Clock::now();
   const std::string route = "/v1/completions";
-  try {
+  run_route(ctx, res, route, t0, [&] {
     if (!ctx.engine || !ctx.tokenizer)
       throw ApiError(404, "/v1/completions needs a local engine (engine: NATIVE); remote engines serve chat only",
                      "invalid_request_error", "", "unsupported_endpoint");
@@ -163,8 +163,7 @@ void handle_completions(ServerContext& ctx, const httplib::Request& req, httplib
       json out = {{"id", id}, {"object", "text_completion"}, {"created", unix_time()}, {"model", model},
                   {"choices", json::array({choice})},
                   {"usage", {{"prompt_tokens", prompt}, {"completion_tokens", n}, {"total_tokens", prompt + n}}}};
-      res.set_content(out.dump(), "application/json");
-      ctx.metrics.request_done(route, 200, seconds_since(t0));
+      send_json(ctx, res, route, t0, out);
       return;
     }
     // Streaming: wait for the first event so an immediate engine error gets its HTTP status.
@@ -234,10 +233,7 @@ void handle_completions(ServerContext& ctx, const httplib::Request& req, httplib
           st->ctx->metrics.request_done(route, success && st->ended ? 200 : 499, seconds_since(st->t0));
           st->ticket.release();
         });
-  } catch (const ApiError& e) {
-    send_error(res, e);
-    ctx.metrics.request_done(route, e.status, seconds_since(t0));
-  }
+  });
 }
 
 }  // namespace

@@ -191,4 +191,18 @@ void serve_sse(ServerContext& ctx, httplib::Response& res, const std::string& ro
       });
 }
 
+void send_json(ServerContext& ctx, httplib::Response& res, const std::string& route, Clock::time_point t0,
+               const nlohmann::json& out) {
+  res.set_content(out.dump(), "application/json");
+  ctx.metrics.request_done(route, 200, seconds_since(t0));
+}
+
+std::unique_ptr<ChatStream> start_chat(ServerContext& ctx, const OJson& creq) {
+  try {
+    return ctx.chat.start_ordered(creq);
+  } catch (const InputError& e) {
+    throw ApiError(400, e.what(), "invalid_request_error");
+  }
+}
+
 }  // namespace gptoss::server

@@ -54,6 +54,25 @@ void send_error(httplib::Response& res, const ApiError& e);
 ApiError api_error_from_event(const ChatEvent& ev);
 int64_t unix_time();
 
+// The frame of every route handler: runs body(); an ApiError it throws becomes the error response and
+// is counted in the metrics. A body that answers counts its own success (send_json), a streaming one
+// when its stream ends.
+template <class Body>
+void run_route(ServerContext& ctx, httplib::Response& res, const std::string& route, Clock::time_point t0,
+               Body&& body) {
+  try {
+    body();
+  } catch (const ApiError& e) {
+    send_error(res, e);
+    ctx.metrics.request_done(route, e.status, seconds_since(t0));
+  }
+}
+// Answers 200 with a JSON body and counts it.
+void send_json(ServerContext& ctx, httplib::Response& res, const std::string& route, Clock::time_point t0,
+               const nlohmann::json& out);
+// Starts a chat request on the service; one the service rejects (InputError) is a 400.
+std::unique_ptr<ChatStream> start_chat(ServerContext& ctx, const OJson& creq);
+
 // Runs a ChatStream on its own thread so the HTTP thread can wait with a timeout (heartbeats,
 // disconnect checks). The destructor cancels the stream and joins.
 class StreamPump {

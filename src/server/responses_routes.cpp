@@ -175,19 +175,14 @@ class ResponseEvents : public SseFormatter {
 void handle_responses(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
   auto t0 = Clock::now();
   const std::string route = "/v1/responses";
-  try {
+  run_route(ctx, res, route, t0, [&] {
     OJson body = parse_body(req);
     ctx.check_model(body);
     StreamOptions so;
     OJson chat = responses_to_chat(body, so);
     OJson creq = normalise_chat_request(chat, ctx.opts.emulate_constraints, so);
     Admission::Ticket ticket = ctx.admit();
-    std::unique_ptr<ChatStream> stream;
-    try {
-      stream = ctx.chat.start_ordered(creq);
-    } catch (const InputError& e) {
-      throw ApiError(400, e.what(), "invalid_request_error");
-    }
+    std::unique_ptr<ChatStream> stream = start_chat(ctx, creq);
     ResponseShell shell;
     shell.id = ctx.new_id("resp_");
     shell.model = body.contains("model") && body["model"].is_string() ? body["model"].get<std::string>() : ctx.model_name();
@@ -202,12 +197,8 @@ void handle_responses(ServerContext& ctx, const httplib::Request& req, httplib::
     ChatEvent done = run_to_done(ctx, *stream, t0);
     std::string status = done.finish_reason == "length" ? "incomplete" : "completed";
     json out = response_object(shell, status, output_items(ctx, done), responses_usage(done), incomplete_of(done));
-    res.set_content(out.dump(), "application/json");
-    ctx.metrics.request_done(route, 200, seconds_since(t0));
-  } catch (const ApiError& e) {
-    send_error(res, e);
-    ctx.metrics.request_done(route, e.status, seconds_since(t0));
-  }
+    send_json(ctx, res, route, t0, out);
+  });
 }
 
 }  // namespace
