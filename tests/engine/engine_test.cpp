@@ -9,24 +9,14 @@
 #include "engine/engine.h"
 #include "engine/fake_runners.h"
 #include "engine/kv_cache.h"
+#include "engine_test_util.h"
 
 namespace gptoss {
 namespace {
 
-std::vector<int32_t> random_prompt(int n, uint32_t seed, int vocab = 1024) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> t(n);
-  for (auto& x : t) x = int32_t(rng() % uint32_t(vocab));
-  return t;
-}
+using testing::greedy;
 
-Request greedy(std::vector<int32_t> prompt, int max_new) {
-  Request r;
-  r.prompt = std::move(prompt);
-  r.params.temperature = 0;
-  r.params.max_new_tokens = max_new;
-  return r;
-}
+std::vector<int32_t> random_prompt(int n, uint32_t seed) { return testing::random_prompt(n, seed, 1024); }
 
 EngineConfig small_config(int64_t num_blocks = 256) {
   EngineConfig c;

@@ -8,6 +8,7 @@
 #include "engine/engine.h"
 #include "engine/gpt_oss_runner.h"
 #include "engine/kv_cache.h"
+#include "engine_test_util.h"
 #include "io/safetensors.h"
 
 namespace gptoss {
@@ -24,21 +25,9 @@ std::string tiny_dir() {
 
 std::unique_ptr<GptOssRunner> tiny() { return GptOssRunner::load(tiny_dir(), "cpu"); }
 
-std::vector<int32_t> random_prompt(int n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> t(n);
-  for (auto& x : t) x = int32_t(rng() % 1000);
-  return t;
-}
-
-Request greedy(std::vector<int32_t> prompt, int max_new) {
-  Request r;
-  r.prompt = std::move(prompt);
-  r.params.temperature = 0;
-  r.params.max_new_tokens = max_new;
-  r.params.ignore_eos = true;
-  return r;
-}
+// Ids below the fixture's vocab (1024) and its special tokens; no request stops early at the end token.
+std::vector<int32_t> random_prompt(int n, uint32_t seed) { return testing::random_prompt(n, seed, 1000); }
+Request greedy(std::vector<int32_t> prompt, int max_new) { return testing::greedy(std::move(prompt), max_new, true); }
 
 EngineConfig tiny_config(int64_t num_blocks = 512) {
   EngineConfig c;
