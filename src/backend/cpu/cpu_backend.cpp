@@ -19,8 +19,6 @@
 namespace gptoss {
 
 namespace {
-constexpr const char* kOpNames[] = {"embed", "rms_norm", "matmul_bf16", "add", "rope", "kv_store",
-                                    "attention", "router_topk", "moe", "gather_rows"};
 // Allocation header: the size, so free() can keep allocated_bytes() exact.
 constexpr size_t kHeader = 64;
 
@@ -55,27 +53,8 @@ const void* CpuBackend::prepare_weight(const void* host, size_t bytes) {
   return host;
 }
 
-// Times one op while profiling is on (no cost otherwise).
-class OpTimer {
- public:
-  OpTimer(CpuBackend& b, CpuBackend::Op op) : b_(b), op_(op) {
-    if (b_.profiling_) start_ = std::chrono::steady_clock::now();
-  }
-  ~OpTimer() {
-    if (!b_.profiling_) return;
-    auto& s = b_.stats_[op_];
-    s.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    s.calls++;
-  }
-
- private:
-  CpuBackend& b_;
-  CpuBackend::Op op_;
-  std::chrono::steady_clock::time_point start_;
-};
-
 CpuBackend::CpuBackend() {
-  if (const char* env = std::getenv("GPTOSS_PROFILE")) profiling_ = env[0] && env[0] != '0';
+  if (const char* env = std::getenv("GPTOSS_PROFILE")) profile_.on = env[0] && env[0] != '0';
 }
 
 std::string CpuBackend::device_name() const {
@@ -102,23 +81,9 @@ void CpuBackend::free(void* p) {
 void CpuBackend::to_device(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
 void CpuBackend::to_host(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
 
-std::string CpuBackend::profile_report() const {
-  double total = 0;
-  for (auto& s : stats_) total += s.seconds;
-  std::string out = fmt::format("{:<12} {:>8} {:>10} {:>10} {:>6}\n", "op", "calls", "total ms", "us/call", "%");
-  for (int i = 0; i < kNumOps; ++i) {
-    const auto& s = stats_[i];
-    if (!s.calls) continue;
-    out += fmt::format("{:<12} {:>8} {:>10.1f} {:>10.1f} {:>5.1f}%\n", kOpNames[i], s.calls, s.seconds * 1e3,
-                       s.seconds * 1e6 / double(s.calls), total > 0 ? 100.0 * s.seconds / total : 0.0);
-  }
-  return out;
-}
-
-void CpuBackend::reset_profile() { stats_ = {}; }
 
 void CpuBackend::embed(const int32_t* tokens, int64_t n, const uint16_t* table, int64_t hidden, float* out) {
-  OpTimer t(*this, kEmbed);
+  auto t = profile_.scope(OpProfile::kEmbed);
   for (int64_t i = 0; i < n; ++i) {
     const uint16_t* row = table + int64_t(tokens[i]) * hidden;
     float* o = out + i * hidden;
@@ -127,37 +92,37 @@ void CpuBackend::embed(const int32_t* tokens, int64_t n, const uint16_t* table, 
 }
 
 void CpuBackend::rms_norm(const float* x, const uint16_t* w, float* y, int64_t n, int64_t d, float eps) {
-  OpTimer t(*this, kRmsNorm);
+  auto t = profile_.scope(OpProfile::kRmsNorm);
   cpu::rms_norm(x, w, y, n, d, eps);
 }
 
 void CpuBackend::matmul_bf16(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias,
                              float* y, int64_t out) {
-  OpTimer t(*this, kMatmul);
+  auto t = profile_.scope(OpProfile::kMatmul);
   cpu::bf16w_matmul(x, n, in, w, bias, y, out);
 }
 
 void CpuBackend::add(float* x, const float* y, int64_t count) {
-  OpTimer t(*this, kAdd);
+  auto t = profile_.scope(OpProfile::kAdd);
   for (int64_t i = 0; i < count; ++i) x[i] += y[i];
 }
 
 void CpuBackend::rope(float* x, int64_t n, int heads, int head_dim, const int32_t* positions,
                       const float* inv_freq, float attn_factor) {
-  OpTimer t(*this, kRope);
+  auto t = profile_.scope(OpProfile::kRope);
   cpu::rope_yarn(x, n, heads, head_dim, positions, inv_freq, attn_factor);
 }
 
 void CpuBackend::kv_store(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n,
                           const int32_t* positions, const int32_t* block_table) {
-  OpTimer t(*this, kKvStore);
+  auto t = profile_.scope(OpProfile::kKvStore);
   cpu::kv_store(paged(kv), group_layer, k, v, n, positions, block_table);
 }
 
 void CpuBackend::attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer,
                            const AttnSeqDesc* seqs, int n_seqs, const float* sinks, int window, float scale,
                            float* out) {
-  OpTimer t(*this, kAttention);
+  auto t = profile_.scope(OpProfile::kAttention);
   thread_local std::vector<cpu::AttnSeq> s;
   s.resize(size_t(n_seqs));
   for (int i = 0; i < n_seqs; ++i) s[i] = {seqs[i].token_offset, seqs[i].n_tokens, seqs[i].start_pos, seqs[i].block_table};
@@ -165,13 +130,13 @@ void CpuBackend::attention(const float* q, int64_t n, int heads, const KvView& k
 }
 
 void CpuBackend::router_topk(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w) {
-  OpTimer t(*this, kRouter);
+  auto t = profile_.scope(OpProfile::kRouter);
   cpu::router_topk_softmax(logits, n, experts, k, idx, w);
 }
 
 void CpuBackend::moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
                      const ExpertWeights& gu, const ExpertWeights& dn, float limit, float* out) {
-  OpTimer t(*this, kMoe);
+  auto t = profile_.scope(OpProfile::kMoe);
   GPTOSS_CHECK(gu.mxfp4 == dn.mxfp4, "gate_up and down experts must share a format");
   if (gu.mxfp4) {
     cpu::Mxfp4Experts g{gu.blocks, gu.scales, gu.bias, gu.rows, gu.cols, gu.experts};
@@ -185,7 +150,7 @@ void CpuBackend::moe(const float* x, int64_t n, int64_t hidden, const int32_t* i
 }
 
 void CpuBackend::gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) {
-  OpTimer t(*this, kGather);
+  auto t = profile_.scope(OpProfile::kGather);
   for (int64_t i = 0; i < n_rows; ++i) std::memcpy(dst + i * dim, src + int64_t(rows[i]) * dim, size_t(dim) * 4);
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "backend/backend.h"
+#include "backend/op_profile.h"
 
 namespace gptoss {
 
@@ -26,9 +27,9 @@ class CpuBackend final : public Backend {
   const void* prepare_weight(const void* host, size_t bytes) override;
   size_t allocated_bytes() const override { return allocated_.load(); }
 
-  void set_profiling(bool on) override { profiling_ = on; }
-  std::string profile_report() const override;
-  void reset_profile() override;
+  void set_profiling(bool on) override { profile_.on = on; }
+  std::string profile_report() const override { return profile_.report(); }
+  void reset_profile() override { profile_.reset(); }
 
   void embed(const int32_t* tokens, int64_t n, const uint16_t* table, int64_t hidden, float* out) override;
   void rms_norm(const float* x, const uint16_t* w, float* y, int64_t n, int64_t d, float eps) override;
@@ -47,18 +48,10 @@ class CpuBackend final : public Backend {
            const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* out) override;
   void gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) override;
 
-  enum Op { kEmbed, kRmsNorm, kMatmul, kAdd, kRope, kKvStore, kAttention, kRouter, kMoe, kGather, kNumOps };
-
  private:
-  struct OpStat {
-    double seconds = 0;
-    int64_t calls = 0;
-  };
-  friend class OpTimer;
   std::atomic<size_t> allocated_{0};
   size_t populated_bytes_ = 0;  // weights prefaulted by prepare_weight
-  bool profiling_ = false;
-  std::array<OpStat, kNumOps> stats_{};
+  OpProfile profile_;
 };
 
 }  // namespace gptoss

@@ -2,6 +2,7 @@
 // Host metadata (token ids, positions, block tables, sequence descriptors) is copied into a device
 // arena per op; the copies are ordered on the backend's one stream, so reusing the arena is safe.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
@@ -10,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "backend/backend.h"
+#include "backend/op_profile.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.cuh"
 
@@ -29,6 +31,7 @@ class CudaBackend final : public Backend {
     GPTOSS_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
     name_ = prop.name;
     GPTOSS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    if (const char* env = std::getenv("GPTOSS_PROFILE")) profile_.on = env[0] && env[0] != '0';
   }
 
   ~CudaBackend() override {
@@ -117,28 +120,39 @@ class CudaBackend final : public Backend {
   }
 
   void synchronize() override { GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void set_profiling(bool on) override { profile_.on = on; }
+  std::string profile_report() const override { return profile_.report(); }
+  void reset_profile() override { profile_.reset(); }
   size_t allocated_bytes() const override { return allocated_; }
 
   void embed(const int32_t* tokens, int64_t n, const uint16_t* table, int64_t hidden, float* out) override {
+    auto t = op_scope(OpProfile::kEmbed);
     begin_op(size_t(n) * 4, 1);
     auto* d = stage(tokens, n);
     cuda::launch_embed(d, n, table, hidden, out, stream_);
   }
   void rms_norm(const float* x, const uint16_t* w, float* y, int64_t n, int64_t d, float eps) override {
+    auto t = op_scope(OpProfile::kRmsNorm);
     cuda::launch_rms_norm(x, w, y, n, d, eps, stream_);
   }
   void matmul_bf16(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
                    int64_t out) override {
+    auto t = op_scope(OpProfile::kMatmul);
     cuda::launch_matmul_bf16(x, n, in, w, bias, y, out, stream_);
   }
-  void add(float* x, const float* y, int64_t count) override { cuda::launch_add(x, y, count, stream_); }
+  void add(float* x, const float* y, int64_t count) override {
+    auto t = op_scope(OpProfile::kAdd);
+    cuda::launch_add(x, y, count, stream_);
+  }
   void rope(float* x, int64_t n, int heads, int head_dim, const int32_t* positions, const float* inv_freq,
             float attn_factor) override {
+    auto t = op_scope(OpProfile::kRope);
     begin_op(size_t(n) * 4, 1);
     cuda::launch_rope(x, n, heads, head_dim, stage(positions, n), inv_freq, attn_factor, stream_);
   }
   void kv_store(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n, const int32_t* positions,
                 const int32_t* block_table) override {
+    auto t = op_scope(OpProfile::kKvStore);
     if (n == 0) return;
     int32_t max_pos = *std::max_element(positions, positions + n);
     begin_op(size_t(n + max_pos / kv.block_size + 1) * 4, 2);
@@ -148,6 +162,7 @@ class CudaBackend final : public Backend {
   }
   void attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer, const AttnSeqDesc* seqs,
                  int n_seqs, const float* sinks, int window, float scale, float* out) override {
+    auto t = op_scope(OpProfile::kAttention);
     if (n == 0) return;
     size_t table_bytes = 0;
     for (int i = 0; i < n_seqs; ++i)
@@ -168,21 +183,31 @@ class CudaBackend final : public Backend {
     cuda::launch_attention(q, n, heads, kv, group_layer, dseqs, n_seqs, dtok, sinks, window, scale, out, stream_);
   }
   void router_topk(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w) override {
+    auto t = op_scope(OpProfile::kRouter);
     cuda::launch_router_topk(logits, n, experts, k, idx, w, stream_);
   }
   void moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
            const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* out) override {
+    auto t = op_scope(OpProfile::kMoe);
     int64_t inter = gate_up.rows / 2;
     grow(h_scratch_, h_cap_, size_t(n * k * inter));
     grow(y_scratch_, y_cap_, size_t(n * k * hidden));
     cuda::launch_moe(x, n, hidden, idx, w, k, gate_up, down, swiglu_limit, h_scratch_, y_scratch_, out, stream_);
   }
   void gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) override {
+    auto t = op_scope(OpProfile::kGather);
     begin_op(size_t(n_rows) * 4, 1);
     cuda::launch_gather_rows(src, stage(rows, n_rows), n_rows, dim, dst, stream_);
   }
 
  private:
+  // Times the op while profiling (waiting for the stream before and after it).
+  struct StreamSync {
+    cudaStream_t stream;
+    void operator()() const { GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream)); }
+  };
+  OpProfile::Scope<StreamSync> op_scope(OpProfile::Op op) { return profile_.scope(op, StreamSync{stream_}); }
+
   // Makes room for `bytes` of stagings (plus alignment) for the op about to run. Called before the
   // first stage() of an op, so growing never invalidates a pointer already handed out.
   void begin_op(size_t bytes, int pieces) {
@@ -228,6 +253,7 @@ class CudaBackend final : public Backend {
   float* h_scratch_ = nullptr;
   float* y_scratch_ = nullptr;
   size_t h_cap_ = 0, y_cap_ = 0;
+  OpProfile profile_;
 };
 
 }  // namespace
