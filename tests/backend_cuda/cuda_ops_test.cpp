@@ -179,6 +179,30 @@ TEST_F(CudaOps, RouterAndMoeMxfp4AndBf16) {
   EXPECT_LT(rel_err(res[1], res[0]), 1e-5);
 }
 
+TEST_F(CudaOps, RouterTopkMatchesCpuWithTiesUpTo128Experts) {
+  // 32 experts (20b) and 128 (120b); logits rounded to 1/4 so many tie: ties go to the lower index.
+  for (int experts : {32, 128}) {
+    const int64_t n = 37;
+    const int k = 4;
+    auto logits = rand_f32(size_t(n * experts));
+    for (auto& v : logits) v = std::round(v * 4.0f) / 4.0f;
+    std::vector<std::vector<int32_t>> ids;
+    std::vector<std::vector<float>> ws;
+    for (Backend* b : {cpu_.get(), gpu_.get()}) {
+      int32_t* idx = static_cast<int32_t*>(b->alloc(size_t(n * k) * 4));
+      float* w = out(*b, size_t(n * k));
+      b->router_topk(put(*b, logits), n, experts, k, idx, w);
+      std::vector<int32_t> hi(size_t(n * k));
+      b->to_host(hi.data(), idx, hi.size() * 4);
+      ids.push_back(hi);
+      ws.push_back(get(*b, w, size_t(n * k)));
+      b->free(idx);
+    }
+    EXPECT_EQ(ids[1], ids[0]) << experts << " experts";
+    EXPECT_LT(rel_err(ws[1], ws[0]), 1e-6) << experts << " experts";
+  }
+}
+
 TEST_F(CudaOps, MoeBf16ExpertsSmall) {
   const int64_t n = 3, hidden = 256, inter = 192;
   const int experts = 8, k = 2;

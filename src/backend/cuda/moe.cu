@@ -15,22 +15,56 @@ __device__ __forceinline__ float e8m0(uint8_t s) {
   return __int_as_float(int(s) << 23);
 }
 
+// A warp per token: lane l holds the logits of experts l, l + 32, ... (up to kRouterPerLane each). k
+// rounds of a warp-wide arg-max (the larger logit, ties to the lower index, as the CPU reference), then
+// the softmax over the k chosen logits.
+constexpr int kRouterPerLane = 4;
+constexpr int kNoExpert = 1 << 30;
+
+__device__ __forceinline__ bool router_better(float v, int e, float bv, int be) {
+  return be == kNoExpert || v > bv || (v == bv && e < be);
+}
+
 __global__ void router_kernel(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w) {
-  int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t t = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
   if (t >= n) return;
   const float* row = logits + t * experts;
+  float v[kRouterPerLane];
+  bool taken[kRouterPerLane];
+#pragma unroll
+  for (int j = 0; j < kRouterPerLane; ++j) {
+    const int e = lane + 32 * j;
+    v[j] = e < experts ? row[e] : 0.f;
+    taken[j] = e >= experts;
+  }
   int32_t* ti = idx + t * k;
   float* tw = w + t * k;
-  for (int j = 0; j < k; ++j) {
-    int best = -1;
-    for (int e = 0; e < experts; ++e) {
-      bool taken = false;
-      for (int p = 0; p < j; ++p) taken |= (ti[p] == e);
-      if (!taken && (best < 0 || row[e] > row[best])) best = e;
+  for (int r = 0; r < k; ++r) {
+    float bv = 0.f;
+    int be = kNoExpert;
+#pragma unroll
+    for (int j = 0; j < kRouterPerLane; ++j)
+      if (!taken[j] && router_better(v[j], lane + 32 * j, bv, be)) {
+        bv = v[j];
+        be = lane + 32 * j;
+      }
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+      const int oe = __shfl_xor_sync(0xffffffffu, be, o);
+      if (oe != kNoExpert && router_better(ov, oe, bv, be)) {
+        bv = ov;
+        be = oe;
+      }
     }
-    ti[j] = best;
-    tw[j] = row[best];
+    if (lane == 0) {
+      ti[r] = be;
+      tw[r] = bv;
+    }
+    if (be != kNoExpert && be % 32 == lane) taken[be / 32] = true;
   }
+  __syncwarp();
+  if (lane != 0) return;
   float mx = tw[0];
   for (int j = 1; j < k; ++j) mx = fmaxf(mx, tw[j]);
   float sum = 0.f;
@@ -41,24 +75,47 @@ __global__ void router_kernel(const float* logits, int64_t n, int experts, int k
   for (int j = 0; j < k; ++j) tw[j] /= sum;
 }
 
-// Dot of MXFP4 row `r` of expert `e` with x (cols values), by one warp; lanes take whole 32-blocks.
-__device__ float mxfp4_row_dot(const ExpertWeights& W, int e, int64_t r, const float* x, int lane) {
-  int64_t nb = W.cols / 32;
-  const uint8_t* blocks = W.blocks + ((int64_t(e) * W.rows + r) * nb) * 16;
-  const uint8_t* scales = W.scales + (int64_t(e) * W.rows + r) * nb;
-  float acc = 0.f;
-  for (int64_t b = lane; b < nb; b += 32) {
-    uint4 raw = *reinterpret_cast<const uint4*>(blocks + b * 16);
-    const uint8_t* bytes = reinterpret_cast<const uint8_t*>(&raw);
-    const float* xb = x + b * 32;
-    float part = 0.f;
+// Dots of R consecutive MXFP4 rows (r0 ..) of expert `e` with x (cols values), by one warp. The warp
+// walks the rows in chunks of 8 blocks (128 bytes a row): lane l reads 4 bytes of block l/4, i.e. the
+// 8 consecutive elements 8*(l%4) .. of that block (nibble n of the word is element 8*(l%4) + n), so
+// the weight reads and the x reads (two float4 a lane) are both coalesced. `lut` is the e2m1 table in
+// shared memory: lanes look up different codes at once, which constant memory would serialize and
+// shared memory serves in one pass (16 entries in 16 banks). The sums go to lane 0's acc[].
+template <int R>
+__device__ void mxfp4_rows_dot(const ExpertWeights& W, int e, int64_t r0, const float* x, int lane, const float* lut,
+                               float* acc) {
+  const int64_t nb = W.cols / 32;
+  const uint8_t* blocks = W.blocks + ((int64_t(e) * W.rows + r0) * nb) * 16;
+  const uint8_t* scales = W.scales + (int64_t(e) * W.rows + r0) * nb;
+  const int q = lane & 3;
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      part += kFp4[bytes[j] & 0xf] * xb[2 * j] + kFp4[bytes[j] >> 4] * xb[2 * j + 1];
+  for (int r = 0; r < R; ++r) acc[r] = 0.f;
+#pragma unroll 4
+  for (int64_t b = lane >> 2; b < nb; b += 8) {
+    const float4* xv = reinterpret_cast<const float4*>(x + b * 32 + 8 * q);
+    const float4 xa = xv[0], xb = xv[1];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const uint32_t wv = *reinterpret_cast<const uint32_t*>(blocks + (int64_t(r) * nb + b) * 16 + 4 * q);
+      float p = lut[wv & 15] * xa.x;
+      p = fmaf(lut[(wv >> 4) & 15], xa.y, p);
+      p = fmaf(lut[(wv >> 8) & 15], xa.z, p);
+      p = fmaf(lut[(wv >> 12) & 15], xa.w, p);
+      p = fmaf(lut[(wv >> 16) & 15], xb.x, p);
+      p = fmaf(lut[(wv >> 20) & 15], xb.y, p);
+      p = fmaf(lut[(wv >> 24) & 15], xb.z, p);
+      p = fmaf(lut[wv >> 28], xb.w, p);
+      acc[r] = fmaf(p, e8m0(scales[int64_t(r) * nb + b]), acc[r]);
     }
-    acc += part * e8m0(scales[b]);
   }
-  return warp_sum(acc);
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r] = warp_sum(acc[r]);
+}
+
+// Fills the block's shared e2m1 table; every thread of the block must call it (it synchronizes).
+__device__ __forceinline__ void load_lut(float* lut) {
+  if (threadIdx.x < 16) lut[threadIdx.x] = kFp4[threadIdx.x];
+  __syncthreads();
 }
 
 // bf16 experts are input-major (w [E, cols, rows]): one thread per output row, coalesced over rows.
@@ -82,13 +139,17 @@ __global__ void gate_up_kernel(const float* x, int64_t n, int64_t hidden, const 
   int lane = threadIdx.x & 31;
   int64_t total = n * k * inter;
   if (W.mxfp4) {
+    __shared__ float lut[16];
+    load_lut(lut);
     int64_t item = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (item >= total) return;
     int64_t ts = item / inter, p = item % inter;
     int e = idx[ts];
     const float* xt = x + (ts / k) * hidden;
-    float gate = mxfp4_row_dot(W, e, 2 * p, xt, lane) + bf16_to_f32(W.bias[int64_t(e) * W.rows + 2 * p]);
-    float up = mxfp4_row_dot(W, e, 2 * p + 1, xt, lane) + bf16_to_f32(W.bias[int64_t(e) * W.rows + 2 * p + 1]);
+    float gu[2];
+    mxfp4_rows_dot<2>(W, e, 2 * p, xt, lane, lut, gu);  // the gate and up rows of pair p
+    float gate = gu[0] + bf16_to_f32(W.bias[int64_t(e) * W.rows + 2 * p]);
+    float up = gu[1] + bf16_to_f32(W.bias[int64_t(e) * W.rows + 2 * p + 1]);
     if (lane == 0) h[ts * inter + p] = swiglu(gate, up, limit);
   } else {
     int64_t item = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -107,11 +168,14 @@ __global__ void down_kernel(const float* h, int64_t n, int64_t inter, const int3
   int lane = threadIdx.x & 31;
   int64_t total = n * k * hidden;
   if (W.mxfp4) {
+    __shared__ float lut[16];
+    load_lut(lut);
     int64_t item = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (item >= total) return;
     int64_t ts = item / hidden, r = item % hidden;
     int e = idx[ts];
-    float v = mxfp4_row_dot(W, e, r, h + ts * inter, lane);
+    float v;
+    mxfp4_rows_dot<1>(W, e, r, h + ts * inter, lane, lut, &v);
     if (lane == 0) y[ts * hidden + r] = v + bf16_to_f32(W.bias[int64_t(e) * W.rows + r]);
   } else {
     int64_t item = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -139,7 +203,9 @@ unsigned grid_for(int64_t items, bool warp_per_item) {
 
 void launch_router_topk(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w, cudaStream_t s) {
   if (n == 0) return;
-  router_kernel<<<ceil_div(n, 128), 128, 0, s>>>(logits, n, experts, k, idx, w);
+  GPTOSS_CHECK(experts <= 32 * kRouterPerLane && k <= experts, "cuda router: {} experts (at most {}), top-{}",
+               experts, 32 * kRouterPerLane, k);
+  router_kernel<<<ceil_div(n, 4), 128, 0, s>>>(logits, n, experts, k, idx, w);
   GPTOSS_CUDA_LAUNCH_CHECK();
 }
 
