@@ -340,7 +340,9 @@ int run(const Options& o) {
              backend->device_name(), load_s);
   const double load_before = load_average();
   Rate bw_rate = probe_bandwidth(o.probe_mb);
-  if (double dev_bw = backend->probe_bandwidth(); dev_bw > 0) bw_rate = {dev_bw, dev_bw};  // GPU memory
+  const double dev_bw = backend->probe_bandwidth();
+  const bool device = dev_bw > 0;  // a GPU: its own memory; the FMA probe below is the host CPU's
+  if (device) bw_rate = {dev_bw, dev_bw};
   const Rate fma_rate = probe_fma_peak();
   const double bw = bw_rate.wall, fma = fma_rate.wall;
   fmt::print(stderr, "bench: bandwidth {:.2f} GB/s, FMA peak {:.1f} GFLOP/s (per CPU time: {:.2f} GB/s, {:.1f} GFLOP/s)\n",
@@ -361,10 +363,11 @@ int run(const Options& o) {
       fmt::print(stderr, "bench: pp{} repeat {}: {:.2f} tok/s\n", o.prompt, r + 1, rates.back());
     }
     Result res{"prefill", fmt::format("pp{}", o.prompt), 1, o.prompt, 0, stats(rates), 0, peak_rss_bytes()};
-    res.roofline = prefill_flops(cfg, o.prompt) / o.prompt * res.tok_s.mean / fma;
+    // No GPU FMA probe: a prefill fraction is only reported for the CPU (NaN prints as n/a, JSON null).
+    res.roofline = device ? NAN : prefill_flops(cfg, o.prompt) / o.prompt * res.tok_s.mean / fma;
     res.cpu_share = share.get();
     res.tok_s_cpu = double(o.prompt) * o.repeats / share.cpu_per_thread();
-    res.roofline_cpu = prefill_flops(cfg, o.prompt) / o.prompt * res.tok_s_cpu / fma_rate.cpu;
+    res.roofline_cpu = device ? NAN : prefill_flops(cfg, o.prompt) / o.prompt * res.tok_s_cpu / fma_rate.cpu;
     results.push_back(res);
     if (o.profile) fmt::print(stderr, "profile pp{}:\n{}", o.prompt, backend->profile_report());
   }
@@ -412,11 +415,12 @@ int run(const Options& o) {
                               {"gen_tokens", r.gen_tokens},
                               {"tok_s", r.tok_s.mean},
                               {"sd", r.tok_s.sd},
-                              {"roofline_fraction", r.roofline},
+                              {"roofline_fraction", std::isnan(r.roofline) ? nlohmann::json() : nlohmann::json(r.roofline)},
                               {"peak_mem_bytes", r.peak_mem},
                               {"cpu_share", r.cpu_share},
                               {"tok_s_cpu_time", r.tok_s_cpu},
-                              {"roofline_fraction_cpu_time", r.roofline_cpu}});
+                              {"roofline_fraction_cpu_time",
+                               std::isnan(r.roofline_cpu) ? nlohmann::json() : nlohmann::json(r.roofline_cpu)}});
     fmt::print("{}\n", j.dump(2));
     return 0;
   }
@@ -425,16 +429,19 @@ int run(const Options& o) {
   fmt::print("| model | phase | batch | test | tok/s | roofline | peak mem | cpu share |\n");
   fmt::print("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
   for (const auto& r : results)
-    fmt::print("| {} | {} | {} | {} | {:.2f} ± {:.2f} | {:.1f} % {} | {:.2f} GB | {:.0f} % |\n", model_name, r.phase,
-               r.batch, r.test, r.tok_s.mean, r.tok_s.sd, 100 * r.roofline, r.phase == "decode" ? "BW" : "FMA",
+    fmt::print("| {} | {} | {} | {} | {:.2f} ± {:.2f} | {} | {:.2f} GB | {:.0f} % |\n", model_name, r.phase, r.batch,
+               r.test, r.tok_s.mean, r.tok_s.sd,
+               std::isnan(r.roofline) ? std::string("n/a")
+                                      : fmt::format("{:.1f} % {}", 100 * r.roofline, r.phase == "decode" ? "BW" : "FMA"),
                double(r.peak_mem) / 1e9, 100 * r.cpu_share);
   fmt::print("\nload average before {:.2f}, after {:.2f} (cpu share well below 100 % = shared machine)\n", load_before,
              load_average());
   fmt::print("per CPU time (as if the cores were ours): bandwidth {:.2f} GB/s, FMA peak {:.1f} GFLOP/s\n",
              bw_rate.cpu / 1e9, fma_rate.cpu / 1e9);
   for (const auto& r : results)
-    fmt::print("  {} batch {}: {:.2f} tok/s, {:.1f} % of the {} roofline\n", r.test, r.batch, r.tok_s_cpu,
-               100 * r.roofline_cpu, r.phase == "decode" ? "bandwidth" : "FMA");
+    if (!std::isnan(r.roofline_cpu))
+      fmt::print("  {} batch {}: {:.2f} tok/s, {:.1f} % of the {} roofline\n", r.test, r.batch, r.tok_s_cpu,
+                 100 * r.roofline_cpu, r.phase == "decode" ? "bandwidth" : "FMA");
   return 0;
 }
 
