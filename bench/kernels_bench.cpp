@@ -70,7 +70,7 @@ double bandwidth_probe(int reps) {
   const size_t bytes = size_t(1) << 30;
   const size_t n = bytes / sizeof(float);
   float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
-  std::memset(p, 0, bytes);
+  ThreadPool::global().parallel_for(int64_t(n), [&](int64_t b, int64_t e, int) { simd::probe_fill(p, b, e); });
   std::vector<float> sink(64);
   double t = best_of(reps, [&] {
     ThreadPool::global().parallel_for(int64_t(n / 64), [&](int64_t b, int64_t e, int th) {

@@ -84,15 +84,15 @@ void measure(Rate& best, double work, Fn&& fn) {
   if (cpu > 0) best.cpu = std::max(best.cpu, work / cpu);
 }
 
-// Best of several multi-threaded streaming reads of `mb` MiB (the buffer is written first so its pages
-// are real). Returns bytes/s.
+// Best of several multi-threaded streaming reads of `mb` MiB (the buffer is first filled with values that
+// differ on every page, so its pages are real and cannot be merged). Returns bytes/s.
 Rate probe_bandwidth(size_t mb) {
   const size_t n = mb * (1u << 20) / sizeof(float);
   auto& pool = ThreadPool::global();
   float* data = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
   if (!data) fail("bench: cannot allocate {} MiB for the bandwidth probe", mb);
   pool.parallel_for(int64_t(n), [&](int64_t b, int64_t e, int) {
-    for (int64_t i = b; i < e; ++i) data[i] = float(i & 1023);
+    cpu::simd::probe_fill(data, b, e);
   });
   std::vector<double> sink(size_t(pool.size()) * 16);
   Rate best;

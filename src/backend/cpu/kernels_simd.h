@@ -38,6 +38,18 @@ inline float stream_sum(const float* p, int64_t begin, int64_t end) {
   return f[0] + f[7];
 }
 
+// Fills p[begin, end) with values that differ on every page, for the bandwidth probes: a buffer of equal
+// pages (zeros, or a pattern repeating every 4 KiB, as the probes used) could be merged into one physical
+// page by the host's same-page merging and then read from cache. (It was not the cause of the 30 vs
+// 60 GB/s swings this VM shows; those come with the minute, for random data too.)
+inline void probe_fill(float* p, int64_t begin, int64_t end) {
+  uint64_t x = 0x9e3779b97f4a7c15ull * uint64_t(begin + 1);
+  for (int64_t i = begin; i < end; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;  // xorshift64
+    p[i] = float(x >> 40) * 0x1p-24f;
+  }
+}
+
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
