@@ -106,7 +106,9 @@ TEST(InferCli, BatchOnARandomTinyModelWithTheRealTokenizer) {
     int completion = usage["completion_tokens"];
     EXPECT_GE(completion, 1);
     EXPECT_LE(completion, 12);
-    if (r["metadata"]["finish_reason"] == "length") EXPECT_EQ(completion, 12);
+    if (r["metadata"]["finish_reason"] == "length") {
+      EXPECT_EQ(completion, 12);
+    }
     // prompt_tokens is the harmony rendering of the conversation with the real tokenizer.
     ChatMappingOptions opts;
     char date[16];

@@ -137,7 +137,9 @@ TEST(Mxfp4, BlocksMatchTheScalarReference) {
       ASSERT_EQ(int(scale) - 127, want_e) << "trial " << trial;
       ASSERT_EQ(std::memcmp(packed, want_triton ? rpt : rp, 16), 0) << "trial " << trial;
       ASSERT_NEAR(err, want_triton ? rerr_t : rerr, 1e-9 * (rerr + rerr_t) + 1e-300);
-      if (rule == Mxfp4Rounding::Best) ASSERT_LE(err, std::min(rerr, rerr_t) * (1 + 1e-12));
+      if (rule == Mxfp4Rounding::Best) {
+        ASSERT_LE(err, std::min(rerr, rerr_t) * (1 + 1e-12));
+      }
       // Dequantization gives back exactly the reference values.
       float deq[32];
       mxfp4_dequantize_block(packed, scale, deq);

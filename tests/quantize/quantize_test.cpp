@@ -146,16 +146,6 @@ TEST(Quantize, DefaultRuleHasLowerWeightErrorThanTheFixture) {
   }
 }
 
-// ‖a − b‖ / ‖b‖.
-double rel(const std::vector<float>& a, const float* b, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return std::sqrt(num / den);
-}
-
 TEST(Quantize, OutputLoadsInOurEngineWithLogitsNearTheBf16Reference) {
   TempDir d;
   quantize_checkpoint(opts(d / "out"));
