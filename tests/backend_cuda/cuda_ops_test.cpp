@@ -2,6 +2,7 @@
 // poisoned (NaN) before each run. Skips when this build or machine has no GPU (CI), runs on the device.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -142,6 +143,32 @@ TEST_F(CudaOps, RopeKvStoreAttentionWithSinksAndWindow) {
       auto qq = get(*b, dq, size_t(n * heads * hd));
       r.insert(r.end(), qq.begin(), qq.end());
       res.push_back(r);
+    }
+    EXPECT_LT(rel_err(res[1], res[0]), 1e-5) << "window=" << window;
+  }
+}
+
+TEST_F(CudaOps, AttentionLongContextDecode) {
+  // Three decode tokens of different sequences over a cache filled at random: 1051 keys (many groups of
+  // 32, a last partial one), 1 key, 40 keys; full attention and a 128-key window; shuffled block tables.
+  const int heads = 64, kvh = 8, hd = 64, bs = 16, lg = 1, nblocks = 72;
+  std::mt19937 rng(5);
+  std::vector<int32_t> perm(nblocks);
+  for (int i = 0; i < nblocks; ++i) perm[size_t(i)] = i;
+  std::shuffle(perm.begin(), perm.end(), rng);
+  std::vector<int32_t> tab0(perm.begin(), perm.begin() + 66), tab1 = {perm[66]}, tab2 = {perm[67], perm[68], perm[69]};
+  const int64_t n = 3;
+  auto q = rand_f32(size_t(n * heads * hd));
+  auto pool_init = rand_f32(size_t(nblocks) * lg * 2 * bs * kvh * hd);
+  auto sinks = rand_f32(size_t(heads));
+  for (int window : {0, 128}) {
+    std::vector<std::vector<float>> res;
+    for (Backend* b : {cpu_.get(), gpu_.get()}) {
+      KvView kv{put(*b, pool_init), bs, lg, kvh, hd};
+      AttnSeqDesc seqs[3] = {{0, 1, 1050, tab0.data()}, {1, 1, 0, tab1.data()}, {2, 1, 39, tab2.data()}};
+      float* o = out(*b, size_t(n * heads * hd));
+      b->attention(put(*b, q), n, heads, kv, 0, seqs, 3, put(*b, sinks), window, 0.125f, o);
+      res.push_back(get(*b, o, size_t(n * heads * hd)));
     }
     EXPECT_LT(rel_err(res[1], res[0]), 1e-5) << "window=" << window;
   }

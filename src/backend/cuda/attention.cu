@@ -1,4 +1,6 @@
 // rope, kv_store, attention with sinks over the paged KV cache.
+#include <algorithm>
+
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.cuh"
@@ -43,59 +45,102 @@ __global__ void kv_store_kernel(KvView kv, int g, const float* k, const float* v
   }
 }
 
-// A warp per (token, query head); lane l holds dims l, l+32, ... (head_dim <= 32 * kMaxPerLane).
-// Online softmax seeded with the sink logit (its column carries no value).
+// A block per (token, query head); its kAttnWarps warps take interleaved groups of 32 keys. In a group,
+// lane j scores key j (its whole K row, float4 loads, q from shared memory), one warp max and sum update
+// the warp's online softmax, and the V rows are accumulated 8 keys at a time (loads first, then FMAs, so
+// the loads overlap); lane l holds output dims l, l + 32, ... (head_dim <= 32 * kMaxPerLane, a multiple
+// of 4). The warps' (max, sum, accumulator) states are merged at the end. The softmax starts from the
+// sink logit (its column carries no value). A warp walking the keys one at a time, with a reduction per
+// key, decoded at 26 tok/s at a 4096-token context on an H200.
 constexpr int kMaxPerLane = 8;
+constexpr int kAttnWarps = 8;  // at most; the launch gives one warp per 32 keys of the longest context
 
 __global__ void attention_kernel(const float* q, int64_t n, int heads, KvView kv, int g, const DevAttnSeq* seqs,
                                  const int32_t* token_seq, const float* sinks, int window, float scale, float* out) {
-  int64_t item = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  int lane = threadIdx.x & 31;
-  if (item >= n * heads) return;
-  int64_t t = item / heads;
-  int h = int(item % heads);
+  __shared__ float qs[32 * kMaxPerLane];
+  __shared__ float part_m[kAttnWarps], part_l[kAttnWarps];
+  __shared__ float part_acc[kAttnWarps][32 * kMaxPerLane];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = int(blockDim.x >> 5);
+  const int64_t t = blockIdx.x / heads;
+  const int h = int(blockIdx.x % heads);
   const DevAttnSeq sq = seqs[token_seq[t]];
-  int32_t pos = sq.start_pos + int32_t(t - sq.token_offset);
-  int kvh = h / (heads / kv.kv_heads);
-  int hd = kv.head_dim;
-  int per_lane = (hd + 31) / 32;
-  float qv[kMaxPerLane], acc[kMaxPerLane];
+  const int32_t pos = sq.start_pos + int32_t(t - sq.token_offset);
+  const int kvh = h / (heads / kv.kv_heads);
+  const int hd = kv.head_dim;
   const float* qh = q + (t * heads + h) * hd;
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = qh[d];
+  __syncthreads();
+  float acc[kMaxPerLane];
 #pragma unroll
-  for (int j = 0; j < kMaxPerLane; ++j) {
-    int d = lane + 32 * j;
-    qv[j] = (j < per_lane && d < hd) ? qh[d] : 0.f;
-    acc[j] = 0.f;
-  }
-  float m = sinks[h], l = 1.f;
-  int32_t lo = window > 0 ? max(0, pos - window + 1) : 0;
-  for (int32_t p = lo; p <= pos; ++p) {
-    int32_t block = sq.block_table[p / kv.block_size];
-    int slot = p % kv.block_size;
-    const float* kp = kv.pool + kv_offset(kv, block, g, 0, slot, kvh);
-    const float* vp = kv.pool + kv_offset(kv, block, g, 1, slot, kvh);
-    float dot = 0.f;
-#pragma unroll
-    for (int j = 0; j < kMaxPerLane; ++j) {
-      int d = lane + 32 * j;
-      if (j < per_lane && d < hd) dot += qv[j] * kp[d];
+  for (int j = 0; j < kMaxPerLane; ++j) acc[j] = 0.f;
+  float m = warp == 0 ? sinks[h] : -INFINITY, l = warp == 0 ? 1.f : 0.f;
+  const int32_t lo = window > 0 ? max(0, pos - window + 1) : 0;
+  for (int32_t p0 = lo + 32 * warp; p0 <= pos; p0 += 32 * warps) {
+    const int32_t p = p0 + lane;
+    const bool valid = p <= pos;
+    float sc = -INFINITY;
+    long long voff = 0;
+    if (valid) {
+      const int32_t block = sq.block_table[p / kv.block_size];
+      const int slot = p % kv.block_size;
+      const float4* kp = reinterpret_cast<const float4*>(kv.pool + kv_offset(kv, block, g, 0, slot, kvh));
+      float dot = 0.f;
+      for (int d4 = 0; d4 < hd / 4; ++d4) {
+        const float4 k4 = kp[d4];
+        dot += qs[4 * d4] * k4.x + qs[4 * d4 + 1] * k4.y + qs[4 * d4 + 2] * k4.z + qs[4 * d4 + 3] * k4.w;
+      }
+      sc = dot * scale;
+      voff = kv_offset(kv, block, g, 1, slot, kvh);
     }
-    float s = warp_sum(dot) * scale;
-    float m_new = fmaxf(m, s);
-    float corr = expf(m - m_new), e = expf(s - m_new);
-    l = l * corr + e;
+    const float m_new = fmaxf(m, warp_max(sc));  // finite: every group has a valid key
+    const float e = valid ? expf(sc - m_new) : 0.f;
+    const float corr = m == -INFINITY ? 0.f : expf(m - m_new);
+    l = l * corr + warp_sum(e);
 #pragma unroll
-    for (int j = 0; j < kMaxPerLane; ++j) {
-      int d = lane + 32 * j;
-      if (j < per_lane && d < hd) acc[j] = acc[j] * corr + e * vp[d];
+    for (int j = 0; j < kMaxPerLane; ++j) acc[j] *= corr;
+    const int nk = min(32, pos - p0 + 1);
+    for (int k0 = 0; k0 < nk; k0 += 8) {
+      float ek[8], vv[8][kMaxPerLane];
+#pragma unroll
+      for (int u = 0; u < 8; ++u) {
+        const int kk = k0 + u;
+        ek[u] = __shfl_sync(0xffffffffu, e, kk & 31);
+        const float* vp = kv.pool + __shfl_sync(0xffffffffu, voff, kk & 31);
+#pragma unroll
+        for (int j = 0; j < kMaxPerLane; ++j) {
+          const int d = lane + 32 * j;
+          vv[u][j] = (kk < nk && d < hd) ? vp[d] : 0.f;
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < 8; ++u)
+#pragma unroll
+        for (int j = 0; j < kMaxPerLane; ++j) acc[j] += ek[u] * vv[u][j];
     }
     m = m_new;
   }
-  float* oh = out + (t * heads + h) * hd;
+  // Merge the warps' softmax states.
+  if (lane == 0) {
+    part_m[warp] = m;
+    part_l[warp] = l;
+  }
 #pragma unroll
   for (int j = 0; j < kMaxPerLane; ++j) {
-    int d = lane + 32 * j;
-    if (j < per_lane && d < hd) oh[d] = acc[j] / l;
+    const int d = lane + 32 * j;
+    if (d < hd) part_acc[warp][d] = acc[j];
+  }
+  __syncthreads();
+  float mx = -INFINITY;
+  for (int w = 0; w < warps; ++w) mx = fmaxf(mx, part_m[w]);
+  float denom = 0.f;
+  for (int w = 0; w < warps; ++w)
+    if (part_m[w] != -INFINITY) denom += part_l[w] * expf(part_m[w] - mx);
+  float* oh = out + (t * heads + h) * hd;
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float v = 0.f;
+    for (int w = 0; w < warps; ++w)
+      if (part_m[w] != -INFINITY) v += part_acc[w][d] * expf(part_m[w] - mx);
+    oh[d] = v / denom;
   }
 }
 
@@ -117,13 +162,14 @@ void launch_kv_store(const KvView& kv, int group_layer, const float* k, const fl
 
 void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer, const DevAttnSeq* seqs,
                       int n_seqs, const int32_t* token_seq, const float* sinks, int window, float scale, float* out,
-                      cudaStream_t s) {
+                      int64_t max_keys, cudaStream_t s) {
   if (n == 0) return;
-  if (kv.head_dim > 32 * kMaxPerLane)
-    throw Error(fmt::format("cuda attention: head_dim {} > {} is not supported", kv.head_dim, 32 * kMaxPerLane));
-  constexpr int kWarps = 4;
-  attention_kernel<<<ceil_div(n * heads, kWarps), kWarps * 32, 0, s>>>(q, n, heads, kv, group_layer, seqs, token_seq,
-                                                                       sinks, window, scale, out);
+  if (kv.head_dim > 32 * kMaxPerLane || kv.head_dim % 4 != 0)
+    throw Error(fmt::format("cuda attention: head_dim {} is not supported (a multiple of 4, at most {})", kv.head_dim,
+                            32 * kMaxPerLane));
+  const int warps = int(std::clamp<int64_t>((max_keys + 31) / 32, 1, kAttnWarps));
+  attention_kernel<<<unsigned(n * heads), warps * 32, 0, s>>>(q, n, heads, kv, group_layer, seqs, token_seq, sinks,
+                                                              window, scale, out);
   GPTOSS_CUDA_LAUNCH_CHECK();
 }
 

@@ -180,7 +180,14 @@ class CudaBackend final : public Backend {
                  "attention: sequences do not cover all {} tokens", n);
     const auto* dseqs = stage(dev.data(), int64_t(dev.size()));
     const auto* dtok = stage(token_seq.data(), n);
-    cuda::launch_attention(q, n, heads, kv, group_layer, dseqs, n_seqs, dtok, sinks, window, scale, out, stream_);
+    // Keys of the longest context in the batch (window-limited): the kernel uses a warp per 32 of them.
+    int64_t max_keys = 1;
+    for (int i = 0; i < n_seqs; ++i) {
+      const int64_t last = seqs[i].start_pos + seqs[i].n_tokens;  // keys of the sequence's last token
+      max_keys = std::max(max_keys, window > 0 ? std::min<int64_t>(last, window) : last);
+    }
+    cuda::launch_attention(q, n, heads, kv, group_layer, dseqs, n_seqs, dtok, sinks, window, scale, out, max_keys,
+                           stream_);
   }
   void router_topk(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w) override {
     auto t = op_scope(OpProfile::kRouter);

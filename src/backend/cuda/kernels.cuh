@@ -32,7 +32,7 @@ void launch_kv_store(const KvView& kv, int group_layer, const float* k, const fl
                      const int32_t* positions, const int32_t* block_table, cudaStream_t s);
 void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer, const DevAttnSeq* seqs,
                       int n_seqs, const int32_t* token_seq, const float* sinks, int window, float scale, float* out,
-                      cudaStream_t s);
+                      int64_t max_keys, cudaStream_t s);
 void launch_router_topk(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w, cudaStream_t s);
 // h_scratch: [n*k, gate_up.rows/2] f32, y_scratch: [n*k, hidden] f32.
 void launch_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
