@@ -48,7 +48,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   std::string model, device = "cpu", batch = "1";
-  int prompt = 512, gen = 64, repeats = 3;
+  int prompt = 512, gen = 64, repeats = 3, depth = 0;
   int block_size = 16;
   uint64_t seed = 1;
   bool json = false, profile = false, no_prefill = false;
@@ -289,9 +289,13 @@ class Bench {
     return seconds_since(t0);
   }
 
-  // Seconds for `steps` decode steps of `batch` sequences (after one untimed warm-up step).
-  double decode_once(int batch, int steps) {
-    const int64_t positions = steps + 1;
+  // Timed wall and CPU seconds of `steps` decode steps of `batch` sequences, after an untimed prefill of
+  // o_.depth tokens per sequence (in chunks of at most 512) and one untimed warm-up step.
+  struct Timed {
+    double wall = 0, cpu = 0;
+  };
+  Timed decode_once(int batch, int steps) {
+    const int64_t depth = o_.depth, positions = depth + steps + 1;
     KvPool pool(m_.config(), m_.backend(), SequenceKv::blocks_needed(positions, o_.block_size, batch),
                 o_.block_size);
     LinearBlockAllocator alloc(pool.num_blocks());
@@ -299,16 +303,28 @@ class Bench {
     for (auto& s : seqs) s.ensure(positions);
     auto tokens = random_tokens(int64_t(batch) * positions);
     std::vector<float> logits(size_t(batch) * size_t(m_.config().vocab_size));
+    const std::span<const int32_t> all(tokens);
+    for (int i = 0; i < batch; ++i)
+      for (int64_t c = 0; c < depth; c += 512) {
+        ForwardBatch b;
+        b.seqs.push_back(seqs[size_t(i)].chunk(all.subspan(size_t(i * positions + c), size_t(std::min<int64_t>(512, depth - c))),
+                                               int32_t(c), false));
+        m_.forward(b, pool, logits.data());
+      }
     Clock::time_point t0;
+    double c0 = 0;
     for (int step = 0; step <= steps; ++step) {
-      if (step == 1) t0 = Clock::now();
+      if (step == 1) {
+        t0 = Clock::now();
+        c0 = cpu_seconds();
+      }
       ForwardBatch b;
       for (int i = 0; i < batch; ++i)
-        b.seqs.push_back(seqs[size_t(i)].chunk(std::span<const int32_t>(tokens).subspan(size_t(i * positions + step), 1),
-                                               step, false));
+        b.seqs.push_back(seqs[size_t(i)].chunk(all.subspan(size_t(i * positions + depth + step), 1),
+                                               int32_t(depth + step), false));
       m_.forward(b, pool, logits.data());
     }
-    return seconds_since(t0);
+    return {seconds_since(t0), cpu_seconds() - c0};
   }
 
  private:
@@ -325,6 +341,7 @@ int run(const Options& o) {
   if (o.prompt < 1) fail_input("--prompt is {}; expected >= 1", o.prompt);
   if (o.gen < 1) fail_input("--gen is {}; expected >= 1", o.gen);
   if (o.repeats < 1) fail_input("--repeats is {}; expected >= 1", o.repeats);
+  if (o.depth < 0) fail_input("--depth is {}; expected >= 0", o.depth);
 
   auto backend = make_backend(o.device);
   auto t_load = Clock::now();
@@ -371,24 +388,29 @@ int run(const Options& o) {
     results.push_back(res);
     if (o.profile) fmt::print(stderr, "profile pp{}:\n{}", o.prompt, backend->profile_report());
   }
+  const std::string tg = o.depth > 0 ? fmt::format("tg{}@d{}", o.gen, o.depth) : fmt::format("tg{}", o.gen);
   for (int b : batches) {
-    bench.decode_once(b, 1);  // warm-up
+    if (o.depth == 0) bench.decode_once(b, 1);  // warm-up (with a depth, each run's prefill warms up)
     backend->reset_profile();
     std::vector<double> rates;
-    CpuShare share;
+    double wall = 0, cpu = 0;
     for (int r = 0; r < o.repeats; ++r) {
-      double s = bench.decode_once(b, o.gen);
-      rates.push_back(double(b) * o.gen / s);
-      fmt::print(stderr, "bench: tg{} batch {} repeat {}: {:.2f} tok/s\n", o.gen, b, r + 1, rates.back());
+      const auto tm = bench.decode_once(b, o.gen);
+      wall += tm.wall;
+      cpu += tm.cpu;
+      rates.push_back(double(b) * o.gen / tm.wall);
+      fmt::print(stderr, "bench: {} batch {} repeat {}: {:.2f} tok/s\n", tg, b, r + 1, rates.back());
     }
-    Result res{"decode", fmt::format("tg{}", o.gen), b, 0, o.gen, stats(rates), 0, peak_rss_bytes()};
+    // prompt_tokens of a decode row: the context each sequence had before the timed steps (--depth).
+    Result res{"decode", tg, b, o.depth, o.gen, stats(rates), 0, peak_rss_bytes()};
     const double step_s = double(b) / res.tok_s.mean;
+    const double threads = ThreadPool::global().size();
     res.roofline = decode_step_bytes(cfg, mxfp4, b) / bw / step_s;
-    res.cpu_share = share.get();
-    res.tok_s_cpu = double(b) * o.gen * o.repeats / share.cpu_per_thread();
+    res.cpu_share = cpu / (wall * threads);
+    res.tok_s_cpu = double(b) * o.gen * o.repeats / (cpu / threads);
     res.roofline_cpu = decode_step_bytes(cfg, mxfp4, b) / bw_rate.cpu / (double(b) / res.tok_s_cpu);
     results.push_back(res);
-    if (o.profile) fmt::print(stderr, "profile tg{} batch {}:\n{}", o.gen, b, backend->profile_report());
+    if (o.profile) fmt::print(stderr, "profile {} batch {}:\n{}", tg, b, backend->profile_report());
   }
 
   if (o.json) {
@@ -454,6 +476,8 @@ const cli::Registrar reg{
       app.add_option("--gen", o->gen, "decode steps of the generation test")->capture_default_str();
       app.add_option("--repeats", o->repeats, "repeats of every test")->capture_default_str();
       app.add_option("--batch", o->batch, "decode batch sizes, comma-separated")->capture_default_str();
+      app.add_option("--depth", o->depth, "context tokens of every sequence before the decode test (llama-bench -d)")
+          ->capture_default_str();
       app.add_option("--device", o->device, "cpu, cuda or auto")->capture_default_str();
       app.add_option("--block-size", o->block_size, "KV block size")->capture_default_str();
       app.add_option("--seed", o->seed, "seed of the random token ids")->capture_default_str();
