@@ -88,4 +88,17 @@ for r in j['results']:
 assert j['results'][0]['prompt_tokens'] == 8
 print('bench json ok')
 PY
+
+# bench --depth: decode after a context (more than one 512-token prefill chunk crosses the window too).
+"$BIN" bench --model "$FIX/mxfp4" --no-prefill --gen 2 --repeats 1 --batch 1,2 --depth 600 --probe-mb 64 --json \
+  >"$TMP/bench_depth.json" || fail "bench --depth"
+python3 - "$TMP/bench_depth.json" <<'PY' || fail "bench --depth json"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert [(r['test'], r['batch'], r['prompt_tokens']) for r in j['results']] == [('tg2@d600', 1, 600), ('tg2@d600', 2, 600)], j['results']
+assert all(r['tok_s'] > 0 for r in j['results'])
+print('bench depth ok')
+PY
+"$BIN" bench --model "$FIX/mxfp4" --depth -1 >/dev/null 2>"$TMP/err.txt" && fail "negative --depth accepted"
+grep -q -- "--depth is -1" "$TMP/err.txt" || fail "negative --depth message: $(cat "$TMP/err.txt")"
 echo "cli_test: OK"
