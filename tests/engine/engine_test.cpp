@@ -2,6 +2,7 @@
 // prefix caching, preemption, cancellation, limits, stops, streaming.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <random>
 #include <thread>
 
@@ -215,9 +216,24 @@ TEST(Engine, SeededSamplingIsReproducibleAndBatchIndependent) {
   EXPECT_NE(two[0].tokens, two[1].tokens);
 }
 
+// The hash model at 200 us a position: requests cannot run to their length limit (~0.5 s) in the moment
+// between the test seeing them run and cancelling them, however loaded the machine is.
+class SlowHashRunner : public PagedHashRunner {
+ public:
+  using PagedHashRunner::PagedHashRunner;
+
+ protected:
+  void logits_for(std::span<const int32_t> history, std::span<const int32_t> window, int pos, float* out) override {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    PagedHashRunner::logits_for(history, window, pos, out);
+  }
+};
+
 TEST(Engine, CancelFreesBlocksAtOnce) {
   EngineConfig c = small_config();
-  Engine e(fake(), c);
+  FakeModelShape shape;
+  shape.sliding_window = 8;
+  Engine e(std::make_unique<SlowHashRunner>(shape), c);
   e.start();
   std::vector<RequestHandle> hs;
   for (int i = 0; i < 6; ++i) {
