@@ -216,8 +216,9 @@ TEST(Engine, SeededSamplingIsReproducibleAndBatchIndependent) {
   EXPECT_NE(two[0].tokens, two[1].tokens);
 }
 
-// The hash model at 200 us a position: requests cannot run to their length limit (~0.5 s) in the moment
-// between the test seeing them run and cancelling them, however loaded the machine is.
+// The hash model at 200 us a position: requests cannot run to their length limit (~0.1-0.5 s) in the
+// moment between a test seeing them run and cancelling them (or stopping the engine), however loaded the
+// machine is.
 class SlowHashRunner : public PagedHashRunner {
  public:
   using PagedHashRunner::PagedHashRunner;
@@ -229,11 +230,15 @@ class SlowHashRunner : public PagedHashRunner {
   }
 };
 
+std::unique_ptr<SlowHashRunner> slow_fake() {
+  FakeModelShape s;
+  s.sliding_window = 8;
+  return std::make_unique<SlowHashRunner>(s);
+}
+
 TEST(Engine, CancelFreesBlocksAtOnce) {
   EngineConfig c = small_config();
-  FakeModelShape shape;
-  shape.sliding_window = 8;
-  Engine e(std::make_unique<SlowHashRunner>(shape), c);
+  Engine e(slow_fake(), c);
   e.start();
   std::vector<RequestHandle> hs;
   for (int i = 0; i < 6; ++i) {
@@ -280,7 +285,7 @@ TEST(Engine, StreamsFromManyThreads) {
 }
 
 TEST(Engine, StopAbortsUnfinishedRequests) {
-  Engine e(fake(), small_config());
+  Engine e(slow_fake(), small_config());
   e.start();
   auto h = e.submit(greedy(random_prompt(10, 1), -1));
   ASSERT_EQ(h.next().type, Event::Type::kToken);
@@ -293,7 +298,7 @@ TEST(Engine, StopAbortsUnfinishedRequests) {
 TEST(Engine, HandlesOutliveTheEngineAndSubmitAfterStopAborts) {
   RequestHandle h;
   {
-    Engine e(fake(), small_config());
+    Engine e(slow_fake(), small_config());
     e.start();
     h = e.submit(greedy(random_prompt(10, 2), -1));
     ASSERT_EQ(h.next().type, Event::Type::kToken);
