@@ -150,6 +150,14 @@ inline void permute_rows(const float* x, int64_t n, int64_t ld, int64_t nb, cons
     }
 }
 
+// Sum of a decoded block's four products with the activations at xb, as a short tree (two chains of two,
+// then an add), so the result does not wait on a chain of four dependent FMAs.
+inline __m256 block_sum(const __m256* w, const float* xb) {
+  const __m256 p01 = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xb + 8), _mm256_mul_ps(w[0], _mm256_loadu_ps(xb)));
+  const __m256 p23 = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xb + 24), _mm256_mul_ps(w[2], _mm256_loadu_ps(xb + 16)));
+  return _mm256_add_ps(p01, p23);
+}
+
 // out[r*T + t] = dot(row r0 + r of the decoder, xp[t]) over nb blocks, for R rows and T tokens (xp[t] are
 // permuted activation rows). The accumulators stay in registers for the whole row.
 template <int R, int T, class Dec>
@@ -170,21 +178,13 @@ inline void dot_tile(const Dec& dec, int64_t r0, const float* const* xp, int64_t
       for (int u = 0; u < 4; ++u) {
         __m256 w[4], s;
         dec.decode(r0, kb + u, w, &s);
-        const float* xb = xp[0] + (kb + u) * kBlock;
-        const __m256 p01 = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xb + 8), _mm256_mul_ps(w[0], _mm256_loadu_ps(xb)));
-        const __m256 p23 = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xb + 24), _mm256_mul_ps(w[2], _mm256_loadu_ps(xb + 16)));
-        a4[u] = _mm256_fmadd_ps(_mm256_add_ps(p01, p23), s, a4[u]);
+        a4[u] = _mm256_fmadd_ps(block_sum(w, xp[0] + (kb + u) * kBlock), s, a4[u]);
       }
     }
     for (; kb < nb; ++kb) {
       __m256 w[4], s;
       dec.decode(r0, kb, w, &s);
-      const float* xb = xp[0] + kb * kBlock;
-      __m256 blk = _mm256_mul_ps(w[0], _mm256_loadu_ps(xb));
-      blk = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xb + 8), blk);
-      blk = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xb + 16), blk);
-      blk = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xb + 24), blk);
-      a4[0] = _mm256_fmadd_ps(blk, s, a4[0]);
+      a4[0] = _mm256_fmadd_ps(block_sum(w, xp[0] + kb * kBlock), s, a4[0]);
     }
     out[0] = hsum(_mm256_add_ps(_mm256_add_ps(a4[0], a4[1]), _mm256_add_ps(a4[2], a4[3])));
     return;
@@ -221,9 +221,7 @@ inline void dot_tile(const Dec& dec, int64_t r0, const float* const* xp, int64_t
           for (int q = 0; q < 4; ++q) acc[r][t] = _mm256_fmadd_ps(w[q], _mm256_loadu_ps(xb + 8 * q), acc[r][t]);
           continue;
         }
-        const __m256 p01 = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xb + 8), _mm256_mul_ps(w[0], _mm256_loadu_ps(xb)));
-        const __m256 p23 = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xb + 24), _mm256_mul_ps(w[2], _mm256_loadu_ps(xb + 16)));
-        const __m256 blk = _mm256_add_ps(p01, p23);
+        const __m256 blk = block_sum(w, xb);
         if constexpr (Dec::kHasScale)
           acc[r][t] = _mm256_fmadd_ps(blk, s, acc[r][t]);
         else
@@ -260,13 +258,15 @@ inline void dot_rows(const Dec& dec, int64_t r0, int64_t rows, const float* cons
   }
 }
 
+inline constexpr int kMaxTokens = 8;  // most tokens a dot_rows_tokens call takes
+
 // The MXFP4 side of dot_rows_tokens: one row at a time, passes of at most 3 tokens. Kept out of line:
 // inlined into the MoE's work lambdas it changed the code generated for their GEMM path (prefill MoE
 // 25 % slower).
 template <class Dec, class Emit>
 [[gnu::noinline]] void dot_rows_scaled(int T, const Dec& dec, int64_t r0, int64_t rows, const float* const* xp,
                                        int64_t nb, Emit& emit) {
-  float res[8];
+  float res[kMaxTokens];
   for (int64_t r = r0; r < r0 + rows; ++r) {
     for (int t = 0; t < T; t += 3) {
       switch (std::min(3, T - t)) {
@@ -286,7 +286,6 @@ template <class Dec, class Emit>
 // decode is paid once per pass, and past 3 tokens the registers run out (measured: 4.3, 3.8, 2.7 and
 // 3.6 cycles per block and token for T = 1, 2, 3, 4 in one pass); more tokens take several passes over
 // the row, whose bytes then come from L1.
-inline constexpr int kMaxTokens = 8;
 template <class Dec, class Emit>
 inline void dot_rows_tokens(int T, const Dec& dec, int64_t r0, int64_t rows, const float* const* xp, int64_t nb,
                             Emit&& emit) {
