@@ -154,27 +154,22 @@ __device__ __forceinline__ float swiglu(float gate, float up, float limit) {
   return (up + 1.f) * glu;
 }
 
-// MXFP4 gate_up: a warp per (token-slot ts, P consecutive gate/up pairs); their 2P rows are consecutive
-// in the expert, so every x value a lane reads serves 2P rows.
-template <int P>
+// MXFP4 gate_up: a warp per (token-slot ts, gate/up pair p); the pair's two rows are consecutive in the
+// expert, so every x value a lane reads serves both. (Two pairs a warp halved the warps and was slower.)
 __global__ void gate_up_mxfp4_kernel(const float* x, int64_t n, int64_t hidden, const int32_t* idx, int k,
                                      ExpertWeights W, float limit, float* h, int64_t inter) {
   __shared__ float lut[16];
   load_lut(lut);
   const int lane = threadIdx.x & 31;
-  const int64_t groups = inter / P;
   const int64_t item = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (item >= n * k * groups) return;
-  const int64_t ts = item / groups, p0 = (item % groups) * P;
+  if (item >= n * k * inter) return;
+  const int64_t ts = item / inter, p = item % inter;
   const int e = idx[ts];
-  float gu[2 * P];
-  mxfp4_rows_dot<2 * P>(W, e, 2 * p0, x + (ts / k) * hidden, lane, lut, gu);
+  float gu[2];
+  mxfp4_rows_dot<2>(W, e, 2 * p, x + (ts / k) * hidden, lane, lut, gu);
   if (lane != 0) return;
-  const uint16_t* bias = W.bias + int64_t(e) * W.rows + 2 * p0;
-#pragma unroll
-  for (int q = 0; q < P; ++q)
-    h[ts * inter + p0 + q] =
-        swiglu(gu[2 * q] + bf16_to_f32(bias[2 * q]), gu[2 * q + 1] + bf16_to_f32(bias[2 * q + 1]), limit);
+  const uint16_t* bias = W.bias + int64_t(e) * W.rows + 2 * p;
+  h[ts * inter + p] = swiglu(gu[0] + bf16_to_f32(bias[0]), gu[1] + bf16_to_f32(bias[1]), limit);
 }
 
 // MXFP4 down: a warp per (token-slot, R consecutive output rows).
@@ -249,7 +244,7 @@ void launch_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, c
   if (gate_up.mxfp4) {
     // One pair (2 rows) a warp: with 2 pairs the warps halve and the kernel got slower (Nsight, H200: 43 ->
     // 53 us per layer at batch 1: too few loads in flight), while down gains from 4 rows (31 -> 28 us).
-    gate_up_mxfp4_kernel<1><<<warp_grid(slots * inter), 32 * kWarpsPerBlock, 0, s>>>(
+    gate_up_mxfp4_kernel<<<warp_grid(slots * inter), 32 * kWarpsPerBlock, 0, s>>>(
         x, n, hidden, idx, k, gate_up, swiglu_limit, h_scratch, inter);
   } else {
     gate_up_bf16_kernel<<<ceil_div(slots * inter, 256), 256, 0, s>>>(x, n, hidden, idx, k, gate_up, swiglu_limit,
