@@ -1,5 +1,6 @@
 #include <cmath>
 
+#include "backend/cpu/isa.h"
 #include "backend/cpu/kernels.h"
 #include "backend/kernel_tester.h"
 
@@ -128,10 +129,19 @@ class MoeTester {
     }
     Mxfp4Experts gu{gu_blocks.data(), gu_scales.data(), gu_bias.data(), gu_rows, hidden_, experts_};
     Mxfp4Experts down{d_blocks.data(), d_scales.data(), d_bias.data(), hidden_, inter_, experts_};
-    Output ref(n_ * hidden_), got(n_ * hidden_);
+    Output ref(n_ * hidden_);
     f32_mxfp4w_moe_ref(x.data(), n_, hidden_, idx.data(), w.data(), k_, gu, down, 7.0f, ref.data());
-    f32_mxfp4w_moe(x.data(), n_, hidden_, idx.data(), w.data(), k_, gu, down, 7.0f, got.data());
-    expect_close(got, ref, kTol, "f32_mxfp4w_moe");
+    // Every instruction set this CPU has: the AVX-512 few-token kernel and the AVX2 one.
+    const Isa isa = cpu_isa();
+    for (Isa run : {Isa::avx2, Isa::avx512}) {
+      if (!isa_supported(run)) continue;
+      SCOPED_TRACE(isa_name(run));
+      set_cpu_isa(run);
+      Output got(n_ * hidden_);
+      f32_mxfp4w_moe(x.data(), n_, hidden_, idx.data(), w.data(), k_, gu, down, 7.0f, got.data());
+      expect_close(got, ref, kTol, "f32_mxfp4w_moe");
+    }
+    set_cpu_isa(isa);
 
     if (int64_t(experts_) * hidden_ * inter_ > 5'000'000) return;  // twin too large for a unit test
     // The bf16 twin: dequantized (exact in bf16) and transposed to the hub's input-major layout.

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "backend/cpu/isa.h"
 #include "backend/cpu/kernels.h"
 #include "core/dtype.h"
 #include "core/error.h"
@@ -58,7 +59,8 @@ CpuBackend::CpuBackend() {
 }
 
 std::string CpuBackend::device_name() const {
-  return fmt::format("{} ({} threads)", cpu_model_name(), ThreadPool::global().size());
+  return fmt::format("{} ({} threads, {})", cpu_model_name(), ThreadPool::global().size(),
+                     cpu::isa_name(cpu::cpu_isa()));
 }
 
 void* CpuBackend::alloc(size_t bytes) {

@@ -2,7 +2,7 @@
 // and mxfp4_dequantize.
 //
 // Flow: (1) assignments (token, slot) are grouped by expert; (2) activations are permuted once into the
-// MXFP4 decoder's order; (3) gate_up: for each active expert, the rows (gate/up pairs) are split over the
+// MXFP4 decoder's order (and, where the CPU has AVX-512, into the group order of its few-token kernel); (3) gate_up: for each active expert, the rows (gate/up pairs) are split over the
 // threads by cost; each thread walks its rows in blocks of 8, and for every block runs all of the expert's
 // tokens in groups of <= 4 (dot-product tiles, simd::dot_tile), so the decoded weights feed up to 4 FMAs
 // and a block's bytes are reused from L1 across token groups; the clamped SwiGLU is fused in the epilogue
@@ -12,9 +12,11 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/cpu/isa.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/kernels_moe.h"
 #include "backend/cpu/kernels_simd.h"
+#include "backend/cpu/mxfp4_avx512.h"
 #include "core/thread_pool.h"
 
 namespace gptoss::cpu {
@@ -39,6 +41,20 @@ simd::Mxfp4Decoder expert_decoder(const Mxfp4Experts& m, int e) {
   return simd::Mxfp4Decoder{m.blocks + int64_t(e) * m.rows * nb * 16, m.scales + int64_t(e) * m.rows * nb, nb};
 }
 
+// res[i * T + t] = row r0 + i of expert `dec` . xr[t] for i < rows (<= 8), t < T: the AVX2 dot tiles
+// (activations in kMxfp4Perm order) or, with `group_order`, the AVX-512 kernel (activations in its group
+// order, see mxfp4_avx512.h).
+void few_token_dots(bool group_order, const simd::Mxfp4Decoder& dec, int64_t r0, int64_t rows,
+                    const float* const* xr, int T, float* res) {
+  if (group_order) {
+    avx512::mxfp4_dot_rows(dec.blocks, dec.scales, dec.nb, r0, rows, xr, T, res);
+    return;
+  }
+  simd::dot_rows_tokens(T, dec, r0, rows, xr, dec.nb, [&](int64_t r, const float* out, int R) {
+    for (int i = 0; i < R * T; ++i) res[(r - r0) * T + i] = out[i];
+  });
+}
+
 inline float swiglu(float gate, float up, float limit) {
   gate = std::min(gate, limit);
   up = std::clamp(up, -limit, limit);
@@ -55,16 +71,27 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
                gate_up.rows, gate_up.cols, down.experts, down.rows, down.cols, hidden);
   const int64_t inter = down.cols;
   const int64_t nb_in = hidden / simd::kBlock, nb_h = inter / simd::kBlock;
+  // Experts with few tokens run the AVX-512 kernel where there is one; their activations and h rows are
+  // then in its group order, padded to whole groups (those of GEMM experts stay in kMxfp4Perm order).
+  const bool wide = cpu_isa() == Isa::avx512;
+  const int64_t ldx = wide ? avx512::padded_cols(hidden) : 0;
+  const int64_t ldh = wide ? avx512::padded_cols(inter) : inter;
 
   // Scratch of the calling thread, grown once. Lambdas below must use the local references: a
   // thread_local named inside a lambda would be the worker's own (empty) instance.
   static thread_local moe::Routing rt_tl;
-  static thread_local std::vector<float> xp_buf, h_buf;
+  static thread_local std::vector<float> xp_buf, xq_buf, h_buf;
   moe::Routing& rt = rt_tl;
   rt.build(idx, n, k, gate_up.experts);
   float* xp = simd::scratch(xp_buf, size_t(n * hidden));
-  float* hp = simd::scratch(h_buf, size_t(n * k * inter));  // [sorted assignment][inter], permuted
+  float* hp = simd::scratch(h_buf, size_t(n * k * ldh));  // [sorted assignment][ldh], permuted
   simd::permute_rows(x, n, hidden, nb_in, simd::kMxfp4Perm, xp);
+  float* xq = nullptr;
+  if (wide) {
+    xq = simd::scratch(xq_buf, size_t(n * ldx));
+    avx512::permute_rows(x, n, hidden, hidden, xq);
+    std::fill(hp, hp + n * k * ldh, 0.0f);  // the group order's padding must read as zeros
+  }
   const auto& inv = mxfp4_inverse_perm();
   ThreadPool& pool = ThreadPool::global();
   const int threads = pool.size();
@@ -78,14 +105,16 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
         const uint16_t* bias = gate_up.bias + int64_t(e) * gate_up.rows;
         const int32_t s0 = rt.start[size_t(e)], s1 = rt.start[size_t(e) + 1];
         const int64_t r_lo = u0 * kRowUnit, r_hi = std::min(gate_up.rows, u1 * kRowUnit);
-        // SwiGLU of rows [rb, rb + rows) (whole gate/up pairs) for tokens p .. p+T-1: blk[row][token].
-        auto swiglu_out = [&](int64_t rb, int64_t rows, int32_t p, int T, const float* blk, int ld) {
+        // SwiGLU of rows [rb, rb + rows) (whole gate/up pairs) for tokens p .. p+T-1: blk[row][token],
+        // written in the order the down projection of this expert reads.
+        auto swiglu_out = [&](int64_t rb, int64_t rows, int32_t p, int T, const float* blk, int ld, bool group_order) {
           for (int64_t i = 0; i + 1 < rows; i += 2) {
             const float bg = bf16_to_f32(bias[rb + i]), bu = bf16_to_f32(bias[rb + i + 1]);
             const int64_t c = (rb + i) / 2;
-            const int64_t pos = (c / simd::kBlock) * simd::kBlock + inv[size_t(c % simd::kBlock)];
+            const int64_t pos = group_order ? avx512::group_pos(c)
+                                            : (c / simd::kBlock) * simd::kBlock + inv[size_t(c % simd::kBlock)];
             for (int j = 0; j < T; ++j)
-              hp[int64_t(p + j) * inter + pos] = swiglu(blk[i * ld + j] + bg, blk[(i + 1) * ld + j] + bu, swiglu_limit);
+              hp[int64_t(p + j) * ldh + pos] = swiglu(blk[i * ld + j] + bg, blk[(i + 1) * ld + j] + bu, swiglu_limit);
           }
         };
         if (s1 - s0 >= kGemmMinTokens) {
@@ -101,7 +130,7 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
               float blk[simd::kPanelRows][simd::kTileTokens];  // transpose to [row][token]
               for (int m = 0; m < M; ++m)
                 for (int i = 0; i < rows; ++i) blk[i][m] = res[m * simd::kPanelRows + i];
-              swiglu_out(rb, rows, s0 + int32_t(t), M, &blk[0][0], simd::kTileTokens);
+              swiglu_out(rb, rows, s0 + int32_t(t), M, &blk[0][0], simd::kTileTokens, false);
             });
           }
           return;
@@ -113,14 +142,12 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
             for (int32_t p = c0; p < c1; p += simd::kMaxTokens) {
               const int T = std::min<int32_t>(simd::kMaxTokens, c1 - p);
               const float* xr[simd::kMaxTokens];
-              for (int i = 0; i < T; ++i) xr[i] = xp + int64_t(rt.tokens[size_t(p + i)]) * hidden;
+              for (int i = 0; i < T; ++i)
+                xr[i] = wide ? xq + int64_t(rt.tokens[size_t(p + i)]) * ldx : xp + int64_t(rt.tokens[size_t(p + i)]) * hidden;
               // Results of the whole row block first: the tiles may split gate/up pairs.
-              float blk[8][simd::kMaxTokens];
-              simd::dot_rows_tokens(T, dec, rb, rows, xr, nb_in, [&](int64_t r, const float* res, int R) {
-                for (int i = 0; i < R; ++i)
-                  for (int j = 0; j < T; ++j) blk[r - rb + i][j] = res[i * T + j];
-              });
-              swiglu_out(rb, rows, p, T, &blk[0][0], simd::kMaxTokens);
+              float blk[8 * simd::kMaxTokens];
+              few_token_dots(wide, dec, rb, rows, xr, T, blk);
+              swiglu_out(rb, rows, p, T, blk, T, wide);
             }
           }
         }
@@ -143,7 +170,7 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
         float* panel = simd::aligned_scratch(panel_tl, size_t(simd::kChunkBlocks * simd::kBlock * simd::kPanelRows));
         float* cbuf = simd::scratch(c_tl, size_t((s1 - s0) * simd::kPanelRows));
         const float** hr = simd::scratch(rows_tl, size_t(s1 - s0));
-        for (int32_t i = s0; i < s1; ++i) hr[i - s0] = hp + int64_t(i) * inter;
+        for (int32_t i = s0; i < s1; ++i) hr[i - s0] = hp + int64_t(i) * ldh;
         for (int64_t rb = r_begin; rb < r_end; rb += simd::kPanelRows) {
           const int rows = int(std::min<int64_t>(simd::kPanelRows, r_end - rb));
           simd::gemm_panel(dec, rb, rows, nb_h, hr, s1 - s0, panel, cbuf, [&](int64_t t, int M, const float* res) {
@@ -163,16 +190,16 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
           for (int32_t p = c0; p < c1; p += simd::kMaxTokens) {
             const int T = std::min<int32_t>(simd::kMaxTokens, c1 - p);
             const float* hr[simd::kMaxTokens];
-            for (int i = 0; i < T; ++i) hr[i] = hp + int64_t(p + i) * inter;
-            simd::dot_rows_tokens(T, dec, rb, rows, hr, nb_h, [&](int64_t r, const float* res, int R) {
-              for (int i = 0; i < R; ++i) {
-                const float b = bf16_to_f32(bias[r + i]);
-                for (int j = 0; j < T; ++j) {
-                  const int32_t a = rt.sorted[size_t(p + j)];
-                  out[int64_t(a / k) * hidden + r + i] += w[a] * (res[i * T + j] + b);
-                }
+            for (int i = 0; i < T; ++i) hr[i] = hp + int64_t(p + i) * ldh;
+            float res[8 * simd::kMaxTokens];
+            few_token_dots(wide, dec, rb, rows, hr, T, res);
+            for (int64_t i = 0; i < rows; ++i) {
+              const float b = bf16_to_f32(bias[rb + i]);
+              for (int j = 0; j < T; ++j) {
+                const int32_t a = rt.sorted[size_t(p + j)];
+                out[int64_t(a / k) * hidden + rb + i] += w[a] * (res[i * T + j] + b);
               }
-            });
+            }
           }
         }
       }

@@ -1,0 +1,23 @@
+// Which vector instruction set the CPU kernels use. The build targets x86-64-v3 (AVX2/FMA) and every
+// kernel has that version; a few hot kernels also have an AVX-512 version (F/BW/VL), compiled into the
+// same binary with per-function target attributes and chosen here at run time, so one binary runs on
+// both kinds of CPU. GPTOSS_CPU_ISA=avx2 forces the AVX2 kernels (to compare, or to rule them out).
+#pragma once
+
+namespace gptoss::cpu {
+
+enum class Isa { avx2, avx512 };
+
+// Whether this CPU and OS run `isa` (AVX-512 also needs the OS to save the zmm and mask registers).
+bool isa_supported(Isa isa);
+
+// The instruction set the kernels use now: the best supported one, or GPTOSS_CPU_ISA (avx2 | avx512; an
+// unknown or unsupported value is an error naming the variable and the choices).
+Isa cpu_isa();
+
+// Switches the kernels to `isa` (tests run both paths); throws if the CPU does not support it.
+void set_cpu_isa(Isa isa);
+
+const char* isa_name(Isa isa);
+
+}  // namespace gptoss::cpu

@@ -1,0 +1,31 @@
+// The AVX-512 version of the MXFP4 few-token dot products (decode), used by f32_mxfp4w_moe when
+// cpu_isa() is AVX-512 (see isa.h). Internal to the CPU kernels.
+//
+// Group order. A row is read 4 blocks (64 bytes, 128 elements) at a time as 16 dwords; in the hub's byte
+// order (byte j = elements 2j, 2j+1) dword d holds elements 8d .. 8d+7 of the group, element 8d + p in
+// bits 4p .. 4p+3. Shifting all 16 dwords right by 4p and looking up each low nibble in a 16-entry f32
+// table (vpermps; the sign is part of the code) decodes elements 8d + p, d = 0..15, in one instruction,
+// exactly. The activations are stored in that order, [group][p][d]: element c of a row lives at
+// group_pos(c), and rows are padded with zeros to a multiple of 128.
+#pragma once
+
+#include <cstdint>
+
+namespace gptoss::cpu::avx512 {
+
+inline constexpr int64_t kGroup = 128;
+
+inline int64_t padded_cols(int64_t cols) { return (cols + kGroup - 1) / kGroup * kGroup; }
+inline int64_t group_pos(int64_t c) { return c / kGroup * kGroup + (c % 8) * 16 + (c % kGroup) / 8; }
+
+// xq[t] (stride padded_cols(cols)) = the first `cols` elements of row t of x (stride ld) in group
+// order, zero padded, for n rows. Plain code: callable on any CPU.
+void permute_rows(const float* x, int64_t n, int64_t ld, int64_t cols, float* xq);
+
+// out[i * T + t] = row (r0 + i) of an MXFP4 matrix (blocks [rows, nb, 16], scales [rows, nb]: the
+// hub layout of one expert) dotted with xq[t] (group order), for i < rows and t < T (1..8). Needs AVX-512
+// (F, BW, VL): call only when cpu_isa() == Isa::avx512.
+void mxfp4_dot_rows(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t r0, int64_t rows,
+                    const float* const* xq, int T, float* out);
+
+}  // namespace gptoss::cpu::avx512

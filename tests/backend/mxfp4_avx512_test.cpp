@@ -1,0 +1,141 @@
+// The AVX-512 MXFP4 few-token kernel (backend/cpu/mxfp4_avx512.h) against plain scalar code, and the
+// run-time choice of instruction set. Skipped, with a message, on CPUs without AVX-512.
+#include <cmath>
+#include <numeric>
+#include <set>
+
+#include "backend/cpu/isa.h"
+#include "backend/cpu/mxfp4_avx512.h"
+#include "backend/kernel_tester.h"
+
+namespace gptoss::cpu {
+namespace {
+using namespace testing;
+
+constexpr float kE2m1[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
+
+#define SKIP_WITHOUT_AVX512() \
+  if (!isa_supported(Isa::avx512)) GTEST_SKIP() << "this CPU has no AVX-512 (F/BW/VL); the AVX2 kernels are tested elsewhere"
+
+// Element c of row r, dequantized by hand from the hub layout.
+double weight(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t r, int64_t c) {
+  const uint8_t byte = blocks[(r * nb + c / 32) * 16 + (c % 32) / 2];
+  const int code = c % 2 ? byte >> 4 : byte & 15;
+  return double(kE2m1[code]) * double(e8m0_to_f32(scales[r * nb + c / 32]));
+}
+
+TEST(Mxfp4Avx512, GroupOrderIsAPermutationOfThePaddedRow) {
+  for (int64_t cols : {32, 96, 128, 160, 2880}) {
+    const int64_t pc = avx512::padded_cols(cols);
+    EXPECT_EQ(pc % avx512::kGroup, 0);
+    EXPECT_GE(pc, cols);
+    std::set<int64_t> seen;
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t p = avx512::group_pos(c);
+      EXPECT_TRUE(p >= 0 && p < pc) << c;
+      seen.insert(p);
+    }
+    EXPECT_EQ(int64_t(seen.size()), cols) << "cols " << cols;
+  }
+}
+
+TEST(Mxfp4Avx512, PermuteRowsPlacesEveryElementAndZeroesThePadding) {
+  const int64_t n = 3, cols = 160, ld = 170, pc = avx512::padded_cols(cols);
+  Rng rng(5);
+  auto x = rng.f32(n * ld);
+  Output xq(n * pc);  // NaN-poisoned: every element must be written
+  avx512::permute_rows(x.data(), n, ld, cols, xq.data());
+  xq.expect_written_and_guarded("permute_rows");
+  double padding = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t c = 0; c < cols; ++c) ASSERT_EQ(xq[t * pc + avx512::group_pos(c)], x[size_t(t * ld + c)]);
+    for (int64_t i = 0; i < pc; ++i) padding += std::fabs(xq[t * pc + i]);
+    for (int64_t c = 0; c < cols; ++c) padding -= std::fabs(x[size_t(t * ld + c)]);
+  }
+  EXPECT_NEAR(padding, 0.0, 1e-3);  // what is left besides the elements is zeros
+}
+
+// Random rows of nb blocks times T random activation rows, against a double-precision dot product.
+void check_dots(int64_t nb, int T, int64_t r0, int64_t rows, uint32_t seed) {
+  SCOPED_TRACE("nb=" + std::to_string(nb) + " T=" + std::to_string(T) + " rows " + std::to_string(r0) + "+" +
+               std::to_string(rows));
+  Rng rng(seed);
+  const int64_t cols = nb * 32, pc = avx512::padded_cols(cols), all_rows = r0 + rows;
+  auto blocks = rng.bytes(all_rows * nb * 16);
+  auto scales = rng.bytes(all_rows * nb, 0x70, 0x88);
+  auto x = rng.f32(T * cols);
+  std::vector<float> xq(size_t(T * pc), NAN);
+  avx512::permute_rows(x.data(), T, cols, cols, xq.data());
+  std::vector<const float*> xr(static_cast<size_t>(T));
+  for (int t = 0; t < T; ++t) xr[size_t(t)] = xq.data() + t * pc;
+  Output got(rows * T), ref(rows * T);
+  avx512::mxfp4_dot_rows(blocks.data(), scales.data(), nb, r0, rows, xr.data(), T, got.data());
+  for (int64_t i = 0; i < rows; ++i)
+    for (int t = 0; t < T; ++t) {
+      double s = 0;
+      for (int64_t c = 0; c < cols; ++c) s += weight(blocks.data(), scales.data(), nb, r0 + i, c) * x[size_t(t * cols + c)];
+      ref.data()[i * T + t] = float(s);
+    }
+  expect_close(got, ref, 1e-6, "avx512::mxfp4_dot_rows");
+}
+
+TEST(Mxfp4Avx512, DotRowsMatchScalarForEveryTokenCountAndTail) {
+  SKIP_WITHOUT_AVX512();
+  // Block counts around the 4-block group and the 16-block scale vector, and the real 2880 width.
+  for (int64_t nb : {1, 2, 3, 4, 5, 15, 16, 17, 21, 90})
+    for (int T = 1; T <= 8; ++T) check_dots(nb, T, nb % 3, 5, uint32_t(100 * nb + T));
+}
+
+TEST(Mxfp4Avx512, EveryCodeAndScaleDecodesExactly) {
+  SKIP_WITHOUT_AVX512();
+  // Row 0: block b has scale byte sv[b]; byte j holds code j (element 2j) and 15-j (element 2j+1).
+  // One-hot activations read back single weights, which must be exact (-0 included, as 0).
+  std::vector<int> sv;
+  for (int s = 0x70; s <= 0x8f; ++s) sv.push_back(s);
+  for (int s : {0, 1, 2, 126, 127, 128, 253, 254}) sv.push_back(s);
+  const int64_t nb = int64_t(sv.size()), cols = nb * 32, pc = avx512::padded_cols(cols);
+  std::vector<uint8_t> blocks(static_cast<size_t>(nb * 16)), scales(static_cast<size_t>(nb));
+  for (int64_t b = 0; b < nb; ++b) {
+    scales[size_t(b)] = uint8_t(sv[size_t(b)]);
+    for (int j = 0; j < 16; ++j) blocks[size_t(b * 16 + j)] = uint8_t(j | ((15 - j) << 4));
+  }
+  std::vector<float> onehot(static_cast<size_t>(cols)), xq(static_cast<size_t>(pc));
+  const float* xr[1] = {xq.data()};
+  for (int64_t c = 0; c < cols; ++c) {
+    std::fill(onehot.begin(), onehot.end(), 0.0f);
+    onehot[size_t(c)] = 1.0f;
+    avx512::permute_rows(onehot.data(), 1, cols, cols, xq.data());
+    float got = NAN;
+    avx512::mxfp4_dot_rows(blocks.data(), scales.data(), nb, 0, 1, xr, 1, &got);
+    ASSERT_EQ(got, float(weight(blocks.data(), scales.data(), nb, 0, c))) << "element " << c;
+  }
+}
+
+TEST(Mxfp4Avx512, NanScaleGivesNan) {
+  SKIP_WITHOUT_AVX512();
+  const int64_t nb = 3, pc = avx512::padded_cols(nb * 32);
+  std::vector<uint8_t> blocks(size_t(nb * 16), 0x22), scales = {127, 255, 127};
+  std::vector<float> xq(size_t(pc), 1.0f);
+  const float* xr[1] = {xq.data()};
+  float got = 0;
+  avx512::mxfp4_dot_rows(blocks.data(), scales.data(), nb, 0, 1, xr, 1, &got);
+  EXPECT_TRUE(std::isnan(got));
+}
+
+TEST(CpuIsa, SwitchesBetweenSupportedSets) {
+  const Isa before = cpu_isa();
+  EXPECT_TRUE(isa_supported(Isa::avx2));
+  set_cpu_isa(Isa::avx2);
+  EXPECT_EQ(cpu_isa(), Isa::avx2);
+  if (isa_supported(Isa::avx512)) {
+    set_cpu_isa(Isa::avx512);
+    EXPECT_EQ(cpu_isa(), Isa::avx512);
+  } else {
+    EXPECT_THROW(set_cpu_isa(Isa::avx512), std::exception);
+  }
+  set_cpu_isa(before);
+  EXPECT_STREQ(isa_name(Isa::avx512), "AVX-512");
+}
+
+}  // namespace
+}  // namespace gptoss::cpu
