@@ -1,6 +1,7 @@
 // CPU kernels of the gpt-oss forward pass: a plain scalar reference `<op>_ref` for every op, and an
-// optimized version `<op>` (AVX2/FMA, split over ThreadPool::global()) with the same signature and
-// contract. Tests compare the two (tests/backend/); the model calls the optimized ones.
+// optimized version `<op>` (AVX2/FMA, split over ThreadPool::global(); the MXFP4 MoE's few-token dots
+// also in AVX-512, chosen at run time: isa.h) with the same signature and contract. Tests compare the
+// two (tests/backend/); the model calls the optimized ones.
 //
 // Conventions: activations are f32, row-major; bf16 is stored as uint16_t (upper half of an f32);
 // n is the number of tokens (rows of activations). Outputs never alias inputs unless stated.
