@@ -174,9 +174,17 @@ TEST_F(CudaOps, AttentionLongContextDecode) {
   }
 }
 
-TEST_F(CudaOps, RouterAndMoeMxfp4AndBf16) {
-  const int64_t n = 6, hidden = 2880, inter = 2880;
-  const int experts = 32, k = 4;
+// The real widths (90 blocks a row), and rows longer than one pass of the wide kernels (100 and 128
+// blocks) with intermediate sizes that do not fill whole thread blocks of pairs / rows.
+struct MoeShape {
+  int64_t n, hidden, inter;
+  int experts, k;
+};
+
+class CudaMoe : public CudaOps, public ::testing::WithParamInterface<MoeShape> {};
+
+TEST_P(CudaMoe, RouterAndMoeMxfp4MatchCpu) {
+  const auto [n, hidden, inter, experts, k] = GetParam();
   auto x = rand_f32(size_t(n * hidden));
   auto logits = rand_f32(size_t(n * experts));
   auto gu_blocks = rand_u8(size_t(experts) * 2 * inter * hidden / 2);
@@ -205,6 +213,10 @@ TEST_F(CudaOps, RouterAndMoeMxfp4AndBf16) {
   }
   EXPECT_LT(rel_err(res[1], res[0]), 1e-5);
 }
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaMoe,
+                         ::testing::Values(MoeShape{6, 2880, 2880, 32, 4}, MoeShape{3, 3200, 96, 8, 2},
+                                           MoeShape{5, 96, 4096, 4, 2}, MoeShape{1, 64, 32, 4, 1}));
 
 TEST_F(CudaOps, RouterTopkMatchesCpuWithTiesUpTo128Experts) {
   // 32 experts (20b) and 128 (120b); logits rounded to 1/4 so many tie: ties go to the lower index.

@@ -8,19 +8,30 @@
 namespace gptoss::cuda {
 namespace {
 
-// Same rounding as the CPU reference: f32 angle, cos/sin evaluated in double, rounded to f32.
+// Same rounding as the CPU reference: f32 angle, cos/sin evaluated in double, rounded to f32. The
+// head_dim/2 (cos, sin) pairs of a token are computed once into shared memory and used by every head
+// (computing them per (head, pair) left one block of 256 threads doing 8 double sin/cos each in a row:
+// 7.4 us a call at decode; 5.7 us after).
+constexpr int kRopeMaxHalf = 256;
 __global__ void rope_kernel(float* x, int heads, int head_dim, const int32_t* positions, const float* inv_freq,
                             float attn_factor) {
-  int64_t t = blockIdx.x;
-  int half = head_dim / 2;
-  float pos = float(positions[t]);
+  __shared__ float cs[kRopeMaxHalf], sn[kRopeMaxHalf];
+  const int64_t t = blockIdx.x;
+  const int half = head_dim / 2;
+  const float pos = float(positions[t]);
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const float angle = pos * inv_freq[i];
+    double sd, cd;
+    sincos(double(angle), &sd, &cd);
+    cs[i] = float(cd) * attn_factor;
+    sn[i] = float(sd) * attn_factor;
+  }
+  __syncthreads();
   for (int idx = threadIdx.x; idx < heads * half; idx += blockDim.x) {
-    int h = idx / half, i = idx % half;
-    float angle = pos * inv_freq[i];
-    float c = float(cos(double(angle))) * attn_factor;
-    float s = float(sin(double(angle))) * attn_factor;
+    const int h = idx / half, i = idx % half;
+    const float c = cs[i], s = sn[i];
     float* xh = x + (t * heads + h) * head_dim;
-    float x1 = xh[i], x2 = xh[i + half];
+    const float x1 = xh[i], x2 = xh[i + half];
     xh[i] = x1 * c - x2 * s;
     xh[i + half] = x2 * c + x1 * s;
   }
@@ -149,6 +160,8 @@ __global__ void attention_kernel(const float* q, int64_t n, int heads, KvView kv
 void launch_rope(float* x, int64_t n, int heads, int head_dim, const int32_t* positions, const float* inv_freq,
                  float attn_factor, cudaStream_t s) {
   if (n == 0) return;
+  if (head_dim / 2 > kRopeMaxHalf || head_dim % 2 != 0)
+    throw Error(fmt::format("cuda rope: head_dim {} is not supported (even, at most {})", head_dim, 2 * kRopeMaxHalf));
   rope_kernel<<<unsigned(n), 256, 0, s>>>(x, heads, head_dim, positions, inv_freq, attn_factor);
   GPTOSS_CUDA_LAUNCH_CHECK();
 }

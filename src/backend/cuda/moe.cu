@@ -1,5 +1,7 @@
 // router_topk and the MoE block (MXFP4 or bf16 experts) with the clamped SwiGLU.
 // Three passes: gate_up + SwiGLU -> h [n*k, I]; down -> y [n*k, H]; weighted sum -> out [n, H].
+#include <algorithm>
+
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.cuh"
@@ -75,72 +77,6 @@ __global__ void router_kernel(const float* logits, int64_t n, int experts, int k
   for (int j = 0; j < k; ++j) tw[j] /= sum;
 }
 
-// Dots of R consecutive MXFP4 rows (r0 ..) of expert `e` with x (cols values), by one warp. The warp
-// walks the rows in chunks of 8 blocks (128 bytes a row): lane l reads 4 bytes of block l/4, i.e. the
-// 8 consecutive elements 8*(l%4) .. of that block (nibble n of the word is element 8*(l%4) + n), so
-// the weight reads and the x reads (two float4 a lane) are both coalesced. `lut` is the e2m1 table in
-// shared memory: lanes look up different codes at once, which constant memory would serialize and
-// shared memory serves in one pass (16 entries in 16 banks). The sums go to lane 0's acc[].
-template <int R, int kAhead>
-__device__ void mxfp4_rows_dot(const ExpertWeights& W, int e, int64_t r0, const float* x, int lane, const float* lut,
-                               float* acc) {
-  const int64_t nb = W.cols / 32;
-  const uint8_t* blocks = W.blocks + ((int64_t(e) * W.rows + r0) * nb) * 16;
-  const uint8_t* scales = W.scales + (int64_t(e) * W.rows + r0) * nb;
-  const int q = lane & 3;
-#pragma unroll
-  for (int r = 0; r < R; ++r) acc[r] = 0.f;
-  // Loads of kAhead steps are issued before any of them is used, so each warp keeps several requests in
-  // flight (one step at a time left the kernel latency-bound: DRAM 12-18 % busy in Nsight). gate_up (2
-  // rows) takes 4 steps (2 and 8 measured no better / slower); down (4 rows) 1 step: its 4 rows already
-  // put 4 loads in flight a lane, and 4 steps took 128 registers a thread (25 % occupancy): H200 batch 1
-  // 228 -> 232 tok/s, batch 8 556 -> 569.
-  for (int64_t b0 = lane >> 2; b0 < nb; b0 += 8 * kAhead) {
-    uint32_t wv[kAhead][R];
-    float sc[kAhead][R];
-    float4 xa[kAhead], xb[kAhead];
-#pragma unroll
-    for (int u = 0; u < kAhead; ++u) {
-      const int64_t b = b0 + 8 * u;
-      if (b < nb) {
-        const float4* xv = reinterpret_cast<const float4*>(x + b * 32 + 8 * q);
-        xa[u] = xv[0];
-        xb[u] = xv[1];
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-          wv[u][r] = *reinterpret_cast<const uint32_t*>(blocks + (int64_t(r) * nb + b) * 16 + 4 * q);
-          sc[u][r] = e8m0(scales[int64_t(r) * nb + b]);
-        }
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < kAhead; ++u) {
-      if (b0 + 8 * u >= nb) break;
-#pragma unroll
-      for (int r = 0; r < R; ++r) {
-        const uint32_t w = wv[u][r];
-        float p = lut[w & 15] * xa[u].x;
-        p = fmaf(lut[(w >> 4) & 15], xa[u].y, p);
-        p = fmaf(lut[(w >> 8) & 15], xa[u].z, p);
-        p = fmaf(lut[(w >> 12) & 15], xa[u].w, p);
-        p = fmaf(lut[(w >> 16) & 15], xb[u].x, p);
-        p = fmaf(lut[(w >> 20) & 15], xb[u].y, p);
-        p = fmaf(lut[(w >> 24) & 15], xb[u].z, p);
-        p = fmaf(lut[w >> 28], xb[u].w, p);
-        acc[r] = fmaf(p, sc[u][r], acc[r]);
-      }
-    }
-  }
-#pragma unroll
-  for (int r = 0; r < R; ++r) acc[r] = warp_sum(acc[r]);
-}
-
-// Fills the block's shared e2m1 table; every thread of the block must call it (it synchronizes).
-__device__ __forceinline__ void load_lut(float* lut) {
-  if (threadIdx.x < 16) lut[threadIdx.x] = kFp4[threadIdx.x];
-  __syncthreads();
-}
-
 // bf16 experts are input-major (w [E, cols, rows]): one thread per output row, coalesced over rows.
 __device__ float bf16_row_dot(const ExpertWeights& W, int e, int64_t r, const float* x) {
   const uint16_t* base = W.w + int64_t(e) * W.cols * W.rows + r;
@@ -156,39 +92,140 @@ __device__ __forceinline__ float swiglu(float gate, float up, float limit) {
   return (up + 1.f) * glu;
 }
 
-// MXFP4 gate_up: a warp per (token-slot ts, gate/up pair p); the pair's two rows are consecutive in the
-// expert, so every x value a lane reads serves both. (Two pairs a warp halved the warps and was slower.)
-__global__ void gate_up_mxfp4_kernel(const float* x, int64_t n, int64_t hidden, const int32_t* idx, int k,
-                                     ExpertWeights W, float limit, float* h, int64_t inter) {
-  __shared__ float lut[16];
-  load_lut(lut);
+// MXFP4 rows, a warp per gate/up pair or per 2 down rows: lane l takes whole blocks l, l + 32, l + 64 of
+// each row, one 16-byte load a block, so all of a warp's weight loads for up to 96 blocks a row go out at
+// once. The x of the thread block's token sits in shared memory, swizzled (element e of block b at
+// 32 b + (e + 4 b) % 32) so that 32 lanes reading the same offset of 32 different blocks take 4
+// wavefronts per 16-byte read, not 32. The e2m1 values come from a 16-entry table in shared memory
+// (lanes look up different codes at once: constant memory would serialize them, shared memory serves
+// them in one pass; decoding with integer ops instead measured no faster).
+// History (H200, 20b shape): the previous kernels had lane l read 4 bytes of block l/4 (8 blocks a warp
+// step, loads of 4 steps issued ahead, x read through L1): 40 us for gate_up and 21 us for down per layer
+// at batch 1 (Nsight: DRAM 18 % busy). These take 36 and 22 us at batch 1 (DRAM 21 / 17 %: the
+// shared-memory pipe - table lookups and x reads - is the next limit) and scale better with the batch:
+// decode 617 -> 661 tok/s at batch 8, 742 -> 821 at 64 (and 673 / 827 with the weight loads issued
+// before the block stages x).
+constexpr int kWideWarps = 16;
+constexpr int kWideChunk = 3;  // blocks a lane per pass
+
+__device__ __forceinline__ int64_t xs_pos(int64_t b, int e) { return b * 32 + ((e + 4 * b) & 31); }
+
+// x[0 .. cols) of one token into xs (swizzled), the e2m1 table into lut; every thread of the block calls it.
+__device__ void load_x_lut(const float* x, int64_t cols, float* xs, float* lut) {
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) xs[xs_pos(i / 32, int(i % 32))] = x[i];
+  if (threadIdx.x < 16) lut[threadIdx.x] = kFp4[threadIdx.x];
+  __syncthreads();
+}
+
+__device__ __forceinline__ float word_dot(uint32_t w, const float4& a, const float4& b, const float* lut, float p) {
+  p = fmaf(lut[w & 15], a.x, p);
+  p = fmaf(lut[(w >> 4) & 15], a.y, p);
+  p = fmaf(lut[(w >> 8) & 15], a.z, p);
+  p = fmaf(lut[(w >> 12) & 15], a.w, p);
+  p = fmaf(lut[(w >> 16) & 15], b.x, p);
+  p = fmaf(lut[(w >> 20) & 15], b.y, p);
+  p = fmaf(lut[(w >> 24) & 15], b.z, p);
+  return fmaf(lut[w >> 28], b.w, p);
+}
+
+// The weights of one pass (blocks b0, b0 + 32, b0 + 64 of R rows) in registers, and their products.
+template <int R>
+struct WidePass {
+  uint4 wv[kWideChunk][R];
+  float sc[kWideChunk][R];
+
+  __device__ __forceinline__ void load(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t b0) {
+#pragma unroll
+    for (int c = 0; c < kWideChunk; ++c) {
+      const int64_t b = b0 + 32 * c;
+      if (b < nb) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          wv[c][r] = *reinterpret_cast<const uint4*>(blocks + (int64_t(r) * nb + b) * 16);
+          sc[c][r] = e8m0(scales[int64_t(r) * nb + b]);
+        }
+      }
+    }
+  }
+
+  __device__ __forceinline__ void accumulate(const float* xs, const float* lut, int64_t nb, int64_t b0, float* acc) {
+#pragma unroll
+    for (int c = 0; c < kWideChunk; ++c) {
+      const int64_t b = b0 + 32 * c;
+      if (b >= nb) break;
+      float p[R];
+#pragma unroll
+      for (int r = 0; r < R; ++r) p[r] = 0.f;
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const float4 xa = *reinterpret_cast<const float4*>(xs + xs_pos(b, 8 * q));
+        const float4 xb = *reinterpret_cast<const float4*>(xs + xs_pos(b, 8 * q + 4));
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          const uint32_t w = q == 0 ? wv[c][r].x : q == 1 ? wv[c][r].y : q == 2 ? wv[c][r].z : wv[c][r].w;
+          p[r] = word_dot(w, xa, xb, lut, p[r]);
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < R; ++r) acc[r] = fmaf(p[r], sc[c][r], acc[r]);
+    }
+  }
+};
+
+// Dots of R consecutive rows (r0 ..) of expert e with x (cols values, global memory; one token for the
+// whole thread block), the sums in every lane's acc[] (for active warps). Every thread of the block calls
+// it: the first pass's weight loads are issued before x is staged in shared memory (xs, swizzled) and
+// the block synchronizes, so the two latencies overlap.
+template <int R>
+__device__ void mxfp4_rows_dot_wide(const ExpertWeights& W, int e, int64_t r0, bool active, const float* x,
+                                    float* xs, float* lut, float* acc) {
   const int lane = threadIdx.x & 31;
-  const int64_t item = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (item >= n * k * inter) return;
-  const int64_t ts = item / inter, p = item % inter;
+  const int64_t nb = W.cols / 32;
+  const uint8_t* blocks = W.blocks + ((int64_t(e) * W.rows + r0) * nb) * 16;
+  const uint8_t* scales = W.scales + (int64_t(e) * W.rows + r0) * nb;
+  WidePass<R> pass;
+  if (active) pass.load(blocks, scales, nb, lane);
+  load_x_lut(x, W.cols, xs, lut);
+  if (!active) return;
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r] = 0.f;
+  for (int64_t b0 = lane; b0 < nb; b0 += 32 * kWideChunk) {
+    if (b0 != lane) pass.load(blocks, scales, nb, b0);
+    pass.accumulate(xs, lut, nb, b0, acc);
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r] = warp_sum(acc[r]);
+}
+
+// gate_up: thread block (16 pairs, token-slot), a warp per gate/up pair.
+__global__ void __launch_bounds__(32 * kWideWarps, 2) gate_up_wide_kernel(const float* x, int64_t hidden,
+                                                                          const int32_t* idx, int k, ExpertWeights W,
+                                                                          float limit, float* h, int64_t inter) {
+  extern __shared__ float xs[];
+  __shared__ float lut[16];
+  const int64_t ts = blockIdx.y;
+  const int64_t p = int64_t(blockIdx.x) * kWideWarps + (threadIdx.x >> 5);
   const int e = idx[ts];
   float gu[2];
-  mxfp4_rows_dot<2, 4>(W, e, 2 * p, x + (ts / k) * hidden, lane, lut, gu);
-  if (lane != 0) return;
+  mxfp4_rows_dot_wide<2>(W, e, 2 * p, p < inter, x + (ts / k) * hidden, xs, lut, gu);
+  if (p >= inter || (threadIdx.x & 31) != 0) return;
   const uint16_t* bias = W.bias + int64_t(e) * W.rows + 2 * p;
   h[ts * inter + p] = swiglu(gu[0] + bf16_to_f32(bias[0]), gu[1] + bf16_to_f32(bias[1]), limit);
 }
 
-// MXFP4 down: a warp per (token-slot, R consecutive output rows), loads kAhead steps ahead.
-template <int R, int kAhead>
-__global__ void down_mxfp4_kernel(const float* h, int64_t n, int64_t inter, const int32_t* idx, int k,
-                                  ExpertWeights W, float* y, int64_t hidden) {
+// down: thread block (16 x R rows, token-slot), a warp per R output rows (hidden % R == 0).
+template <int R>
+__global__ void __launch_bounds__(32 * kWideWarps, 2) down_wide_kernel(const float* h, int64_t inter,
+                                                                       const int32_t* idx, ExpertWeights W, float* y,
+                                                                       int64_t hidden) {
+  extern __shared__ float xs[];
   __shared__ float lut[16];
-  load_lut(lut);
-  const int lane = threadIdx.x & 31;
-  const int64_t groups = hidden / R;
-  const int64_t item = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (item >= n * k * groups) return;
-  const int64_t ts = item / groups, r0 = (item % groups) * R;
+  const int64_t ts = blockIdx.y;
+  const int64_t r0 = (int64_t(blockIdx.x) * kWideWarps + (threadIdx.x >> 5)) * R;
   const int e = idx[ts];
   float v[R];
-  mxfp4_rows_dot<R, kAhead>(W, e, r0, h + ts * inter, lane, lut, v);
-  if (lane != 0) return;
+  mxfp4_rows_dot_wide<R>(W, e, r0, r0 < hidden, h + ts * inter, xs, lut, v);
+  if (r0 >= hidden || (threadIdx.x & 31) != 0) return;
 #pragma unroll
   for (int r = 0; r < R; ++r) y[ts * hidden + r0 + r] = v[r] + bf16_to_f32(W.bias[int64_t(e) * W.rows + r0 + r]);
 }
@@ -240,22 +277,21 @@ void launch_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, c
                 float* y_scratch, float* out, cudaStream_t s) {
   if (n == 0) return;
   const int64_t inter = gate_up.rows / 2, slots = n * k;
-  constexpr int kWarpsPerBlock = 8;
-  auto warp_grid = [&](int64_t warps) { return ceil_div(warps, kWarpsPerBlock); };
-  // MXFP4 needs hidden and intermediate sizes that are multiples of 32, so 4 rows divide them.
+  // MXFP4 needs hidden and intermediate sizes that are multiples of 32, so 2 rows and 16 pairs divide them.
   if (gate_up.mxfp4) {
-    // One pair (2 rows) a warp: with 2 pairs the warps halve and the kernel got slower (Nsight, H200: 43 ->
-    // 53 us per layer at batch 1: too few loads in flight), while down gains from 4 rows (31 -> 28 us).
-    gate_up_mxfp4_kernel<<<warp_grid(slots * inter), 32 * kWarpsPerBlock, 0, s>>>(
-        x, n, hidden, idx, k, gate_up, swiglu_limit, h_scratch, inter);
+    GPTOSS_CHECK(std::max(hidden, inter) * int64_t(sizeof(float)) <= 48 * 1024,
+                 "cuda MXFP4 MoE: hidden {} / intermediate {} do not fit the kernels' 48 KB of shared memory", hidden,
+                 inter);
+    gate_up_wide_kernel<<<dim3(ceil_div(inter, kWideWarps), unsigned(slots)), 32 * kWideWarps,
+                          size_t(hidden) * sizeof(float), s>>>(x, hidden, idx, k, gate_up, swiglu_limit, h_scratch, inter);
   } else {
     gate_up_bf16_kernel<<<ceil_div(slots * inter, 256), 256, 0, s>>>(x, n, hidden, idx, k, gate_up, swiglu_limit,
                                                                      h_scratch, inter);
   }
   GPTOSS_CUDA_LAUNCH_CHECK();
   if (down.mxfp4) {
-    down_mxfp4_kernel<4, 1><<<warp_grid(slots * hidden / 4), 32 * kWarpsPerBlock, 0, s>>>(
-        h_scratch, n, inter, idx, k, down, y_scratch, hidden);
+    down_wide_kernel<2><<<dim3(ceil_div(hidden, 2 * kWideWarps), unsigned(slots)), 32 * kWideWarps,
+                          size_t(inter) * sizeof(float), s>>>(h_scratch, inter, idx, down, y_scratch, hidden);
   } else {
     down_bf16_kernel<<<ceil_div(slots * hidden, 256), 256, 0, s>>>(h_scratch, n, inter, idx, k, down, y_scratch,
                                                                    hidden);
