@@ -98,7 +98,9 @@ __device__ __forceinline__ float swiglu(float gate, float up, float limit) {
 // 32 b + (e + 4 b) % 32) so that 32 lanes reading the same offset of 32 different blocks take 4
 // wavefronts per 16-byte read, not 32. The e2m1 values come from a 16-entry table in shared memory
 // (lanes look up different codes at once: constant memory would serialize them, shared memory serves
-// them in one pass; decoding with integer ops instead measured no faster).
+// them in one pass). Measured and dropped: decoding half of the codes with integer ops to unload the
+// shared-memory pipe (batch 1 / 8: 267 -> 262 / 672 -> 631 tok/s) and 4 down rows a warp (spills at 64
+// registers: 249 / 635).
 // History (H200, 20b shape): the previous kernels had lane l read 4 bytes of block l/4 (8 blocks a warp
 // step, loads of 4 steps issued ahead, x read through L1): 40 us for gate_up and 21 us for down per layer
 // at batch 1 (Nsight: DRAM 18 % busy). These take 36 and 22 us at batch 1 (DRAM 21 / 17 %: the
