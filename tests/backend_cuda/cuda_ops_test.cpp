@@ -97,8 +97,13 @@ TEST_F(CudaOps, RmsNormAndAddAndEmbed) {
 }
 
 TEST_F(CudaOps, MatmulBf16DecodeAndPrefillShapes) {
-  for (int64_t n : {1, 3, 17}) {
-    const int64_t in = 2880, outd = 4096 + 7;
+  // Widths: the real ones (2880 in, 4096 in for o_proj), a short row (72) and one that is not a multiple
+  // of 8 (100: the scalar path).
+  struct Shape {
+    int64_t n, in;
+  };
+  for (auto [n, in] : {Shape{1, 2880}, Shape{1, 4096}, Shape{1, 72}, Shape{1, 100}, Shape{3, 2880}, Shape{17, 2880}}) {
+    const int64_t outd = 4096 + 7;
     auto x = rand_f32(size_t(n * in)), w = std::vector<float>();
     auto wb = rand_bf16(size_t(outd * in), 0.02f), bias = rand_bf16(size_t(outd));
     std::vector<std::vector<float>> res;
@@ -108,7 +113,7 @@ TEST_F(CudaOps, MatmulBf16DecodeAndPrefillShapes) {
                      put(*b, bias), o, outd);
       res.push_back(get(*b, o, size_t(n * outd)));
     }
-    EXPECT_LT(rel_err(res[1], res[0]), 1e-5) << "n=" << n;
+    EXPECT_LT(rel_err(res[1], res[0]), 1e-5) << "n=" << n << " in=" << in;
   }
 }
 

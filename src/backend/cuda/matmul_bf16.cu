@@ -26,7 +26,8 @@ __device__ __forceinline__ void bf16x8(const uint4& p, float* w) {
 // kTok tokens per block row: a template parameter so the accumulators of a decode step (n = 1) take 4
 // registers, not 32 (at kTok = 8 the kernel used 128 registers a thread: 25 % occupancy, DRAM 29 % busy;
 // H200, batch 1: 217.8 -> 251 tok/s with the reductions below). Capping the registers for 4 blocks an
-// SM (__launch_bounds__(256, 4)) was slower: 228 tok/s.
+// SM (__launch_bounds__(256, 4)) was slower: 228 tok/s, and so was a warp per row with 12 16-byte loads
+// a lane in flight (no shared memory, no barrier): 258-262 vs 266 tok/s, q_proj 16.9 vs 13.9 us.
 template <int kTok>
 __global__ void matmul_kernel(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
                               int64_t out, bool vec) {
