@@ -113,6 +113,25 @@ class Backend {
                    const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* out) = 0;
   // dst[i, :] = src[rows[i], :] for i < n_rows; rows in host memory.
   virtual void gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) = 0;
+
+  // --- fused ops: one launch where a backend has a kernel for them, else the plain ops ---------------
+  // x[n, d] += y, then out = rms_norm(x) with w (out must not alias x or y).
+  virtual void add_rms_norm(float* x, const float* y, const uint16_t* w, float* out, int64_t n, int64_t d,
+                            float eps) {
+    add(x, y, n * d);
+    rms_norm(x, w, out, n, d, eps);
+  }
+  // Several linears of the same input: y_i[n, out_i] = x[n, in] W_i^T + bias_i (q, k and v).
+  struct Linear {
+    const uint16_t* w;
+    const uint16_t* bias;
+    float* y;
+    int64_t out;
+  };
+  virtual void matmul_bf16_multi(const float* x, int64_t n, int64_t in, const Linear* linears, int count) {
+    for (int i = 0; i < count; ++i)
+      matmul_bf16(x, n, in, linears[i].w, linears[i].bias, linears[i].y, linears[i].out);
+  }
 };
 
 // "cpu", "cuda", or "auto" (CUDA when this build has it and a GPU is present, else CPU).

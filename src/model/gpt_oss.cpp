@@ -38,7 +38,7 @@ void GptOssModel::forward(const ForwardBatch& batch, KvPool& kv, float* logits, 
   unembed(logits, capture);
 }
 
-// x += o_proj(attention(rope(q), rope(k), v)) of rms_norm(x); K and V go to the paged cache first.
+// x += o_proj(attention(rope(q), rope(k), v)) of h = rms_norm(x); K and V go to the paged cache first.
 void GptOssModel::attention_block(int layer, KvPool& kv) {
   const LayerWeights& L = w_->layers[size_t(layer)];
   const int64_t H = cfg_.hidden_size, Q = cfg_.q_dim(), KV = cfg_.kv_dim();
@@ -46,10 +46,11 @@ void GptOssModel::attention_block(int layer, KvPool& kv) {
   const int g = kv.group_layer(layer);
   auto& seqs = sliding ? seqs_swa_ : seqs_full_;
 
-  backend_.rms_norm(s_.x.f32(), L.attn_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps));
-  linear(s_.h.f32(), H, L.q_w, L.q_b, s_.q.f32(), Q, n_);
-  linear(s_.h.f32(), H, L.k_w, L.k_b, s_.k.f32(), KV, n_);
-  linear(s_.h.f32(), H, L.v_w, L.v_b, s_.v.f32(), KV, n_);
+  // h = rms_norm(x) of this layer's attention comes from the previous layer's last op (fused with its add).
+  if (layer == 0) backend_.rms_norm(s_.x.f32(), L.attn_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps));
+  const Backend::Linear qkv[3] = {{L.q_w, L.q_b, s_.q.f32(), Q}, {L.k_w, L.k_b, s_.k.f32(), KV},
+                                  {L.v_w, L.v_b, s_.v.f32(), KV}};
+  backend_.matmul_bf16_multi(s_.h.f32(), n_, H, qkv, 3);
   const float* inv_freq = inv_freq_.f32();
   backend_.rope(s_.q.f32(), n_, cfg_.num_attention_heads, cfg_.head_dim, positions_.data(), inv_freq,
                 rope_.attention_factor);
@@ -62,21 +63,26 @@ void GptOssModel::attention_block(int layer, KvPool& kv) {
                      L.sinks, sliding ? cfg_.sliding_window : 0, 1.0f / std::sqrt(float(cfg_.head_dim)),
                      s_.attn.f32());
   linear(s_.attn.f32(), Q, L.o_w, L.o_b, s_.t.f32(), H, n_);
-  backend_.add(s_.x.f32(), s_.t.f32(), n_ * H);
+  // x += attention, and h = the MoE block's rms_norm(x), in one op.
+  backend_.add_rms_norm(s_.x.f32(), s_.t.f32(), L.mlp_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps));
 }
 
-// x += sum over the top-k experts of rms_norm(x), weighted by the router's softmax.
+// x += sum over the top-k experts of rms_norm(x) (h, from attention_block), weighted by the router's
+// softmax; then h = the next layer's attention rms_norm(x), fused with the add.
 void GptOssModel::moe_block(int layer) {
   const LayerWeights& L = w_->layers[size_t(layer)];
   const int64_t H = cfg_.hidden_size;
   const int E = cfg_.num_local_experts, k = cfg_.num_experts_per_tok;
 
-  backend_.rms_norm(s_.x.f32(), L.mlp_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps));
   linear(s_.h.f32(), H, L.router_w, L.router_b, s_.router_logits.f32(), E, n_);
   backend_.router_topk(s_.router_logits.f32(), n_, E, k, s_.expert_idx.get<int32_t>(), s_.expert_w.f32());
   backend_.moe(s_.h.f32(), n_, H, s_.expert_idx.get<int32_t>(), s_.expert_w.f32(), k, L.gate_up, L.down,
                float(cfg_.swiglu_limit), s_.t.f32());
-  backend_.add(s_.x.f32(), s_.t.f32(), n_ * H);
+  if (layer + 1 < cfg_.num_hidden_layers)
+    backend_.add_rms_norm(s_.x.f32(), s_.t.f32(), w_->layers[size_t(layer) + 1].attn_norm, s_.h.f32(), n_, H,
+                          float(cfg_.rms_norm_eps));
+  else
+    backend_.add(s_.x.f32(), s_.t.f32(), n_ * H);
 }
 
 // logits = lm_head(rms_norm(x)) for the requested rows only (decode needs one row per sequence).

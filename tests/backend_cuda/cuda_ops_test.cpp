@@ -117,6 +117,56 @@ TEST_F(CudaOps, MatmulBf16DecodeAndPrefillShapes) {
   }
 }
 
+TEST_F(CudaOps, FusedAddRmsNormAndMultiMatmul) {
+  // add_rms_norm: the CUDA kernel against the CPU backend (add, then rms_norm); x is updated in place.
+  for (int64_t n : {1, 5}) {
+    const int64_t d = 2880;
+    auto x = rand_f32(size_t(n * d)), y = rand_f32(size_t(n * d));
+    auto w = rand_bf16(size_t(d), 1.0f);
+    std::vector<std::vector<float>> res;
+    for (Backend* b : {cpu_.get(), gpu_.get()}) {
+      float* xd = put(*b, x);
+      float* o = out(*b, size_t(n * d));
+      b->add_rms_norm(xd, put(*b, y), static_cast<const uint16_t*>(b->prepare_weight(w.data(), w.size() * 2)), o, n,
+                      d, 1e-5f);
+      auto r = get(*b, o, size_t(n * d));
+      auto xr = get(*b, xd, size_t(n * d));
+      r.insert(r.end(), xr.begin(), xr.end());
+      res.push_back(r);
+    }
+    EXPECT_LT(rel_err(res[1], res[0]), 1e-6) << "n=" << n;
+  }
+  // matmul_bf16_multi: q/k/v-like segments of different heights (one not a multiple of the 4-row
+  // blocks), with and without bias, more than one launch's worth of segments.
+  for (int64_t n : {1, 3, 9}) {
+    const int64_t in = 2880;
+    const int64_t outs[5] = {4096, 512, 517, 64, 8};
+    auto x = rand_f32(size_t(n * in));
+    std::vector<std::vector<uint16_t>> ws, bs;
+    for (int64_t o : outs) {
+      ws.push_back(rand_bf16(size_t(o * in), 0.02f));
+      bs.push_back(rand_bf16(size_t(o)));
+    }
+    std::vector<std::vector<float>> res;
+    for (Backend* b : {cpu_.get(), gpu_.get()}) {
+      auto prep = [&](const std::vector<uint16_t>& v) {
+        return static_cast<const uint16_t*>(b->prepare_weight(v.data(), v.size() * 2));
+      };
+      std::vector<Backend::Linear> lin;
+      for (size_t i = 0; i < 5; ++i)
+        lin.push_back({prep(ws[i]), i == 1 ? nullptr : prep(bs[i]), out(*b, size_t(n * outs[i])), outs[i]});
+      b->matmul_bf16_multi(put(*b, x), n, in, lin.data(), 5);
+      std::vector<float> all;
+      for (size_t i = 0; i < 5; ++i) {
+        auto r = get(*b, lin[i].y, size_t(n * outs[i]));
+        all.insert(all.end(), r.begin(), r.end());
+      }
+      res.push_back(all);
+    }
+    EXPECT_LT(rel_err(res[1], res[0]), 1e-5) << "n=" << n;
+  }
+}
+
 TEST_F(CudaOps, RopeKvStoreAttentionWithSinksAndWindow) {
   const int heads = 64, kvh = 8, hd = 64, bs = 16, lg = 2, nblocks = 12;
   // Two sequences: a prefill chunk of 20 at position 5 and a decode token at position 70.
@@ -221,7 +271,11 @@ TEST_P(CudaMoe, RouterAndMoeMxfp4MatchCpu) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaMoe,
                          ::testing::Values(MoeShape{6, 2880, 2880, 32, 4}, MoeShape{3, 3200, 96, 8, 2},
-                                           MoeShape{5, 96, 4096, 4, 2}, MoeShape{1, 64, 32, 4, 1}));
+                                           MoeShape{5, 96, 4096, 4, 2}, MoeShape{1, 64, 32, 4, 1}),
+                         [](const ::testing::TestParamInfo<MoeShape>& i) {
+                           return "n" + std::to_string(i.param.n) + "_h" + std::to_string(i.param.hidden) + "_i" +
+                                  std::to_string(i.param.inter) + "_e" + std::to_string(i.param.experts);
+                         });
 
 TEST_F(CudaOps, RouterTopkMatchesCpuWithTiesUpTo128Experts) {
   // 32 experts (20b) and 128 (120b); logits rounded to 1/4 so many tie: ties go to the lower index.

@@ -140,6 +140,23 @@ class CudaBackend final : public Backend {
     auto t = op_scope(OpProfile::kMatmul);
     cuda::launch_matmul_bf16(x, n, in, w, bias, y, out, stream_);
   }
+  void matmul_bf16_multi(const float* x, int64_t n, int64_t in, const Linear* linears, int count) override {
+    auto t = op_scope(OpProfile::kMatmul);
+    cuda::MatmulOut outs[8];
+    for (int c0 = 0; c0 < count; c0 += 8) {
+      const int m = std::min(8, count - c0);
+      for (int i = 0; i < m; ++i) {
+        const Linear& l = linears[c0 + i];
+        outs[i] = {l.w, l.bias, l.y, l.out};
+      }
+      cuda::launch_matmul_bf16_multi(x, n, in, outs, m, stream_);
+    }
+  }
+  void add_rms_norm(float* x, const float* y, const uint16_t* w, float* out, int64_t n, int64_t d,
+                    float eps) override {
+    auto t = op_scope(OpProfile::kRmsNorm);
+    cuda::launch_add_rms_norm(x, y, w, out, n, d, eps, stream_);
+  }
   void add(float* x, const float* y, int64_t count) override {
     auto t = op_scope(OpProfile::kAdd);
     cuda::launch_add(x, y, count, stream_);

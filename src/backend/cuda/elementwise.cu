@@ -1,4 +1,4 @@
-// embed, rms_norm, add, gather_rows.
+// embed, rms_norm, add, add + rms_norm, gather_rows.
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.cuh"
@@ -12,6 +12,20 @@ __global__ void embed_kernel(const int32_t* tokens, int64_t n, const uint16_t* t
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) out[t * hidden + i] = bf16_to_f32(row[i]);
 }
 
+// Sum of v over the block (every thread gets it); `partial` holds 32 floats of shared memory.
+__device__ __forceinline__ float block_sum(float v, float* partial) {
+  v = warp_sum(v);
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float u = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.f;
+    u = warp_sum(u);
+    if (threadIdx.x == 0) partial[0] = u;
+  }
+  __syncthreads();
+  return partial[0];
+}
+
 // One block per row; block-wide sum of squares. 1024 threads: a 2880-wide row is then 3 loads a thread,
 // not 12 in a row (the 256-thread version took ~12 us a call at decode, mostly waiting on loads).
 constexpr int kNormThreads = 1024;
@@ -21,17 +35,25 @@ __global__ void rms_norm_kernel(const float* x, const uint16_t* w, float* y, int
   float* yr = y + blockIdx.x * d;
   float ss = 0.f;
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) ss += xr[i] * xr[i];
-  ss = warp_sum(ss);
-  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float v = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.f;
-    v = warp_sum(v);
-    if (threadIdx.x == 0) partial[0] = v;
-  }
-  __syncthreads();
-  float inv = rsqrtf(partial[0] / float(d) + eps);
+  const float inv = rsqrtf(block_sum(ss, partial) / float(d) + eps);
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) yr[i] = xr[i] * inv * bf16_to_f32(w[i]);
+}
+
+// The residual add of one block and the rms_norm that starts the next, in one pass over the row (each
+// thread normalizes the elements it added, so it reads its own writes).
+__global__ void add_rms_norm_kernel(float* x, const float* y, const uint16_t* w, float* out, int64_t d, float eps) {
+  __shared__ float partial[32];
+  float* xr = x + blockIdx.x * d;
+  const float* yr = y + blockIdx.x * d;
+  float* o = out + blockIdx.x * d;
+  float ss = 0.f;
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+    const float v = xr[i] + yr[i];
+    xr[i] = v;
+    ss += v * v;
+  }
+  const float inv = rsqrtf(block_sum(ss, partial) / float(d) + eps);
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) o[i] = xr[i] * inv * bf16_to_f32(w[i]);
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t count) {
@@ -56,6 +78,13 @@ void launch_embed(const int32_t* tokens, int64_t n, const uint16_t* table, int64
 void launch_rms_norm(const float* x, const uint16_t* w, float* y, int64_t n, int64_t d, float eps, cudaStream_t s) {
   if (n == 0) return;
   rms_norm_kernel<<<unsigned(n), kNormThreads, 0, s>>>(x, w, y, d, eps);
+  GPTOSS_CUDA_LAUNCH_CHECK();
+}
+
+void launch_add_rms_norm(float* x, const float* y, const uint16_t* w, float* out, int64_t n, int64_t d, float eps,
+                         cudaStream_t s) {
+  if (n == 0) return;
+  add_rms_norm_kernel<<<unsigned(n), kNormThreads, 0, s>>>(x, y, w, out, d, eps);
   GPTOSS_CUDA_LAUNCH_CHECK();
 }
 

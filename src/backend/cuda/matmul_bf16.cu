@@ -3,6 +3,8 @@
 // its warps; a lane reads the same 8 floats of x once per step and uses them for all kRows rows (16-byte
 // loads of 8 bf16 each), so x is read from L1 kRows times less often than with a warp per row (Nsight:
 // the warp-per-row kernel was bound by L1 traffic, not DRAM). Partial sums meet in shared memory.
+#include <algorithm>
+
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.cuh"
@@ -11,6 +13,16 @@ namespace gptoss::cuda {
 namespace {
 
 constexpr int kWarps = 8;
+constexpr int kMaxSegments = 4;
+
+struct MatmulSegments {
+  const uint16_t* w[kMaxSegments];
+  const uint16_t* bias[kMaxSegments];
+  float* y[kMaxSegments];
+  int64_t out[kMaxSegments];
+  unsigned first[kMaxSegments + 1];
+  int count;
+};
 constexpr int kRows = 4;
 
 __device__ __forceinline__ void bf16x8(const uint4& p, float* w) {
@@ -28,11 +40,18 @@ __device__ __forceinline__ void bf16x8(const uint4& p, float* w) {
 // H200, batch 1: 217.8 -> 251 tok/s with the reductions below). Capping the registers for 4 blocks an
 // SM (__launch_bounds__(256, 4)) was slower: 228 tok/s, and so was a warp per row with 12 16-byte loads
 // a lane in flight (no shared memory, no barrier): 258-262 vs 266 tok/s, q_proj 16.9 vs 13.9 us.
+// Several weight matrices with the same input (q, k, v) run in one launch: block b belongs to the segment
+// s with first[s] <= b < first[s + 1] and computes rows (b - first[s]) * kRows .. of that matrix.
 template <int kTok>
-__global__ void matmul_kernel(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
-                              int64_t out, bool vec) {
+__global__ void matmul_kernel(const float* x, int64_t n, int64_t in, MatmulSegments segs, bool vec) {
   __shared__ float part[kWarps][kRows][kTok];
-  const int64_t r0 = int64_t(blockIdx.x) * kRows;
+  int seg = 0;
+  while (seg + 1 < segs.count && blockIdx.x >= segs.first[seg + 1]) ++seg;
+  const uint16_t* w = segs.w[seg];
+  const uint16_t* bias = segs.bias[seg];
+  float* y = segs.y[seg];
+  const int64_t out = segs.out[seg];
+  const int64_t r0 = int64_t(blockIdx.x - segs.first[seg]) * kRows;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t t0 = int64_t(blockIdx.y) * kTok;
   const int nt = int(n - t0 < kTok ? n - t0 : kTok);
@@ -115,22 +134,41 @@ __global__ void matmul_kernel(const float* x, int64_t n, int64_t in, const uint1
 
 }  // namespace
 
+void launch_matmul_bf16_multi(const float* x, int64_t n, int64_t in, const MatmulOut* outs, int count,
+                              cudaStream_t s) {
+  if (n == 0) return;
+  for (int c0 = 0; c0 < count; c0 += kMaxSegments) {
+    MatmulSegments segs{};
+    segs.count = std::min(kMaxSegments, count - c0);
+    bool vec = in % 8 == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0;
+    for (int i = 0; i < segs.count; ++i) {
+      const MatmulOut& o = outs[c0 + i];
+      segs.w[i] = o.w;
+      segs.bias[i] = o.bias;
+      segs.y[i] = o.y;
+      segs.out[i] = o.out;
+      segs.first[i + 1] = segs.first[i] + ceil_div(o.out, kRows);
+      vec = vec && (reinterpret_cast<uintptr_t>(o.w) & 15) == 0;
+    }
+    const unsigned blocks = segs.first[segs.count];
+    if (blocks == 0) continue;
+    auto launch = [&](auto kernel, int tok) {
+      kernel<<<dim3(blocks, ceil_div(n, tok)), kWarps * 32, 0, s>>>(x, n, in, segs, vec);
+    };
+    if (n == 1)
+      launch(matmul_kernel<1>, 1);
+    else if (n <= 4)
+      launch(matmul_kernel<4>, 4);
+    else
+      launch(matmul_kernel<8>, 8);
+    GPTOSS_CUDA_LAUNCH_CHECK();
+  }
+}
+
 void launch_matmul_bf16(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
                         int64_t out, cudaStream_t s) {
-  if (n == 0 || out == 0) return;
-  const bool vec = (in % 8 == 0) && ((reinterpret_cast<uintptr_t>(w) & 15) == 0) &&
-                   ((reinterpret_cast<uintptr_t>(x) & 15) == 0);
-  auto launch = [&](auto kernel, int tok) {
-    dim3 grid(ceil_div(out, kRows), ceil_div(n, tok));
-    kernel<<<grid, kWarps * 32, 0, s>>>(x, n, in, w, bias, y, out, vec);
-  };
-  if (n == 1)
-    launch(matmul_kernel<1>, 1);
-  else if (n <= 4)
-    launch(matmul_kernel<4>, 4);
-  else
-    launch(matmul_kernel<8>, 8);
-  GPTOSS_CUDA_LAUNCH_CHECK();
+  const MatmulOut o{w, bias, y, out};
+  launch_matmul_bf16_multi(x, n, in, &o, 1, s);
 }
 
 }  // namespace gptoss::cuda
