@@ -121,6 +121,12 @@ class Backend {
     add(x, y, n * d);
     rms_norm(x, w, out, n, d, eps);
   }
+  // rope on q [n, q_heads, head_dim] and k [n, kv_heads, head_dim] at the same positions (host).
+  virtual void rope_qk(float* q, int q_heads, float* k, int kv_heads, int64_t n, int head_dim,
+                       const int32_t* positions, const float* inv_freq, float attn_factor) {
+    rope(q, n, q_heads, head_dim, positions, inv_freq, attn_factor);
+    rope(k, n, kv_heads, head_dim, positions, inv_freq, attn_factor);
+  }
   // Several linears of the same input: y_i[n, out_i] = x[n, in] W_i^T + bias_i (q, k and v).
   struct Linear {
     const uint16_t* w;

@@ -52,10 +52,8 @@ void GptOssModel::attention_block(int layer, KvPool& kv) {
                                   {L.v_w, L.v_b, s_.v.f32(), KV}};
   backend_.matmul_bf16_multi(s_.h.f32(), n_, H, qkv, 3);
   const float* inv_freq = inv_freq_.f32();
-  backend_.rope(s_.q.f32(), n_, cfg_.num_attention_heads, cfg_.head_dim, positions_.data(), inv_freq,
-                rope_.attention_factor);
-  backend_.rope(s_.k.f32(), n_, cfg_.num_key_value_heads, cfg_.head_dim, positions_.data(), inv_freq,
-                rope_.attention_factor);
+  backend_.rope_qk(s_.q.f32(), cfg_.num_attention_heads, s_.k.f32(), cfg_.num_key_value_heads, n_, cfg_.head_dim,
+                   positions_.data(), inv_freq, rope_.attention_factor);
   for (const AttnSeqDesc& sq : seqs)
     backend_.kv_store(kv.view(), g, s_.k.f32() + sq.token_offset * KV, s_.v.f32() + sq.token_offset * KV,
                       sq.n_tokens, positions_.data() + sq.token_offset, sq.block_table);

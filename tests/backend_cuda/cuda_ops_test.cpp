@@ -186,8 +186,12 @@ TEST_F(CudaOps, RopeKvStoreAttentionWithSinksAndWindow) {
       float* dq = put(*b, q);
       float* dk = put(*b, k);
       float* dv = put(*b, v);
-      b->rope(dq, n, heads, hd, pos.data(), put(*b, inv), 1.3465736f);
-      b->rope(dk, n, kvh, hd, pos.data(), put(*b, inv), 1.3465736f);
+      if (window == 0) {  // the fused q + k launch
+        b->rope_qk(dq, heads, dk, kvh, n, hd, pos.data(), put(*b, inv), 1.3465736f);
+      } else {
+        b->rope(dq, n, heads, hd, pos.data(), put(*b, inv), 1.3465736f);
+        b->rope(dk, n, kvh, hd, pos.data(), put(*b, inv), 1.3465736f);
+      }
       KvView kv{put(*b, pool_init), bs, lg, kvh, hd};
       b->kv_store(kv, 1, dk, dv, 20, pos.data(), tab0.data());
       b->kv_store(kv, 1, dk + 20 * kvh * hd, dv + 20 * kvh * hd, 1, pos.data() + 20, tab1.data());

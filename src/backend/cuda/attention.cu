@@ -13,10 +13,13 @@ namespace {
 // (computing them per (head, pair) left one block of 256 threads doing 8 double sin/cos each in a row:
 // 7.4 us a call at decode; 5.7 us after).
 constexpr int kRopeMaxHalf = 256;
-__global__ void rope_kernel(float* x, int heads, int head_dim, const int32_t* positions, const float* inv_freq,
-                            float attn_factor) {
+// Block (token, y): y = 0 rotates x0 (heads0 heads), y = 1 x1 (heads1; grid.y = 1 when there is none).
+__global__ void rope_kernel(float* x0, int heads0, float* x1, int heads1, int head_dim, const int32_t* positions,
+                            const float* inv_freq, float attn_factor) {
   __shared__ float cs[kRopeMaxHalf], sn[kRopeMaxHalf];
   const int64_t t = blockIdx.x;
+  float* x = blockIdx.y == 0 ? x0 : x1;
+  const int heads = blockIdx.y == 0 ? heads0 : heads1;
   const int half = head_dim / 2;
   const float pos = float(positions[t]);
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
@@ -159,10 +162,16 @@ __global__ void attention_kernel(const float* q, int64_t n, int heads, KvView kv
 
 void launch_rope(float* x, int64_t n, int heads, int head_dim, const int32_t* positions, const float* inv_freq,
                  float attn_factor, cudaStream_t s) {
+  launch_rope_qk(x, heads, nullptr, 0, n, head_dim, positions, inv_freq, attn_factor, s);
+}
+
+void launch_rope_qk(float* q, int q_heads, float* k, int kv_heads, int64_t n, int head_dim, const int32_t* positions,
+                    const float* inv_freq, float attn_factor, cudaStream_t s) {
   if (n == 0) return;
   if (head_dim / 2 > kRopeMaxHalf || head_dim % 2 != 0)
     throw Error(fmt::format("cuda rope: head_dim {} is not supported (even, at most {})", head_dim, 2 * kRopeMaxHalf));
-  rope_kernel<<<unsigned(n), 256, 0, s>>>(x, heads, head_dim, positions, inv_freq, attn_factor);
+  rope_kernel<<<dim3(unsigned(n), k ? 2u : 1u), 256, 0, s>>>(q, q_heads, k, kv_heads, head_dim, positions, inv_freq,
+                                                             attn_factor);
   GPTOSS_CUDA_LAUNCH_CHECK();
 }
 

@@ -167,6 +167,12 @@ class CudaBackend final : public Backend {
     begin_op(size_t(n) * 4, 1);
     cuda::launch_rope(x, n, heads, head_dim, stage(positions, n), inv_freq, attn_factor, stream_);
   }
+  void rope_qk(float* q, int q_heads, float* k, int kv_heads, int64_t n, int head_dim, const int32_t* positions,
+               const float* inv_freq, float attn_factor) override {
+    auto t = op_scope(OpProfile::kRope);
+    begin_op(size_t(n) * 4, 1);
+    cuda::launch_rope_qk(q, q_heads, k, kv_heads, n, head_dim, stage(positions, n), inv_freq, attn_factor, stream_);
+  }
   void kv_store(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n, const int32_t* positions,
                 const int32_t* block_table) override {
     auto t = op_scope(OpProfile::kKvStore);

@@ -39,6 +39,9 @@ void launch_add_rms_norm(float* x, const float* y, const uint16_t* w, float* out
                          cudaStream_t s);
 void launch_rope(float* x, int64_t n, int heads, int head_dim, const int32_t* positions, const float* inv_freq,
                  float attn_factor, cudaStream_t s);
+// rope on q and k in one launch (k may be null).
+void launch_rope_qk(float* q, int q_heads, float* k, int kv_heads, int64_t n, int head_dim, const int32_t* positions,
+                    const float* inv_freq, float attn_factor, cudaStream_t s);
 void launch_kv_store(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n,
                      const int32_t* positions, const int32_t* block_table, cudaStream_t s);
 void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer, const DevAttnSeq* seqs,
