@@ -127,6 +127,17 @@ class Backend {
     rope(q, n, q_heads, head_dim, positions, inv_freq, attn_factor);
     rope(k, n, kv_heads, head_dim, positions, inv_freq, attn_factor);
   }
+  // kv_store for every sequence of a ragged batch: the K/V rows of sequence i start at row
+  // seqs[i].token_offset; positions (host) has one entry per token of the batch.
+  virtual void kv_store_seqs(const KvView& kv, int group_layer, const float* k, const float* v,
+                             const AttnSeqDesc* seqs, int n_seqs, const int32_t* positions) {
+    const int64_t width = int64_t(kv.kv_heads) * kv.head_dim;
+    for (int i = 0; i < n_seqs; ++i) {
+      const AttnSeqDesc& s = seqs[i];
+      kv_store(kv, group_layer, k + s.token_offset * width, v + s.token_offset * width, s.n_tokens,
+               positions + s.token_offset, s.block_table);
+    }
+  }
   // Several linears of the same input: y_i[n, out_i] = x[n, in] W_i^T + bias_i (q, k and v).
   struct Linear {
     const uint16_t* w;

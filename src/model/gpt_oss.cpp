@@ -54,9 +54,7 @@ void GptOssModel::attention_block(int layer, KvPool& kv) {
   const float* inv_freq = inv_freq_.f32();
   backend_.rope_qk(s_.q.f32(), cfg_.num_attention_heads, s_.k.f32(), cfg_.num_key_value_heads, n_, cfg_.head_dim,
                    positions_.data(), inv_freq, rope_.attention_factor);
-  for (const AttnSeqDesc& sq : seqs)
-    backend_.kv_store(kv.view(), g, s_.k.f32() + sq.token_offset * KV, s_.v.f32() + sq.token_offset * KV,
-                      sq.n_tokens, positions_.data() + sq.token_offset, sq.block_table);
+  backend_.kv_store_seqs(kv.view(), g, s_.k.f32(), s_.v.f32(), seqs.data(), int(seqs.size()), positions_.data());
   backend_.attention(s_.q.f32(), n_, cfg_.num_attention_heads, kv.view(), g, seqs.data(), int(seqs.size()),
                      L.sinks, sliding ? cfg_.sliding_window : 0, 1.0f / std::sqrt(float(cfg_.head_dim)),
                      s_.attn.f32());

@@ -193,14 +193,20 @@ TEST_F(CudaOps, RopeKvStoreAttentionWithSinksAndWindow) {
         b->rope(dk, n, kvh, hd, pos.data(), put(*b, inv), 1.3465736f);
       }
       KvView kv{put(*b, pool_init), bs, lg, kvh, hd};
-      b->kv_store(kv, 1, dk, dv, 20, pos.data(), tab0.data());
-      b->kv_store(kv, 1, dk + 20 * kvh * hd, dv + 20 * kvh * hd, 1, pos.data() + 20, tab1.data());
       AttnSeqDesc seqs[2] = {{0, 20, 5, tab0.data()}, {20, 1, 70, tab1.data()}};
+      if (window == 0) {  // one launch for both sequences
+        b->kv_store_seqs(kv, 1, dk, dv, seqs, 2, pos.data());
+      } else {
+        b->kv_store(kv, 1, dk, dv, 20, pos.data(), tab0.data());
+        b->kv_store(kv, 1, dk + 20 * kvh * hd, dv + 20 * kvh * hd, 1, pos.data() + 20, tab1.data());
+      }
       float* o = out(*b, size_t(n * heads * hd));
       b->attention(dq, n, heads, kv, 1, seqs, 2, put(*b, sinks), window, 0.125f, o);
       auto r = get(*b, o, size_t(n * heads * hd));
       auto qq = get(*b, dq, size_t(n * heads * hd));
       r.insert(r.end(), qq.begin(), qq.end());
+      auto pool = get(*b, kv.pool, pool_init.size());  // the stored K/V rows too
+      r.insert(r.end(), pool.begin(), pool.end());
       res.push_back(r);
     }
     EXPECT_LT(rel_err(res[1], res[0]), 1e-5) << "window=" << window;

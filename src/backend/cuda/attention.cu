@@ -45,6 +45,21 @@ __device__ __forceinline__ int64_t kv_offset(const KvView& kv, int32_t block, in
          kv.head_dim;
 }
 
+// Every token of a ragged batch: its sequence's block table from the device sequence descriptors.
+__global__ void kv_store_seqs_kernel(KvView kv, int g, const float* k, const float* v, const int32_t* positions,
+                                     const int32_t* token_seq, const DevAttnSeq* seqs) {
+  const int64_t t = blockIdx.x;
+  const int32_t pos = positions[t];
+  const int32_t block = seqs[token_seq[t]].block_table[pos / kv.block_size];
+  const int slot = pos % kv.block_size;
+  const int width = kv.kv_heads * kv.head_dim;
+  for (int i = threadIdx.x; i < width; i += blockDim.x) {
+    const int h = i / kv.head_dim, d = i % kv.head_dim;
+    kv.pool[kv_offset(kv, block, g, 0, slot, h) + d] = k[t * width + i];
+    kv.pool[kv_offset(kv, block, g, 1, slot, h) + d] = v[t * width + i];
+  }
+}
+
 __global__ void kv_store_kernel(KvView kv, int g, const float* k, const float* v, const int32_t* positions,
                                 const int32_t* block_table) {
   int64_t t = blockIdx.x;
@@ -179,6 +194,13 @@ void launch_kv_store(const KvView& kv, int group_layer, const float* k, const fl
                      const int32_t* positions, const int32_t* block_table, cudaStream_t s) {
   if (n == 0) return;
   kv_store_kernel<<<unsigned(n), 256, 0, s>>>(kv, group_layer, k, v, positions, block_table);
+  GPTOSS_CUDA_LAUNCH_CHECK();
+}
+
+void launch_kv_store_seqs(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n,
+                          const int32_t* positions, const int32_t* token_seq, const DevAttnSeq* seqs, cudaStream_t s) {
+  if (n == 0) return;
+  kv_store_seqs_kernel<<<unsigned(n), 256, 0, s>>>(kv, group_layer, k, v, positions, token_seq, seqs);
   GPTOSS_CUDA_LAUNCH_CHECK();
 }
 

@@ -129,6 +129,7 @@ class CudaBackend final : public Backend {
     auto t = op_scope(OpProfile::kEmbed);
     begin_op(size_t(n) * 4, 1);
     auto* d = stage(tokens, n);
+    upload();
     cuda::launch_embed(d, n, table, hidden, out, stream_);
   }
   void rms_norm(const float* x, const uint16_t* w, float* y, int64_t n, int64_t d, float eps) override {
@@ -165,13 +166,17 @@ class CudaBackend final : public Backend {
             float attn_factor) override {
     auto t = op_scope(OpProfile::kRope);
     begin_op(size_t(n) * 4, 1);
-    cuda::launch_rope(x, n, heads, head_dim, stage(positions, n), inv_freq, attn_factor, stream_);
+    const int32_t* dpos = stage(positions, n);
+    upload();
+    cuda::launch_rope(x, n, heads, head_dim, dpos, inv_freq, attn_factor, stream_);
   }
   void rope_qk(float* q, int q_heads, float* k, int kv_heads, int64_t n, int head_dim, const int32_t* positions,
                const float* inv_freq, float attn_factor) override {
     auto t = op_scope(OpProfile::kRope);
     begin_op(size_t(n) * 4, 1);
-    cuda::launch_rope_qk(q, q_heads, k, kv_heads, n, head_dim, stage(positions, n), inv_freq, attn_factor, stream_);
+    const int32_t* dpos = stage(positions, n);
+    upload();
+    cuda::launch_rope_qk(q, q_heads, k, kv_heads, n, head_dim, dpos, inv_freq, attn_factor, stream_);
   }
   void kv_store(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n, const int32_t* positions,
                 const int32_t* block_table) override {
@@ -181,36 +186,30 @@ class CudaBackend final : public Backend {
     begin_op(size_t(n + max_pos / kv.block_size + 1) * 4, 2);
     const int32_t* dpos = stage(positions, n);
     const int32_t* dtab = stage(block_table, max_pos / kv.block_size + 1);
+    upload();
     cuda::launch_kv_store(kv, group_layer, k, v, n, dpos, dtab, stream_);
+  }
+  void kv_store_seqs(const KvView& kv, int group_layer, const float* k, const float* v, const AttnSeqDesc* seqs,
+                     int n_seqs, const int32_t* positions) override {
+    auto t = op_scope(OpProfile::kKvStore);
+    const StagedSeqs st = stage_seqs(kv, seqs, n_seqs, positions);
+    if (st.n == 0) return;
+    cuda::launch_kv_store_seqs(kv, group_layer, k, v, st.n, st.positions, st.token_seq, st.seqs, stream_);
   }
   void attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer, const AttnSeqDesc* seqs,
                  int n_seqs, const float* sinks, int window, float scale, float* out) override {
     auto t = op_scope(OpProfile::kAttention);
     if (n == 0) return;
-    size_t table_bytes = 0;
-    for (int i = 0; i < n_seqs; ++i)
-      table_bytes += size_t(seqs[i].n_tokens ? (seqs[i].start_pos + seqs[i].n_tokens - 1) / kv.block_size + 1 : 0) * 4;
-    begin_op(table_bytes + size_t(n_seqs) * sizeof(cuda::DevAttnSeq) + size_t(n) * 4, n_seqs + 2);
-    std::vector<cuda::DevAttnSeq> dev(static_cast<size_t>(n_seqs));
-    std::vector<int32_t> token_seq(static_cast<size_t>(n), -1);
-    for (int i = 0; i < n_seqs; ++i) {
-      const AttnSeqDesc& s = seqs[i];
-      int64_t blocks = s.n_tokens ? (s.start_pos + s.n_tokens - 1) / kv.block_size + 1 : 0;
-      dev[size_t(i)] = {s.token_offset, s.n_tokens, s.start_pos, stage(s.block_table, blocks)};
-      for (int64_t t = 0; t < s.n_tokens; ++t) token_seq[size_t(s.token_offset + t)] = i;
-    }
-    GPTOSS_CHECK(std::find(token_seq.begin(), token_seq.end(), -1) == token_seq.end(),
-                 "attention: sequences do not cover all {} tokens", n);
-    const auto* dseqs = stage(dev.data(), int64_t(dev.size()));
-    const auto* dtok = stage(token_seq.data(), n);
+    const StagedSeqs st = stage_seqs(kv, seqs, n_seqs, nullptr);
+    GPTOSS_CHECK(st.n == n, "attention: sequences cover {} of {} tokens", st.n, n);
     // Keys of the longest context in the batch (window-limited): the kernel uses a warp per 32 of them.
     int64_t max_keys = 1;
     for (int i = 0; i < n_seqs; ++i) {
       const int64_t last = seqs[i].start_pos + seqs[i].n_tokens;  // keys of the sequence's last token
       max_keys = std::max(max_keys, window > 0 ? std::min<int64_t>(last, window) : last);
     }
-    cuda::launch_attention(q, n, heads, kv, group_layer, dseqs, n_seqs, dtok, sinks, window, scale, out, max_keys,
-                           stream_);
+    cuda::launch_attention(q, n, heads, kv, group_layer, st.seqs, n_seqs, st.token_seq, sinks, window, scale, out,
+                           max_keys, stream_);
   }
   void router_topk(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w) override {
     auto t = op_scope(OpProfile::kRouter);
@@ -227,7 +226,9 @@ class CudaBackend final : public Backend {
   void gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) override {
     auto t = op_scope(OpProfile::kGather);
     begin_op(size_t(n_rows) * 4, 1);
-    cuda::launch_gather_rows(src, stage(rows, n_rows), n_rows, dim, dst, stream_);
+    const int32_t* drows = stage(rows, n_rows);
+    upload();
+    cuda::launch_gather_rows(src, drows, n_rows, dim, dst, stream_);
   }
 
  private:
@@ -252,15 +253,59 @@ class CudaBackend final : public Backend {
     GPTOSS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&arena_), arena_cap_));
   }
 
-  // Copies n items of host data into the arena (256-byte aligned) and returns the device pointer.
+  // Places n items of host data in the op's staging area (256-byte aligned) and returns the device pointer
+  // they will have; upload() then copies the whole area with one cudaMemcpyAsync before the launch (a copy
+  // per piece cost a driver call each: 66 a layer for attention at batch 64). The host side is pageable
+  // memory, which cudaMemcpyAsync copies out before returning, so it can be refilled by the next op.
   template <class T>
   const T* stage(const T* host, int64_t n) {
     size_t bytes = size_t(n) * sizeof(T);
     size_t off = (arena_used_ + 255) & ~size_t(255);
     GPTOSS_CHECK(off + bytes <= arena_cap_, "cuda staging arena overflow ({} + {} > {})", off, bytes, arena_cap_);
-    if (bytes) GPTOSS_CUDA_CHECK(cudaMemcpyAsync(arena_ + off, host, bytes, cudaMemcpyHostToDevice, stream_));
+    if (host_stage_.size() < off + bytes) host_stage_.resize(std::max(off + bytes, host_stage_.size() * 2));
+    if (bytes) std::memcpy(host_stage_.data() + off, host, bytes);
     arena_used_ = off + bytes;
     return reinterpret_cast<const T*>(arena_ + off);
+  }
+  void upload() {
+    if (arena_used_)
+      GPTOSS_CUDA_CHECK(cudaMemcpyAsync(arena_, host_stage_.data(), arena_used_, cudaMemcpyHostToDevice, stream_));
+  }
+
+  // The device copies of a ragged batch's sequence descriptors (block tables included), the sequence of
+  // every token, and (when `positions` is given, host, one per token) the positions; one upload.
+  struct StagedSeqs {
+    int64_t n = 0;
+    const cuda::DevAttnSeq* seqs = nullptr;
+    const int32_t* token_seq = nullptr;
+    const int32_t* positions = nullptr;
+  };
+  StagedSeqs stage_seqs(const KvView& kv, const AttnSeqDesc* seqs, int n_seqs, const int32_t* positions) {
+    int64_t n = 0;
+    size_t table_bytes = 0;
+    for (int i = 0; i < n_seqs; ++i) {
+      n = std::max(n, seqs[i].token_offset + seqs[i].n_tokens);
+      table_bytes += size_t(seqs[i].n_tokens ? (seqs[i].start_pos + seqs[i].n_tokens - 1) / kv.block_size + 1 : 0) * 4;
+    }
+    StagedSeqs st;
+    st.n = n;
+    if (n == 0) return st;
+    begin_op(table_bytes + size_t(n_seqs) * sizeof(cuda::DevAttnSeq) + size_t(n) * 8, n_seqs + 3);
+    dev_seqs_.resize(size_t(n_seqs));
+    token_seq_.assign(size_t(n), -1);
+    for (int i = 0; i < n_seqs; ++i) {
+      const AttnSeqDesc& s = seqs[i];
+      const int64_t blocks = s.n_tokens ? (s.start_pos + s.n_tokens - 1) / kv.block_size + 1 : 0;
+      dev_seqs_[size_t(i)] = {s.token_offset, s.n_tokens, s.start_pos, stage(s.block_table, blocks)};
+      for (int64_t t = 0; t < s.n_tokens; ++t) token_seq_[size_t(s.token_offset + t)] = i;
+    }
+    GPTOSS_CHECK(std::find(token_seq_.begin(), token_seq_.end(), -1) == token_seq_.end(),
+                 "sequences do not cover all {} tokens of the batch", n);
+    st.seqs = stage(dev_seqs_.data(), int64_t(dev_seqs_.size()));
+    st.token_seq = stage(token_seq_.data(), n);
+    if (positions) st.positions = stage(positions, n);
+    upload();
+    return st;
   }
 
   void grow(float*& p, size_t& cap, size_t floats) {
@@ -275,6 +320,9 @@ class CudaBackend final : public Backend {
 
   std::string name_;
   cudaStream_t stream_ = nullptr;
+  std::vector<char> host_stage_;
+  std::vector<cuda::DevAttnSeq> dev_seqs_;
+  std::vector<int32_t> token_seq_;
   std::unordered_map<void*, size_t> sizes_;
   std::vector<void*> weights_;
   size_t allocated_ = 0;

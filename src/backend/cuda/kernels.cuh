@@ -44,6 +44,9 @@ void launch_rope_qk(float* q, int q_heads, float* k, int kv_heads, int64_t n, in
                     const float* inv_freq, float attn_factor, cudaStream_t s);
 void launch_kv_store(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n,
                      const int32_t* positions, const int32_t* block_table, cudaStream_t s);
+// kv_store for all tokens of a ragged batch (device positions [n], token -> sequence, descriptors).
+void launch_kv_store_seqs(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n,
+                          const int32_t* positions, const int32_t* token_seq, const DevAttnSeq* seqs, cudaStream_t s);
 void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer, const DevAttnSeq* seqs,
                       int n_seqs, const int32_t* token_seq, const float* sinks, int window, float scale, float* out,
                       int64_t max_keys, cudaStream_t s);
