@@ -101,4 +101,13 @@ print('bench depth ok')
 PY
 "$BIN" bench --model "$FIX/mxfp4" --depth -1 >/dev/null 2>"$TMP/err.txt" && fail "negative --depth accepted"
 grep -q -- "--depth is -1" "$TMP/err.txt" || fail "negative --depth message: $(cat "$TMP/err.txt")"
+# The CPU kernels' instruction set: avx2 is always there and gives the reference tokens; a bad value is a
+# clear error.
+prompt=$(ref_ids "mxfp4.seq0.input_ids")
+a=$("$BIN" generate --model "$FIX/mxfp4" --tokens "$prompt" --max-new-tokens 6 --temperature 0 | tail -1)
+b=$(GPTOSS_CPU_ISA=avx2 "$BIN" generate --model "$FIX/mxfp4" --tokens "$prompt" --max-new-tokens 6 --temperature 0 | tail -1)
+[[ "$a" == "$b" ]] || fail "GPTOSS_CPU_ISA=avx2 changed the greedy tokens: $a vs $b"
+GPTOSS_CPU_ISA=sse2 "$BIN" generate --model "$FIX/mxfp4" --tokens 1,2 --max-new-tokens 1 >/dev/null 2>"$TMP/err.txt" &&
+  fail "GPTOSS_CPU_ISA=sse2 accepted"
+grep -q "GPTOSS_CPU_ISA=sse2: expected avx2 or avx512" "$TMP/err.txt" || fail "ISA message: $(cat "$TMP/err.txt")"
 echo "cli_test: OK"

@@ -15,9 +15,11 @@ Isa detect() {
   const char* env = std::getenv("GPTOSS_CPU_ISA");
   if (!env || !*env) return best;
   const std::string v = env;
-  GPTOSS_CHECK(v == "avx2" || v == "avx512", "GPTOSS_CPU_ISA={}: expected avx2 or avx512", v);
+  if (v != "avx2" && v != "avx512")
+    fail_input("environment variable GPTOSS_CPU_ISA={}: expected avx2 or avx512 (or unset it to pick the best)", v);
   const Isa want = v == "avx2" ? Isa::avx2 : Isa::avx512;
-  GPTOSS_CHECK(isa_supported(want), "GPTOSS_CPU_ISA={}: this CPU does not support it (use avx2 or unset it)", v);
+  if (!isa_supported(want))
+    fail_input("environment variable GPTOSS_CPU_ISA={}: this CPU does not support it (use avx2 or unset it)", v);
   return want;
 }
 
