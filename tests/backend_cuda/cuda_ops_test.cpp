@@ -246,6 +246,11 @@ struct MoeShape {
   int experts, k;
 };
 
+void PrintTo(const MoeShape& m, std::ostream* os) {
+  *os << "{n:" << m.n << ",hidden:" << m.hidden << ",inter:" << m.inter << ",experts:" << m.experts << ",k:" << m.k
+      << "}";
+}
+
 class CudaMoe : public CudaOps, public ::testing::WithParamInterface<MoeShape> {};
 
 TEST_P(CudaMoe, RouterAndMoeMxfp4MatchCpu) {
