@@ -84,11 +84,14 @@ __global__ void kv_store_kernel(KvView kv, int g, const float* k, const float* v
 constexpr int kMaxPerLane = 8;
 constexpr int kAttnWarps = 8;  // at most; the launch gives one warp per 32 keys of the longest context
 
+// kPer: output dims a lane holds (head_dim <= 32 kPer): a template parameter so that head_dim 64 keeps
+// 2 accumulators and 16 V values a lane, not 8 and 64 (134 registers, most of the V FMAs on zeros).
+template <int kPer>
 __global__ void attention_kernel(const float* q, int64_t n, int heads, KvView kv, int g, const DevAttnSeq* seqs,
                                  const int32_t* token_seq, const float* sinks, int window, float scale, float* out) {
-  __shared__ float qs[32 * kMaxPerLane];
+  __shared__ float qs[32 * kPer];
   __shared__ float part_m[kAttnWarps], part_l[kAttnWarps];
-  __shared__ float part_acc[kAttnWarps][32 * kMaxPerLane];
+  __shared__ float part_acc[kAttnWarps][32 * kPer];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = int(blockDim.x >> 5);
   const int64_t t = blockIdx.x / heads;
   const int h = int(blockIdx.x % heads);
@@ -99,9 +102,9 @@ __global__ void attention_kernel(const float* q, int64_t n, int heads, KvView kv
   const float* qh = q + (t * heads + h) * hd;
   for (int d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = qh[d];
   __syncthreads();
-  float acc[kMaxPerLane];
+  float acc[kPer];
 #pragma unroll
-  for (int j = 0; j < kMaxPerLane; ++j) acc[j] = 0.f;
+  for (int j = 0; j < kPer; ++j) acc[j] = 0.f;
   float m = warp == 0 ? sinks[h] : -INFINITY, l = warp == 0 ? 1.f : 0.f;
   const int32_t lo = window > 0 ? max(0, pos - window + 1) : 0;
   for (int32_t p0 = lo + 32 * warp; p0 <= pos; p0 += 32 * warps) {
@@ -126,17 +129,17 @@ __global__ void attention_kernel(const float* q, int64_t n, int heads, KvView kv
     const float corr = m == -INFINITY ? 0.f : expf(m - m_new);
     l = l * corr + warp_sum(e);
 #pragma unroll
-    for (int j = 0; j < kMaxPerLane; ++j) acc[j] *= corr;
+    for (int j = 0; j < kPer; ++j) acc[j] *= corr;
     const int nk = min(32, pos - p0 + 1);
     for (int k0 = 0; k0 < nk; k0 += 8) {
-      float ek[8], vv[8][kMaxPerLane];
+      float ek[8], vv[8][kPer];
 #pragma unroll
       for (int u = 0; u < 8; ++u) {
         const int kk = k0 + u;
         ek[u] = __shfl_sync(0xffffffffu, e, kk & 31);
         const float* vp = kv.pool + __shfl_sync(0xffffffffu, voff, kk & 31);
 #pragma unroll
-        for (int j = 0; j < kMaxPerLane; ++j) {
+        for (int j = 0; j < kPer; ++j) {
           const int d = lane + 32 * j;
           vv[u][j] = (kk < nk && d < hd) ? vp[d] : 0.f;
         }
@@ -144,7 +147,7 @@ __global__ void attention_kernel(const float* q, int64_t n, int heads, KvView kv
 #pragma unroll
       for (int u = 0; u < 8; ++u)
 #pragma unroll
-        for (int j = 0; j < kMaxPerLane; ++j) acc[j] += ek[u] * vv[u][j];
+        for (int j = 0; j < kPer; ++j) acc[j] += ek[u] * vv[u][j];
     }
     m = m_new;
   }
@@ -154,7 +157,7 @@ __global__ void attention_kernel(const float* q, int64_t n, int heads, KvView kv
     part_l[warp] = l;
   }
 #pragma unroll
-  for (int j = 0; j < kMaxPerLane; ++j) {
+  for (int j = 0; j < kPer; ++j) {
     const int d = lane + 32 * j;
     if (d < hd) part_acc[warp][d] = acc[j];
   }
@@ -212,8 +215,18 @@ void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, in
     throw Error(fmt::format("cuda attention: head_dim {} is not supported (a multiple of 4, at most {})", kv.head_dim,
                             32 * kMaxPerLane));
   const int warps = int(std::clamp<int64_t>((max_keys + 31) / 32, 1, kAttnWarps));
-  attention_kernel<<<unsigned(n * heads), warps * 32, 0, s>>>(q, n, heads, kv, group_layer, seqs, token_seq, sinks,
-                                                              window, scale, out);
+  auto launch = [&](auto kernel) {
+    kernel<<<unsigned(n * heads), warps * 32, 0, s>>>(q, n, heads, kv, group_layer, seqs, token_seq, sinks, window,
+                                                      scale, out);
+  };
+  if (kv.head_dim <= 32)
+    launch(attention_kernel<1>);
+  else if (kv.head_dim <= 64)
+    launch(attention_kernel<2>);
+  else if (kv.head_dim <= 128)
+    launch(attention_kernel<4>);
+  else
+    launch(attention_kernel<8>);
   GPTOSS_CUDA_LAUNCH_CHECK();
 }
 
