@@ -90,7 +90,11 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
   if (wide) {
     xq = simd::scratch(xq_buf, size_t(n * ldx));
     avx512::permute_rows(x, n, hidden, hidden, xq);
-    std::fill(hp, hp + n * k * ldh, 0.0f);  // the group order's padding must read as zeros
+    // The group order's padding must read as zeros: it lies in each row's last (partial) group, from
+    // whole groups on (avx512::permute_rows does the same for x).
+    const int64_t tail = inter / avx512::kGroup * avx512::kGroup;
+    if (tail < ldh)
+      for (int64_t a = 0; a < n * k; ++a) std::fill(hp + a * ldh + tail, hp + (a + 1) * ldh, 0.0f);
   }
   const auto& inv = mxfp4_inverse_perm();
   ThreadPool& pool = ThreadPool::global();
