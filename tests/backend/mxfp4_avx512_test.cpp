@@ -5,6 +5,7 @@
 #include <set>
 
 #include "backend/cpu/isa.h"
+#include "backend/cpu/kernels.h"
 #include "backend/cpu/mxfp4_avx512.h"
 #include "backend/kernel_tester.h"
 
@@ -12,16 +13,15 @@ namespace gptoss::cpu {
 namespace {
 using namespace testing;
 
-constexpr float kE2m1[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
-
 #define SKIP_WITHOUT_AVX512() \
   if (!isa_supported(Isa::avx512)) GTEST_SKIP() << "this CPU has no AVX-512 (F/BW/VL); the AVX2 kernels are tested elsewhere"
 
-// Element c of row r, dequantized by hand from the hub layout.
-double weight(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t r, int64_t c) {
-  const uint8_t byte = blocks[(r * nb + c / 32) * 16 + (c % 32) / 2];
-  const int code = c % 2 ? byte >> 4 : byte & 15;
-  return double(kE2m1[code]) * double(e8m0_to_f32(scales[r * nb + c / 32]));
+// `rows` MXFP4 rows of nb blocks as f32, by the scalar reference (exact).
+std::vector<float> dequantized(const std::vector<uint8_t>& blocks, const std::vector<uint8_t>& scales, int64_t rows,
+                               int64_t nb) {
+  std::vector<float> w(static_cast<size_t>(rows * nb * 32));
+  mxfp4_dequantize_ref(blocks.data(), scales.data(), rows, nb * 32, w.data());
+  return w;
 }
 
 TEST(Mxfp4Avx512, GroupOrderIsAPermutationOfThePaddedRow) {
@@ -68,12 +68,13 @@ void check_dots(int64_t nb, int T, int64_t r0, int64_t rows, uint32_t seed) {
   avx512::permute_rows(x.data(), T, cols, cols, xq.data());
   std::vector<const float*> xr(static_cast<size_t>(T));
   for (int t = 0; t < T; ++t) xr[size_t(t)] = xq.data() + t * pc;
+  const auto w = dequantized(blocks, scales, all_rows, nb);
   Output got(rows * T), ref(rows * T);
   avx512::mxfp4_dot_rows(blocks.data(), scales.data(), nb, r0, rows, xr.data(), T, got.data());
   for (int64_t i = 0; i < rows; ++i)
     for (int t = 0; t < T; ++t) {
       double s = 0;
-      for (int64_t c = 0; c < cols; ++c) s += weight(blocks.data(), scales.data(), nb, r0 + i, c) * x[size_t(t * cols + c)];
+      for (int64_t c = 0; c < cols; ++c) s += double(w[size_t((r0 + i) * cols + c)]) * x[size_t(t * cols + c)];
       ref.data()[i * T + t] = float(s);
     }
   expect_close(got, ref, 1e-6, "avx512::mxfp4_dot_rows");
@@ -89,7 +90,7 @@ TEST(Mxfp4Avx512, DotRowsMatchScalarForEveryTokenCountAndTail) {
 TEST(Mxfp4Avx512, EveryCodeAndScaleDecodesExactly) {
   SKIP_WITHOUT_AVX512();
   // Row 0: block b has scale byte sv[b]; byte j holds code j (element 2j) and 15-j (element 2j+1).
-  // One-hot activations read back single weights, which must be exact (-0 included, as 0).
+  // One-hot activations read back single weights, which must equal the reference's exactly (-0 as 0).
   std::vector<int> sv;
   for (int s = 0x70; s <= 0x8f; ++s) sv.push_back(s);
   for (int s : {0, 1, 2, 126, 127, 128, 253, 254}) sv.push_back(s);
@@ -99,6 +100,7 @@ TEST(Mxfp4Avx512, EveryCodeAndScaleDecodesExactly) {
     scales[size_t(b)] = uint8_t(sv[size_t(b)]);
     for (int j = 0; j < 16; ++j) blocks[size_t(b * 16 + j)] = uint8_t(j | ((15 - j) << 4));
   }
+  const auto w = dequantized(blocks, scales, 1, nb);  // exact: checked by hand in Mxfp4.AllCodes...
   std::vector<float> onehot(static_cast<size_t>(cols)), xq(static_cast<size_t>(pc));
   const float* xr[1] = {xq.data()};
   for (int64_t c = 0; c < cols; ++c) {
@@ -107,7 +109,7 @@ TEST(Mxfp4Avx512, EveryCodeAndScaleDecodesExactly) {
     avx512::permute_rows(onehot.data(), 1, cols, cols, xq.data());
     float got = NAN;
     avx512::mxfp4_dot_rows(blocks.data(), scales.data(), nb, 0, 1, xr, 1, &got);
-    ASSERT_EQ(got, float(weight(blocks.data(), scales.data(), nb, 0, c))) << "element " << c;
+    ASSERT_EQ(got, w[size_t(c)]) << "element " << c;
   }
 }
 
