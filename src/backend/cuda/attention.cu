@@ -45,30 +45,18 @@ __device__ __forceinline__ int64_t kv_offset(const KvView& kv, int32_t block, in
          kv.head_dim;
 }
 
-// Every token of a ragged batch: its sequence's block table from the device sequence descriptors.
-__global__ void kv_store_seqs_kernel(KvView kv, int g, const float* k, const float* v, const int32_t* positions,
-                                     const int32_t* token_seq, const DevAttnSeq* seqs) {
+// Stores the K and V rows of token t at positions[t] through a block table: that of the token's sequence
+// (seqs[token_seq[t]], a ragged batch) or, with seqs null, `block_table` (one sequence).
+__global__ void kv_store_kernel(KvView kv, int g, const float* k, const float* v, const int32_t* positions,
+                                const int32_t* block_table, const int32_t* token_seq, const DevAttnSeq* seqs) {
   const int64_t t = blockIdx.x;
   const int32_t pos = positions[t];
-  const int32_t block = seqs[token_seq[t]].block_table[pos / kv.block_size];
+  const int32_t* table = seqs ? seqs[token_seq[t]].block_table : block_table;
+  const int32_t block = table[pos / kv.block_size];
   const int slot = pos % kv.block_size;
   const int width = kv.kv_heads * kv.head_dim;
   for (int i = threadIdx.x; i < width; i += blockDim.x) {
     const int h = i / kv.head_dim, d = i % kv.head_dim;
-    kv.pool[kv_offset(kv, block, g, 0, slot, h) + d] = k[t * width + i];
-    kv.pool[kv_offset(kv, block, g, 1, slot, h) + d] = v[t * width + i];
-  }
-}
-
-__global__ void kv_store_kernel(KvView kv, int g, const float* k, const float* v, const int32_t* positions,
-                                const int32_t* block_table) {
-  int64_t t = blockIdx.x;
-  int32_t pos = positions[t];
-  int32_t block = block_table[pos / kv.block_size];
-  int slot = pos % kv.block_size;
-  int width = kv.kv_heads * kv.head_dim;
-  for (int i = threadIdx.x; i < width; i += blockDim.x) {
-    int h = i / kv.head_dim, d = i % kv.head_dim;
     kv.pool[kv_offset(kv, block, g, 0, slot, h) + d] = k[t * width + i];
     kv.pool[kv_offset(kv, block, g, 1, slot, h) + d] = v[t * width + i];
   }
@@ -178,11 +166,6 @@ __global__ void attention_kernel(const float* q, int64_t n, int heads, KvView kv
 
 }  // namespace
 
-void launch_rope(float* x, int64_t n, int heads, int head_dim, const int32_t* positions, const float* inv_freq,
-                 float attn_factor, cudaStream_t s) {
-  launch_rope_qk(x, heads, nullptr, 0, n, head_dim, positions, inv_freq, attn_factor, s);
-}
-
 void launch_rope_qk(float* q, int q_heads, float* k, int kv_heads, int64_t n, int head_dim, const int32_t* positions,
                     const float* inv_freq, float attn_factor, cudaStream_t s) {
   if (n == 0) return;
@@ -196,14 +179,14 @@ void launch_rope_qk(float* q, int q_heads, float* k, int kv_heads, int64_t n, in
 void launch_kv_store(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n,
                      const int32_t* positions, const int32_t* block_table, cudaStream_t s) {
   if (n == 0) return;
-  kv_store_kernel<<<unsigned(n), 256, 0, s>>>(kv, group_layer, k, v, positions, block_table);
+  kv_store_kernel<<<unsigned(n), 256, 0, s>>>(kv, group_layer, k, v, positions, block_table, nullptr, nullptr);
   GPTOSS_CUDA_LAUNCH_CHECK();
 }
 
 void launch_kv_store_seqs(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n,
                           const int32_t* positions, const int32_t* token_seq, const DevAttnSeq* seqs, cudaStream_t s) {
   if (n == 0) return;
-  kv_store_seqs_kernel<<<unsigned(n), 256, 0, s>>>(kv, group_layer, k, v, positions, token_seq, seqs);
+  kv_store_kernel<<<unsigned(n), 256, 0, s>>>(kv, group_layer, k, v, positions, nullptr, token_seq, seqs);
   GPTOSS_CUDA_LAUNCH_CHECK();
 }
 

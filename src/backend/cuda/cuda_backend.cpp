@@ -143,15 +143,7 @@ class CudaBackend final : public Backend {
   }
   void matmul_bf16_multi(const float* x, int64_t n, int64_t in, const Linear* linears, int count) override {
     auto t = op_scope(OpProfile::kMatmul);
-    cuda::MatmulOut outs[8];
-    for (int c0 = 0; c0 < count; c0 += 8) {
-      const int m = std::min(8, count - c0);
-      for (int i = 0; i < m; ++i) {
-        const Linear& l = linears[c0 + i];
-        outs[i] = {l.w, l.bias, l.y, l.out};
-      }
-      cuda::launch_matmul_bf16_multi(x, n, in, outs, m, stream_);
-    }
+    cuda::launch_matmul_bf16_multi(x, n, in, linears, count, stream_);
   }
   void add_rms_norm(float* x, const float* y, const uint16_t* w, float* out, int64_t n, int64_t d,
                     float eps) override {
@@ -164,11 +156,7 @@ class CudaBackend final : public Backend {
   }
   void rope(float* x, int64_t n, int heads, int head_dim, const int32_t* positions, const float* inv_freq,
             float attn_factor) override {
-    auto t = op_scope(OpProfile::kRope);
-    begin_op(size_t(n) * 4, 1);
-    const int32_t* dpos = stage(positions, n);
-    upload();
-    cuda::launch_rope(x, n, heads, head_dim, dpos, inv_freq, attn_factor, stream_);
+    rope_qk(x, heads, nullptr, 0, n, head_dim, positions, inv_freq, attn_factor);
   }
   void rope_qk(float* q, int q_heads, float* k, int kv_heads, int64_t n, int head_dim, const int32_t* positions,
                const float* inv_freq, float attn_factor) override {
@@ -203,11 +191,7 @@ class CudaBackend final : public Backend {
     const StagedSeqs st = stage_seqs(kv, seqs, n_seqs, nullptr);
     GPTOSS_CHECK(st.n == n, "attention: sequences cover {} of {} tokens", st.n, n);
     // Keys of the longest context in the batch (window-limited): the kernel uses a warp per 32 of them.
-    int64_t max_keys = 1;
-    for (int i = 0; i < n_seqs; ++i) {
-      const int64_t last = seqs[i].start_pos + seqs[i].n_tokens;  // keys of the sequence's last token
-      max_keys = std::max(max_keys, window > 0 ? std::min<int64_t>(last, window) : last);
-    }
+    const int64_t max_keys = std::max<int64_t>(1, window > 0 ? std::min<int64_t>(st.max_end, window) : st.max_end);
     cuda::launch_attention(q, n, heads, kv, group_layer, st.seqs, n_seqs, st.token_seq, sinks, window, scale, out,
                            max_keys, stream_);
   }
@@ -276,6 +260,7 @@ class CudaBackend final : public Backend {
   // every token, and (when `positions` is given, host, one per token) the positions; one upload.
   struct StagedSeqs {
     int64_t n = 0;
+    int64_t max_end = 0;  // max over sequences of start_pos + n_tokens (keys of their last tokens)
     const cuda::DevAttnSeq* seqs = nullptr;
     const int32_t* token_seq = nullptr;
     const int32_t* positions = nullptr;
@@ -283,11 +268,12 @@ class CudaBackend final : public Backend {
   StagedSeqs stage_seqs(const KvView& kv, const AttnSeqDesc* seqs, int n_seqs, const int32_t* positions) {
     int64_t n = 0;
     size_t table_bytes = 0;
+    StagedSeqs st;
     for (int i = 0; i < n_seqs; ++i) {
       n = std::max(n, seqs[i].token_offset + seqs[i].n_tokens);
+      st.max_end = std::max<int64_t>(st.max_end, seqs[i].start_pos + seqs[i].n_tokens);
       table_bytes += size_t(seqs[i].n_tokens ? (seqs[i].start_pos + seqs[i].n_tokens - 1) / kv.block_size + 1 : 0) * 4;
     }
-    StagedSeqs st;
     st.n = n;
     if (n == 0) return st;
     begin_op(table_bytes + size_t(n_seqs) * sizeof(cuda::DevAttnSeq) + size_t(n) * 8, n_seqs + 3);

@@ -26,20 +26,13 @@ void launch_add(float* x, const float* y, int64_t count, cudaStream_t s);
 void launch_gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst, cudaStream_t s);
 void launch_matmul_bf16(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
                         int64_t out, cudaStream_t s);
-// Several matrices with the same input in one launch (up to 4 a launch).
-struct MatmulOut {
-  const uint16_t* w;
-  const uint16_t* bias;
-  float* y;
-  int64_t out;
-};
-void launch_matmul_bf16_multi(const float* x, int64_t n, int64_t in, const MatmulOut* outs, int count, cudaStream_t s);
+// Several matrices with the same input (Backend::Linear: w, bias, y, out), 4 a launch.
+void launch_matmul_bf16_multi(const float* x, int64_t n, int64_t in, const Backend::Linear* linears, int count,
+                              cudaStream_t s);
 // x[n, d] += y, then out = rms_norm(x) with w.
 void launch_add_rms_norm(float* x, const float* y, const uint16_t* w, float* out, int64_t n, int64_t d, float eps,
                          cudaStream_t s);
-void launch_rope(float* x, int64_t n, int heads, int head_dim, const int32_t* positions, const float* inv_freq,
-                 float attn_factor, cudaStream_t s);
-// rope on q and k in one launch (k may be null).
+// rope on q and k in one launch (k may be null: q alone).
 void launch_rope_qk(float* q, int q_heads, float* k, int kv_heads, int64_t n, int head_dim, const int32_t* positions,
                     const float* inv_freq, float attn_factor, cudaStream_t s);
 void launch_kv_store(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n,

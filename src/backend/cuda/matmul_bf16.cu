@@ -134,7 +134,7 @@ __global__ void matmul_kernel(const float* x, int64_t n, int64_t in, MatmulSegme
 
 }  // namespace
 
-void launch_matmul_bf16_multi(const float* x, int64_t n, int64_t in, const MatmulOut* outs, int count,
+void launch_matmul_bf16_multi(const float* x, int64_t n, int64_t in, const Backend::Linear* outs, int count,
                               cudaStream_t s) {
   if (n == 0) return;
   for (int c0 = 0; c0 < count; c0 += kMaxSegments) {
@@ -142,7 +142,7 @@ void launch_matmul_bf16_multi(const float* x, int64_t n, int64_t in, const Matmu
     segs.count = std::min(kMaxSegments, count - c0);
     bool vec = in % 8 == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0;
     for (int i = 0; i < segs.count; ++i) {
-      const MatmulOut& o = outs[c0 + i];
+      const Backend::Linear& o = outs[c0 + i];
       segs.w[i] = o.w;
       segs.bias[i] = o.bias;
       segs.y[i] = o.y;
@@ -167,7 +167,7 @@ void launch_matmul_bf16_multi(const float* x, int64_t n, int64_t in, const Matmu
 
 void launch_matmul_bf16(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
                         int64_t out, cudaStream_t s) {
-  const MatmulOut o{w, bias, y, out};
+  const Backend::Linear o{w, bias, y, out};
   launch_matmul_bf16_multi(x, n, in, &o, 1, s);
 }
 
