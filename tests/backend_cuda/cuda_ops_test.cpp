@@ -240,7 +240,9 @@ TEST_F(CudaOps, AttentionLongContextDecode) {
 }
 
 // The real widths (90 blocks a row), and rows longer than one pass of the wide kernels (100 and 128
-// blocks) with intermediate sizes that do not fill whole thread blocks of pairs / rows.
+// blocks) with intermediate sizes that do not fill whole thread blocks of pairs / rows. The shapes with
+// n * k >= 64 token-slots take the tensor-core kernels (kTensorCoreMinSlots), the small ones with rows
+// split over 2 or 4 warps.
 struct MoeShape {
   int64_t n, hidden, inter;
   int experts, k;
@@ -251,42 +253,63 @@ void PrintTo(const MoeShape& m, std::ostream* os) {
       << "}";
 }
 
-class CudaMoe : public CudaOps, public ::testing::WithParamInterface<MoeShape> {};
-
-TEST_P(CudaMoe, RouterAndMoeMxfp4MatchCpu) {
-  const auto [n, hidden, inter, experts, k] = GetParam();
-  auto x = rand_f32(size_t(n * hidden));
-  auto logits = rand_f32(size_t(n * experts));
-  auto gu_blocks = rand_u8(size_t(experts) * 2 * inter * hidden / 2);
-  auto gu_scales = rand_u8(size_t(experts) * 2 * inter * hidden / 32, 118, 124);
-  auto gu_bias = rand_bf16(size_t(experts) * 2 * inter, 0.5f);
-  auto dn_blocks = rand_u8(size_t(experts) * hidden * inter / 2);
-  auto dn_scales = rand_u8(size_t(experts) * hidden * inter / 32, 118, 124);
-  auto dn_bias = rand_bf16(size_t(experts) * hidden, 0.5f);
-  std::vector<std::vector<float>> res;
-  for (Backend* b : {cpu_.get(), gpu_.get()}) {
-    int32_t* idx = static_cast<int32_t*>(b->alloc(size_t(n * k) * 4));
-    float* w = out(*b, size_t(n * k));
-    b->router_topk(put(*b, logits), n, experts, k, idx, w);
-    auto prep = [&](const auto& v) { return b->prepare_weight(v.data(), v.size() * sizeof(v[0])); };
-    ExpertWeights gu{true, static_cast<const uint8_t*>(prep(gu_blocks)), static_cast<const uint8_t*>(prep(gu_scales)),
-                     nullptr, static_cast<const uint16_t*>(prep(gu_bias)), 2 * inter, hidden, experts};
-    ExpertWeights dn{true, static_cast<const uint8_t*>(prep(dn_blocks)), static_cast<const uint8_t*>(prep(dn_scales)),
-                     nullptr, static_cast<const uint16_t*>(prep(dn_bias)), hidden, inter, experts};
-    float* o = out(*b, size_t(n * hidden));
-    b->moe(put(*b, x), n, hidden, idx, w, k, gu, dn, 7.0f, o);
-    auto r = get(*b, o, size_t(n * hidden));
-    auto ww = get(*b, w, size_t(n * k));
-    r.insert(r.end(), ww.begin(), ww.end());
-    res.push_back(r);
-    b->free(idx);
+class CudaMoe : public CudaOps, public ::testing::WithParamInterface<MoeShape> {
+ protected:
+  // Relative error of the GPU's router + MXFP4 MoE against the CPU's, x drawn in [-x_scale, x_scale],
+  // biases in [-bias_scale, bias_scale].
+  double moe_rel_err(const MoeShape& shape, float x_scale, float bias_scale = 0.5f, float limit = 7.0f) {
+    const auto [n, hidden, inter, experts, k] = shape;
+    auto x = rand_f32(size_t(n * hidden));
+    for (float& v : x) v *= x_scale;
+    auto logits = rand_f32(size_t(n * experts));
+    auto gu_blocks = rand_u8(size_t(experts) * 2 * inter * hidden / 2);
+    auto gu_scales = rand_u8(size_t(experts) * 2 * inter * hidden / 32, 118, 124);
+    auto gu_bias = rand_bf16(size_t(experts) * 2 * inter, bias_scale > 0 ? bias_scale : 1.0f);
+    auto dn_blocks = rand_u8(size_t(experts) * hidden * inter / 2);
+    auto dn_scales = rand_u8(size_t(experts) * hidden * inter / 32, 118, 124);
+    auto dn_bias = rand_bf16(size_t(experts) * hidden, bias_scale > 0 ? bias_scale : 1.0f);
+    if (bias_scale == 0) {
+      std::fill(gu_bias.begin(), gu_bias.end(), uint16_t(0));
+      std::fill(dn_bias.begin(), dn_bias.end(), uint16_t(0));
+    }
+    std::vector<std::vector<float>> res;
+    for (Backend* b : {cpu_.get(), gpu_.get()}) {
+      int32_t* idx = static_cast<int32_t*>(b->alloc(size_t(n * k) * 4));
+      float* w = out(*b, size_t(n * k));
+      b->router_topk(put(*b, logits), n, experts, k, idx, w);
+      auto prep = [&](const auto& v) { return b->prepare_weight(v.data(), v.size() * sizeof(v[0])); };
+      ExpertWeights gu{true, static_cast<const uint8_t*>(prep(gu_blocks)), static_cast<const uint8_t*>(prep(gu_scales)),
+                       nullptr, static_cast<const uint16_t*>(prep(gu_bias)), 2 * inter, hidden, experts};
+      ExpertWeights dn{true, static_cast<const uint8_t*>(prep(dn_blocks)), static_cast<const uint8_t*>(prep(dn_scales)),
+                       nullptr, static_cast<const uint16_t*>(prep(dn_bias)), hidden, inter, experts};
+      float* o = out(*b, size_t(n * hidden));
+      b->moe(put(*b, x), n, hidden, idx, w, k, gu, dn, limit, o);
+      auto r = get(*b, o, size_t(n * hidden));
+      auto ww = get(*b, w, size_t(n * k));
+      r.insert(r.end(), ww.begin(), ww.end());
+      res.push_back(r);
+      b->free(idx);
+    }
+    return rel_err(res[1], res[0]);
   }
-  EXPECT_LT(rel_err(res[1], res[0]), 1e-5);
+};
+
+TEST_P(CudaMoe, RouterAndMoeMxfp4MatchCpu) { EXPECT_LT(moe_rel_err(GetParam(), 1.0f), 1e-5); }
+
+// The tensor-core kernels scale each row of x (and of h) by a power of two before splitting it into f16
+// limbs: tiny and large activations must keep f32 precision (an unscaled split loses the low limbs of tiny
+// values in f16 subnormals and overflows f16 above 65504). No biases and no SwiGLU clamp here, so the
+// outputs follow x all the way (a bias or the clamp would hide the error).
+TEST_F(CudaMoe, TensorCoreMoeKeepsPrecisionForTinyAndLargeActivations) {
+  for (float scale : {1e-7f, 3e4f})
+    EXPECT_LT(moe_rel_err(MoeShape{16, 256, 128, 8, 4}, scale, 0.0f, 1e30f), 1e-5) << scale;
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaMoe,
                          ::testing::Values(MoeShape{6, 2880, 2880, 32, 4}, MoeShape{3, 3200, 96, 8, 2},
-                                           MoeShape{5, 96, 4096, 4, 2}, MoeShape{1, 64, 32, 4, 1}),
+                                           MoeShape{5, 96, 4096, 4, 2}, MoeShape{1, 64, 32, 4, 1},
+                                           MoeShape{20, 2880, 2880, 32, 4}, MoeShape{40, 3200, 96, 8, 2},
+                                           MoeShape{33, 96, 4096, 4, 2}, MoeShape{64, 64, 32, 4, 1}),
                          [](const ::testing::TestParamInfo<MoeShape>& i) {
                            return "n" + std::to_string(i.param.n) + "_h" + std::to_string(i.param.hidden) + "_i" +
                                   std::to_string(i.param.inter) + "_e" + std::to_string(i.param.experts);

@@ -14,6 +14,7 @@
 #include "backend/op_profile.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.cuh"
+#include "backend/cuda/moe_mxfp4.cuh"
 
 namespace gptoss {
 namespace {
@@ -39,7 +40,7 @@ class CudaBackend final : public Backend {
     for (auto& [p, n] : sizes_) cudaFree(p);
     for (void* p : weights_) cudaFree(p);
     if (arena_) cudaFree(arena_);
-    for (float* p : {h_scratch_, y_scratch_})
+    for (float* p : {h_scratch_, y_scratch_, tc_scratch_})
       if (p) cudaFree(p);
     cudaStreamDestroy(stream_);
   }
@@ -205,7 +206,10 @@ class CudaBackend final : public Backend {
     int64_t inter = gate_up.rows / 2;
     grow(h_scratch_, h_cap_, size_t(n * k * inter));
     grow(y_scratch_, y_cap_, size_t(n * k * hidden));
-    cuda::launch_moe(x, n, hidden, idx, w, k, gate_up, down, swiglu_limit, h_scratch_, y_scratch_, out, stream_);
+    if (n * k >= cuda::kTensorCoreMinSlots)
+      grow(tc_scratch_, tc_cap_, (cuda::moe_mxfp4_scratch_bytes(n * k, hidden, inter) + 3) / 4);
+    cuda::launch_moe(x, n, hidden, idx, w, k, gate_up, down, swiglu_limit, h_scratch_, y_scratch_, tc_scratch_, out,
+                     stream_);
   }
   void gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) override {
     auto t = op_scope(OpProfile::kGather);
@@ -316,7 +320,8 @@ class CudaBackend final : public Backend {
   size_t arena_cap_ = 0, arena_used_ = 0;
   float* h_scratch_ = nullptr;
   float* y_scratch_ = nullptr;
-  size_t h_cap_ = 0, y_cap_ = 0;
+  float* tc_scratch_ = nullptr;  // limbs of the tensor-core MoE (moe_mxfp4.cuh)
+  size_t h_cap_ = 0, y_cap_ = 0, tc_cap_ = 0;
   OpProfile profile_;
 };
 

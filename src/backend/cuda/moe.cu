@@ -1,21 +1,18 @@
 // router_topk and the MoE block (MXFP4 or bf16 experts) with the clamped SwiGLU.
-// Three passes: gate_up + SwiGLU -> h [n*k, I]; down -> y [n*k, H]; weighted sum -> out [n, H].
+// Three passes: gate_up + SwiGLU -> h [n*k, I]; down -> y [n*k, H]; weighted sum -> out [n, H]. MXFP4
+// experts of kTensorCoreMinSlots or more token-slots take the tensor-core kernels of moe_mxfp4.cu for
+// the first two; fewer (decode at small batches) the CUDA-core kernels here.
 #include <algorithm>
 
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.cuh"
+#include "backend/cuda/moe_mxfp4.cuh"
 
 namespace gptoss::cuda {
 namespace {
 
 __constant__ float kFp4[16] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f, -0.f, -0.5f, -1.f, -1.5f, -2.f, -3.f, -4.f, -6.f};
-
-__device__ __forceinline__ float e8m0(uint8_t s) {
-  if (s == 255) return __int_as_float(0x7fc00000);
-  if (s == 0) return __int_as_float(0x00400000);  // 2^-127, a subnormal
-  return __int_as_float(int(s) << 23);
-}
 
 // A warp per token: lane l holds the logits of experts l, l + 32, ... (up to kRouterPerLane each). k
 // rounds of a warp-wide arg-max (the larger logit, ties to the lower index, as the CPU reference), then
@@ -83,13 +80,6 @@ __device__ float bf16_row_dot(const ExpertWeights& W, int e, int64_t r, const fl
   float acc = 0.f;
   for (int64_t i = 0; i < W.cols; ++i) acc += bf16_to_f32(base[i * W.rows]) * x[i];
   return acc;
-}
-
-__device__ __forceinline__ float swiglu(float gate, float up, float limit) {
-  gate = fminf(gate, limit);
-  up = fminf(fmaxf(up, -limit), limit);
-  float glu = gate / (1.f + expf(-1.702f * gate));
-  return (up + 1.f) * glu;
 }
 
 // MXFP4 rows, a warp per gate/up pair or per 2 down rows: lane l takes whole blocks l, l + 32, l + 64 of
@@ -276,29 +266,31 @@ void launch_router_topk(const float* logits, int64_t n, int experts, int k, int3
 
 void launch_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
                 const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* h_scratch,
-                float* y_scratch, float* out, cudaStream_t s) {
+                float* y_scratch, void* tc_scratch, float* out, cudaStream_t s) {
   if (n == 0) return;
   const int64_t inter = gate_up.rows / 2, slots = n * k;
-  // MXFP4 needs hidden and intermediate sizes that are multiples of 32, so 2 rows and 16 pairs divide them.
-  if (gate_up.mxfp4) {
+  GPTOSS_CHECK(gate_up.mxfp4 == down.mxfp4, "cuda MoE: gate_up and down experts in different formats");
+  if (gate_up.mxfp4 && slots >= kTensorCoreMinSlots) {
+    launch_moe_mxfp4(x, hidden, idx, k, gate_up, down, swiglu_limit, h_scratch, y_scratch, slots, tc_scratch, s);
+  } else if (gate_up.mxfp4) {
+    // MXFP4 needs hidden and intermediate sizes that are multiples of 32, so 2 rows and 16 pairs divide them.
     GPTOSS_CHECK(std::max(hidden, inter) * int64_t(sizeof(float)) <= 48 * 1024,
                  "cuda MXFP4 MoE: hidden {} / intermediate {} do not fit the kernels' 48 KB of shared memory", hidden,
                  inter);
     gate_up_wide_kernel<<<dim3(ceil_div(inter, kWideWarps), unsigned(slots)), 32 * kWideWarps,
                           size_t(hidden) * sizeof(float), s>>>(x, hidden, idx, k, gate_up, swiglu_limit, h_scratch, inter);
+    GPTOSS_CUDA_LAUNCH_CHECK();
+    down_wide_kernel<2><<<dim3(ceil_div(hidden, 2 * kWideWarps), unsigned(slots)), 32 * kWideWarps,
+                          size_t(inter) * sizeof(float), s>>>(h_scratch, inter, idx, down, y_scratch, hidden);
+    GPTOSS_CUDA_LAUNCH_CHECK();
   } else {
     gate_up_bf16_kernel<<<ceil_div(slots * inter, 256), 256, 0, s>>>(x, n, hidden, idx, k, gate_up, swiglu_limit,
                                                                      h_scratch, inter);
-  }
-  GPTOSS_CUDA_LAUNCH_CHECK();
-  if (down.mxfp4) {
-    down_wide_kernel<2><<<dim3(ceil_div(hidden, 2 * kWideWarps), unsigned(slots)), 32 * kWideWarps,
-                          size_t(inter) * sizeof(float), s>>>(h_scratch, inter, idx, down, y_scratch, hidden);
-  } else {
+    GPTOSS_CUDA_LAUNCH_CHECK();
     down_bf16_kernel<<<ceil_div(slots * hidden, 256), 256, 0, s>>>(h_scratch, n, inter, idx, k, down, y_scratch,
                                                                    hidden);
+    GPTOSS_CUDA_LAUNCH_CHECK();
   }
-  GPTOSS_CUDA_LAUNCH_CHECK();
   combine_kernel<<<ceil_div(n * hidden, 256), 256, 0, s>>>(y_scratch, w, k, hidden, n, out);
   GPTOSS_CUDA_LAUNCH_CHECK();
 }

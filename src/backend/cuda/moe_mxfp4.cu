@@ -1,0 +1,243 @@
+// The MXFP4 expert projections (gate_up + SwiGLU, down) on the tensor cores, exact to f32 level.
+//
+// mma.sync m16n8k16 multiplies f16 inputs exactly and sums in f32. An e2m1 code becomes an f16 with two
+// shifts and masks: its sign to bit 15 and its 3 magnitude bits to bits 9..11 give the f16 of its value
+// times 2^-14 (code 1 lands on the subnormal 2^-15), undone on the sums. x (f32) is scaled by a power of
+// two per row (max |x| < 2^14) and split into three f16 limbs x = l0 + l1 + l2 (33 significant bits, more
+// than f32's 24) by limbs_kernel; the limbs are columns 0..2 of the mma's B operand. Each block of 32
+// codes (one e8m0 scale) takes two k-steps into a fresh accumulator that is scaled into the running sums.
+//
+// A warp owns a tile of 16 rows and a range of the blocks (ksplit warps of a thread block share a tile
+// and add their sums in shared memory). Lane (g = lane / 4, t = lane % 4) loads bytes 4t .. 4t + 3 of
+// each block of rows g and g + 8: codes 8t .. 8t + 7, code i in bits 4i .. 4i + 3. The f16 pair of
+// codes (p, p + 4) is one fragment register; in k-step s the mma's columns {2t, 2t + 1} hold pair
+// p = 2s, columns {2t + 8, 2t + 9} pair p = 2s + 1, and the B registers of the limbs follow the same order.
+#include <algorithm>
+#include <cuda_fp16.h>
+
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/moe_mxfp4.cuh"
+
+namespace gptoss::cuda {
+namespace {
+
+constexpr int kTcWarps = 4;
+constexpr int kTcGroup = 1;  // blocks a lane loads ahead (H200: 1 = 2 at batch 1-8, 1 faster at 16-64; 4, 8 slower)
+constexpr int64_t kTcWarpsWanted = 2048;  // below this many (tile, slot) warps, split rows over 2 or 4 warps
+constexpr int kLimbs = 3;
+constexpr int kXfLanes = 4 * kLimbs;  // lanes whose B columns hold a limb (g < 3)
+
+__device__ __forceinline__ uint32_t half2_bits(__half lo, __half hi) {
+  return uint32_t(__half_as_ushort(lo)) | uint32_t(__half_as_ushort(hi)) << 16;
+}
+
+// One thread block a row of x (cols = 32 nb values): xf[row][b][4 l + t] = limb l of x[32 b + 8 t + ..] *
+// 2^shift in B-register order (pairs (0, 4), (1, 5), (2, 6), (3, 7)); unscale[row] = 2^(14 - shift).
+__global__ void limbs_kernel(const float* x, int64_t nb, uint4* xf, float* unscale) {
+  __shared__ float warp_max_abs[32];
+  const int64_t row = blockIdx.x;
+  const float* xr = x + row * nb * 32;
+  float m = 0.f;
+  for (int64_t i = threadIdx.x; i < nb * 32; i += blockDim.x) m = fmaxf(m, fabsf(xr[i]));
+  m = warp_max(m);
+  if ((threadIdx.x & 31) == 0) warp_max_abs[threadIdx.x >> 5] = m;
+  __syncthreads();
+  for (int w = 0; w < int(blockDim.x >> 5); ++w) m = fmaxf(m, warp_max_abs[w]);
+  int e = 0;
+  frexpf(m, &e);  // m < 2^e (e = 0 for m = 0)
+  const int shift = max(-100, min(100, 14 - e));
+  const float scale = ldexpf(1.f, shift);
+  if (threadIdx.x == 0) unscale[row] = ldexpf(1.f, 14 - shift);
+  uint4* out = xf + row * nb * kXfLanes;
+  for (int64_t item = threadIdx.x; item < nb * 4; item += blockDim.x) {
+    const float4* src = reinterpret_cast<const float4*>(xr + item * 8);
+    const float4 p = src[0], q = src[1];
+    float lo[4] = {p.x, p.y, p.z, p.w}, hi[4] = {q.x, q.y, q.z, q.w};
+    uint32_t r[kLimbs][4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      float a = lo[j] * scale, b = hi[j] * scale;
+#pragma unroll
+      for (int l = 0; l < kLimbs; ++l) {
+        const __half ha = __float2half_rn(a), hb = __float2half_rn(b);
+        r[l][j] = half2_bits(ha, hb);
+        a -= __half2float(ha);
+        b -= __half2float(hb);
+      }
+    }
+    const int64_t b = item / 4, t = item % 4;
+#pragma unroll
+    for (int l = 0; l < kLimbs; ++l) out[b * kXfLanes + 4 * l + t] = make_uint4(r[l][0], r[l][1], r[l][2], r[l][3]);
+  }
+}
+
+// Codes p and p + 4 of w as an f16 pair (values times 2^-14).
+template <int p>
+__device__ __forceinline__ uint32_t e2m1_pair(uint32_t w) {
+  const uint32_t sign = (p == 3 ? w : w << (12 - 4 * p)) & 0x80008000u;
+  const uint32_t mag = (p == 3 ? w >> 3 : w << (9 - 4 * p)) & 0x0e000e00u;
+  return sign | mag;
+}
+
+__device__ __forceinline__ void mma_16816(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                          uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// The codes, scales and limbs of kTcGroup consecutive blocks of this lane's two rows.
+struct Group {
+  uint32_t wa[kTcGroup], wb[kTcGroup];
+  uint32_t sa[kTcGroup], sb[kTcGroup];
+  uint4 x[kTcGroup];
+
+  // pa / pb: the lane's bytes of block 0 of rows g / g + 8; qa / qb: their scales; xl: the lane's limbs of
+  // block 0 (null for lanes without a limb).
+  __device__ __forceinline__ void load(const uint8_t* pa, const uint8_t* pb, const uint8_t* qa, const uint8_t* qb,
+                                       const uint4* xl, int b0, int b_end) {
+#pragma unroll
+    for (int j = 0; j < kTcGroup; ++j) {
+      const int b = b0 + j;
+      if (b < b_end) {
+        wa[j] = __ldg(reinterpret_cast<const uint32_t*>(pa + b * 16));
+        wb[j] = __ldg(reinterpret_cast<const uint32_t*>(pb + b * 16));
+        sa[j] = __ldg(qa + b);
+        sb[j] = __ldg(qb + b);
+        x[j] = xl ? __ldg(xl + b * kXfLanes) : make_uint4(0, 0, 0, 0);
+      }
+    }
+  }
+
+  __device__ __forceinline__ void dot(int b0, int b_end, float* acc) const {
+#pragma unroll
+    for (int j = 0; j < kTcGroup; ++j) {
+      if (b0 + j >= b_end) break;
+      float c[4] = {0.f, 0.f, 0.f, 0.f};
+      mma_16816(c, e2m1_pair<0>(wa[j]), e2m1_pair<0>(wb[j]), e2m1_pair<1>(wa[j]), e2m1_pair<1>(wb[j]), x[j].x, x[j].y);
+      mma_16816(c, e2m1_pair<2>(wa[j]), e2m1_pair<2>(wb[j]), e2m1_pair<3>(wa[j]), e2m1_pair<3>(wb[j]), x[j].z, x[j].w);
+      const float s0 = e8m0(sa[j]), s1 = e8m0(sb[j]);
+      acc[0] = fmaf(c[0], s0, acc[0]);
+      acc[1] = fmaf(c[1], s0, acc[1]);
+      acc[2] = fmaf(c[2], s1, acc[2]);
+      acc[3] = fmaf(c[3], s1, acc[3]);
+    }
+  }
+};
+
+// Grid (tile groups, token-slots); warp w of a block takes tile (4 / ksplit) * blockIdx.x + w / ksplit
+// (16 rows) and part w % ksplit of its blocks. The limbs of slot ts are row ts / x_div of xf. gate_up
+// (rows = gate/up pairs interleaved) writes out[ts * rows / 2 + pair] = SwiGLU; down out[ts * rows + row].
+template <bool kGateUp>
+__global__ void __launch_bounds__(32 * kTcWarps) mxfp4_tc_kernel(const uint4* xf, const float* unscale, int x_div,
+                                                                 const int32_t* idx, ExpertWeights W, float limit,
+                                                                 float* out, int ksplit) {
+  __shared__ float part[kTcWarps][32];
+  const int64_t ts = blockIdx.y;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int nb = int(W.cols / 32);
+  const int64_t r0 = (int64_t(blockIdx.x) * (kTcWarps / ksplit) + warp / ksplit) * 16;
+  const int per = (nb + ksplit - 1) / ksplit, b_begin = (warp % ksplit) * per, b_end = min(nb, b_begin + per);
+  const int e = idx[ts];
+  const int64_t ra = int64_t(e) * W.rows + min(r0 + g, W.rows - 1);
+  const int64_t rb = int64_t(e) * W.rows + min(r0 + g + 8, W.rows - 1);
+  const uint8_t* pa = W.blocks + ra * nb * 16 + 4 * t;
+  const uint8_t* pb = W.blocks + rb * nb * 16 + 4 * t;
+  const uint8_t* qa = W.scales + ra * nb;
+  const uint8_t* qb = W.scales + rb * nb;
+  const int64_t xrow = ts / x_div;
+  const uint4* xl = lane < kXfLanes ? xf + xrow * nb * kXfLanes + lane : nullptr;
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  if (r0 < W.rows && b_begin < b_end) {
+    Group cur, next;
+    cur.load(pa, pb, qa, qb, xl, b_begin, b_end);
+    for (int b0 = b_begin; b0 < b_end; b0 += kTcGroup) {
+      const bool more = b0 + kTcGroup < b_end;
+      if (more) next.load(pa, pb, qa, qb, xl, b0 + kTcGroup, b_end);
+      cur.dot(b0, b_end, acc);
+      if (more) cur = next;
+    }
+  }
+  // Lane t holds columns 2t, 2t + 1 (limbs 0, 1 at t = 0, limb 2 at t = 1, zeros above): sum over t.
+  float va = acc[0] + acc[1], vb = acc[2] + acc[3];
+  va += __shfl_xor_sync(0xffffffffu, va, 1);
+  vb += __shfl_xor_sync(0xffffffffu, vb, 1);
+  va += __shfl_xor_sync(0xffffffffu, va, 2);
+  vb += __shfl_xor_sync(0xffffffffu, vb, 2);
+  if (ksplit > 1) {
+    // part[warp][g] / [g + 8]: this warp's sums of rows g, g + 8; the first warp of each tile adds them.
+    if (t == 0) {
+      part[warp][g] = va;
+      part[warp][g + 8] = vb;
+    }
+    __syncthreads();
+    if (warp % ksplit != 0) return;
+    for (int i = 1; i < ksplit; ++i) {
+      va += part[warp + i][g];
+      vb += part[warp + i][g + 8];
+    }
+  }
+  if (r0 >= W.rows) return;
+  const float u = unscale[xrow];
+  va *= u;
+  vb *= u;
+  const uint16_t* bias = W.bias + int64_t(e) * W.rows;
+  const int64_t rows_a = r0 + g, rows_b = r0 + g + 8;
+  if constexpr (kGateUp) {
+    // Row 2p (gate) sits in lane 4g, row 2p + 1 (up) in lane 4 (g + 1).
+    const float ua = __shfl_down_sync(0xffffffffu, va, 4), ub = __shfl_down_sync(0xffffffffu, vb, 4);
+    if (t != 0 || (g & 1)) return;
+    float* h = out + ts * (W.rows / 2);
+    if (rows_a + 1 < W.rows)
+      h[rows_a / 2] = swiglu(va + bf16_to_f32(bias[rows_a]), ua + bf16_to_f32(bias[rows_a + 1]), limit);
+    if (rows_b + 1 < W.rows)
+      h[rows_b / 2] = swiglu(vb + bf16_to_f32(bias[rows_b]), ub + bf16_to_f32(bias[rows_b + 1]), limit);
+  } else {
+    if (t != 0) return;
+    float* y = out + ts * W.rows;
+    if (rows_a < W.rows) y[rows_a] = va + bf16_to_f32(bias[rows_a]);
+    if (rows_b < W.rows) y[rows_b] = vb + bf16_to_f32(bias[rows_b]);
+  }
+}
+
+// Tiles a block so that the grid has at least kTcWarpsWanted warps: the blocks of a row are split over
+// 2 or 4 warps when there are few tiles (small models; the 20b's 180+ tiles a slot never split at the
+// slot counts this path takes).
+template <bool kGateUp>
+void launch_tc(const uint4* xf, const float* unscale, int x_div, const int32_t* idx, const ExpertWeights& W,
+               float limit, float* out, int64_t slots, cudaStream_t s) {
+  const int64_t tiles = (W.rows + 15) / 16;
+  const int ksplit = tiles * slots >= kTcWarpsWanted ? 1 : tiles * slots * 2 >= kTcWarpsWanted ? 2 : 4;
+  const int64_t per_block = kTcWarps / ksplit;
+  mxfp4_tc_kernel<kGateUp><<<dim3(ceil_div(tiles, per_block), unsigned(slots)), 32 * kTcWarps, 0, s>>>(
+      xf, unscale, x_div, idx, W, limit, out, ksplit);
+  GPTOSS_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace
+
+size_t moe_mxfp4_scratch_bytes(int64_t slots, int64_t hidden, int64_t inter) {
+  const int64_t items = std::max(hidden, inter) / 32 * kXfLanes * slots;  // limbs of x (tokens <= slots) or h
+  return size_t(items) * sizeof(uint4) + size_t(slots) * sizeof(float);
+}
+
+void launch_moe_mxfp4(const float* x, int64_t hidden, const int32_t* idx, int k, const ExpertWeights& gate_up,
+                      const ExpertWeights& down, float swiglu_limit, float* h, float* y, int64_t slots, void* scratch,
+                      cudaStream_t s) {
+  GPTOSS_CHECK(gate_up.cols == hidden && down.rows == hidden && down.cols == gate_up.rows / 2,
+               "cuda MXFP4 MoE: gate_up [{} x {}] and down [{} x {}] do not fit hidden {}", gate_up.rows, gate_up.cols,
+               down.rows, down.cols, hidden);
+  const int64_t n = slots / k, nb_x = hidden / 32, nb_h = down.cols / 32;
+  uint4* xf = static_cast<uint4*>(scratch);
+  float* unscale = reinterpret_cast<float*>(xf + std::max(hidden, down.cols) / 32 * kXfLanes * slots);
+  limbs_kernel<<<unsigned(n), 256, 0, s>>>(x, nb_x, xf, unscale);
+  GPTOSS_CUDA_LAUNCH_CHECK();
+  launch_tc<true>(xf, unscale, k, idx, gate_up, swiglu_limit, h, slots, s);
+  limbs_kernel<<<unsigned(slots), 256, 0, s>>>(h, nb_h, xf, unscale);
+  GPTOSS_CUDA_LAUNCH_CHECK();
+  launch_tc<false>(xf, unscale, 1, idx, down, 0.f, y, slots, s);
+}
+
+}  // namespace gptoss::cuda
