@@ -242,7 +242,7 @@ TEST_F(CudaOps, AttentionLongContextDecode) {
 // The real widths (90 blocks a row), and rows longer than one pass of the wide kernels (100 and 128
 // blocks) with intermediate sizes that do not fill whole thread blocks of pairs / rows. The shapes with
 // n * k >= 64 token-slots take the tensor-core kernels (kTensorCoreMinSlots), the small ones with rows
-// split over 2 or 4 warps.
+// split over 2 or 4 warps; from 128 slots grouped by expert, with partial chunks of 32 slots.
 struct MoeShape {
   int64_t n, hidden, inter;
   int experts, k;
@@ -301,15 +301,18 @@ TEST_P(CudaMoe, RouterAndMoeMxfp4MatchCpu) { EXPECT_LT(moe_rel_err(GetParam(), 1
 // values in f16 subnormals and overflows f16 above 65504). No biases and no SwiGLU clamp here, so the
 // outputs follow x all the way (a bias or the clamp would hide the error).
 TEST_F(CudaMoe, TensorCoreMoeKeepsPrecisionForTinyAndLargeActivations) {
-  for (float scale : {1e-7f, 3e4f})
-    EXPECT_LT(moe_rel_err(MoeShape{16, 256, 128, 8, 4}, scale, 0.0f, 1e30f), 1e-5) << scale;
+  for (int64_t n : {16, 64})  // 64 and 256 token-slots: per slot and grouped by expert
+    for (float scale : {1e-7f, 3e4f})
+      EXPECT_LT(moe_rel_err(MoeShape{n, 256, 128, 8, 4}, scale, 0.0f, 1e30f), 1e-5) << n << " tokens, x * " << scale;
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaMoe,
                          ::testing::Values(MoeShape{6, 2880, 2880, 32, 4}, MoeShape{3, 3200, 96, 8, 2},
                                            MoeShape{5, 96, 4096, 4, 2}, MoeShape{1, 64, 32, 4, 1},
                                            MoeShape{20, 2880, 2880, 32, 4}, MoeShape{40, 3200, 96, 8, 2},
-                                           MoeShape{33, 96, 4096, 4, 2}, MoeShape{64, 64, 32, 4, 1}),
+                                           MoeShape{33, 96, 4096, 4, 2}, MoeShape{64, 64, 32, 4, 1},
+                                           MoeShape{80, 2880, 2880, 32, 4}, MoeShape{100, 96, 64, 8, 2},
+                                           MoeShape{300, 64, 32, 4, 1}),
                          [](const ::testing::TestParamInfo<MoeShape>& i) {
                            return "n" + std::to_string(i.param.n) + "_h" + std::to_string(i.param.hidden) + "_i" +
                                   std::to_string(i.param.inter) + "_e" + std::to_string(i.param.experts);

@@ -207,7 +207,7 @@ class CudaBackend final : public Backend {
     grow(h_scratch_, h_cap_, size_t(n * k * inter));
     grow(y_scratch_, y_cap_, size_t(n * k * hidden));
     if (n * k >= cuda::kTensorCoreMinSlots)
-      grow(tc_scratch_, tc_cap_, (cuda::moe_mxfp4_scratch_bytes(n * k, hidden, inter) + 3) / 4);
+      grow(tc_scratch_, tc_cap_, (cuda::moe_mxfp4_scratch_bytes(n * k, hidden, inter, gate_up.experts) + 3) / 4);
     cuda::launch_moe(x, n, hidden, idx, w, k, gate_up, down, swiglu_limit, h_scratch_, y_scratch_, tc_scratch_, out,
                      stream_);
   }

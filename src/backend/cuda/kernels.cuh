@@ -49,7 +49,7 @@ void launch_router_topk(const float* logits, int64_t n, int experts, int k, int3
 // batch 16 = 64 slots 847 vs 909).
 constexpr int64_t kTensorCoreMinSlots = 64;
 // h_scratch: [n*k, gate_up.rows/2] f32, y_scratch: [n*k, hidden] f32, tc_scratch:
-// moe_mxfp4_scratch_bytes(n*k, hidden, gate_up.rows/2) bytes when n*k >= kTensorCoreMinSlots.
+// moe_mxfp4_scratch_bytes(n*k, hidden, gate_up.rows/2, gate_up.experts) bytes when n*k >= kTensorCoreMinSlots.
 void launch_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
                 const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* h_scratch,
                 float* y_scratch, void* tc_scratch, float* out, cudaStream_t s);

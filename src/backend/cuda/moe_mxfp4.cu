@@ -7,12 +7,14 @@
 // than f32's 24) by limbs_kernel; the limbs are columns 0..2 of the mma's B operand. Each block of 32
 // codes (one e8m0 scale) takes two k-steps into a fresh accumulator that is scaled into the running sums.
 //
-// A warp owns a tile of 16 rows and a range of the blocks (ksplit warps of a thread block share a tile
-// and add their sums in shared memory). Lane (g = lane / 4, t = lane % 4) loads bytes 4t .. 4t + 3 of
+// Per slot (mxfp4_tc_kernel, 64..127 token-slots): a warp owns a tile of 16 rows and a range of the blocks
+// (ksplit warps of a thread block share a tile and add their sums in shared memory). Grouped by expert
+// (mxfp4_grouped_kernel, 128+ slots): a warp's tile of decoded codes serves up to 32 slots of its expert. Lane (g = lane / 4, t = lane % 4) loads bytes 4t .. 4t + 3 of
 // each block of rows g and g + 8: codes 8t .. 8t + 7, code i in bits 4i .. 4i + 3. The f16 pair of
 // codes (p, p + 4) is one fragment register; in k-step s the mma's columns {2t, 2t + 1} hold pair
 // p = 2s, columns {2t + 8, 2t + 9} pair p = 2s + 1, and the B registers of the limbs follow the same order.
 #include <algorithm>
+#include <type_traits>
 #include <cuda_fp16.h>
 
 #include "backend/cuda/common.cuh"
@@ -24,7 +26,10 @@ namespace {
 
 constexpr int kTcWarps = 4;
 constexpr int kTcGroup = 1;  // blocks a lane loads ahead (H200: 1 = 2 at batch 1-8, 1 faster at 16-64; 4, 8 slower)
-constexpr int64_t kTcWarpsWanted = 2048;  // below this many (tile, slot) warps, split rows over 2 or 4 warps
+constexpr int64_t kTcWarpsWanted = 2048;
+// From here slots are grouped by expert (group_slots_kernel); H200, 20b shape: 128 slots (batch 32) 1303
+// vs 996 tok/s per slot; at 64 (batch 16) an earlier grouped kernel lost, 787 vs 905.
+constexpr int64_t kGroupedMinSlots = 128;  // below this many (tile, slot) warps, split rows over 2 or 4 warps
 constexpr int kLimbs = 3;
 constexpr int kXfLanes = 4 * kLimbs;  // lanes whose B columns hold a limb (g < 3)
 
@@ -216,11 +221,142 @@ void launch_tc(const uint4* xf, const float* unscale, int x_div, const int32_t* 
   GPTOSS_CUDA_LAUNCH_CHECK();
 }
 
+// --- Slots grouped by expert ------------------------------------------------------------------------
+// With many token-slots each selected expert serves several of them: the grouped kernels decode a tile
+// of an expert's codes once and run it against up to kChunk slots (4 column groups of 8 tokens as the
+// mma's B columns, the three limbs one after another into the same accumulator).
+constexpr int kChunk = 32;
+
+struct SlotChunk {
+  int32_t expert, begin, count;  // slots order[begin .. begin + count) all select expert
+};
+
+// One thread block: order = the slots sorted by expert (any order within an expert: a slot's sums do not
+// depend on its column), chunks = runs of up to kChunk slots of one expert, then empty ones up to
+// max_chunks (the grid's size).
+__global__ void group_slots_kernel(const int32_t* idx, int slots, int experts, int max_chunks, int32_t* order,
+                                   SlotChunk* chunks) {
+  __shared__ int count[128], offset[128], cursor[128];
+  for (int e = threadIdx.x; e < experts; e += blockDim.x) count[e] = cursor[e] = 0;
+  __syncthreads();
+  for (int i = threadIdx.x; i < slots; i += blockDim.x) atomicAdd(&count[idx[i]], 1);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int off = 0, nc = 0;
+    for (int e = 0; e < experts; ++e) {
+      offset[e] = off;
+      for (int c = 0; c < count[e]; c += kChunk) chunks[nc++] = SlotChunk{e, off + c, min(kChunk, count[e] - c)};
+      off += count[e];
+    }
+    for (; nc < max_chunks; ++nc) chunks[nc] = SlotChunk{0, 0, 0};
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < slots; i += blockDim.x) {
+    const int e = idx[i];
+    order[offset[e] + atomicAdd(&cursor[e], 1)] = i;
+  }
+}
+
+// Grid (row tiles / kTcWarps, chunks); warp w takes rows [16 (kTcWarps blockIdx.x + w), + 16) of the
+// chunk's expert for all its slots. All limbs of a block are loaded before its first mma (loading them
+// per column group measured 1460 vs 1818 tok/s at batch 64; two or four row tiles a warp sharing the
+// limbs, 1700 / 1400: fewer warps). Limbs of slot sl: row sl / x_div of xf; outputs as mxfp4_tc_kernel.
+template <bool kGateUp>
+__global__ void __launch_bounds__(32 * kTcWarps) mxfp4_grouped_kernel(const uint4* xf, const float* unscale,
+                                                                      int x_div, const int32_t* order,
+                                                                      const SlotChunk* chunks, ExpertWeights W,
+                                                                      float limit, float* out) {
+  const SlotChunk ch = chunks[blockIdx.y];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int64_t r0 = (int64_t(blockIdx.x) * kTcWarps + warp) * 16;
+  if (ch.count == 0 || r0 >= W.rows) return;
+  const int nb = int(W.cols / 32), groups = (ch.count + 7) / 8;
+  // B: this lane gives limb l of token column g of each group; its limbs of block b at xb[cg] + 12 b + 4 l.
+  const uint4* xb[kChunk / 8];
+#pragma unroll
+  for (int cg = 0; cg < kChunk / 8; ++cg) {
+    const int col = 8 * cg + g;
+    xb[cg] = col < ch.count ? xf + int64_t(order[ch.begin + col] / x_div) * nb * kXfLanes + t : nullptr;
+  }
+  const int64_t ra = int64_t(ch.expert) * W.rows + min(r0 + g, W.rows - 1);
+  const int64_t rb = int64_t(ch.expert) * W.rows + min(r0 + g + 8, W.rows - 1);
+  const uint8_t* pa = W.blocks + ra * nb * 16 + 4 * t;
+  const uint8_t* pb = W.blocks + rb * nb * 16 + 4 * t;
+  const uint8_t* qa = W.scales + ra * nb;
+  const uint8_t* qb = W.scales + rb * nb;
+  uint32_t wa = __ldg(reinterpret_cast<const uint32_t*>(pa)), wb = __ldg(reinterpret_cast<const uint32_t*>(pb));
+  uint32_t sa = __ldg(qa), sb = __ldg(qb);
+  float acc[kChunk / 8][4] = {};
+  for (int b = 0; b < nb; ++b) {
+    uint4 x[kChunk / 8][kLimbs];
+#pragma unroll
+    for (int cg = 0; cg < kChunk / 8; ++cg)
+#pragma unroll
+      for (int l = 0; l < kLimbs; ++l)
+        x[cg][l] = cg < groups && xb[cg] ? __ldg(xb[cg] + b * kXfLanes + 4 * l) : make_uint4(0, 0, 0, 0);
+    const uint32_t a[8] = {e2m1_pair<0>(wa), e2m1_pair<0>(wb), e2m1_pair<1>(wa), e2m1_pair<1>(wb),
+                           e2m1_pair<2>(wa), e2m1_pair<2>(wb), e2m1_pair<3>(wa), e2m1_pair<3>(wb)};
+    const float s0 = e8m0(sa), s1 = e8m0(sb);
+    if (b + 1 < nb) {
+      wa = __ldg(reinterpret_cast<const uint32_t*>(pa + (b + 1) * 16));
+      wb = __ldg(reinterpret_cast<const uint32_t*>(pb + (b + 1) * 16));
+      sa = __ldg(qa + b + 1);
+      sb = __ldg(qb + b + 1);
+    }
+#pragma unroll
+    for (int cg = 0; cg < kChunk / 8; ++cg) {
+      if (cg >= groups) break;
+      float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int l = 0; l < kLimbs; ++l) {
+        mma_16816(c, a[0], a[1], a[2], a[3], x[cg][l].x, x[cg][l].y);
+        mma_16816(c, a[4], a[5], a[6], a[7], x[cg][l].z, x[cg][l].w);
+      }
+      acc[cg][0] = fmaf(c[0], s0, acc[cg][0]);
+      acc[cg][1] = fmaf(c[1], s0, acc[cg][1]);
+      acc[cg][2] = fmaf(c[2], s1, acc[cg][2]);
+      acc[cg][3] = fmaf(c[3], s1, acc[cg][3]);
+    }
+  }
+  // C: lane (g, t) holds rows g (c0, c1) and g + 8 (c2, c3) of token columns 2t, 2t + 1.
+  const uint16_t* bias = W.bias + int64_t(ch.expert) * W.rows;
+  const int64_t rows_a = r0 + g, rows_b = r0 + g + 8;
+#pragma unroll
+  for (int cg = 0; cg < kChunk / 8; ++cg) {
+    if (cg >= groups) break;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int col = 8 * cg + 2 * t + i;
+      const int slot = col < ch.count ? order[ch.begin + col] : 0;
+      const float u = col < ch.count ? unscale[slot / x_div] : 0.f;
+      const float va = acc[cg][i] * u, vb = acc[cg][2 + i] * u;
+      if constexpr (kGateUp) {
+        // Row 2p (gate) sits in lane 4g + t, row 2p + 1 (up) in lane 4 (g + 1) + t.
+        const float ua = __shfl_down_sync(0xffffffffu, va, 4), ub = __shfl_down_sync(0xffffffffu, vb, 4);
+        if (col >= ch.count || (g & 1)) continue;
+        float* h = out + int64_t(slot) * (W.rows / 2);
+        if (rows_a + 1 < W.rows)
+          h[rows_a / 2] = swiglu(va + bf16_to_f32(bias[rows_a]), ua + bf16_to_f32(bias[rows_a + 1]), limit);
+        if (rows_b + 1 < W.rows)
+          h[rows_b / 2] = swiglu(vb + bf16_to_f32(bias[rows_b]), ub + bf16_to_f32(bias[rows_b + 1]), limit);
+      } else {
+        if (col >= ch.count) continue;
+        float* y = out + int64_t(slot) * W.rows;
+        if (rows_a < W.rows) y[rows_a] = va + bf16_to_f32(bias[rows_a]);
+        if (rows_b < W.rows) y[rows_b] = vb + bf16_to_f32(bias[rows_b]);
+      }
+    }
+  }
+}
+
+int64_t max_chunks(int64_t slots, int experts) { return experts + (slots + kChunk - 1) / kChunk; }
+
 }  // namespace
 
-size_t moe_mxfp4_scratch_bytes(int64_t slots, int64_t hidden, int64_t inter) {
+size_t moe_mxfp4_scratch_bytes(int64_t slots, int64_t hidden, int64_t inter, int experts) {
   const int64_t items = std::max(hidden, inter) / 32 * kXfLanes * slots;  // limbs of x (tokens <= slots) or h
-  return size_t(items) * sizeof(uint4) + size_t(slots) * sizeof(float);
+  return size_t(items) * sizeof(uint4) + size_t(slots) * (sizeof(float) + sizeof(int32_t)) +
+         size_t(max_chunks(slots, experts)) * sizeof(SlotChunk);
 }
 
 void launch_moe_mxfp4(const float* x, int64_t hidden, const int32_t* idx, int k, const ExpertWeights& gate_up,
@@ -232,12 +368,32 @@ void launch_moe_mxfp4(const float* x, int64_t hidden, const int32_t* idx, int k,
   const int64_t n = slots / k, nb_x = hidden / 32, nb_h = down.cols / 32;
   uint4* xf = static_cast<uint4*>(scratch);
   float* unscale = reinterpret_cast<float*>(xf + std::max(hidden, down.cols) / 32 * kXfLanes * slots);
+  int32_t* order = reinterpret_cast<int32_t*>(unscale + slots);
+  SlotChunk* chunks = reinterpret_cast<SlotChunk*>(order + slots);
+  const bool grouped = slots >= kGroupedMinSlots;
+  const int experts = gate_up.experts;
+  GPTOSS_CHECK(experts <= 128, "cuda MXFP4 MoE: {} experts (at most 128)", experts);
+  const int64_t nchunks = max_chunks(slots, experts);
+  if (grouped) {
+    group_slots_kernel<<<1, 1024, 0, s>>>(idx, int(slots), experts, int(nchunks), order, chunks);
+    GPTOSS_CUDA_LAUNCH_CHECK();
+  }
+  auto project = [&](auto gate_up_tag, int x_div, const ExpertWeights& W, float limit, float* o) {
+    constexpr bool kGateUp = decltype(gate_up_tag)::value;
+    if (grouped) {
+      mxfp4_grouped_kernel<kGateUp><<<dim3(ceil_div((W.rows + 15) / 16, kTcWarps), unsigned(nchunks)),
+                                      32 * kTcWarps, 0, s>>>(xf, unscale, x_div, order, chunks, W, limit, o);
+      GPTOSS_CUDA_LAUNCH_CHECK();
+    } else {
+      launch_tc<kGateUp>(xf, unscale, x_div, idx, W, limit, o, slots, s);
+    }
+  };
   limbs_kernel<<<unsigned(n), 256, 0, s>>>(x, nb_x, xf, unscale);
   GPTOSS_CUDA_LAUNCH_CHECK();
-  launch_tc<true>(xf, unscale, k, idx, gate_up, swiglu_limit, h, slots, s);
+  project(std::true_type{}, k, gate_up, swiglu_limit, h);
   limbs_kernel<<<unsigned(slots), 256, 0, s>>>(h, nb_h, xf, unscale);
   GPTOSS_CUDA_LAUNCH_CHECK();
-  launch_tc<false>(xf, unscale, 1, idx, down, 0.f, y, slots, s);
+  project(std::false_type{}, 1, down, 0.f, y);
 }
 
 }  // namespace gptoss::cuda

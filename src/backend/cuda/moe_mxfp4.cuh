@@ -11,11 +11,11 @@
 namespace gptoss::cuda {
 
 // Device scratch launch_moe_mxfp4 needs for `slots` token-slots.
-size_t moe_mxfp4_scratch_bytes(int64_t slots, int64_t hidden, int64_t inter);
+size_t moe_mxfp4_scratch_bytes(int64_t slots, int64_t hidden, int64_t inter, int experts);
 
 // h[slot, gate_up.rows / 2] = SwiGLU(gate_up_e(x[slot / k])), y[slot, hidden] = down_e(h[slot]) for each
 // token-slot (token slot / k, expert idx[slot]); every pointer is device memory, scratch at least
-// moe_mxfp4_scratch_bytes(slots, hidden, gate_up.rows / 2) bytes (16-byte aligned).
+// moe_mxfp4_scratch_bytes(slots, hidden, gate_up.rows / 2, gate_up.experts) bytes (16-byte aligned).
 void launch_moe_mxfp4(const float* x, int64_t hidden, const int32_t* idx, int k, const ExpertWeights& gate_up,
                       const ExpertWeights& down, float swiglu_limit, float* h, float* y, int64_t slots, void* scratch,
                       cudaStream_t s);
