@@ -132,6 +132,28 @@ struct Group {
   }
 };
 
+// The sums va, vb of rows ra and ra + 8 (ra = 16 i + g in lane (g, t)) of one slot, whose output row is
+// out_slot: gate_up (rows 2p gate, 2p + 1 up, the up in the lane 4 higher) writes SwiGLU at pair p, down
+// writes the row; both add the bias. Every lane calls it (the shuffle); only lanes with `write` store.
+template <bool kGateUp>
+__device__ __forceinline__ void store_rows(const ExpertWeights& W, int e, float* out_slot, int64_t ra, float va,
+                                           float vb, float limit, bool write) {
+  const uint16_t* bias = W.bias + int64_t(e) * W.rows;
+  const int64_t rb = ra + 8;
+  if constexpr (kGateUp) {
+    const float ua = __shfl_down_sync(0xffffffffu, va, 4), ub = __shfl_down_sync(0xffffffffu, vb, 4);
+    if (!write || (ra & 1)) return;
+    if (ra + 1 < W.rows)
+      out_slot[ra / 2] = swiglu(va + bf16_to_f32(bias[ra]), ua + bf16_to_f32(bias[ra + 1]), limit);
+    if (rb + 1 < W.rows)
+      out_slot[rb / 2] = swiglu(vb + bf16_to_f32(bias[rb]), ub + bf16_to_f32(bias[rb + 1]), limit);
+  } else {
+    if (!write) return;
+    if (ra < W.rows) out_slot[ra] = va + bf16_to_f32(bias[ra]);
+    if (rb < W.rows) out_slot[rb] = vb + bf16_to_f32(bias[rb]);
+  }
+}
+
 // Grid (tile groups, token-slots); warp w of a block takes tile (4 / ksplit) * blockIdx.x + w / ksplit
 // (16 rows) and part w % ksplit of its blocks. The limbs of slot ts are row ts / x_div of xf. gate_up
 // (rows = gate/up pairs interleaved) writes out[ts * rows / 2 + pair] = SwiGLU; down out[ts * rows + row].
@@ -188,23 +210,7 @@ __global__ void __launch_bounds__(32 * kTcWarps) mxfp4_tc_kernel(const uint4* xf
   const float u = unscale[xrow];
   va *= u;
   vb *= u;
-  const uint16_t* bias = W.bias + int64_t(e) * W.rows;
-  const int64_t rows_a = r0 + g, rows_b = r0 + g + 8;
-  if constexpr (kGateUp) {
-    // Row 2p (gate) sits in lane 4g, row 2p + 1 (up) in lane 4 (g + 1).
-    const float ua = __shfl_down_sync(0xffffffffu, va, 4), ub = __shfl_down_sync(0xffffffffu, vb, 4);
-    if (t != 0 || (g & 1)) return;
-    float* h = out + ts * (W.rows / 2);
-    if (rows_a + 1 < W.rows)
-      h[rows_a / 2] = swiglu(va + bf16_to_f32(bias[rows_a]), ua + bf16_to_f32(bias[rows_a + 1]), limit);
-    if (rows_b + 1 < W.rows)
-      h[rows_b / 2] = swiglu(vb + bf16_to_f32(bias[rows_b]), ub + bf16_to_f32(bias[rows_b + 1]), limit);
-  } else {
-    if (t != 0) return;
-    float* y = out + ts * W.rows;
-    if (rows_a < W.rows) y[rows_a] = va + bf16_to_f32(bias[rows_a]);
-    if (rows_b < W.rows) y[rows_b] = vb + bf16_to_f32(bias[rows_b]);
-  }
+  store_rows<kGateUp>(W, e, out + ts * (kGateUp ? W.rows / 2 : W.rows), r0 + g, va, vb, limit, t == 0);
 }
 
 // Tiles a block so that the grid has at least kTcWarpsWanted warps: the blocks of a row are split over
@@ -319,8 +325,6 @@ __global__ void __launch_bounds__(32 * kTcWarps) mxfp4_grouped_kernel(const uint
     }
   }
   // C: lane (g, t) holds rows g (c0, c1) and g + 8 (c2, c3) of token columns 2t, 2t + 1.
-  const uint16_t* bias = W.bias + int64_t(ch.expert) * W.rows;
-  const int64_t rows_a = r0 + g, rows_b = r0 + g + 8;
 #pragma unroll
   for (int cg = 0; cg < kChunk / 8; ++cg) {
     if (cg >= groups) break;
@@ -330,21 +334,8 @@ __global__ void __launch_bounds__(32 * kTcWarps) mxfp4_grouped_kernel(const uint
       const int slot = col < ch.count ? order[ch.begin + col] : 0;
       const float u = col < ch.count ? unscale[slot / x_div] : 0.f;
       const float va = acc[cg][i] * u, vb = acc[cg][2 + i] * u;
-      if constexpr (kGateUp) {
-        // Row 2p (gate) sits in lane 4g + t, row 2p + 1 (up) in lane 4 (g + 1) + t.
-        const float ua = __shfl_down_sync(0xffffffffu, va, 4), ub = __shfl_down_sync(0xffffffffu, vb, 4);
-        if (col >= ch.count || (g & 1)) continue;
-        float* h = out + int64_t(slot) * (W.rows / 2);
-        if (rows_a + 1 < W.rows)
-          h[rows_a / 2] = swiglu(va + bf16_to_f32(bias[rows_a]), ua + bf16_to_f32(bias[rows_a + 1]), limit);
-        if (rows_b + 1 < W.rows)
-          h[rows_b / 2] = swiglu(vb + bf16_to_f32(bias[rows_b]), ub + bf16_to_f32(bias[rows_b + 1]), limit);
-      } else {
-        if (col >= ch.count) continue;
-        float* y = out + int64_t(slot) * W.rows;
-        if (rows_a < W.rows) y[rows_a] = va + bf16_to_f32(bias[rows_a]);
-        if (rows_b < W.rows) y[rows_b] = vb + bf16_to_f32(bias[rows_b]);
-      }
+      store_rows<kGateUp>(W, ch.expert, out + int64_t(slot) * (kGateUp ? W.rows / 2 : W.rows), r0 + g, va, vb, limit,
+                          col < ch.count);
     }
   }
 }
