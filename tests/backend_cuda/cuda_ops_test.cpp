@@ -98,11 +98,13 @@ TEST_F(CudaOps, RmsNormAndAddAndEmbed) {
 
 TEST_F(CudaOps, MatmulBf16DecodeAndPrefillShapes) {
   // Widths: the real ones (2880 in, 4096 in for o_proj), a short row (72) and one that is not a multiple
-  // of 8 (100: the scalar path).
+  // of 8 (100: the scalar path). From 64 tokens (and in % 32 == 0) the tensor-core kernel runs: token counts
+  // that are and are not multiples of its 64-token tiles; the 4103 rows end inside a 64-row tile.
   struct Shape {
     int64_t n, in;
   };
-  for (auto [n, in] : {Shape{1, 2880}, Shape{1, 4096}, Shape{1, 72}, Shape{1, 100}, Shape{3, 2880}, Shape{17, 2880}}) {
+  for (auto [n, in] : {Shape{1, 2880}, Shape{1, 4096}, Shape{1, 72}, Shape{1, 100}, Shape{3, 2880}, Shape{17, 2880},
+                       Shape{64, 2880}, Shape{130, 4096}, Shape{200, 96}, Shape{70, 100}}) {
     const int64_t outd = 4096 + 7;
     auto x = rand_f32(size_t(n * in)), w = std::vector<float>();
     auto wb = rand_bf16(size_t(outd * in), 0.02f), bias = rand_bf16(size_t(outd));
@@ -138,7 +140,7 @@ TEST_F(CudaOps, FusedAddRmsNormAndMultiMatmul) {
   }
   // matmul_bf16_multi: q/k/v-like segments of different heights (one not a multiple of the 4-row
   // blocks), with and without bias, more than one launch's worth of segments.
-  for (int64_t n : {1, 3, 9}) {
+  for (int64_t n : {1, 3, 9, 70}) {
     const int64_t in = 2880;
     const int64_t outs[5] = {4096, 512, 517, 64, 8};
     auto x = rand_f32(size_t(n * in));

@@ -139,12 +139,18 @@ class CudaBackend final : public Backend {
   }
   void matmul_bf16(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
                    int64_t out) override {
-    auto t = op_scope(OpProfile::kMatmul);
-    cuda::launch_matmul_bf16(x, n, in, w, bias, y, out, stream_);
+    const Linear linear{w, bias, y, out};
+    matmul_bf16_multi(x, n, in, &linear, 1);
   }
+  // Prefill-sized inputs go to the tensor cores (exact bf16 limbs of x, see matmul_bf16_tc.cu).
   void matmul_bf16_multi(const float* x, int64_t n, int64_t in, const Linear* linears, int count) override {
     auto t = op_scope(OpProfile::kMatmul);
-    cuda::launch_matmul_bf16_multi(x, n, in, linears, count, stream_);
+    if (cuda::matmul_bf16_tc_applies(n, in)) {
+      grow(tc_scratch_, tc_cap_, (cuda::matmul_bf16_tc_scratch_bytes(n, in) + 3) / 4);
+      cuda::launch_matmul_bf16_tc(x, n, in, linears, count, tc_scratch_, stream_);
+    } else {
+      cuda::launch_matmul_bf16_multi(x, n, in, linears, count, stream_);
+    }
   }
   void add_rms_norm(float* x, const float* y, const uint16_t* w, float* out, int64_t n, int64_t d,
                     float eps) override {
@@ -320,7 +326,7 @@ class CudaBackend final : public Backend {
   size_t arena_cap_ = 0, arena_used_ = 0;
   float* h_scratch_ = nullptr;
   float* y_scratch_ = nullptr;
-  float* tc_scratch_ = nullptr;  // limbs of the tensor-core MoE (moe_mxfp4.cuh)
+  float* tc_scratch_ = nullptr;  // limbs of x for the tensor-core kernels (MoE, prefill matmuls)
   size_t h_cap_ = 0, y_cap_ = 0, tc_cap_ = 0;
   OpProfile profile_;
 };

@@ -24,11 +24,16 @@ void launch_embed(const int32_t* tokens, int64_t n, const uint16_t* table, int64
 void launch_rms_norm(const float* x, const uint16_t* w, float* y, int64_t n, int64_t d, float eps, cudaStream_t s);
 void launch_add(float* x, const float* y, int64_t count, cudaStream_t s);
 void launch_gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst, cudaStream_t s);
-void launch_matmul_bf16(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
-                        int64_t out, cudaStream_t s);
 // Several matrices with the same input (Backend::Linear: w, bias, y, out), 4 a launch.
 void launch_matmul_bf16_multi(const float* x, int64_t n, int64_t in, const Backend::Linear* linears, int count,
                               cudaStream_t s);
+// Prefill-sized matmuls on the tensor cores (matmul_bf16_tc.cu): n >= kMatmulTcMinTokens and in % 32 == 0.
+// scratch: matmul_bf16_tc_scratch_bytes(n, in) bytes (the bf16 limbs of x), 16-byte aligned.
+constexpr int64_t kMatmulTcMinTokens = 64;
+bool matmul_bf16_tc_applies(int64_t n, int64_t in);
+size_t matmul_bf16_tc_scratch_bytes(int64_t n, int64_t in);
+void launch_matmul_bf16_tc(const float* x, int64_t n, int64_t in, const Backend::Linear* linears, int count,
+                           void* scratch, cudaStream_t s);
 // x[n, d] += y, then out = rms_norm(x) with w.
 void launch_add_rms_norm(float* x, const float* y, const uint16_t* w, float* out, int64_t n, int64_t d, float eps,
                          cudaStream_t s);

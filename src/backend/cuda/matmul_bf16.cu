@@ -165,10 +165,4 @@ void launch_matmul_bf16_multi(const float* x, int64_t n, int64_t in, const Backe
   }
 }
 
-void launch_matmul_bf16(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
-                        int64_t out, cudaStream_t s) {
-  const Backend::Linear o{w, bias, y, out};
-  launch_matmul_bf16_multi(x, n, in, &o, 1, s);
-}
-
 }  // namespace gptoss::cuda
