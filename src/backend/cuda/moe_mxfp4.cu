@@ -9,8 +9,9 @@
 //
 // Per slot (mxfp4_tc_kernel, 64..127 token-slots): a warp owns a tile of 16 rows and a range of the blocks
 // (ksplit warps of a thread block share a tile and add their sums in shared memory). Grouped by expert
-// (mxfp4_grouped_kernel, 128+ slots): a warp's tile of decoded codes serves up to 32 slots of its expert. Lane (g = lane / 4, t = lane % 4) loads bytes 4t .. 4t + 3 of
-// each block of rows g and g + 8: codes 8t .. 8t + 7, code i in bits 4i .. 4i + 3. The f16 pair of
+// (mxfp4_grouped_kernel, 128+ slots): a warp's tile of decoded codes serves up to 32 slots of its expert.
+// Lane (g = lane / 4, t = lane % 4) loads bytes 4t .. 4t + 3 of each block of rows g and g + 8: codes
+// 8t .. 8t + 7, code i in bits 4i .. 4i + 3. The f16 pair of
 // codes (p, p + 4) is one fragment register; in k-step s the mma's columns {2t, 2t + 1} hold pair
 // p = 2s, columns {2t + 8, 2t + 9} pair p = 2s + 1, and the B registers of the limbs follow the same order.
 #include <algorithm>
@@ -26,10 +27,10 @@ namespace {
 
 constexpr int kTcWarps = 4;
 constexpr int kTcGroup = 1;  // blocks a lane loads ahead (H200: 1 = 2 at batch 1-8, 1 faster at 16-64; 4, 8 slower)
-constexpr int64_t kTcWarpsWanted = 2048;
+constexpr int64_t kTcWarpsWanted = 2048;  // below this many (tile, slot) warps, split rows over 2 or 4 warps
 // From here slots are grouped by expert (group_slots_kernel); H200, 20b shape: 128 slots (batch 32) 1303
 // vs 996 tok/s per slot; at 64 (batch 16) an earlier grouped kernel lost, 787 vs 905.
-constexpr int64_t kGroupedMinSlots = 128;  // below this many (tile, slot) warps, split rows over 2 or 4 warps
+constexpr int64_t kGroupedMinSlots = 128;
 constexpr int kLimbs = 3;
 constexpr int kXfLanes = 4 * kLimbs;  // lanes whose B columns hold a limb (g < 3)
 
