@@ -26,6 +26,12 @@ for v in mxfp4 bf16; do
   want_new=$(echo "$want" | cut -d, -f$((n0 + 1))-)
   [[ "$got" == "$want_new" ]] && echo "cuda $v greedy: identical (24 tokens)" || echo "cuda $v greedy: MISMATCH got=$got want=$want_new"
 done 2>&1 | tee "$OUT/golden.txt"
+echo "== CUDA vs CPU on a 150-token prompt (the prefill-sized tensor-core matmul and MoE paths)"
+long=$(python3 -c "print(','.join(str((i * 7919) % 1000) for i in range(150)))")
+for v in mxfp4 bf16; do
+  for d in cpu cuda; do $R gptoss score --model $FX/$v --tokens "$long" --output /tmp/long_${v}_$d.safetensors --device $d >/dev/null; done
+  python3 scripts/device/compare_logits.py /tmp/long_${v}_cpu.safetensors logits /tmp/long_${v}_cuda.safetensors "cuda vs cpu $v 150 tokens"
+done 2>&1 | tee "$OUT/long_prompt.txt"
 fi
 if [[ -d .device/quantized ]]; then
   echo "== transformers on the gptoss-quantized tiny model"
