@@ -83,9 +83,16 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
   static thread_local std::vector<float> xp_buf, xq_buf, h_buf;
   moe::Routing& rt = rt_tl;
   rt.build(idx, n, k, gate_up.experts);
-  float* xp = simd::scratch(xp_buf, size_t(n * hidden));
   float* hp = simd::scratch(h_buf, size_t(n * k * ldh));  // [sorted assignment][ldh], permuted
-  simd::permute_rows(x, n, hidden, nb_in, simd::kMxfp4Perm, xp);
+  // x in the AVX2 decoder's order, for GEMM experts and, without AVX-512, for all (a decode step with
+  // AVX-512 reads only the group order below).
+  float* xp = nullptr;
+  const bool gemm_experts =
+      std::any_of(rt.active.begin(), rt.active.end(), [&](int e) { return rt.count(e) >= kGemmMinTokens; });
+  if (!wide || gemm_experts) {
+    xp = simd::scratch(xp_buf, size_t(n * hidden));
+    simd::permute_rows(x, n, hidden, nb_in, simd::kMxfp4Perm, xp);
+  }
   float* xq = nullptr;
   if (wide) {
     xq = simd::scratch(xq_buf, size_t(n * ldx));
