@@ -14,7 +14,6 @@
 #include "backend/op_profile.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.cuh"
-#include "backend/cuda/moe_mxfp4.cuh"
 
 namespace gptoss {
 namespace {
@@ -212,8 +211,8 @@ class CudaBackend final : public Backend {
     int64_t inter = gate_up.rows / 2;
     grow(h_scratch_, h_cap_, size_t(n * k * inter));
     grow(y_scratch_, y_cap_, size_t(n * k * hidden));
-    if (n * k >= cuda::kTensorCoreMinSlots)
-      grow(tc_scratch_, tc_cap_, (cuda::moe_mxfp4_scratch_bytes(n * k, hidden, inter, gate_up.experts) + 3) / 4);
+    if (const size_t bytes = cuda::moe_tc_scratch_bytes(n, k, hidden, gate_up))
+      grow(tc_scratch_, tc_cap_, (bytes + 3) / 4);
     cuda::launch_moe(x, n, hidden, idx, w, k, gate_up, down, swiglu_limit, h_scratch_, y_scratch_, tc_scratch_, out,
                      stream_);
   }

@@ -51,12 +51,9 @@ void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, in
                       int n_seqs, const int32_t* token_seq, const float* sinks, int window, float scale, float* out,
                       int64_t max_keys, cudaStream_t s);
 void launch_router_topk(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w, cudaStream_t s);
-// MXFP4 experts of at least this many token-slots (n * k) run on the tensor cores (moe_mxfp4.cuh); fewer
-// on the CUDA-core kernels of moe.cu, faster there (H200, 20b shape: batch 8 = 32 slots 785 vs 753 tok/s,
-// batch 16 = 64 slots 847 vs 909).
-constexpr int64_t kTensorCoreMinSlots = 64;
-// h_scratch: [n*k, gate_up.rows/2] f32, y_scratch: [n*k, hidden] f32, tc_scratch:
-// moe_mxfp4_scratch_bytes(n*k, hidden, gate_up.rows/2, gate_up.experts) bytes when n*k >= kTensorCoreMinSlots.
+// Bytes of tc_scratch launch_moe needs for n tokens (0 when it takes the CUDA-core kernels).
+size_t moe_tc_scratch_bytes(int64_t n, int k, int64_t hidden, const ExpertWeights& gate_up);
+// h_scratch: [n*k, gate_up.rows/2] f32, y_scratch: [n*k, hidden] f32, tc_scratch: moe_tc_scratch_bytes.
 void launch_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
                 const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* h_scratch,
                 float* y_scratch, void* tc_scratch, float* out, cudaStream_t s);

@@ -364,9 +364,9 @@ void launch_moe_mxfp4(const float* x, int64_t hidden, const int32_t* idx, int k,
   SlotChunk* chunks = reinterpret_cast<SlotChunk*>(order + slots);
   const bool grouped = slots >= kGroupedMinSlots;
   const int experts = gate_up.experts;
-  GPTOSS_CHECK(experts <= 128, "cuda MXFP4 MoE: {} experts (at most 128)", experts);
   const int64_t nchunks = max_chunks(slots, experts);
   if (grouped) {
+    GPTOSS_CHECK(experts <= 128, "cuda MXFP4 MoE: {} experts (the grouping takes at most 128)", experts);
     group_slots_kernel<<<1, 1024, 0, s>>>(idx, int(slots), experts, int(nchunks), order, chunks);
     GPTOSS_CUDA_LAUNCH_CHECK();
   }
