@@ -191,7 +191,7 @@ void launch_kv_store_seqs(const KvView& kv, int group_layer, const float* k, con
 }
 
 void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer, const DevAttnSeq* seqs,
-                      int n_seqs, const int32_t* token_seq, const float* sinks, int window, float scale, float* out,
+                      const int32_t* token_seq, const float* sinks, int window, float scale, float* out,
                       int64_t max_keys, cudaStream_t s) {
   if (n == 0) return;
   if (kv.head_dim > 32 * kMaxPerLane || kv.head_dim % 4 != 0)

@@ -198,7 +198,7 @@ class CudaBackend final : public Backend {
     GPTOSS_CHECK(st.n == n, "attention: sequences cover {} of {} tokens", st.n, n);
     // Keys of the longest context in the batch (window-limited): the kernel uses a warp per 32 of them.
     const int64_t max_keys = std::max<int64_t>(1, window > 0 ? std::min<int64_t>(st.max_end, window) : st.max_end);
-    cuda::launch_attention(q, n, heads, kv, group_layer, st.seqs, n_seqs, st.token_seq, sinks, window, scale, out,
+    cuda::launch_attention(q, n, heads, kv, group_layer, st.seqs, st.token_seq, sinks, window, scale, out,
                            max_keys, stream_);
   }
   void router_topk(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w) override {

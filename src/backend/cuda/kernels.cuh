@@ -48,7 +48,7 @@ void launch_kv_store(const KvView& kv, int group_layer, const float* k, const fl
 void launch_kv_store_seqs(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n,
                           const int32_t* positions, const int32_t* token_seq, const DevAttnSeq* seqs, cudaStream_t s);
 void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer, const DevAttnSeq* seqs,
-                      int n_seqs, const int32_t* token_seq, const float* sinks, int window, float scale, float* out,
+                      const int32_t* token_seq, const float* sinks, int window, float scale, float* out,
                       int64_t max_keys, cudaStream_t s);
 void launch_router_topk(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w, cudaStream_t s);
 // Bytes of tc_scratch launch_moe needs for n tokens (0 when it takes the CUDA-core kernels).
