@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -54,6 +55,23 @@ struct ExpertWeights {
   int experts = 0;
 };
 
+// The host metadata of one model forward (see Backend::run_forward): the op calls inside it pass
+// these same host pointers. seqs[0] / seqs[1] are the sequence descriptors of the full-attention and
+// sliding-window layer groups (n_seqs 0 when the model has no layer of a group).
+struct ForwardMeta {
+  const void* owner = nullptr;    // the model running the forward (part of a replay's identity)
+  const void* kv_pool = nullptr;  // the KV pool it reads and writes (likewise)
+  const int32_t* tokens = nullptr;
+  const int32_t* positions = nullptr;  // [n_tokens]
+  int64_t n_tokens = 0;
+  const AttnSeqDesc* seqs[2] = {nullptr, nullptr};
+  int n_seqs[2] = {0, 0};
+  const int32_t* logit_rows = nullptr;
+  int64_t n_logit_rows = 0;
+  int block_size = 0;
+  bool replayable = true;  // false when the ops read results back to the host mid-forward
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -85,6 +103,14 @@ class Backend {
   virtual void set_profiling(bool on) {}
   virtual std::string profile_report() const { return {}; }  // a table, one line per op; "" if unsupported
   virtual void reset_profile() {}
+
+  // --- one forward ---------------------------------------------------------------------------------
+  // Runs ops(): the op calls of one model forward, whose host metadata are the arrays of meta. A
+  // device backend uploads meta once for all of them (instead of per op). The CUDA backend also records
+  // the ops of a decode batch (one token a sequence, meta.replayable) into a CUDA graph the second time
+  // it sees that shape and from then on replays the recording instead of calling ops(): so ops() must
+  // only issue backend ops, with arguments that depend on nothing but the shape and meta's contents.
+  virtual void run_forward(const ForwardMeta& meta, const std::function<void()>& ops) { ops(); }
 
   // --- ops (semantics: backend/cpu/kernels.h) -------------------------------------------------------
   // out[n, hidden] = bf16 rows of table[vocab, hidden] selected by tokens (host).

@@ -28,14 +28,32 @@ void GptOssModel::forward(const ForwardBatch& batch, KvPool& kv, float* logits, 
   grow_scratch(n_, int64_t(logit_rows_.size()));
   if (capture) *capture = HiddenCapture{};
 
-  backend_.embed(tokens_.data(), n_, w_->embed, cfg_.hidden_size, s_.x.f32());
-  capture_residual(capture);
-  for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
-    attention_block(l, kv);
-    moe_block(l);
+  ForwardMeta meta;
+  meta.owner = this;
+  meta.kv_pool = kv.view().pool;
+  meta.tokens = tokens_.data();
+  meta.positions = positions_.data();
+  meta.n_tokens = n_;
+  meta.seqs[0] = seqs_full_.data();
+  meta.n_seqs[0] = int(seqs_full_.size());
+  meta.seqs[1] = seqs_swa_.data();
+  meta.n_seqs[1] = int(seqs_swa_.size());
+  meta.logit_rows = logit_rows_.data();
+  meta.n_logit_rows = int64_t(logit_rows_.size());
+  meta.block_size = kv.block_size();
+  meta.replayable = capture == nullptr;
+  backend_.run_forward(meta, [&] {
+    backend_.embed(tokens_.data(), n_, w_->embed, cfg_.hidden_size, s_.x.f32());
     capture_residual(capture);
-  }
-  unembed(logits, capture);
+    for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
+      attention_block(l, kv);
+      moe_block(l);
+      capture_residual(capture);
+    }
+    unembed(capture);
+  });
+  const int64_t r = int64_t(logit_rows_.size());
+  backend_.to_host(logits, s_.logits.f32(), size_t(r * cfg_.vocab_size) * sizeof(float));
 }
 
 // x += o_proj(attention(rope(q), rope(k), v)) of h = rms_norm(x); K and V go to the paged cache first.
@@ -81,8 +99,8 @@ void GptOssModel::moe_block(int layer) {
     backend_.add(s_.x.f32(), s_.t.f32(), n_ * H);
 }
 
-// logits = lm_head(rms_norm(x)) for the requested rows only (decode needs one row per sequence).
-void GptOssModel::unembed(float* logits, HiddenCapture* capture) {
+// logits (s_.logits) = lm_head(rms_norm(x)) for the requested rows only (decode needs one row per sequence).
+void GptOssModel::unembed(HiddenCapture* capture) {
   const int64_t H = cfg_.hidden_size, V = cfg_.vocab_size, r = int64_t(logit_rows_.size());
   const float eps = float(cfg_.rms_norm_eps);
   if (capture) {
@@ -93,7 +111,6 @@ void GptOssModel::unembed(float* logits, HiddenCapture* capture) {
   backend_.gather_rows(s_.x.f32(), logit_rows_.data(), r, H, s_.rows.f32());
   backend_.rms_norm(s_.rows.f32(), w_->norm, s_.rows.f32(), r, H, eps);
   linear(s_.rows.f32(), H, w_->lm_head, nullptr, s_.logits.f32(), V, r);
-  backend_.to_host(logits, s_.logits.f32(), size_t(r * V) * sizeof(float));
 }
 
 void GptOssModel::linear(const float* x, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,

@@ -53,7 +53,7 @@ class GptOssModel {
   void grow_scratch(int64_t n_tokens, int64_t n_rows);
   void attention_block(int layer, KvPool& kv);
   void moe_block(int layer);
-  void unembed(float* logits, HiddenCapture* capture);
+  void unembed(HiddenCapture* capture);
   // Every matmul goes through here (a LoRA adapter will add its term in this one place).
   void linear(const float* x, int64_t in, const uint16_t* w, const uint16_t* bias, float* y, int64_t out,
               int64_t n);

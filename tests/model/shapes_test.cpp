@@ -9,16 +9,16 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
-#include "core/atomic_file.h"
-#include "core/dtype.h"
 #include "model/gpt_oss.h"
 #include "model_test_util.h"
+#include "random_model.h"
 
 namespace gptoss {
 namespace {
 
 namespace fs = std::filesystem;
 using testing::rel_err;
+using testing::write_random_model;
 
 GptOssConfig odd_config() {
   GptOssConfig c = GptOssConfig::preset("tiny");
@@ -39,33 +39,6 @@ GptOssConfig odd_config() {
   c.tie_word_embeddings = true;
   c.validate("odd_config");
   return c;
-}
-
-// Writes config.json + model.safetensors with seeded random weights into dir.
-void write_random_model(const std::string& dir, const GptOssConfig& c, bool mxfp4) {
-  GptOssConfig cfg = c;
-  if (!mxfp4) cfg.quantization_config.reset();
-  fs::create_directories(dir);
-  write_file_atomic(dir + "/config.json", cfg.to_json().dump(2));
-  std::mt19937 rng(42);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<std::vector<uint8_t>> storage;
-  std::vector<TensorData> tensors;
-  const auto specs = hub_tensor_specs(cfg, mxfp4);
-  storage.reserve(specs.size());
-  for (const auto& s : specs) {
-    auto& buf = storage.emplace_back(s.nbytes());
-    const bool norm = s.name.find("norm") != std::string::npos;
-    const bool scales = s.name.find("_scales") != std::string::npos;
-    if (s.dtype == DType::U8) {
-      for (auto& b : buf) b = scales ? uint8_t(122 + rng() % 5) : uint8_t(rng());
-    } else {
-      auto* p = reinterpret_cast<uint16_t*>(buf.data());
-      for (size_t i = 0; i < buf.size() / 2; ++i) p[i] = f32_to_bf16(norm ? 1.0f + 0.1f * u(rng) : 0.3f * u(rng));
-    }
-    tensors.push_back({s.name, s.dtype, s.shape, buf.data()});
-  }
-  write_safetensors(dir + "/model.safetensors", tensors);
 }
 
 class OddShapes : public ::testing::TestWithParam<bool> {

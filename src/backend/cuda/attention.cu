@@ -190,6 +190,8 @@ void launch_kv_store_seqs(const KvView& kv, int group_layer, const float* k, con
   GPTOSS_CUDA_LAUNCH_CHECK();
 }
 
+int attention_warps(int64_t max_keys) { return int(std::clamp<int64_t>((max_keys + 31) / 32, 1, kAttnWarps)); }
+
 void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer, const DevAttnSeq* seqs,
                       const int32_t* token_seq, const float* sinks, int window, float scale, float* out,
                       int64_t max_keys, cudaStream_t s) {
@@ -197,7 +199,7 @@ void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, in
   if (kv.head_dim > 32 * kMaxPerLane || kv.head_dim % 4 != 0)
     throw Error(fmt::format("cuda attention: head_dim {} is not supported (a multiple of 4, at most {})", kv.head_dim,
                             32 * kMaxPerLane));
-  const int warps = int(std::clamp<int64_t>((max_keys + 31) / 32, 1, kAttnWarps));
+  const int warps = attention_warps(max_keys);
   auto launch = [&](auto kernel) {
     kernel<<<unsigned(n * heads), warps * 32, 0, s>>>(q, n, heads, kv, group_layer, seqs, token_seq, sinks, window,
                                                       scale, out);

@@ -1,6 +1,8 @@
 // The CUDA backend: device memory, weight upload, and the op launchers of kernels.cuh.
-// Host metadata (token ids, positions, block tables, sequence descriptors) is copied into a device
-// arena per op; the copies are ordered on the backend's one stream, so reusing the arena is safe.
+// Host metadata (token ids, positions, block tables, sequence descriptors) of a model forward is
+// uploaded once by run_forward (forward_stage.h), and decode forwards are replayed as CUDA graphs
+// (graph_cache.h). Ops called outside a forward (tests, tools) copy their metadata into a device arena
+// per op; the copies are ordered on the backend's one stream, so reusing the arena is safe.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -13,6 +15,8 @@
 #include "backend/backend.h"
 #include "backend/op_profile.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/forward_stage.h"
+#include "backend/cuda/graph_cache.h"
 #include "backend/cuda/kernels.cuh"
 
 namespace gptoss {
@@ -32,10 +36,12 @@ class CudaBackend final : public Backend {
     name_ = prop.name;
     GPTOSS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     if (const char* env = std::getenv("GPTOSS_PROFILE")) profile_.on = env[0] && env[0] != '0';
+    if (const char* env = std::getenv("GPTOSS_CUDA_GRAPHS")) graphs_on_ = !(env[0] == '0' && env[1] == 0);
   }
 
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
+    graphs_.clear();
     for (auto& [p, n] : sizes_) cudaFree(p);
     for (void* p : weights_) cudaFree(p);
     if (arena_) cudaFree(arena_);
@@ -48,6 +54,7 @@ class CudaBackend final : public Backend {
   std::string device_name() const override { return name_; }
 
   void* alloc(size_t bytes) override {
+    not_capturing("alloc");
     void* p = nullptr;
     cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 1));
     if (e != cudaSuccess)
@@ -62,7 +69,9 @@ class CudaBackend final : public Backend {
     if (!p) return;
     auto it = sizes_.find(p);
     if (it == sizes_.end()) return;
+    not_capturing("free");
     GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    graphs_.clear();  // a recording may point into this allocation
     allocated_ -= it->second;
     sizes_.erase(it);
     GPTOSS_CUDA_CHECK(cudaFree(p));
@@ -125,11 +134,39 @@ class CudaBackend final : public Backend {
   void reset_profile() override { profile_.reset(); }
   size_t allocated_bytes() const override { return allocated_; }
 
+  // Runs the forward's ops with its metadata uploaded once; a decode batch seen before is recorded as a
+  // CUDA graph (its second sight) and replayed from then on (GPTOSS_CUDA_GRAPHS=0 turns that off).
+  void run_forward(const ForwardMeta& meta, const std::function<void()>& ops) override {
+    int caps[2] = {cuda::ForwardStage::table_cap(meta, 0), cuda::ForwardStage::table_cap(meta, 1)};
+    if (stage_.upload(meta, caps, stream_)) graphs_.clear();
+    struct EndForward {
+      cuda::ForwardStage& stage;
+      ~EndForward() { stage.clear(); }
+    } end{stage_};
+    bool decode = meta.replayable && graphs_on_ && !profile_.on && meta.n_logit_rows == meta.n_tokens;
+    for (int g = 0; g < 2; ++g)
+      for (int i = 0; i < meta.n_seqs[g]; ++i) decode = decode && meta.seqs[g][i].n_tokens == 1;
+    if (!decode) return ops();
+    cuda::GraphKey key{meta.owner, meta.kv_pool, meta.n_tokens, meta.n_logit_rows, {meta.n_seqs[0], meta.n_seqs[1]},
+                       {caps[0], caps[1]}, {}};
+    for (int g = 0; g < 2; ++g)
+      if (const auto* st = stage_.seqs(meta.seqs[g], meta.n_seqs[g])) key.key_groups[g] = cuda::attention_warps(st->max_end);
+    if (cudaGraphExec_t exec = graphs_.find(key)) {
+      GPTOSS_CUDA_CHECK(cudaGraphLaunch(exec, stream_));
+      return;
+    }
+    if (graphs_.first_sight(key)) return ops();
+    record_and_launch(key, ops);
+  }
+
   void embed(const int32_t* tokens, int64_t n, const uint16_t* table, int64_t hidden, float* out) override {
     auto t = op_scope(OpProfile::kEmbed);
-    begin_op(size_t(n) * 4, 1);
-    auto* d = stage(tokens, n);
-    upload();
+    const int32_t* d = stage_.tokens(tokens, n);
+    if (!d) {
+      begin_op(size_t(n) * 4, 1);
+      d = stage(tokens, n);
+      upload();
+    }
     cuda::launch_embed(d, n, table, hidden, out, stream_);
   }
   void rms_norm(const float* x, const uint16_t* w, float* y, int64_t n, int64_t d, float eps) override {
@@ -167,9 +204,12 @@ class CudaBackend final : public Backend {
   void rope_qk(float* q, int q_heads, float* k, int kv_heads, int64_t n, int head_dim, const int32_t* positions,
                const float* inv_freq, float attn_factor) override {
     auto t = op_scope(OpProfile::kRope);
-    begin_op(size_t(n) * 4, 1);
-    const int32_t* dpos = stage(positions, n);
-    upload();
+    const int32_t* dpos = stage_.positions(positions, n);
+    if (!dpos) {
+      begin_op(size_t(n) * 4, 1);
+      dpos = stage(positions, n);
+      upload();
+    }
     cuda::launch_rope_qk(q, q_heads, k, kv_heads, n, head_dim, dpos, inv_freq, attn_factor, stream_);
   }
   void kv_store(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n, const int32_t* positions,
@@ -186,7 +226,7 @@ class CudaBackend final : public Backend {
   void kv_store_seqs(const KvView& kv, int group_layer, const float* k, const float* v, const AttnSeqDesc* seqs,
                      int n_seqs, const int32_t* positions) override {
     auto t = op_scope(OpProfile::kKvStore);
-    const StagedSeqs st = stage_seqs(kv, seqs, n_seqs, positions);
+    const StagedSeqs st = find_or_stage_seqs(kv, seqs, n_seqs, positions);
     if (st.n == 0) return;
     cuda::launch_kv_store_seqs(kv, group_layer, k, v, st.n, st.positions, st.token_seq, st.seqs, stream_);
   }
@@ -194,7 +234,7 @@ class CudaBackend final : public Backend {
                  int n_seqs, const float* sinks, int window, float scale, float* out) override {
     auto t = op_scope(OpProfile::kAttention);
     if (n == 0) return;
-    const StagedSeqs st = stage_seqs(kv, seqs, n_seqs, nullptr);
+    const StagedSeqs st = find_or_stage_seqs(kv, seqs, n_seqs, nullptr);
     GPTOSS_CHECK(st.n == n, "attention: sequences cover {} of {} tokens", st.n, n);
     // Keys of the longest context in the batch (window-limited): the kernel uses a warp per 32 of them.
     const int64_t max_keys = std::max<int64_t>(1, window > 0 ? std::min<int64_t>(st.max_end, window) : st.max_end);
@@ -218,9 +258,12 @@ class CudaBackend final : public Backend {
   }
   void gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) override {
     auto t = op_scope(OpProfile::kGather);
-    begin_op(size_t(n_rows) * 4, 1);
-    const int32_t* drows = stage(rows, n_rows);
-    upload();
+    const int32_t* drows = stage_.logit_rows(rows, n_rows);
+    if (!drows) {
+      begin_op(size_t(n_rows) * 4, 1);
+      drows = stage(rows, n_rows);
+      upload();
+    }
     cuda::launch_gather_rows(src, drows, n_rows, dim, dst, stream_);
   }
 
@@ -235,6 +278,7 @@ class CudaBackend final : public Backend {
   // Makes room for `bytes` of stagings (plus alignment) for the op about to run. Called before the
   // first stage() of an op, so growing never invalidates a pointer already handed out.
   void begin_op(size_t bytes, int pieces) {
+    not_capturing("an op with metadata that is not the forward's");
     arena_used_ = 0;
     size_t need = bytes + size_t(pieces) * 256;
     if (need <= arena_cap_) return;
@@ -274,6 +318,15 @@ class CudaBackend final : public Backend {
     const int32_t* token_seq = nullptr;
     const int32_t* positions = nullptr;
   };
+  // The forward's device copy of seqs when they are its sequences (positions too), else stage_seqs.
+  StagedSeqs find_or_stage_seqs(const KvView& kv, const AttnSeqDesc* seqs, int n_seqs, const int32_t* positions) {
+    const cuda::ForwardStage::Seqs* f = stage_.seqs(seqs, n_seqs);
+    const int64_t n = stage_.n_tokens();
+    const int32_t* dpos = positions ? stage_.positions(positions, n) : nullptr;
+    if (!f || (positions && !dpos)) return stage_seqs(kv, seqs, n_seqs, positions);
+    return StagedSeqs{n, f->max_end, f->seqs, f->token_seq, dpos};
+  }
+
   StagedSeqs stage_seqs(const KvView& kv, const AttnSeqDesc* seqs, int n_seqs, const int32_t* positions) {
     int64_t n = 0;
     size_t table_bytes = 0;
@@ -305,16 +358,52 @@ class CudaBackend final : public Backend {
 
   void grow(float*& p, size_t& cap, size_t floats) {
     if (floats <= cap) return;
+    not_capturing("a scratch buffer growing");
     if (p) {
       GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream_));
       GPTOSS_CUDA_CHECK(cudaFree(p));
+      graphs_.clear();
     }
     cap = std::max(floats, cap * 2);
     GPTOSS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p), cap * sizeof(float)));
   }
 
+  // Records ops() on the stream into a graph for key, keeps it and launches it. A failure while
+  // recording (a CUDA error, or an op that would allocate or copy its own metadata) ends the capture
+  // and is rethrown; nothing of the forward has run then.
+  void record_and_launch(const cuda::GraphKey& key, const std::function<void()>& ops) {
+    GPTOSS_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    capturing_ = true;
+    cudaGraph_t graph = nullptr;
+    try {
+      ops();
+    } catch (...) {
+      capturing_ = false;
+      if (cudaStreamEndCapture(stream_, &graph) == cudaSuccess && graph) cudaGraphDestroy(graph);
+      cudaGetLastError();
+      throw;
+    }
+    capturing_ = false;
+    GPTOSS_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    GPTOSS_CUDA_CHECK(e);
+    graphs_.put(key, exec);
+    GPTOSS_CUDA_CHECK(cudaGraphLaunch(exec, stream_));
+  }
+
+  // Allocation, freeing, syncs and per-op metadata copies cannot be recorded into a graph.
+  void not_capturing(const char* what) const {
+    GPTOSS_CHECK(!capturing_, "cuda backend: {} while recording a decode forward as a CUDA graph", what);
+  }
+
   std::string name_;
   cudaStream_t stream_ = nullptr;
+  cuda::ForwardStage stage_;
+  cuda::GraphCache graphs_;
+  bool graphs_on_ = true;
+  bool capturing_ = false;
   std::vector<char> host_stage_;
   std::vector<cuda::DevAttnSeq> dev_seqs_;
   std::vector<int32_t> token_seq_;

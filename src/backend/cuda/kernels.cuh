@@ -47,6 +47,8 @@ void launch_kv_store(const KvView& kv, int group_layer, const float* k, const fl
 // kv_store for all tokens of a ragged batch (device positions [n], token -> sequence, descriptors).
 void launch_kv_store_seqs(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n,
                           const int32_t* positions, const int32_t* token_seq, const DevAttnSeq* seqs, cudaStream_t s);
+// Warps of an attention block for a batch whose longest (window-limited) context has max_keys keys.
+int attention_warps(int64_t max_keys);
 void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer, const DevAttnSeq* seqs,
                       const int32_t* token_seq, const float* sinks, int window, float scale, float* out,
                       int64_t max_keys, cudaStream_t s);
