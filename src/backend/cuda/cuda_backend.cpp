@@ -178,12 +178,16 @@ class CudaBackend final : public Backend {
     const Linear linear{w, bias, y, out};
     matmul_bf16_multi(x, n, in, &linear, 1);
   }
-  // Prefill-sized inputs go to the tensor cores (exact bf16 limbs of x, see matmul_bf16_tc.cu).
+  // Prefill-sized inputs and decode batches of 2+ tokens go to the tensor cores (exact bf16 limbs of x, see
+  // matmul_bf16_tc.cu and matmul_bf16_skinny.cu), single tokens to the CUDA cores (matmul_bf16.cu).
   void matmul_bf16_multi(const float* x, int64_t n, int64_t in, const Linear* linears, int count) override {
     auto t = op_scope(OpProfile::kMatmul);
     if (cuda::matmul_bf16_tc_applies(n, in)) {
       grow(tc_scratch_, tc_cap_, (cuda::matmul_bf16_tc_scratch_bytes(n, in) + 3) / 4);
       cuda::launch_matmul_bf16_tc(x, n, in, linears, count, tc_scratch_, stream_);
+    } else if (cuda::matmul_bf16_skinny_applies(n, in, total_rows(linears, count))) {
+      grow(tc_scratch_, tc_cap_, (cuda::matmul_bf16_tc_scratch_bytes(n, in) + 3) / 4);
+      cuda::launch_matmul_bf16_skinny(x, n, in, linears, count, tc_scratch_, stream_);
     } else {
       cuda::launch_matmul_bf16_multi(x, n, in, linears, count, stream_);
     }
@@ -274,6 +278,12 @@ class CudaBackend final : public Backend {
     void operator()() const { GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream)); }
   };
   OpProfile::Scope<StreamSync> op_scope(OpProfile::Op op) { return profile_.scope(op, StreamSync{stream_}); }
+
+  static int64_t total_rows(const Linear* linears, int count) {
+    int64_t rows = 0;
+    for (int i = 0; i < count; ++i) rows += linears[i].out;
+    return rows;
+  }
 
   // Makes room for `bytes` of stagings (plus alignment) for the op about to run. Called before the
   // first stage() of an op, so growing never invalidates a pointer already handed out.

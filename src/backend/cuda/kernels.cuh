@@ -36,6 +36,14 @@ bool matmul_bf16_tc_applies(int64_t n, int64_t in);
 size_t matmul_bf16_tc_scratch_bytes(int64_t n, int64_t in);
 void launch_matmul_bf16_tc(const float* x, int64_t n, int64_t in, const Backend::Linear* linears, int count,
                            void* scratch, cudaStream_t s);
+// Decode batches of 2 .. kMatmulTcMinTokens - 1 tokens with in % 64 == 0 and 1024+ output rows in all
+// (matmul_bf16_skinny.cu): tensor cores, every weight read once for all tokens. scratch:
+// matmul_bf16_tc_scratch_bytes(n, in) bytes.
+bool matmul_bf16_skinny_applies(int64_t n, int64_t in, int64_t rows);
+void launch_matmul_bf16_skinny(const float* x, int64_t n, int64_t in, const Backend::Linear* linears, int count,
+                               void* scratch, cudaStream_t s);
+// limbs[l * count + i] = bf16 limb l of x[i]: x = limb 0 + limb 1 + limb 2 to f32 precision.
+void launch_limbs_bf16(const float* x, int64_t count, uint16_t* limbs, cudaStream_t s);
 // x[n, d] += y, then out = rms_norm(x) with w.
 void launch_add_rms_norm(float* x, const float* y, const uint16_t* w, float* out, int64_t n, int64_t d, float eps,
                          cudaStream_t s);

@@ -161,12 +161,17 @@ bool matmul_bf16_tc_applies(int64_t n, int64_t in) { return n >= kMatmulTcMinTok
 
 size_t matmul_bf16_tc_scratch_bytes(int64_t n, int64_t in) { return size_t(kLimbs) * size_t(n * in) * 2; }
 
+void launch_limbs_bf16(const float* x, int64_t count, uint16_t* limbs, cudaStream_t s) {
+  if (count == 0) return;
+  limbs_bf16_kernel<<<ceil_div(count, 256), 256, 0, s>>>(x, count, limbs);
+  GPTOSS_CUDA_LAUNCH_CHECK();
+}
+
 void launch_matmul_bf16_tc(const float* x, int64_t n, int64_t in, const Backend::Linear* linears, int count,
                            void* scratch, cudaStream_t s) {
   GPTOSS_CHECK(matmul_bf16_tc_applies(n, in), "cuda tensor-core matmul: n {} / in {} not supported", n, in);
   uint16_t* limbs = static_cast<uint16_t*>(scratch);
-  limbs_bf16_kernel<<<ceil_div(n * in, 256), 256, 0, s>>>(x, n * in, limbs);
-  GPTOSS_CUDA_LAUNCH_CHECK();
+  launch_limbs_bf16(x, n * in, limbs, s);
   for (int i = 0; i < count; ++i) {
     const Backend::Linear& o = linears[i];
     if (o.out == 0) continue;
