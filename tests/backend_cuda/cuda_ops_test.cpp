@@ -247,8 +247,9 @@ TEST_F(CudaOps, AttentionLongContextDecode) {
 
 // The real widths (90 blocks a row), and rows longer than one pass of the wide kernels (100 and 128
 // blocks) with intermediate sizes that do not fill whole thread blocks of pairs / rows. The shapes with
-// n * k >= 64 token-slots take the tensor-core kernels (kTensorCoreMinSlots), the small ones with rows
-// split over 2 or 4 warps; from 128 slots grouped by expert, with partial chunks of 32 slots.
+// n * k >= 64 token-slots take the tensor-core kernels (kTensorCoreMinSlots), grouped by expert: up to 319
+// slots in chunks of 8 (300 slots over 4 experts: 10 chunks an expert, the last partial), from 320 in
+// chunks of 32 (80 x 4 over 32 experts, partial chunks).
 struct MoeShape {
   int64_t n, hidden, inter;
   int experts, k;
@@ -307,7 +308,7 @@ TEST_P(CudaMoe, RouterAndMoeMxfp4MatchCpu) { EXPECT_LT(moe_rel_err(GetParam(), 1
 // values in f16 subnormals and overflows f16 above 65504). No biases and no SwiGLU clamp here, so the
 // outputs follow x all the way (a bias or the clamp would hide the error).
 TEST_F(CudaMoe, TensorCoreMoeKeepsPrecisionForTinyAndLargeActivations) {
-  for (int64_t n : {16, 64})  // 64 and 256 token-slots: per slot and grouped by expert
+  for (int64_t n : {16, 100})  // 64 and 400 token-slots: chunks of 8 and of 32 slots
     for (float scale : {1e-7f, 3e4f})
       EXPECT_LT(moe_rel_err(MoeShape{n, 256, 128, 8, 4}, scale, 0.0f, 1e30f), 1e-5) << n << " tokens, x * " << scale;
 }

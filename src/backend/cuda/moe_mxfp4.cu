@@ -7,9 +7,10 @@
 // than f32's 24) by limbs_kernel; the limbs are columns 0..2 of the mma's B operand. Each block of 32
 // codes (one e8m0 scale) takes two k-steps into a fresh accumulator that is scaled into the running sums.
 //
-// Per slot (mxfp4_tc_kernel, 64..127 token-slots): a warp owns a tile of 16 rows and a range of the blocks
-// (ksplit warps of a thread block share a tile and add their sums in shared memory). Grouped by expert
-// (mxfp4_grouped_kernel, 128+ slots): a warp's tile of decoded codes serves up to 32 slots of its expert.
+// The token-slots are grouped by expert (group_slots_kernel), and a warp's tile of 16 decoded rows of an
+// expert serves all slots of a chunk of them: chunks of up to 8 slots below kGroupedMinSlots
+// (mxfp4_grouped_small_kernel, decode batches, weights loaded 4 blocks ahead), of up to 32 from there
+// (mxfp4_grouped_kernel, prefill). Each selected expert is read once per chunk.
 // Lane (g = lane / 4, t = lane % 4) loads bytes 4t .. 4t + 3 of each block of rows g and g + 8: codes
 // 8t .. 8t + 7, code i in bits 4i .. 4i + 3. The f16 pair of
 // codes (p, p + 4) is one fragment register; in k-step s the mma's columns {2t, 2t + 1} hold pair
@@ -26,11 +27,10 @@ namespace gptoss::cuda {
 namespace {
 
 constexpr int kTcWarps = 4;
-constexpr int kTcGroup = 1;  // blocks a lane loads ahead (H200: 1 = 2 at batch 1-8, 1 faster at 16-64; 4, 8 slower)
-constexpr int64_t kTcWarpsWanted = 2048;  // below this many (tile, slot) warps, split rows over 2 or 4 warps
-// From here slots are grouped by expert (group_slots_kernel); H200, 20b shape: 128 slots (batch 32) 1303
-// vs 996 tok/s per slot; at 64 (batch 16) an earlier grouped kernel lost, 787 vs 905.
-constexpr int64_t kGroupedMinSlots = 128;
+// From here chunks of 32 slots (mxfp4_grouped_kernel), below it chunks of 8 (mxfp4_grouped_small_kernel).
+// H200, 20b shape, small chunks against 32-slot chunks: 128 / 192 / 256 slots (decode batch 32 / 48 / 64)
+// 1975 / 2503 / 2185 vs 1712 / 2230 / 2100 tok/s; 2048 slots (pp512) 4667 vs 6079.
+constexpr int64_t kGroupedMinSlots = 320;
 constexpr int kLimbs = 3;
 constexpr int kXfLanes = 4 * kLimbs;  // lanes whose B columns hold a limb (g < 3)
 
@@ -94,45 +94,6 @@ __device__ __forceinline__ void mma_16816(float* c, uint32_t a0, uint32_t a1, ui
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-// The codes, scales and limbs of kTcGroup consecutive blocks of this lane's two rows.
-struct Group {
-  uint32_t wa[kTcGroup], wb[kTcGroup];
-  uint32_t sa[kTcGroup], sb[kTcGroup];
-  uint4 x[kTcGroup];
-
-  // pa / pb: the lane's bytes of block 0 of rows g / g + 8; qa / qb: their scales; xl: the lane's limbs of
-  // block 0 (null for lanes without a limb).
-  __device__ __forceinline__ void load(const uint8_t* pa, const uint8_t* pb, const uint8_t* qa, const uint8_t* qb,
-                                       const uint4* xl, int b0, int b_end) {
-#pragma unroll
-    for (int j = 0; j < kTcGroup; ++j) {
-      const int b = b0 + j;
-      if (b < b_end) {
-        wa[j] = __ldg(reinterpret_cast<const uint32_t*>(pa + b * 16));
-        wb[j] = __ldg(reinterpret_cast<const uint32_t*>(pb + b * 16));
-        sa[j] = __ldg(qa + b);
-        sb[j] = __ldg(qb + b);
-        x[j] = xl ? __ldg(xl + b * kXfLanes) : make_uint4(0, 0, 0, 0);
-      }
-    }
-  }
-
-  __device__ __forceinline__ void dot(int b0, int b_end, float* acc) const {
-#pragma unroll
-    for (int j = 0; j < kTcGroup; ++j) {
-      if (b0 + j >= b_end) break;
-      float c[4] = {0.f, 0.f, 0.f, 0.f};
-      mma_16816(c, e2m1_pair<0>(wa[j]), e2m1_pair<0>(wb[j]), e2m1_pair<1>(wa[j]), e2m1_pair<1>(wb[j]), x[j].x, x[j].y);
-      mma_16816(c, e2m1_pair<2>(wa[j]), e2m1_pair<2>(wb[j]), e2m1_pair<3>(wa[j]), e2m1_pair<3>(wb[j]), x[j].z, x[j].w);
-      const float s0 = e8m0(sa[j]), s1 = e8m0(sb[j]);
-      acc[0] = fmaf(c[0], s0, acc[0]);
-      acc[1] = fmaf(c[1], s0, acc[1]);
-      acc[2] = fmaf(c[2], s1, acc[2]);
-      acc[3] = fmaf(c[3], s1, acc[3]);
-    }
-  }
-};
-
 // The sums va, vb of rows ra and ra + 8 (ra = 16 i + g in lane (g, t)) of one slot, whose output row is
 // out_slot: gate_up (rows 2p gate, 2p + 1 up, the up in the lane 4 higher) writes SwiGLU at pair p, down
 // writes the row; both add the bias. Every lane calls it (the shuffle); only lanes with `write` store.
@@ -155,79 +116,6 @@ __device__ __forceinline__ void store_rows(const ExpertWeights& W, int e, float*
   }
 }
 
-// Grid (tile groups, token-slots); warp w of a block takes tile (4 / ksplit) * blockIdx.x + w / ksplit
-// (16 rows) and part w % ksplit of its blocks. The limbs of slot ts are row ts / x_div of xf. gate_up
-// (rows = gate/up pairs interleaved) writes out[ts * rows / 2 + pair] = SwiGLU; down out[ts * rows + row].
-template <bool kGateUp>
-__global__ void __launch_bounds__(32 * kTcWarps) mxfp4_tc_kernel(const uint4* xf, const float* unscale, int x_div,
-                                                                 const int32_t* idx, ExpertWeights W, float limit,
-                                                                 float* out, int ksplit) {
-  __shared__ float part[kTcWarps][32];
-  const int64_t ts = blockIdx.y;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int nb = int(W.cols / 32);
-  const int64_t r0 = (int64_t(blockIdx.x) * (kTcWarps / ksplit) + warp / ksplit) * 16;
-  const int per = (nb + ksplit - 1) / ksplit, b_begin = (warp % ksplit) * per, b_end = min(nb, b_begin + per);
-  const int e = idx[ts];
-  const int64_t ra = int64_t(e) * W.rows + min(r0 + g, W.rows - 1);
-  const int64_t rb = int64_t(e) * W.rows + min(r0 + g + 8, W.rows - 1);
-  const uint8_t* pa = W.blocks + ra * nb * 16 + 4 * t;
-  const uint8_t* pb = W.blocks + rb * nb * 16 + 4 * t;
-  const uint8_t* qa = W.scales + ra * nb;
-  const uint8_t* qb = W.scales + rb * nb;
-  const int64_t xrow = ts / x_div;
-  const uint4* xl = lane < kXfLanes ? xf + xrow * nb * kXfLanes + lane : nullptr;
-  float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  if (r0 < W.rows && b_begin < b_end) {
-    Group cur, next;
-    cur.load(pa, pb, qa, qb, xl, b_begin, b_end);
-    for (int b0 = b_begin; b0 < b_end; b0 += kTcGroup) {
-      const bool more = b0 + kTcGroup < b_end;
-      if (more) next.load(pa, pb, qa, qb, xl, b0 + kTcGroup, b_end);
-      cur.dot(b0, b_end, acc);
-      if (more) cur = next;
-    }
-  }
-  // Lane t holds columns 2t, 2t + 1 (limbs 0, 1 at t = 0, limb 2 at t = 1, zeros above): sum over t.
-  float va = acc[0] + acc[1], vb = acc[2] + acc[3];
-  va += __shfl_xor_sync(0xffffffffu, va, 1);
-  vb += __shfl_xor_sync(0xffffffffu, vb, 1);
-  va += __shfl_xor_sync(0xffffffffu, va, 2);
-  vb += __shfl_xor_sync(0xffffffffu, vb, 2);
-  if (ksplit > 1) {
-    // part[warp][g] / [g + 8]: this warp's sums of rows g, g + 8; the first warp of each tile adds them.
-    if (t == 0) {
-      part[warp][g] = va;
-      part[warp][g + 8] = vb;
-    }
-    __syncthreads();
-    if (warp % ksplit != 0) return;
-    for (int i = 1; i < ksplit; ++i) {
-      va += part[warp + i][g];
-      vb += part[warp + i][g + 8];
-    }
-  }
-  if (r0 >= W.rows) return;
-  const float u = unscale[xrow];
-  va *= u;
-  vb *= u;
-  store_rows<kGateUp>(W, e, out + ts * (kGateUp ? W.rows / 2 : W.rows), r0 + g, va, vb, limit, t == 0);
-}
-
-// Tiles a block so that the grid has at least kTcWarpsWanted warps: the blocks of a row are split over
-// 2 or 4 warps when there are few tiles (small models; the 20b's 180+ tiles a slot never split at the
-// slot counts this path takes).
-template <bool kGateUp>
-void launch_tc(const uint4* xf, const float* unscale, int x_div, const int32_t* idx, const ExpertWeights& W,
-               float limit, float* out, int64_t slots, cudaStream_t s) {
-  const int64_t tiles = (W.rows + 15) / 16;
-  const int ksplit = tiles * slots >= kTcWarpsWanted ? 1 : tiles * slots * 2 >= kTcWarpsWanted ? 2 : 4;
-  const int64_t per_block = kTcWarps / ksplit;
-  mxfp4_tc_kernel<kGateUp><<<dim3(ceil_div(tiles, per_block), unsigned(slots)), 32 * kTcWarps, 0, s>>>(
-      xf, unscale, x_div, idx, W, limit, out, ksplit);
-  GPTOSS_CUDA_LAUNCH_CHECK();
-}
-
 // --- Slots grouped by expert ------------------------------------------------------------------------
 // With many token-slots each selected expert serves several of them: the grouped kernels decode a tile
 // of an expert's codes once and run it against up to kChunk slots (4 column groups of 8 tokens as the
@@ -241,8 +129,8 @@ struct SlotChunk {
 // One thread block: order = the slots sorted by expert (any order within an expert: a slot's sums do not
 // depend on its column), chunks = runs of up to kChunk slots of one expert, then empty ones up to
 // max_chunks (the grid's size).
-__global__ void group_slots_kernel(const int32_t* idx, int slots, int experts, int max_chunks, int32_t* order,
-                                   SlotChunk* chunks) {
+__global__ void group_slots_kernel(const int32_t* idx, int slots, int experts, int chunk, int max_chunks,
+                                   int32_t* order, SlotChunk* chunks) {
   __shared__ int count[128], offset[128], cursor[128];
   for (int e = threadIdx.x; e < experts; e += blockDim.x) count[e] = cursor[e] = 0;
   __syncthreads();
@@ -252,7 +140,7 @@ __global__ void group_slots_kernel(const int32_t* idx, int slots, int experts, i
     int off = 0, nc = 0;
     for (int e = 0; e < experts; ++e) {
       offset[e] = off;
-      for (int c = 0; c < count[e]; c += kChunk) chunks[nc++] = SlotChunk{e, off + c, min(kChunk, count[e] - c)};
+      for (int c = 0; c < count[e]; c += chunk) chunks[nc++] = SlotChunk{e, off + c, min(chunk, count[e] - c)};
       off += count[e];
     }
     for (; nc < max_chunks; ++nc) chunks[nc] = SlotChunk{0, 0, 0};
@@ -267,7 +155,8 @@ __global__ void group_slots_kernel(const int32_t* idx, int slots, int experts, i
 // Grid (row tiles / kTcWarps, chunks); warp w takes rows [16 (kTcWarps blockIdx.x + w), + 16) of the
 // chunk's expert for all its slots. All limbs of a block are loaded before its first mma (loading them
 // per column group measured 1460 vs 1818 tok/s at batch 64; two or four row tiles a warp sharing the
-// limbs, 1700 / 1400: fewer warps). Limbs of slot sl: row sl / x_div of xf; outputs as mxfp4_tc_kernel.
+// limbs, 1700 / 1400: fewer warps). Limbs of slot sl: row sl / x_div of xf; gate_up
+// (rows = gate/up pairs interleaved) writes out[slot * rows / 2 + pair] = SwiGLU, down out[slot * rows + row].
 template <bool kGateUp>
 __global__ void __launch_bounds__(32 * kTcWarps) mxfp4_grouped_kernel(const uint4* xf, const float* unscale,
                                                                       int x_div, const int32_t* order,
@@ -341,14 +230,93 @@ __global__ void __launch_bounds__(32 * kTcWarps) mxfp4_grouped_kernel(const uint
   }
 }
 
-int64_t max_chunks(int64_t slots, int experts) { return experts + (slots + kChunk - 1) / kChunk; }
+int64_t max_chunks(int64_t slots, int experts, int chunk = kChunk) { return experts + (slots + chunk - 1) / chunk; }
+
+// Chunks of up to 8 slots (one B column group) for decode batches: the weights of the next kAhead blocks
+// are in flight in a ring of registers, and the next block's limbs load while this one is multiplied. A
+// warp of the kernel above keeps one block (256 bytes a warp) of weights in flight, which leaves it
+// latency-bound when each expert has few slots (H200, 20b shape, 64 / 96 slots = decode batch 16 / 24:
+// 1346 / 1628 tok/s against 1091 / 1152 with a kernel per slot that read an expert once per slot).
+constexpr int kSmallChunk = 8;
+constexpr int kAhead = 4;
+template <bool kGateUp>
+__global__ void __launch_bounds__(32 * kTcWarps) mxfp4_grouped_small_kernel(const uint4* xf, const float* unscale,
+                                                                            int x_div, const int32_t* order,
+                                                                            const SlotChunk* chunks, ExpertWeights W,
+                                                                            float limit, float* out) {
+  const SlotChunk ch = chunks[blockIdx.y];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int64_t r0 = (int64_t(blockIdx.x) * kTcWarps + warp) * 16;
+  if (ch.count == 0 || r0 >= W.rows) return;
+  const int nb = int(W.cols / 32);
+  const uint4* xb = g < ch.count ? xf + int64_t(order[ch.begin + g] / x_div) * nb * kXfLanes + t : nullptr;
+  const int64_t ra = int64_t(ch.expert) * W.rows + min(r0 + g, W.rows - 1);
+  const int64_t rb = int64_t(ch.expert) * W.rows + min(r0 + g + 8, W.rows - 1);
+  const uint8_t* pa = W.blocks + ra * nb * 16 + 4 * t;
+  const uint8_t* pb = W.blocks + rb * nb * 16 + 4 * t;
+  const uint8_t* qa = W.scales + ra * nb;
+  const uint8_t* qb = W.scales + rb * nb;
+  uint32_t wa[kAhead], wb[kAhead], sa[kAhead], sb[kAhead];
+#pragma unroll
+  for (int j = 0; j < kAhead; ++j)
+    if (j < nb) {
+      wa[j] = __ldg(reinterpret_cast<const uint32_t*>(pa + j * 16));
+      wb[j] = __ldg(reinterpret_cast<const uint32_t*>(pb + j * 16));
+      sa[j] = __ldg(qa + j);
+      sb[j] = __ldg(qb + j);
+    }
+  uint4 x[kLimbs], xn[kLimbs];
+#pragma unroll
+  for (int l = 0; l < kLimbs; ++l) x[l] = xb ? __ldg(xb + 4 * l) : make_uint4(0, 0, 0, 0);
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  for (int b0 = 0; b0 < nb; b0 += kAhead) {
+#pragma unroll
+    for (int j = 0; j < kAhead; ++j) {
+      const int b = b0 + j;
+      if (b >= nb) break;
+#pragma unroll
+      for (int l = 0; l < kLimbs; ++l)
+        xn[l] = xb && b + 1 < nb ? __ldg(xb + (b + 1) * kXfLanes + 4 * l) : make_uint4(0, 0, 0, 0);
+      const uint32_t a[8] = {e2m1_pair<0>(wa[j]), e2m1_pair<0>(wb[j]), e2m1_pair<1>(wa[j]), e2m1_pair<1>(wb[j]),
+                             e2m1_pair<2>(wa[j]), e2m1_pair<2>(wb[j]), e2m1_pair<3>(wa[j]), e2m1_pair<3>(wb[j])};
+      const float s0 = e8m0(sa[j]), s1 = e8m0(sb[j]);
+      if (b + kAhead < nb) {
+        wa[j] = __ldg(reinterpret_cast<const uint32_t*>(pa + (b + kAhead) * 16));
+        wb[j] = __ldg(reinterpret_cast<const uint32_t*>(pb + (b + kAhead) * 16));
+        sa[j] = __ldg(qa + b + kAhead);
+        sb[j] = __ldg(qb + b + kAhead);
+      }
+      float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int l = 0; l < kLimbs; ++l) {
+        mma_16816(c, a[0], a[1], a[2], a[3], x[l].x, x[l].y);
+        mma_16816(c, a[4], a[5], a[6], a[7], x[l].z, x[l].w);
+      }
+      acc[0] = fmaf(c[0], s0, acc[0]);
+      acc[1] = fmaf(c[1], s0, acc[1]);
+      acc[2] = fmaf(c[2], s1, acc[2]);
+      acc[3] = fmaf(c[3], s1, acc[3]);
+#pragma unroll
+      for (int l = 0; l < kLimbs; ++l) x[l] = xn[l];
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int col = 2 * t + i;
+    const int slot = col < ch.count ? order[ch.begin + col] : 0;
+    const float u = col < ch.count ? unscale[slot / x_div] : 0.f;
+    store_rows<kGateUp>(W, ch.expert, out + int64_t(slot) * (kGateUp ? W.rows / 2 : W.rows), r0 + g, acc[i] * u,
+                        acc[2 + i] * u, limit, col < ch.count);
+  }
+}
+
 
 }  // namespace
 
 size_t moe_mxfp4_scratch_bytes(int64_t slots, int64_t hidden, int64_t inter, int experts) {
   const int64_t items = std::max(hidden, inter) / 32 * kXfLanes * slots;  // limbs of x (tokens <= slots) or h
   return size_t(items) * sizeof(uint4) + size_t(slots) * (sizeof(float) + sizeof(int32_t)) +
-         size_t(max_chunks(slots, experts)) * sizeof(SlotChunk);
+         size_t(max_chunks(slots, experts, kSmallChunk)) * sizeof(SlotChunk);
 }
 
 void launch_moe_mxfp4(const float* x, int64_t hidden, const int32_t* idx, int k, const ExpertWeights& gate_up,
@@ -362,23 +330,22 @@ void launch_moe_mxfp4(const float* x, int64_t hidden, const int32_t* idx, int k,
   float* unscale = reinterpret_cast<float*>(xf + std::max(hidden, down.cols) / 32 * kXfLanes * slots);
   int32_t* order = reinterpret_cast<int32_t*>(unscale + slots);
   SlotChunk* chunks = reinterpret_cast<SlotChunk*>(order + slots);
-  const bool grouped = slots >= kGroupedMinSlots;
+  const bool small = slots < kGroupedMinSlots;
   const int experts = gate_up.experts;
-  const int64_t nchunks = max_chunks(slots, experts);
-  if (grouped) {
-    GPTOSS_CHECK(experts <= 128, "cuda MXFP4 MoE: {} experts (the grouping takes at most 128)", experts);
-    group_slots_kernel<<<1, 1024, 0, s>>>(idx, int(slots), experts, int(nchunks), order, chunks);
-    GPTOSS_CUDA_LAUNCH_CHECK();
-  }
+  const int chunk = small ? kSmallChunk : kChunk;
+  const int64_t nchunks = max_chunks(slots, experts, chunk);
+  GPTOSS_CHECK(experts <= 128, "cuda MXFP4 MoE: {} experts (the grouping takes at most 128)", experts);
+  group_slots_kernel<<<1, 1024, 0, s>>>(idx, int(slots), experts, chunk, int(nchunks), order, chunks);
+  GPTOSS_CUDA_LAUNCH_CHECK();
   auto project = [&](auto gate_up_tag, int x_div, const ExpertWeights& W, float limit, float* o) {
     constexpr bool kGateUp = decltype(gate_up_tag)::value;
-    if (grouped) {
-      mxfp4_grouped_kernel<kGateUp><<<dim3(ceil_div((W.rows + 15) / 16, kTcWarps), unsigned(nchunks)),
-                                      32 * kTcWarps, 0, s>>>(xf, unscale, x_div, order, chunks, W, limit, o);
-      GPTOSS_CUDA_LAUNCH_CHECK();
-    } else {
-      launch_tc<kGateUp>(xf, unscale, x_div, idx, W, limit, o, slots, s);
-    }
+    const dim3 grid(ceil_div((W.rows + 15) / 16, kTcWarps), unsigned(nchunks));
+    if (small)
+      mxfp4_grouped_small_kernel<kGateUp><<<grid, 32 * kTcWarps, 0, s>>>(xf, unscale, x_div, order, chunks, W, limit,
+                                                                         o);
+    else
+      mxfp4_grouped_kernel<kGateUp><<<grid, 32 * kTcWarps, 0, s>>>(xf, unscale, x_div, order, chunks, W, limit, o);
+    GPTOSS_CUDA_LAUNCH_CHECK();
   };
   limbs_kernel<<<unsigned(n), 256, 0, s>>>(x, nb_x, xf, unscale);
   GPTOSS_CUDA_LAUNCH_CHECK();
