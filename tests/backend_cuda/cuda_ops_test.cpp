@@ -103,11 +103,11 @@ TEST_F(CudaOps, MatmulBf16DecodeAndPrefillShapes) {
   struct Shape {
     int64_t n, in;
   };
-  // From 2 to 63 tokens with in % 64 == 0 the skinny tensor-core kernel runs (8, 16 or 32 tokens a block:
-  // full and partial token tiles, 33 and 63 in two token groups); 17 x 100 stays on the CUDA cores.
+  // From 2 to 64 tokens with in % 64 == 0 the skinny tensor-core kernel runs (8, 16, 32 or 64 tokens a
+  // block: full and partial token tiles); 17 x 100 stays on the CUDA cores, 70+ tokens take the tiles.
   for (auto [n, in] : {Shape{1, 2880}, Shape{1, 4096}, Shape{1, 72}, Shape{1, 100}, Shape{2, 2880}, Shape{3, 2880},
                        Shape{8, 64}, Shape{9, 4096}, Shape{16, 2880}, Shape{17, 2880}, Shape{32, 128}, Shape{33, 2880},
-                       Shape{63, 4096}, Shape{17, 100}, Shape{64, 2880}, Shape{130, 4096}, Shape{200, 96},
+                       Shape{63, 4096}, Shape{40, 2880}, Shape{17, 100}, Shape{64, 2880}, Shape{130, 4096}, Shape{200, 96},
                        Shape{70, 100}}) {
     const int64_t outd = 4096 + 7;
     auto x = rand_f32(size_t(n * in)), w = std::vector<float>();

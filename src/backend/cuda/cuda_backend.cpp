@@ -150,7 +150,8 @@ class CudaBackend final : public Backend {
     cuda::GraphKey key{meta.owner, meta.kv_pool, meta.n_tokens, meta.n_logit_rows, {meta.n_seqs[0], meta.n_seqs[1]},
                        {caps[0], caps[1]}, {}};
     for (int g = 0; g < 2; ++g)
-      if (const auto* st = stage_.seqs(meta.seqs[g], meta.n_seqs[g])) key.key_groups[g] = cuda::attention_warps(st->max_end);
+      if (const auto* st = stage_.seqs(meta.seqs[g], meta.n_seqs[g]))
+        key.key_groups[g] = cuda::attention_warps(st->max_end);
     if (cudaGraphExec_t exec = graphs_.find(key)) {
       GPTOSS_CUDA_CHECK(cudaGraphLaunch(exec, stream_));
       return;
@@ -182,12 +183,12 @@ class CudaBackend final : public Backend {
   // matmul_bf16_tc.cu and matmul_bf16_skinny.cu), single tokens to the CUDA cores (matmul_bf16.cu).
   void matmul_bf16_multi(const float* x, int64_t n, int64_t in, const Linear* linears, int count) override {
     auto t = op_scope(OpProfile::kMatmul);
-    if (cuda::matmul_bf16_tc_applies(n, in)) {
-      grow(tc_scratch_, tc_cap_, (cuda::matmul_bf16_tc_scratch_bytes(n, in) + 3) / 4);
-      cuda::launch_matmul_bf16_tc(x, n, in, linears, count, tc_scratch_, stream_);
-    } else if (cuda::matmul_bf16_skinny_applies(n, in, total_rows(linears, count))) {
+    if (cuda::matmul_bf16_skinny_applies(n, in, total_rows(linears, count))) {
       grow(tc_scratch_, tc_cap_, (cuda::matmul_bf16_tc_scratch_bytes(n, in) + 3) / 4);
       cuda::launch_matmul_bf16_skinny(x, n, in, linears, count, tc_scratch_, stream_);
+    } else if (cuda::matmul_bf16_tc_applies(n, in)) {
+      grow(tc_scratch_, tc_cap_, (cuda::matmul_bf16_tc_scratch_bytes(n, in) + 3) / 4);
+      cuda::launch_matmul_bf16_tc(x, n, in, linears, count, tc_scratch_, stream_);
     } else {
       cuda::launch_matmul_bf16_multi(x, n, in, linears, count, stream_);
     }
