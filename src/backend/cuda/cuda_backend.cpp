@@ -400,6 +400,8 @@ class CudaBackend final : public Backend {
     const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
     GPTOSS_CUDA_CHECK(e);
+    // A full cache destroys its least recently used recording, which may still be running.
+    if (graphs_.size() >= cuda::GraphCache::kMaxGraphs) GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream_));
     graphs_.put(key, exec);
     GPTOSS_CUDA_CHECK(cudaGraphLaunch(exec, stream_));
   }

@@ -36,7 +36,8 @@ class GraphCache {
   cudaGraphExec_t find(const GraphKey& key);
   // True once per key: whether this is its first sight (then run eagerly, record the next time).
   bool first_sight(const GraphKey& key);
-  // Keeps a recording (the least recently used one goes when the cache is full).
+  // Keeps a recording (the least recently used one is destroyed when the cache is full: the caller
+  // makes sure it is not running).
   void put(const GraphKey& key, cudaGraphExec_t exec);
   void clear();
   int size() const { return int(entries_.size()); }
