@@ -8,21 +8,12 @@
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.cuh"
+#include "backend/cuda/matmul_segments.cuh"
 
 namespace gptoss::cuda {
 namespace {
 
 constexpr int kWarps = 8;
-constexpr int kMaxSegments = 4;
-
-struct MatmulSegments {
-  const uint16_t* w[kMaxSegments];
-  const uint16_t* bias[kMaxSegments];
-  float* y[kMaxSegments];
-  int64_t out[kMaxSegments];
-  unsigned first[kMaxSegments + 1];
-  int count;
-};
 constexpr int kRows = 4;
 
 __device__ __forceinline__ void bf16x8(const uint4& p, float* w) {
@@ -45,8 +36,7 @@ __device__ __forceinline__ void bf16x8(const uint4& p, float* w) {
 template <int kTok>
 __global__ void matmul_kernel(const float* x, int64_t n, int64_t in, MatmulSegments segs, bool vec) {
   __shared__ float part[kWarps][kRows][kTok];
-  int seg = 0;
-  while (seg + 1 < segs.count && blockIdx.x >= segs.first[seg + 1]) ++seg;
+  const int seg = segs.find(blockIdx.x);
   const uint16_t* w = segs.w[seg];
   const uint16_t* bias = segs.bias[seg];
   float* y = segs.y[seg];
@@ -138,19 +128,10 @@ void launch_matmul_bf16_multi(const float* x, int64_t n, int64_t in, const Backe
                               cudaStream_t s) {
   if (n == 0) return;
   for (int c0 = 0; c0 < count; c0 += kMaxSegments) {
-    MatmulSegments segs{};
-    segs.count = std::min(kMaxSegments, count - c0);
+    const MatmulSegments segs = MatmulSegments::of(outs + c0, count - c0, kRows);
     bool vec = in % 8 == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0;
-    for (int i = 0; i < segs.count; ++i) {
-      const Backend::Linear& o = outs[c0 + i];
-      segs.w[i] = o.w;
-      segs.bias[i] = o.bias;
-      segs.y[i] = o.y;
-      segs.out[i] = o.out;
-      segs.first[i + 1] = segs.first[i] + ceil_div(o.out, kRows);
-      vec = vec && (reinterpret_cast<uintptr_t>(o.w) & 15) == 0;
-    }
-    const unsigned blocks = segs.first[segs.count];
+    for (int i = 0; i < segs.count; ++i) vec = vec && (reinterpret_cast<uintptr_t>(segs.w[i]) & 15) == 0;
+    const unsigned blocks = segs.blocks();
     if (blocks == 0) continue;
     auto launch = [&](auto kernel, int tok) {
       kernel<<<dim3(blocks, ceil_div(n, tok)), kWarps * 32, 0, s>>>(x, n, in, segs, vec);

@@ -18,6 +18,7 @@
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.cuh"
+#include "backend/cuda/matmul_segments.cuh"
 
 namespace gptoss::cuda {
 namespace {
@@ -26,19 +27,9 @@ constexpr int kWarps = 8;
 constexpr int kRowsPerBlock = 16;
 constexpr int kChunk = 64;  // k per chunk
 constexpr int kLimbs = 3;
-constexpr int kMaxSegments = 4;
 // Fewer rows than this make too few blocks to keep the GPU busy (the 32-row router: 2 blocks, 11.5 us at
 // 16 tokens against 7.7 us on the CUDA cores); those stay on matmul_bf16.cu.
 constexpr int64_t kSkinnyMinRows = 1024;
-
-struct Segments {
-  const uint16_t* w[kMaxSegments];
-  const uint16_t* bias[kMaxSegments];
-  float* y[kMaxSegments];
-  int64_t out[kMaxSegments];
-  unsigned first[kMaxSegments + 1];
-  int count;
-};
 
 __device__ __forceinline__ void mma_bf16(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
   asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
@@ -56,11 +47,10 @@ __device__ __forceinline__ void load16(const uint16_t* p, bool ok, uint32_t* v) 
 
 template <int kNT>
 __global__ void __launch_bounds__(32 * kWarps) matmul_skinny_kernel(const uint16_t* limbs, int64_t n, int64_t in,
-                                                                    Segments segs) {
+                                                                    MatmulSegments segs) {
   constexpr int kAcc = kNT * 4;  // kNT token tiles x 4 values
   __shared__ float part[kWarps - 1][kAcc][32];
-  int seg = 0;
-  while (seg + 1 < segs.count && blockIdx.x >= segs.first[seg + 1]) ++seg;
+  const int seg = segs.find(blockIdx.x);
   const uint16_t* W = segs.w[seg];
   const int64_t out = segs.out[seg];
   const int64_t r0 = int64_t(blockIdx.x - segs.first[seg]) * kRowsPerBlock;
@@ -143,17 +133,8 @@ void launch_matmul_bf16_skinny(const float* x, int64_t n, int64_t in, const Back
   uint16_t* limbs = static_cast<uint16_t*>(scratch);
   launch_limbs_bf16(x, n * in, limbs, s);
   for (int c0 = 0; c0 < count; c0 += kMaxSegments) {
-    Segments segs{};
-    segs.count = std::min(kMaxSegments, count - c0);
-    for (int i = 0; i < segs.count; ++i) {
-      const Backend::Linear& o = linears[c0 + i];
-      segs.w[i] = o.w;
-      segs.bias[i] = o.bias;
-      segs.y[i] = o.y;
-      segs.out[i] = o.out;
-      segs.first[i + 1] = segs.first[i] + ceil_div(o.out, kRowsPerBlock);
-    }
-    const unsigned blocks = segs.first[segs.count];
+    const MatmulSegments segs = MatmulSegments::of(linears + c0, count - c0, kRowsPerBlock);
+    const unsigned blocks = segs.blocks();
     if (blocks == 0) continue;
     auto run = [&](auto kernel, int tokens) {
       kernel<<<dim3(blocks, ceil_div(n, tokens)), 32 * kWarps, 0, s>>>(limbs, n, in, segs);
