@@ -152,6 +152,49 @@ __global__ void group_slots_kernel(const int32_t* idx, int slots, int experts, i
   }
 }
 
+// The lane's two rows of a 16-row tile of expert e: rows r0 + g and r0 + g + 8 (clamped to the last row;
+// the extra rows are computed and not stored), bytes 4t .. 4t + 3 of their blocks and their scales.
+struct TileRows {
+  const uint8_t *pa, *pb, *qa, *qb;
+
+  __device__ __forceinline__ TileRows(const ExpertWeights& W, int e, int64_t r0, int g, int t, int nb) {
+    const int64_t ra = int64_t(e) * W.rows + min(r0 + g, W.rows - 1);
+    const int64_t rb = int64_t(e) * W.rows + min(r0 + g + 8, W.rows - 1);
+    pa = W.blocks + ra * nb * 16 + 4 * t;
+    pb = W.blocks + rb * nb * 16 + 4 * t;
+    qa = W.scales + ra * nb;
+    qb = W.scales + rb * nb;
+  }
+  // Codes (wa, wb) and scales (sa, sb) of block b.
+  __device__ __forceinline__ void load(int b, uint32_t& wa, uint32_t& wb, uint32_t& sa, uint32_t& sb) const {
+    wa = __ldg(reinterpret_cast<const uint32_t*>(pa + b * 16));
+    wb = __ldg(reinterpret_cast<const uint32_t*>(pb + b * 16));
+    sa = __ldg(qa + b);
+    sb = __ldg(qb + b);
+  }
+};
+
+// The A fragments of one block's two k-steps: f16 pairs of the codes of rows g (wa) and g + 8 (wb).
+__device__ __forceinline__ void decode_tile(uint32_t wa, uint32_t wb, uint32_t* a) {
+  a[0] = e2m1_pair<0>(wa), a[1] = e2m1_pair<0>(wb), a[2] = e2m1_pair<1>(wa), a[3] = e2m1_pair<1>(wb);
+  a[4] = e2m1_pair<2>(wa), a[5] = e2m1_pair<2>(wb), a[6] = e2m1_pair<3>(wa), a[7] = e2m1_pair<3>(wb);
+}
+
+// acc += the block's sums of 8 token columns (their limbs x), each row scaled by its e8m0 (s0: row g,
+// s1: row g + 8), from a fresh accumulator.
+__device__ __forceinline__ void block_dot(const uint32_t* a, const uint4* x, float s0, float s1, float* acc) {
+  float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+  for (int l = 0; l < kLimbs; ++l) {
+    mma_16816(c, a[0], a[1], a[2], a[3], x[l].x, x[l].y);
+    mma_16816(c, a[4], a[5], a[6], a[7], x[l].z, x[l].w);
+  }
+  acc[0] = fmaf(c[0], s0, acc[0]);
+  acc[1] = fmaf(c[1], s0, acc[1]);
+  acc[2] = fmaf(c[2], s1, acc[2]);
+  acc[3] = fmaf(c[3], s1, acc[3]);
+}
+
 // Grid (row tiles / kTcWarps, chunks); warp w takes rows [16 (kTcWarps blockIdx.x + w), + 16) of the
 // chunk's expert for all its slots. All limbs of a block are loaded before its first mma (loading them
 // per column group measured 1460 vs 1818 tok/s at batch 64; two or four row tiles a warp sharing the
@@ -174,14 +217,9 @@ __global__ void __launch_bounds__(32 * kTcWarps) mxfp4_grouped_kernel(const uint
     const int col = 8 * cg + g;
     xb[cg] = col < ch.count ? xf + int64_t(order[ch.begin + col] / x_div) * nb * kXfLanes + t : nullptr;
   }
-  const int64_t ra = int64_t(ch.expert) * W.rows + min(r0 + g, W.rows - 1);
-  const int64_t rb = int64_t(ch.expert) * W.rows + min(r0 + g + 8, W.rows - 1);
-  const uint8_t* pa = W.blocks + ra * nb * 16 + 4 * t;
-  const uint8_t* pb = W.blocks + rb * nb * 16 + 4 * t;
-  const uint8_t* qa = W.scales + ra * nb;
-  const uint8_t* qb = W.scales + rb * nb;
-  uint32_t wa = __ldg(reinterpret_cast<const uint32_t*>(pa)), wb = __ldg(reinterpret_cast<const uint32_t*>(pb));
-  uint32_t sa = __ldg(qa), sb = __ldg(qb);
+  const TileRows rows(W, ch.expert, r0, g, t, nb);
+  uint32_t wa, wb, sa, sb;
+  rows.load(0, wa, wb, sa, sb);
   float acc[kChunk / 8][4] = {};
   for (int b = 0; b < nb; ++b) {
     uint4 x[kChunk / 8][kLimbs];
@@ -190,28 +228,14 @@ __global__ void __launch_bounds__(32 * kTcWarps) mxfp4_grouped_kernel(const uint
 #pragma unroll
       for (int l = 0; l < kLimbs; ++l)
         x[cg][l] = cg < groups && xb[cg] ? __ldg(xb[cg] + b * kXfLanes + 4 * l) : make_uint4(0, 0, 0, 0);
-    const uint32_t a[8] = {e2m1_pair<0>(wa), e2m1_pair<0>(wb), e2m1_pair<1>(wa), e2m1_pair<1>(wb),
-                           e2m1_pair<2>(wa), e2m1_pair<2>(wb), e2m1_pair<3>(wa), e2m1_pair<3>(wb)};
+    uint32_t a[8];
+    decode_tile(wa, wb, a);
     const float s0 = e8m0(sa), s1 = e8m0(sb);
-    if (b + 1 < nb) {
-      wa = __ldg(reinterpret_cast<const uint32_t*>(pa + (b + 1) * 16));
-      wb = __ldg(reinterpret_cast<const uint32_t*>(pb + (b + 1) * 16));
-      sa = __ldg(qa + b + 1);
-      sb = __ldg(qb + b + 1);
-    }
+    if (b + 1 < nb) rows.load(b + 1, wa, wb, sa, sb);
 #pragma unroll
     for (int cg = 0; cg < kChunk / 8; ++cg) {
       if (cg >= groups) break;
-      float c[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-      for (int l = 0; l < kLimbs; ++l) {
-        mma_16816(c, a[0], a[1], a[2], a[3], x[cg][l].x, x[cg][l].y);
-        mma_16816(c, a[4], a[5], a[6], a[7], x[cg][l].z, x[cg][l].w);
-      }
-      acc[cg][0] = fmaf(c[0], s0, acc[cg][0]);
-      acc[cg][1] = fmaf(c[1], s0, acc[cg][1]);
-      acc[cg][2] = fmaf(c[2], s1, acc[cg][2]);
-      acc[cg][3] = fmaf(c[3], s1, acc[cg][3]);
+      block_dot(a, x[cg], s0, s1, acc[cg]);
     }
   }
   // C: lane (g, t) holds rows g (c0, c1) and g + 8 (c2, c3) of token columns 2t, 2t + 1.
@@ -250,21 +274,11 @@ __global__ void __launch_bounds__(32 * kTcWarps) mxfp4_grouped_small_kernel(cons
   if (ch.count == 0 || r0 >= W.rows) return;
   const int nb = int(W.cols / 32);
   const uint4* xb = g < ch.count ? xf + int64_t(order[ch.begin + g] / x_div) * nb * kXfLanes + t : nullptr;
-  const int64_t ra = int64_t(ch.expert) * W.rows + min(r0 + g, W.rows - 1);
-  const int64_t rb = int64_t(ch.expert) * W.rows + min(r0 + g + 8, W.rows - 1);
-  const uint8_t* pa = W.blocks + ra * nb * 16 + 4 * t;
-  const uint8_t* pb = W.blocks + rb * nb * 16 + 4 * t;
-  const uint8_t* qa = W.scales + ra * nb;
-  const uint8_t* qb = W.scales + rb * nb;
+  const TileRows rows(W, ch.expert, r0, g, t, nb);
   uint32_t wa[kAhead], wb[kAhead], sa[kAhead], sb[kAhead];
 #pragma unroll
   for (int j = 0; j < kAhead; ++j)
-    if (j < nb) {
-      wa[j] = __ldg(reinterpret_cast<const uint32_t*>(pa + j * 16));
-      wb[j] = __ldg(reinterpret_cast<const uint32_t*>(pb + j * 16));
-      sa[j] = __ldg(qa + j);
-      sb[j] = __ldg(qb + j);
-    }
+    if (j < nb) rows.load(j, wa[j], wb[j], sa[j], sb[j]);
   uint4 x[kLimbs], xn[kLimbs];
 #pragma unroll
   for (int l = 0; l < kLimbs; ++l) x[l] = xb ? __ldg(xb + 4 * l) : make_uint4(0, 0, 0, 0);
@@ -277,25 +291,11 @@ __global__ void __launch_bounds__(32 * kTcWarps) mxfp4_grouped_small_kernel(cons
 #pragma unroll
       for (int l = 0; l < kLimbs; ++l)
         xn[l] = xb && b + 1 < nb ? __ldg(xb + (b + 1) * kXfLanes + 4 * l) : make_uint4(0, 0, 0, 0);
-      const uint32_t a[8] = {e2m1_pair<0>(wa[j]), e2m1_pair<0>(wb[j]), e2m1_pair<1>(wa[j]), e2m1_pair<1>(wb[j]),
-                             e2m1_pair<2>(wa[j]), e2m1_pair<2>(wb[j]), e2m1_pair<3>(wa[j]), e2m1_pair<3>(wb[j])};
+      uint32_t a[8];
+      decode_tile(wa[j], wb[j], a);
       const float s0 = e8m0(sa[j]), s1 = e8m0(sb[j]);
-      if (b + kAhead < nb) {
-        wa[j] = __ldg(reinterpret_cast<const uint32_t*>(pa + (b + kAhead) * 16));
-        wb[j] = __ldg(reinterpret_cast<const uint32_t*>(pb + (b + kAhead) * 16));
-        sa[j] = __ldg(qa + b + kAhead);
-        sb[j] = __ldg(qb + b + kAhead);
-      }
-      float c[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-      for (int l = 0; l < kLimbs; ++l) {
-        mma_16816(c, a[0], a[1], a[2], a[3], x[l].x, x[l].y);
-        mma_16816(c, a[4], a[5], a[6], a[7], x[l].z, x[l].w);
-      }
-      acc[0] = fmaf(c[0], s0, acc[0]);
-      acc[1] = fmaf(c[1], s0, acc[1]);
-      acc[2] = fmaf(c[2], s1, acc[2]);
-      acc[3] = fmaf(c[3], s1, acc[3]);
+      if (b + kAhead < nb) rows.load(b + kAhead, wa[j], wb[j], sa[j], sb[j]);
+      block_dot(a, x, s0, s1, acc);
 #pragma unroll
       for (int l = 0; l < kLimbs; ++l) x[l] = xn[l];
     }
