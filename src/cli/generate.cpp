@@ -21,7 +21,7 @@ namespace gptoss {
 namespace {
 
 struct Options {
-  std::string model, device = "cpu";
+  std::string model, adapter, device = "cpu";
   std::vector<std::string> tokens;
   int max_new_tokens = 16;
   double temperature = 0.0;
@@ -45,7 +45,7 @@ int run(const Options& o) {
   if (o.max_num_batched_tokens <= 0)
     fail_input("--max-num-batched-tokens is {}; expected > 0", o.max_num_batched_tokens);
 
-  auto runner = GptOssRunner::load(o.model, o.device);
+  auto runner = GptOssRunner::load(o.model, o.device, o.adapter);
   const std::string device = runner->backend().device_name();
   const int max_pos = runner->max_position();
   const int vocab = runner->vocab_size();
@@ -117,6 +117,7 @@ const cli::Registrar reg{"generate", "Generate token ids from prompt token ids t
                          [](CLI::App& app) -> cli::Runner {
                            auto o = std::make_shared<Options>();
                            app.add_option("--model", o->model, "model directory")->required();
+                           app.add_option("--adapter", o->adapter, "PEFT LoRA adapter directory applied on top");
                            app.add_option("--tokens", o->tokens,
                                           "prompt token ids, comma-separated; repeat for concurrent requests")
                                ->required()

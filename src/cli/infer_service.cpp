@@ -112,10 +112,6 @@ class ScriptedChatService : public ChatService {
 };
 
 std::unique_ptr<ChatService> make_local(const InferenceConfig& cfg, bool quiet) {
-  if (!cfg.model.adapter_model.empty())
-    fail_input("{}: model.adapter_model is set ({}), but LoRA adapters are not applied by infer yet; merge the adapter "
-               "or remove the key",
-               cfg.source, cfg.model.adapter_model);
   auto t0 = std::chrono::steady_clock::now();
   HubOptions hopt;
   hopt.revision = cfg.model.model_revision;
@@ -129,7 +125,7 @@ std::unique_ptr<ChatService> make_local(const InferenceConfig& cfg, bool quiet) 
   ProgressBar bar("loading " + cfg.model.model_name, 3, "steps");
   Tokenizer tok = load_tokenizer(cfg, dir, hopt);
   bar.set(1);
-  auto runner = GptOssRunner::load(dir, cfg.engine_params.device);
+  auto runner = GptOssRunner::load(dir, cfg.engine_params.device, cfg.model.adapter_model);
   bar.set(2);
   std::string describe = runner->describe();
   EngineConfig ec;

@@ -16,7 +16,7 @@ namespace gptoss {
 namespace {
 
 struct Options {
-  std::string model, tokens, output, device = "cpu";
+  std::string model, adapter, tokens, output, device = "cpu";
   int block_size = 16;
 };
 
@@ -25,7 +25,7 @@ int run(const Options& o) {
   if (ids.empty()) fail_input("--tokens is empty; expected comma-separated token ids, e.g. --tokens 1,2,3");
   if (o.block_size <= 0) fail_input("--block-size is {}; expected > 0", o.block_size);
   auto backend = make_backend(o.device);
-  auto model = GptOssModel::load(o.model, *backend);
+  auto model = GptOssModel::load(o.model, *backend, o.adapter);
   const int64_t n = int64_t(ids.size()), V = model->config().vocab_size;
   std::vector<int32_t> tokens(ids.begin(), ids.end());
 
@@ -51,6 +51,7 @@ const cli::Registrar reg{"score", "Logits of every position of a token sequence,
                            auto o = std::make_shared<Options>();
                            app.add_option("--model", o->model, "model directory (config.json + safetensors)")
                                ->required();
+                           app.add_option("--adapter", o->adapter, "PEFT LoRA adapter directory applied on top");
                            app.add_option("--tokens", o->tokens, "token ids, comma-separated")->required();
                            app.add_option("--output", o->output, "output .safetensors file")->required();
                            app.add_option("--device", o->device, "cpu, cuda or auto")->capture_default_str();

@@ -23,6 +23,24 @@ inline uint16_t f32_to_bf16(float f) {
   return uint16_t(u >> 16);
 }
 
+// IEEE half (f16) to f32, exact (subnormals, infinities and NaN included).
+inline float f16_to_f32(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+  uint32_t u;
+  if (exp == 0x1fu) {
+    u = sign | 0x7f800000u | (man << 13);
+  } else if (exp != 0) {
+    u = sign | ((exp + 112) << 23) | (man << 13);
+  } else {
+    float f = float(man) * 0x1p-24f;  // subnormal (or zero): man x 2^-24, exact
+    std::memcpy(&u, &f, 4);
+    u |= sign;
+  }
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
 // MXFP4: 32 fp4 e2m1 values share one e8m0 scale 2^(s-127). Code bits: sign | exp(2) | mantissa(1).
 inline constexpr int kMxfp4BlockSize = 32;
 inline constexpr float kFp4Values[16] = {+0.0f, +0.5f, +1.0f, +1.5f, +2.0f, +3.0f, +4.0f, +6.0f,

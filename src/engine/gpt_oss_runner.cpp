@@ -9,9 +9,10 @@ GptOssRunner::GptOssRunner(std::unique_ptr<Backend> backend, std::unique_ptr<Gpt
   GPTOSS_CHECK(backend_ && model_, "GptOssRunner needs a backend and a model");
 }
 
-std::unique_ptr<GptOssRunner> GptOssRunner::load(const std::string& model_dir, const std::string& device) {
+std::unique_ptr<GptOssRunner> GptOssRunner::load(const std::string& model_dir, const std::string& device,
+                                                 const std::string& adapter_dir) {
   auto backend = make_backend(device);
-  auto model = GptOssModel::load(model_dir, *backend);
+  auto model = GptOssModel::load(model_dir, *backend, adapter_dir);
   return std::make_unique<GptOssRunner>(std::move(backend), std::move(model));
 }
 
@@ -43,8 +44,9 @@ void GptOssRunner::forward(const ForwardBatch& batch, float* logits) {
 
 std::string GptOssRunner::describe() const {
   const auto& c = model_->config();
-  return fmt::format("gpt-oss ({} layers, {} experts, vocab {}) on {}", c.num_hidden_layers, c.num_local_experts,
-                     c.vocab_size, backend_->device_name());
+  const std::string lora = model_->adapter() ? " with " + model_->adapter()->describe() : "";
+  return fmt::format("gpt-oss ({} layers, {} experts, vocab {}){} on {}", c.num_hidden_layers, c.num_local_experts,
+                     c.vocab_size, lora, backend_->device_name());
 }
 
 std::optional<size_t> GptOssRunner::device_kv_budget(double gpu_memory_utilization) const {

@@ -19,7 +19,9 @@ class GptOssRunner : public ModelRunner {
  public:
   GptOssRunner(std::unique_ptr<Backend> backend, std::unique_ptr<GptOssModel> model);
   // make_backend(device) ("cpu", "cuda", "auto") + GptOssModel::load(model_dir).
-  static std::unique_ptr<GptOssRunner> load(const std::string& model_dir, const std::string& device);
+  // adapter_dir: a PEFT LoRA adapter applied on top of the weights ("" for none).
+  static std::unique_ptr<GptOssRunner> load(const std::string& model_dir, const std::string& device,
+                                            const std::string& adapter_dir = "");
 
   int vocab_size() const override;
   int sliding_window() const override;

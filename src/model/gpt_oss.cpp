@@ -6,20 +6,21 @@
 
 namespace gptoss {
 
-std::unique_ptr<GptOssModel> GptOssModel::load(const std::string& model_dir, Backend& backend) {
+std::unique_ptr<GptOssModel> GptOssModel::load(const std::string& model_dir, Backend& backend,
+                                               const std::string& adapter_dir) {
   GptOssConfig cfg = GptOssConfig::load(model_dir);
   auto weights = Weights::load(model_dir, cfg, backend);
-  return std::make_unique<GptOssModel>(std::move(cfg), std::move(weights), backend);
+  auto adapter = adapter_dir.empty() ? nullptr : LoraAdapter::load(adapter_dir, cfg, backend);
+  auto model = std::make_unique<GptOssModel>(std::move(cfg), std::move(weights), backend);
+  model->set_adapter(std::move(adapter));
+  return model;
 }
 
 GptOssModel::GptOssModel(GptOssConfig cfg, std::unique_ptr<Weights> weights, Backend& backend)
     : cfg_(std::move(cfg)), w_(std::move(weights)), backend_(backend), rope_(compute_yarn(yarn_params(cfg_))),
-      inv_freq_(backend) {
+      inv_freq_(backend), s_(backend) {
   inv_freq_.reserve(rope_.inv_freq.size() * sizeof(float));
   backend_.to_device(inv_freq_.get(), rope_.inv_freq.data(), rope_.inv_freq.size() * sizeof(float));
-  s_ = Scratch{BackendBuffer(backend), BackendBuffer(backend), BackendBuffer(backend), BackendBuffer(backend),
-               BackendBuffer(backend), BackendBuffer(backend), BackendBuffer(backend), BackendBuffer(backend),
-               BackendBuffer(backend), BackendBuffer(backend), BackendBuffer(backend), BackendBuffer(backend)};
 }
 
 void GptOssModel::forward(const ForwardBatch& batch, KvPool& kv, float* logits, HiddenCapture* capture) {
@@ -69,6 +70,9 @@ void GptOssModel::attention_block(int layer, KvPool& kv) {
   const Backend::Linear qkv[3] = {{L.q_w, L.q_b, s_.q.f32(), Q}, {L.k_w, L.k_b, s_.k.f32(), KV},
                                   {L.v_w, L.v_b, s_.v.f32(), KV}};
   backend_.matmul_bf16_multi(s_.h.f32(), n_, H, qkv, 3);
+  lora(layer, LoraModule::kQ, s_.h.f32(), s_.q.f32());
+  lora(layer, LoraModule::kK, s_.h.f32(), s_.k.f32());
+  lora(layer, LoraModule::kV, s_.h.f32(), s_.v.f32());
   const float* inv_freq = inv_freq_.f32();
   backend_.rope_qk(s_.q.f32(), cfg_.num_attention_heads, s_.k.f32(), cfg_.num_key_value_heads, n_, cfg_.head_dim,
                    positions_.data(), inv_freq, rope_.attention_factor);
@@ -77,6 +81,7 @@ void GptOssModel::attention_block(int layer, KvPool& kv) {
                      L.sinks, sliding ? cfg_.sliding_window : 0, 1.0f / std::sqrt(float(cfg_.head_dim)),
                      s_.attn.f32());
   linear(s_.attn.f32(), Q, L.o_w, L.o_b, s_.t.f32(), H, n_);
+  lora(layer, LoraModule::kO, s_.attn.f32(), s_.t.f32());
   // x += attention, and h = the MoE block's rms_norm(x), in one op.
   backend_.add_rms_norm(s_.x.f32(), s_.t.f32(), L.mlp_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps));
 }
@@ -89,6 +94,7 @@ void GptOssModel::moe_block(int layer) {
   const int E = cfg_.num_local_experts, k = cfg_.num_experts_per_tok;
 
   linear(s_.h.f32(), H, L.router_w, L.router_b, s_.router_logits.f32(), E, n_);
+  lora(layer, LoraModule::kRouter, s_.h.f32(), s_.router_logits.f32());
   backend_.router_topk(s_.router_logits.f32(), n_, E, k, s_.expert_idx.get<int32_t>(), s_.expert_w.f32());
   backend_.moe(s_.h.f32(), n_, H, s_.expert_idx.get<int32_t>(), s_.expert_w.f32(), k, L.gate_up, L.down,
                float(cfg_.swiglu_limit), s_.t.f32());
@@ -116,6 +122,14 @@ void GptOssModel::unembed(HiddenCapture* capture) {
 void GptOssModel::linear(const float* x, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
                          int64_t out, int64_t n) {
   backend_.matmul_bf16(x, n, in, w, bias, y, out);
+}
+
+void GptOssModel::lora(int layer, LoraModule m, const float* x, float* y) {
+  if (!lora_) return;
+  const LoraLinear& L = lora_->get(layer, m);
+  if (L.rank == 0) return;
+  float* const t[3] = {s_.lora_t[0].f32(), s_.lora_t[1].f32(), s_.lora_t[2].f32()};
+  apply_lora(backend_, L, x, n_, y, t, s_.lora_u.f32());
 }
 
 void GptOssModel::capture_residual(HiddenCapture* capture) {
@@ -190,6 +204,10 @@ void GptOssModel::grow_scratch(int64_t n, int64_t rows) {
     s_.router_logits.reserve(size_t(n * E) * f);
     s_.expert_idx.reserve(size_t(n * k) * sizeof(int32_t));
     s_.expert_w.reserve(size_t(n * k) * f);
+    if (lora_) {
+      for (auto& b : s_.lora_t) b.reserve(size_t(n * lora_->max_rank()) * f);
+      s_.lora_u.reserve(size_t(n * lora_->max_out()) * f);
+    }
     scratch_tokens_ = n;
   }
   if (rows > scratch_rows_) {

@@ -19,6 +19,7 @@
 #include "model/batch.h"
 #include "model/config.h"
 #include "model/kv_pool.h"
+#include "model/lora.h"
 #include "model/rope.h"
 #include "model/weights.h"
 
@@ -34,14 +35,19 @@ struct HiddenCapture {
 
 class GptOssModel {
  public:
-  // Reads <model_dir>/config.json and the safetensors weights (mapped, not copied on CPU).
-  static std::unique_ptr<GptOssModel> load(const std::string& model_dir, Backend& backend);
+  // Reads <model_dir>/config.json and the safetensors weights (mapped, not copied on CPU), and the PEFT
+  // LoRA adapter in adapter_dir when it is not empty (model/lora.h).
+  static std::unique_ptr<GptOssModel> load(const std::string& model_dir, Backend& backend,
+                                           const std::string& adapter_dir = "");
   GptOssModel(GptOssConfig cfg, std::unique_ptr<Weights> weights, Backend& backend);
 
   const GptOssConfig& config() const { return cfg_; }
   Backend& backend() { return backend_; }
   const Weights& weights() const { return *w_; }
   const RopeTable& rope_table() const { return rope_; }
+  // The LoRA adapter applied on top of the weights (null: none).
+  const LoraAdapter* adapter() const { return lora_.get(); }
+  void set_adapter(std::unique_ptr<LoraAdapter> adapter) { lora_ = std::move(adapter); scratch_tokens_ = 0; }
 
   // One ragged batch; writes batch.logit_rows() x vocab f32 logits to host memory `logits`, rows in
   // batch order (all tokens of an all_logits sequence, else its last token). Checks token ids and
@@ -54,13 +60,15 @@ class GptOssModel {
   void attention_block(int layer, KvPool& kv);
   void moe_block(int layer);
   void unembed(HiddenCapture* capture);
-  // Every matmul goes through here (a LoRA adapter will add its term in this one place).
   void linear(const float* x, int64_t in, const uint16_t* w, const uint16_t* bias, float* y, int64_t out,
               int64_t n);
+  // y += the adapter's term for module m of layer `layer` of input x (n tokens), when it adapts it.
+  void lora(int layer, LoraModule m, const float* x, float* y);
   void capture_residual(HiddenCapture* capture);
 
   GptOssConfig cfg_;
   std::unique_ptr<Weights> w_;
+  std::unique_ptr<LoraAdapter> lora_;
   Backend& backend_;
   RopeTable rope_;
   BackendBuffer inv_freq_;
@@ -72,7 +80,11 @@ class GptOssModel {
 
   // Backend scratch, grown on demand.
   struct Scratch {
+    explicit Scratch(Backend& b)
+        : x(b), h(b), q(b), k(b), v(b), attn(b), t(b), router_logits(b), expert_idx(b), expert_w(b), rows(b),
+          logits(b), lora_t{BackendBuffer(b), BackendBuffer(b), BackendBuffer(b)}, lora_u(b) {}
     BackendBuffer x, h, q, k, v, attn, t, router_logits, expert_idx, expert_w, rows, logits;
+    BackendBuffer lora_t[3], lora_u;  // the adapter's intermediates (model/lora.h), when there is one
   } s_;
   int64_t scratch_tokens_ = 0, scratch_rows_ = 0;
 };

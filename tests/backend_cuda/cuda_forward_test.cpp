@@ -118,5 +118,40 @@ TEST_P(CudaForward, DecodeStepsReplayedAsGraphsMatchCpu) {
 
 INSTANTIATE_TEST_SUITE_P(Sequences, CudaForward, ::testing::Values(3, 70));
 
+// A LoRA adapter on every projection and router (model/lora.h: its terms are bf16 matmuls of limbs and
+// adds, so the CUDA backend runs the same op sequence, inside the recorded decode graphs too).
+TEST(CudaForwardLora, AdapterOnEveryModuleMatchesCpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU in this build/machine";
+  const std::string dir = (fs::temp_directory_path() / ("gptoss_cuda_lora_" + std::to_string(::getpid()))).string();
+  testing::write_random_model(dir + "/base", GptOssConfig::preset("tiny"), true, 5);
+  testing::write_random_adapter(dir + "/adapter", GptOssConfig::preset("tiny"), 8);
+  double worst = 0;
+  {
+    auto cpu_backend = make_cpu_backend(), gpu_backend = make_cuda_backend();
+    auto cpu = GptOssModel::load(dir + "/base", *cpu_backend, dir + "/adapter");
+    auto gpu = GptOssModel::load(dir + "/base", *gpu_backend, dir + "/adapter");
+    const int vocab = cpu->config().vocab_size, bs = 4;
+    std::vector<int32_t> toks;
+    for (int i = 0; i < 40; ++i) toks.push_back(int32_t((i * 97 + 13) % vocab));
+    KvPool pc(cpu->config(), *cpu_backend, 32, bs), pg(gpu->config(), *gpu_backend, 32, bs);
+    LinearBlockAllocator ac(32), ag(32);
+    SequenceKv sc(ac, bs), sg(ag, bs);
+    std::vector<float> want(static_cast<size_t>(vocab)), got(static_cast<size_t>(vocab));
+    std::span<const int32_t> t(toks);
+    for (int p = 0; p < 40; p += p < 8 ? 8 : 1) {  // a prefill of 8, then decode steps (recorded and replayed)
+      const size_t m = p < 8 ? 8 : 1;
+      ForwardBatch bc, bg;
+      bc.seqs.push_back(sc.chunk(t.subspan(size_t(p), m), p, false));
+      bg.seqs.push_back(sg.chunk(t.subspan(size_t(p), m), p, false));
+      cpu->forward(bc, pc, want.data());
+      gpu->forward(bg, pg, got.data());
+      worst = std::max(worst, testing::rel_err(got.data(), want));
+    }
+  }
+  fs::remove_all(dir);
+  EXPECT_LE(worst, 5e-5);
+  std::printf("largest relative error %.3g\n", worst);
+}
+
 }  // namespace
 }  // namespace gptoss

@@ -22,6 +22,8 @@
 #include "api/chat_mapping.h"
 #include "core/atomic_file.h"
 #include "harmony/harmony.h"
+#include "model/config.h"
+#include "model/random_model.h"
 #include "tokenizer/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -127,6 +129,21 @@ TEST(InferCli, BatchOnARandomTinyModelWithTheRealTokenizer) {
   ASSERT_EQ(sh(fmt::format(fmt::runtime(cmd), d / "out2.jsonl")), 0) << read_file(d / "err.log");
   EXPECT_EQ(read_file(d / "out.jsonl"), read_file(d / "out2.jsonl"));
   EXPECT_FALSE(fs::exists(d / "out.jsonl.partial"));
+
+  // model.adapter_model: a PEFT LoRA adapter applied on top (model/lora.h), named in the load line; it
+  // changes the greedy answers.
+  testing::write_random_adapter(d / "adapter", GptOssConfig::load(d / "model"), 8, 3);
+  const std::string with_adapter = fmt::format(
+      "{} infer -c oumi://configs/recipes/gpt_oss/inference/20b_infer.yaml --model.model_name {} "
+      "--model.adapter_model {} --engine_params.device cpu --engine_params.kv_cache_gb 0.1 "
+      "--engine_params.max_model_len 2048 --generation.max_new_tokens 12 --input_path {} --output_path {} 2> {}",
+      binary(), d / "model", d / "adapter", d / "in.jsonl", d / "out3.jsonl", d / "err3.log");
+  ASSERT_EQ(sh(with_adapter), 0) << read_file(d / "err3.log");
+  EXPECT_NE(read_file(d / "err3.log").find("with LoRA r=8 alpha=16 on q_proj, k_proj, v_proj, o_proj, router of 4 layers"),
+            std::string::npos)
+      << read_file(d / "err3.log");
+  EXPECT_EQ(read_jsonl(d / "out3.jsonl").size(), 3u);
+  EXPECT_NE(read_file(d / "out.jsonl"), read_file(d / "out3.jsonl"));
 }
 
 TEST(InferCli, ListAndConfigErrors) {

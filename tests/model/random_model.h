@@ -41,4 +41,35 @@ inline void write_random_model(const std::string& dir, const GptOssConfig& c, bo
   write_safetensors(dir + "/model.safetensors", tensors);
 }
 
+// A PEFT LoRA adapter directory with seeded random F32 lora_A / lora_B (N(0, 0.05)) of rank r on q_proj,
+// k_proj, v_proj, o_proj and the router of every layer of cfg (lora_alpha = 2 r).
+inline void write_random_adapter(const std::string& dir, const GptOssConfig& cfg, int r, unsigned seed = 7) {
+  std::filesystem::create_directories(dir);
+  write_file_atomic(dir + "/adapter_config.json",
+                    "{\"peft_type\": \"LORA\", \"r\": " + std::to_string(r) + ", \"lora_alpha\": " +
+                        std::to_string(2 * r) + ", \"bias\": \"none\"}");
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.f, 0.05f);
+  std::vector<std::vector<float>> storage;
+  std::vector<TensorData> tensors;
+  const int64_t H = cfg.hidden_size;
+  const std::pair<const char*, std::pair<int64_t, int64_t>> modules[] = {
+      {"self_attn.q_proj", {cfg.q_dim(), H}}, {"self_attn.k_proj", {cfg.kv_dim(), H}},
+      {"self_attn.v_proj", {cfg.kv_dim(), H}}, {"self_attn.o_proj", {H, cfg.q_dim()}},
+      {"mlp.router", {cfg.num_local_experts, H}}};
+  storage.reserve(size_t(cfg.num_hidden_layers) * 10);
+  for (int l = 0; l < cfg.num_hidden_layers; ++l)
+    for (const auto& [name, shape] : modules) {
+      const auto [out, in] = shape;
+      const std::string base = "base_model.model.model.layers." + std::to_string(l) + "." + name;
+      for (const auto& [suffix, dims] : {std::pair{".lora_A.weight", std::vector<int64_t>{r, in}},
+                                         std::pair{".lora_B.weight", std::vector<int64_t>{out, r}}}) {
+        auto& v = storage.emplace_back(size_t(dims[0] * dims[1]));
+        for (float& x : v) x = d(rng);
+        tensors.push_back({base + suffix, DType::F32, dims, v.data()});
+      }
+    }
+  write_safetensors(dir + "/adapter_model.safetensors", tensors);
+}
+
 }  // namespace gptoss::testing
