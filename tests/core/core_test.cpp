@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <immintrin.h>
+
 #include <atomic>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <random>
@@ -27,6 +30,21 @@ TEST(Dtype, Bf16RoundTripsAndRoundsToNearestEven) {
   EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.0f + 1.0f / 256)), 1.0f);
   EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.0f + 3.0f / 256)), 1.0f + 4.0f / 256);
   EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(NAN))));
+}
+
+// Every f16 bit pattern against the CPU's own conversion (F16C, part of the x86-64-v3 baseline).
+TEST(Dtype, F16ToF32MatchesTheHardwareForEveryValue) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float want = _cvtsh_ss(uint16_t(h)), got = f16_to_f32(uint16_t(h));
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(got)) << h;
+    } else {
+      uint32_t a, b;
+      std::memcpy(&a, &want, 4);
+      std::memcpy(&b, &got, 4);
+      ASSERT_EQ(a, b) << "f16 bits " << h;
+    }
+  }
 }
 
 TEST(Dtype, Fp4CodesAndE8m0) {
