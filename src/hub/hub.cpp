@@ -50,7 +50,7 @@ std::string revision(const HubOptions& opt) { return opt.revision.empty() ? "mai
 bool wanted(const std::string& path) {
   static const std::vector<std::string> kNames = {"config.json", "generation_config.json", "tokenizer.json",
                                                   "tokenizer_config.json", "special_tokens_map.json",
-                                                  "chat_template.jinja"};
+                                                  "chat_template.jinja", "adapter_config.json"};
   if (path.find('/') != std::string::npos) return false;
   if (std::find(kNames.begin(), kNames.end(), path) != kNames.end()) return true;
   auto ends = [&](const std::string& s) {
@@ -66,11 +66,19 @@ std::string repo_folder(const std::string& repo) {
   return f;
 }
 
-// The weight files a snapshot must hold: the index's shards, else any *.safetensors.
-std::vector<std::string> missing_in_snapshot(const fs::path& snap) {
+// The config file of a kind of repo.
+const char* config_file(RepoKind kind) { return kind == RepoKind::kModel ? "config.json" : "adapter_config.json"; }
+
+// The files a snapshot must hold: a model's config and weights (the index's shards, else any
+// *.safetensors), or an adapter's config and adapter_model.safetensors.
+std::vector<std::string> missing_in_snapshot(const fs::path& snap, RepoKind kind = RepoKind::kModel) {
   std::vector<std::string> missing;
   std::error_code ec;
-  if (!fs::exists(snap / "config.json", ec)) missing.push_back("config.json");
+  if (!fs::exists(snap / config_file(kind), ec)) missing.push_back(config_file(kind));
+  if (kind == RepoKind::kAdapter) {
+    if (!fs::exists(snap / "adapter_model.safetensors", ec)) missing.push_back("adapter_model.safetensors");
+    return missing;
+  }
   bool any_weights = false;
   for (const auto& e : fs::directory_iterator(snap, ec)) {
     std::string n = e.path().filename().string();
@@ -337,14 +345,15 @@ bool looks_like_repo_id(const std::string& name) {
          name.find('/', slash + 1) == std::string::npos;
 }
 
-std::string find_cached_snapshot(const std::string& repo, const std::string& rev, const std::string& cache_dir) {
+std::string find_cached_snapshot(const std::string& repo, const std::string& rev, const std::string& cache_dir,
+                                 RepoKind kind) {
   std::error_code ec;
   fs::path snap = snapshot_for(fs::path(cache_dir) / repo_folder(repo), rev);
   if (!fs::is_directory(snap, ec)) return "";
-  return missing_in_snapshot(snap).empty() ? snap.string() : "";
+  return missing_in_snapshot(snap, kind).empty() ? snap.string() : "";
 }
 
-HubListing fetch_listing(const std::string& repo, const HubOptions& opt) {
+HubListing fetch_listing(const std::string& repo, const HubOptions& opt, RepoKind kind) {
   curl_init_once();
   std::string url = fmt::format("{}/api/models/{}/revision/{}?blobs=true", hub_endpoint(opt), repo, revision(opt));
   CurlHandle c;
@@ -379,8 +388,11 @@ HubListing fetch_listing(const std::string& repo, const HubOptions& opt) {
   }
   // Small files first: config and index land before the shards, so a cut run is recognised as partial.
   std::stable_sort(out.files.begin(), out.files.end(), [](const HubFile& a, const HubFile& b) { return a.size < b.size; });
-  bool has_config = std::any_of(out.files.begin(), out.files.end(), [](const HubFile& f) { return f.path == "config.json"; });
-  if (!has_config) fail_input("{} (revision {}) has no config.json; it is not a model gptoss can run", repo, revision(opt));
+  const std::string cfg = config_file(kind);
+  bool has_config = std::any_of(out.files.begin(), out.files.end(), [&](const HubFile& f) { return f.path == cfg; });
+  if (!has_config)
+    fail_input("{} (revision {}) has no {}; it is not {}", repo, revision(opt), cfg,
+               kind == RepoKind::kModel ? "a model gptoss can run" : "a PEFT adapter");
   return out;
 }
 
@@ -420,38 +432,54 @@ std::string download_snapshot(const std::string& repo, const HubListing& listing
   return snap.string();
 }
 
-std::string resolve_model_dir(const std::string& name, const HubOptions& opt) {
+namespace {
+
+std::string resolve_dir(const std::string& name, const HubOptions& opt, RepoKind kind) {
+  const bool model = kind == RepoKind::kModel;
+  const char* what = model ? "model" : "adapter";
   std::error_code ec;
   if (fs::is_directory(name, ec)) return name;
   if (!looks_like_repo_id(name))
-    fail_input("model {}: no such directory; give a model directory or a hub id such as openai/gpt-oss-20b", name);
+    fail_input("{} {}: no such directory; give a{} directory or a hub id such as {}", what, name,
+               model ? " model" : "n adapter", model ? "openai/gpt-oss-20b" : "ORG/NAME");
   std::string cache = hub_cache_dir(opt), rev = revision(opt);
   fs::path repo_dir = fs::path(cache) / repo_folder(name);
-  if (std::string snap = find_cached_snapshot(name, rev, cache); !snap.empty()) return snap;
+  if (std::string snap = find_cached_snapshot(name, rev, cache, kind); !snap.empty()) return snap;
 
   fs::path snap = snapshot_for(repo_dir, rev);
   std::string where = fs::is_directory(snap, ec)
                           ? snap.string()
                           : (repo_dir / "snapshots" / "<commit>").string() + " (and the commit in " +
                                 (repo_dir / "refs" / rev).string() + ")";
-  std::string missing = fs::is_directory(snap, ec) ? fmt::format("{}", fmt::join(missing_in_snapshot(snap), ", "))
-                                                   : "config.json, tokenizer.json, *.safetensors";
+  std::string missing = fs::is_directory(snap, ec) ? fmt::format("{}", fmt::join(missing_in_snapshot(snap, kind), ", "))
+                        : model                    ? "config.json, tokenizer.json, *.safetensors"
+                                                   : "adapter_config.json, adapter_model.safetensors";
   auto advice = [&] {
-    return fmt::format("missing: {}. Put the files in {}, or download them elsewhere and pass that directory as "
-                       "model.model_name",
-                       missing, where);
+    return fmt::format("missing: {}. Put the files in {}, or download them elsewhere and pass that directory as {}",
+                       missing, where, model ? "model.model_name" : "model.adapter_model");
   };
-  if (offline(opt)) fail_input("model {} is not in the cache and downloads are off (HF_HUB_OFFLINE); {}", name, advice());
+  if (offline(opt))
+    fail_input("{} {} is not in the cache and downloads are off (HF_HUB_OFFLINE); {}", what, name, advice());
   HubListing listing;
   try {
-    listing = fetch_listing(name, opt);
+    listing = fetch_listing(name, opt, kind);
   } catch (const InputError& e) {
-    fail_input("model {}: not in the cache and the download failed: {}; {}", name, e.what(), advice());
+    fail_input("{} {}: not in the cache and the download failed: {}; {}", what, name, e.what(), advice());
   }
   std::string dir = download_snapshot(name, listing, opt);
-  auto still = missing_in_snapshot(dir);
-  if (!still.empty()) fail_input("model {}: downloaded, but {} still lacks {}", name, dir, fmt::join(still, ", "));
+  auto still = missing_in_snapshot(dir, kind);
+  if (!still.empty()) fail_input("{} {}: downloaded, but {} still lacks {}", what, name, dir, fmt::join(still, ", "));
   return dir;
+}
+
+}  // namespace
+
+std::string resolve_model_dir(const std::string& name, const HubOptions& opt) {
+  return resolve_dir(name, opt, RepoKind::kModel);
+}
+
+std::string resolve_adapter_dir(const std::string& name, const HubOptions& opt) {
+  return resolve_dir(name, opt, RepoKind::kAdapter);
 }
 
 std::string sha256_hex_of_file(const std::string& path) {

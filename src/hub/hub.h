@@ -39,12 +39,19 @@ struct HubOptions {
 
 std::string resolve_model_dir(const std::string& name, const HubOptions& opt = {});
 
+// What a repo holds: a model (config.json and safetensors weights) or a PEFT adapter (adapter_config.json
+// and adapter_model.safetensors).
+enum class RepoKind { kModel, kAdapter };
+// resolve_model_dir for a PEFT LoRA adapter: a local directory, the cache, or a download, the same way.
+std::string resolve_adapter_dir(const std::string& name, const HubOptions& opt = {});
+
 // Pieces, exposed for tests and for `gptoss download`.
 std::string hub_cache_dir(const HubOptions& opt = {});
 std::string hub_endpoint(const HubOptions& opt = {});
 bool looks_like_repo_id(const std::string& name);  // "ORG/NAME", no leading '.', '/', '~'
 // The snapshot directory for repo@revision if the cache has a complete one, else "".
-std::string find_cached_snapshot(const std::string& repo, const std::string& revision, const std::string& cache_dir);
+std::string find_cached_snapshot(const std::string& repo, const std::string& revision, const std::string& cache_dir,
+                                 RepoKind kind = RepoKind::kModel);
 
 struct HubFile {
   std::string path;     // "model-00000-of-00002.safetensors"
@@ -56,7 +63,7 @@ struct HubListing {
   std::string commit;
   std::vector<HubFile> files;  // only the files gptoss needs
 };
-HubListing fetch_listing(const std::string& repo, const HubOptions& opt = {});
+HubListing fetch_listing(const std::string& repo, const HubOptions& opt = {}, RepoKind kind = RepoKind::kModel);
 // Downloads everything the listing names into the cache; returns the snapshot directory.
 std::string download_snapshot(const std::string& repo, const HubListing& listing, const HubOptions& opt = {});
 

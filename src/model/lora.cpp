@@ -72,9 +72,8 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::string& dir, const Gpt
   const std::string cfg_path = (fs::path(dir) / "adapter_config.json").string();
   const std::string weights_path = (fs::path(dir) / "adapter_model.safetensors").string();
   if (!fs::is_directory(dir))
-    fail_input("LoRA adapter '{}' is not a directory; expected a local PEFT adapter directory (adapter_config.json "
-               "and adapter_model.safetensors; adapters are not downloaded from the hub yet: fetch one with "
-               "`huggingface-cli download ORG/NAME --local-dir DIR`)",
+    fail_input("LoRA adapter '{}' is not a directory; expected a PEFT adapter directory (adapter_config.json and "
+               "adapter_model.safetensors)",
                dir);
   if (!fs::exists(cfg_path)) fail_input("{}: no such file; '{}' is not a PEFT LoRA adapter directory", cfg_path, dir);
   if (!fs::exists(weights_path)) {

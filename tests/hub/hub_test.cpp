@@ -261,6 +261,33 @@ TEST_F(HubTest, DownloadsIntoTheCacheLayoutAndThenUsesTheCache) {
   EXPECT_EQ(hub_.requests.size(), 4u);
 }
 
+// A PEFT adapter repo (adapter_config.json + adapter_model.safetensors, no config.json) resolves through the
+// same cache and download; a model repo asked for as an adapter, and an adapter repo as a model, are errors.
+TEST_F(HubTest, AdapterReposResolveLikeModels) {
+  FakeHub adapter_hub;
+  adapter_hub.repo = "someone/gpt-oss-tiny-lora";
+  adapter_hub.files["adapter_config.json"] = R"({"peft_type": "LORA", "r": 8, "lora_alpha": 16})";
+  adapter_hub.files["adapter_model.safetensors"] = hub_.files["model.safetensors"];  // any bytes will do here
+  adapter_hub.lfs["adapter_model.safetensors"] = true;
+  adapter_hub.files["README.md"] = "# adapter";
+  HubOptions o = opt_;
+  o.endpoint = adapter_hub.endpoint();
+  std::string dir = resolve_adapter_dir("someone/gpt-oss-tiny-lora", o);
+  EXPECT_EQ(fs::path(dir), cache_ / "models--someone--gpt-oss-tiny-lora" / "snapshots" / FakeHub::kCommit);
+  EXPECT_EQ(read_file(dir + "/adapter_config.json"), adapter_hub.files["adapter_config.json"]);
+  EXPECT_EQ(read_file(dir + "/adapter_model.safetensors"), adapter_hub.files["adapter_model.safetensors"]);
+  EXPECT_FALSE(fs::exists(fs::path(dir) / "README.md"));
+  HubOptions off = o;
+  off.offline = true;
+  EXPECT_EQ(resolve_adapter_dir("someone/gpt-oss-tiny-lora", off), dir);  // from the cache
+  std::string e = error_of([&] { resolve_model_dir("someone/gpt-oss-tiny-lora", o); });
+  EXPECT_NE(e.find("has no config.json; it is not a model gptoss can run"), std::string::npos) << e;
+  e = error_of([&] { resolve_adapter_dir("openai/gpt-oss-tiny", opt_); });
+  EXPECT_NE(e.find("has no adapter_config.json; it is not a PEFT adapter"), std::string::npos) << e;
+  e = error_of([&] { resolve_adapter_dir("not-an-id", opt_); });
+  EXPECT_NE(e.find("adapter not-an-id: no such directory"), std::string::npos) << e;
+}
+
 TEST_F(HubTest, ResumesAfterACutConnection) {
   const size_t cut = 100000;
   ASSERT_GT(hub_.files["model.safetensors"].size(), cut * 2);
