@@ -47,7 +47,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct Options {
-  std::string model, device = "cpu", batch = "1";
+  std::string model, adapter, device = "cpu", batch = "1";
   int prompt = 512, gen = 64, repeats = 3, depth = 0;
   int block_size = 16;
   uint64_t seed = 1;
@@ -345,13 +345,14 @@ int run(const Options& o) {
 
   auto backend = make_backend(o.device);
   auto t_load = Clock::now();
-  auto model = GptOssModel::load(o.model, *backend);
+  auto model = GptOssModel::load(o.model, *backend, o.adapter);
   const double load_s = seconds_since(t_load);
   const GptOssConfig& cfg = model->config();
   const bool mxfp4 = model->weights().mxfp4_experts;
   std::string name = std::filesystem::path(o.model).lexically_normal().filename().string();
   if (name.empty() || name == ".") name = std::filesystem::path(o.model).lexically_normal().parent_path().filename().string();
-  const std::string model_name = fmt::format("{} ({})", name, mxfp4 ? "MXFP4" : "bf16");
+  const std::string lora = model->adapter() ? " + " + model->adapter()->describe() : "";
+  const std::string model_name = fmt::format("{} ({}){}", name, mxfp4 ? "MXFP4" : "bf16", lora);
 
   fmt::print(stderr, "bench: {} on {}; loaded in {:.2f} s; probing bandwidth and FMA peak...\n", model_name,
              backend->device_name(), load_s);
@@ -472,6 +473,7 @@ const cli::Registrar reg{
     [](CLI::App& app) -> cli::Runner {
       auto o = std::make_shared<Options>();
       app.add_option("--model", o->model, "model directory")->required();
+      app.add_option("--adapter", o->adapter, "PEFT LoRA adapter directory applied on top");
       app.add_option("--prompt", o->prompt, "prompt tokens of the prefill test")->capture_default_str();
       app.add_option("--gen", o->gen, "decode steps of the generation test")->capture_default_str();
       app.add_option("--repeats", o->repeats, "repeats of every test")->capture_default_str();
