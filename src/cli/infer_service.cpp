@@ -125,7 +125,10 @@ std::unique_ptr<ChatService> make_local(const InferenceConfig& cfg, bool quiet) 
   ProgressBar bar("loading " + cfg.model.model_name, 3, "steps");
   Tokenizer tok = load_tokenizer(cfg, dir, hopt);
   bar.set(1);
-  const std::string adapter = cfg.model.adapter_model.empty() ? "" : resolve_adapter_dir(cfg.model.adapter_model, hopt);
+  HubOptions adapter_hopt = hopt;
+  adapter_hopt.revision.clear();  // model_revision is the base model's
+  const std::string adapter =
+      cfg.model.adapter_model.empty() ? "" : resolve_adapter_dir(cfg.model.adapter_model, adapter_hopt);
   auto runner = GptOssRunner::load(dir, cfg.engine_params.device, adapter);
   bar.set(2);
   std::string describe = runner->describe();
