@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -202,6 +203,23 @@ void AsyncSink::finish() {
   std::unique_lock<std::mutex> lk(mu_);
   cv_.wait(lk, [&] { return in_flight_ == 0; });
   rethrow();
+}
+
+// Every regular top-level file of `from` except weights, config.json and the weight index (tokenizer,
+// generation config, chat template, README, ...) into `to`.
+void copy_side_files(const std::string& from, const std::string& to) {
+  static const std::vector<std::string> skip_ext = {".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack",
+                                                    ".h5", ".ckpt"};
+  for (const auto& entry : fs::directory_iterator(from)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name[0] == '.' || !entry.is_regular_file()) continue;  // follows symlinks (HF cache)
+    if (name == "config.json" || name == "model.safetensors.index.json") continue;
+    const std::string ext = entry.path().extension().string();
+    if (std::find(skip_ext.begin(), skip_ext.end(), ext) != skip_ext.end()) continue;
+    std::error_code ec;
+    fs::copy_file(entry.path(), fs::path(to) / name, fs::copy_options::overwrite_existing, ec);
+    if (ec) fail_input("{}: cannot copy to {}: {}", entry.path().string(), to, ec.message());
+  }
 }
 
 }  // namespace gptoss

@@ -39,6 +39,10 @@ class StagedDir {
   bool overwrite_ = false, committed_ = false;
 };
 
+// Copies the top-level files of checkpoint directory `from` that are neither weights nor config.json nor
+// the weight index (tokenizer, generation config, chat template, ...) into `to`.
+void copy_side_files(const std::string& from, const std::string& to);
+
 // Hugging Face shard file name: "model-00002-of-00003.safetensors".
 std::string shard_file_name(int index, int count);
 

@@ -103,7 +103,8 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::string& dir, const Gpt
     }
   };
   const std::string peft_type = get("peft_type", std::string("LORA"));
-  if (peft_type != "LORA") fail_input("{}: 'peft_type' is '{}'; gptoss applies LORA adapters only", cfg_path, peft_type);
+  if (peft_type != "LORA")
+    fail_input("{}: 'peft_type' is '{}'; gptoss applies LORA adapters only", cfg_path, peft_type);
   const int r = get("r", 0);
   const double alpha = get("lora_alpha", double(r));
   if (r <= 0) fail_input("{}: 'r' is {}; expected the adapter's rank, a positive integer", cfg_path, r);
@@ -112,21 +113,25 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::string& dir, const Gpt
   refuse_if(get("fan_in_fan_out", false), cfg_path, "fan_in_fan_out", "true", "transposed (Conv1D) weights");
   const std::string bias = get("bias", std::string("none"));
   refuse_if(bias != "none", cfg_path, "bias", "'" + bias + "'", "LoRA biases");
-  for (const char* key : {"modules_to_save", "target_parameters"})
-    refuse_if(c.contains(key) && !c[key].is_null() && !c[key].empty(), cfg_path, key, c.contains(key) ? c[key].dump() : "",
-              key == std::string("modules_to_save") ? "fully trained module copies" : "LoRA on expert parameters");
-  for (const char* key : {"rank_pattern", "alpha_pattern"})
-    refuse_if(c.contains(key) && !c[key].is_null() && !c[key].empty(), cfg_path, key, c.contains(key) ? c[key].dump() : "",
-              "per-module ranks or alphas");
+  // Keys whose non-empty value changes which weights exist or how they scale.
+  const std::pair<const char*, const char*> kRefusedWhenSet[] = {
+      {"modules_to_save", "fully trained module copies"}, {"target_parameters", "LoRA on expert parameters"},
+      {"rank_pattern", "per-module ranks or alphas"}, {"alpha_pattern", "per-module ranks or alphas"}};
+  for (const auto& [key, why] : kRefusedWhenSet) {
+    const bool set = c.contains(key) && !c[key].is_null() && !c[key].empty();
+    refuse_if(set, cfg_path, key, set ? c[key].dump() : "", why);
+  }
   const double scale = rslora ? alpha / std::sqrt(double(r)) : alpha / double(r);
 
   Checkpoint ckpt = Checkpoint::open(weights_path);
   std::unique_ptr<LoraAdapter> ad(new LoraAdapter());
   ad->layers_.resize(size_t(cfg.num_hidden_layers));
+  ad->host_first_.assign(size_t(cfg.num_hidden_layers), {-1, -1, -1, -1, -1});
   // Tensors of one (layer, module): A and B.
   std::map<std::pair<int, int>, std::pair<const TensorView*, const TensorView*>> found;
-  static const std::regex kName(
-      R"(^base_model\.model\.model\.layers\.(\d+)\.(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(router))\.lora_(A|B)(\.[A-Za-z0-9_-]+)?\.weight$)");
+  static const std::regex kName(R"(^base_model\.model\.model\.layers\.(\d+)\.)"
+                                R"((self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(router)))"
+                                R"(\.lora_(A|B)(\.[A-Za-z0-9_-]+)?\.weight$)");
   for (const std::string& name : ckpt.names()) {
     std::smatch m;
     if (!std::regex_match(name, m, kName))
@@ -172,6 +177,7 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::string& dir, const Gpt
         dst[size_t(l)] = static_cast<const uint16_t*>(backend.prepare_weight(h.data(), h.size() * 2));
       }
     };
+    ad->host_first_[size_t(layer)][size_t(mi)] = int(ad->host_.size());
     limbs(a, L.a);
     limbs(b, L.b);
     ad->max_out_ = std::max(ad->max_out_, out);
@@ -179,9 +185,9 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::string& dir, const Gpt
       modules_seen.push_back(kModuleNames[mi]);
   }
   ad->max_rank_ = r;
-  std::sort(modules_seen.begin(), modules_seen.end(), [](const std::string& x, const std::string& y) {
-    return std::find(kModuleNames, kModuleNames + kLoraModules, x) < std::find(kModuleNames, kModuleNames + kLoraModules, y);
-  });
+  auto order = [](const std::string& x) { return std::find(kModuleNames, kModuleNames + kLoraModules, x); };
+  std::sort(modules_seen.begin(), modules_seen.end(),
+            [&](const std::string& x, const std::string& y) { return order(x) < order(y); });
   std::set<int> layers;
   for (const auto& [key, ab] : found) layers.insert(key.first);
   ad->describe_ = fmt::format("LoRA r={} alpha={}{} on {} of {} layer{}", r, alpha, rslora ? " (rsLoRA)" : "",
@@ -190,6 +196,31 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::string& dir, const Gpt
 }
 
 std::string LoraAdapter::describe() const { return describe_; }
+
+std::vector<float> LoraAdapter::delta(int layer, LoraModule m) const {
+  const LoraLinear& L = get(layer, m);
+  if (L.rank == 0) return {};
+  const int first = host_first_.at(size_t(layer))[size_t(m)];
+  auto joined = [&](int start, size_t n) {  // l0 + l1 + l2: the f32 value, exactly
+    std::vector<float> v(n, 0.f);
+    for (int l = 0; l < 3; ++l)
+      for (size_t i = 0; i < n; ++i) v[i] += bf16_to_f32(host_[size_t(start + l)][i]);
+    return v;
+  };
+  const std::vector<float> a = joined(first, size_t(L.rank * L.in)), b = joined(first + 3, size_t(L.out * L.rank));
+  std::vector<float> d(size_t(L.out * L.in));
+  std::vector<double> row(size_t(L.in));
+  for (int64_t o = 0; o < L.out; ++o) {
+    std::fill(row.begin(), row.end(), 0.0);
+    for (int k = 0; k < L.rank; ++k) {
+      const double bk = b[size_t(o * L.rank + k)];
+      const float* ak = a.data() + size_t(k) * size_t(L.in);
+      for (int64_t i = 0; i < L.in; ++i) row[size_t(i)] += bk * ak[i];
+    }
+    for (int64_t i = 0; i < L.in; ++i) d[size_t(o * L.in + i)] = float(row[size_t(i)]);
+  }
+  return d;
+}
 
 std::array<std::vector<uint16_t>, 3> split_bf16_limbs(std::vector<float> v) {
   std::array<std::vector<uint16_t>, 3> limbs;

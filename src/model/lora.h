@@ -41,12 +41,16 @@ class LoraAdapter {
   const LoraLinear& get(int layer, LoraModule m) const { return layers_.at(size_t(layer))[size_t(m)]; }
   int max_rank() const { return max_rank_; }
   int64_t max_out() const { return max_out_; }  // the widest adapted linear's outputs
+  // scale * B A of module m of layer `layer`, [out, in] f32 (summed in double), for merging into the base
+  // weight; empty when the module is not adapted.
+  std::vector<float> delta(int layer, LoraModule m) const;
   std::string describe() const;  // e.g. "LoRA r=8 alpha=16 on q_proj, k_proj, v_proj, o_proj of 24 layers"
 
  private:
   LoraAdapter() = default;
   std::vector<std::array<LoraLinear, kLoraModules>> layers_;
   std::vector<std::vector<uint16_t>> host_;  // the limbs (the CPU backend reads them in place)
+  std::vector<std::array<int, kLoraModules>> host_first_;  // where a linear's 3 A and 3 B limbs start in host_
   int max_rank_ = 0;
   int64_t max_out_ = 0;
   std::string describe_;

@@ -80,21 +80,6 @@ float load_elem(const TensorView& t, int64_t i) {
   return f;
 }
 
-void copy_other_files(const std::string& from, const std::string& to) {
-  static const std::vector<std::string> skip_ext = {".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack",
-                                                    ".h5", ".ckpt"};
-  for (const auto& entry : fs::directory_iterator(from)) {
-    const std::string name = entry.path().filename().string();
-    if (name.empty() || name[0] == '.' || !entry.is_regular_file()) continue;  // follows symlinks (HF cache)
-    if (name == "config.json" || name == "model.safetensors.index.json") continue;
-    const std::string ext = entry.path().extension().string();
-    if (std::find(skip_ext.begin(), skip_ext.end(), ext) != skip_ext.end()) continue;
-    std::error_code ec;
-    fs::copy_file(entry.path(), fs::path(to) / name, fs::copy_options::overwrite_existing, ec);
-    if (ec) fail_input("{}: cannot copy to {}: {}", entry.path().string(), to, ec.message());
-  }
-}
-
 }  // namespace
 
 QuantizeReport quantize_checkpoint(const QuantizeOptions& opt) {
@@ -172,7 +157,7 @@ QuantizeReport quantize_checkpoint(const QuantizeOptions& opt) {
 
   StagedDir out(opt.output, opt.overwrite);
   write_file_atomic(out.file("config.json"), out_cfg.dump(2) + "\n");
-  copy_other_files(opt.model, out.path());
+  copy_side_files(opt.model, out.path());
   ShardedWriter writer(out.path(), specs, uint64_t(opt.max_shard_gb * 1e9), {{"format", "pt"}},
                        /*always_index=*/true);
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -17,6 +18,7 @@
 #include "io/safetensors.h"
 #include "model/gpt_oss.h"
 #include "model/lora.h"
+#include "model/lora_merge.h"
 #include "model_test_util.h"
 #include "random_model.h"
 
@@ -74,77 +76,80 @@ class Lora : public ::testing::Test {
     return "";
   }
 
+  // Writes path("adapter"), an adapter of rank 2 with one-hot rows of A: scale * B A adds W[:, j0] to column
+  // j0 (doubling it) and -W[:, j1] / 2 to column j1 (halving it), both exact in bf16, and path("merged"), the
+  // checkpoint with those columns changed: the adapter merged exactly. Modules: q_proj of layer 1, o_proj
+  // of layer 0 (its tensors in BF16, the others F32), v_proj of layer 2 and the router of layer 3.
+  void write_exact_adapter_and_merge() {
+    Checkpoint ck = Checkpoint::open(base());
+    const float scale = 2.0f;  // lora_alpha 4 / r 2
+    struct Target {
+      std::string weight, peft;
+      int64_t j0, j1;
+      bool bf16;
+    };
+    const std::vector<Target> targets = {
+        {"model.layers.1.self_attn.q_proj.weight", "base_model.model.model.layers.1.self_attn.q_proj", 3, 100, false},
+        {"model.layers.0.self_attn.o_proj.weight", "base_model.model.model.layers.0.self_attn.o_proj", 0, 255, true},
+        {"model.layers.2.self_attn.v_proj.weight", "base_model.model.model.layers.2.self_attn.v_proj", 7, 8, false},
+        {"model.layers.3.mlp.router.weight", "base_model.model.model.layers.3.mlp.router", 1, 127, false}};
+    // The merged checkpoint: every base tensor, the targets' two columns changed.
+    std::vector<std::vector<uint8_t>> merged_data;
+    std::vector<TensorData> merged;
+    merged_data.reserve(ck.size());
+    for (const std::string& name : ck.names()) {
+      const TensorView& t = ck.get(name);
+      auto& buf = merged_data.emplace_back(t.data, t.data + t.nbytes);
+      merged.push_back({name, t.dtype, t.shape, buf.data()});
+    }
+    std::vector<std::vector<float>> f32_store;
+    std::vector<std::vector<uint16_t>> bf16_store;
+    std::vector<TensorData> adapter;
+    for (const Target& tg : targets) {
+      const TensorView& w = ck.get(tg.weight);
+      const int64_t out = w.shape[0], in = w.shape[1];
+      const uint16_t* wv = w.as<uint16_t>();
+      std::vector<float> a(size_t(2 * in), 0.f), b(size_t(out * 2));
+      a[size_t(tg.j0)] = 1.f;
+      a[size_t(in + tg.j1)] = 1.f;
+      for (int64_t o = 0; o < out; ++o) {
+        b[size_t(o * 2)] = bf16_to_f32(wv[o * in + tg.j0]) / scale;
+        b[size_t(o * 2 + 1)] = -bf16_to_f32(wv[o * in + tg.j1]) / (2 * scale);
+      }
+      auto it = std::find_if(merged.begin(), merged.end(), [&](const TensorData& d) { return d.name == tg.weight; });
+      auto* m = reinterpret_cast<uint16_t*>(const_cast<void*>(static_cast<const void*>(it->data)));
+      for (int64_t o = 0; o < out; ++o) {
+        m[o * in + tg.j0] = f32_to_bf16(2 * bf16_to_f32(wv[o * in + tg.j0]));
+        m[o * in + tg.j1] = f32_to_bf16(bf16_to_f32(wv[o * in + tg.j1]) / 2);
+        ASSERT_EQ(bf16_to_f32(m[o * in + tg.j1]) * 2, bf16_to_f32(wv[o * in + tg.j1]));  // exact
+      }
+      auto add = [&](const std::vector<float>& v, const char* suffix, std::vector<int64_t> shape) {
+        if (tg.bf16) {
+          auto& h = bf16_store.emplace_back(v.size());
+          for (size_t i = 0; i < v.size(); ++i) h[i] = f32_to_bf16(v[i]);
+          adapter.push_back({tg.peft + suffix, DType::BF16, shape, h.data()});
+        } else {
+          auto& h = f32_store.emplace_back(v);
+          adapter.push_back({tg.peft + suffix, DType::F32, shape, h.data()});
+        }
+      };
+      add(a, ".lora_A.weight", {2, in});
+      add(b, ".lora_B.weight", {out, 2});
+    }
+    write_adapter(path("adapter"), {}, adapter);
+    fs::create_directories(path("merged"));
+    fs::copy_file(base() + "/config.json", path("merged") + "/config.json");
+    write_safetensors(path("merged") + "/model.safetensors", merged);
+  }
+
   fs::path root_;
   GptOssConfig cfg_;
   std::unique_ptr<Backend> backend_;
   std::vector<int32_t> tokens_ = {5, 900, 17, 3, 1000, 64, 2, 777, 31};
 };
 
-// An adapter of rank 2 with one-hot rows of A: scale * B A adds W[:, j0] to column j0 (doubling it) and
-// -W[:, j1] / 2 to column j1 (halving it), both exact in bf16, so a checkpoint with those columns changed
-// is the adapter merged exactly. Modules: q_proj of layer 1, o_proj of layer 0 (its tensors in BF16, the
-// others F32), v_proj of layer 2 and the router of layer 3.
 TEST_F(Lora, AdaptedForwardEqualsTheExactlyMergedCheckpoint) {
-  Checkpoint ck = Checkpoint::open(base());
-  const float scale = 2.0f;  // lora_alpha 4 / r 2
-  struct Target {
-    std::string weight, peft;
-    int64_t j0, j1;
-    bool bf16;
-  };
-  const std::vector<Target> targets = {
-      {"model.layers.1.self_attn.q_proj.weight", "base_model.model.model.layers.1.self_attn.q_proj", 3, 100, false},
-      {"model.layers.0.self_attn.o_proj.weight", "base_model.model.model.layers.0.self_attn.o_proj", 0, 255, true},
-      {"model.layers.2.self_attn.v_proj.weight", "base_model.model.model.layers.2.self_attn.v_proj", 7, 8, false},
-      {"model.layers.3.mlp.router.weight", "base_model.model.model.layers.3.mlp.router", 1, 127, false}};
-  // The merged checkpoint: every base tensor, the targets' two columns changed.
-  std::vector<std::vector<uint8_t>> merged_data;
-  std::vector<TensorData> merged;
-  merged_data.reserve(ck.size());
-  for (const std::string& name : ck.names()) {
-    const TensorView& t = ck.get(name);
-    auto& buf = merged_data.emplace_back(t.data, t.data + t.nbytes);
-    merged.push_back({name, t.dtype, t.shape, buf.data()});
-  }
-  std::vector<std::vector<float>> f32_store;
-  std::vector<std::vector<uint16_t>> bf16_store;
-  std::vector<TensorData> adapter;
-  for (const Target& tg : targets) {
-    const TensorView& w = ck.get(tg.weight);
-    const int64_t out = w.shape[0], in = w.shape[1];
-    const uint16_t* wv = w.as<uint16_t>();
-    std::vector<float> a(size_t(2 * in), 0.f), b(size_t(out * 2));
-    a[size_t(tg.j0)] = 1.f;
-    a[size_t(in + tg.j1)] = 1.f;
-    for (int64_t o = 0; o < out; ++o) {
-      b[size_t(o * 2)] = bf16_to_f32(wv[o * in + tg.j0]) / scale;
-      b[size_t(o * 2 + 1)] = -bf16_to_f32(wv[o * in + tg.j1]) / (2 * scale);
-    }
-    auto it = std::find_if(merged.begin(), merged.end(), [&](const TensorData& d) { return d.name == tg.weight; });
-    auto* m = reinterpret_cast<uint16_t*>(const_cast<void*>(static_cast<const void*>(it->data)));
-    for (int64_t o = 0; o < out; ++o) {
-      m[o * in + tg.j0] = f32_to_bf16(2 * bf16_to_f32(wv[o * in + tg.j0]));
-      m[o * in + tg.j1] = f32_to_bf16(bf16_to_f32(wv[o * in + tg.j1]) / 2);
-      ASSERT_EQ(bf16_to_f32(m[o * in + tg.j1]) * 2, bf16_to_f32(wv[o * in + tg.j1]));  // exact
-    }
-    auto add = [&](const std::vector<float>& v, const char* suffix, std::vector<int64_t> shape) {
-      if (tg.bf16) {
-        auto& h = bf16_store.emplace_back(v.size());
-        for (size_t i = 0; i < v.size(); ++i) h[i] = f32_to_bf16(v[i]);
-        adapter.push_back({tg.peft + suffix, DType::BF16, shape, h.data()});
-      } else {
-        auto& h = f32_store.emplace_back(v);
-        adapter.push_back({tg.peft + suffix, DType::F32, shape, h.data()});
-      }
-    };
-    add(a, ".lora_A.weight", {2, in});
-    add(b, ".lora_B.weight", {out, 2});
-  }
-  write_adapter(path("adapter"), {}, adapter);
-  fs::create_directories(path("merged"));
-  fs::copy_file(base() + "/config.json", path("merged") + "/config.json");
-  write_safetensors(path("merged") + "/model.safetensors", merged);
-
+  write_exact_adapter_and_merge();
   const auto want = logits(path("merged"));
   const auto got = logits(base(), path("adapter"));
   const auto plain = logits(base());
@@ -153,6 +158,68 @@ TEST_F(Lora, AdaptedForwardEqualsTheExactlyMergedCheckpoint) {
 
   auto model = GptOssModel::load(base(), *backend_, path("adapter"));
   EXPECT_EQ(model->adapter()->describe(), "LoRA r=2 alpha=4 on q_proj, v_proj, o_proj, router of 4 layers");
+}
+
+// merge-lora writes exactly the hand-merged tensors for the exact adapter (and copies everything else).
+TEST_F(Lora, MergeWritesTheExactMergeAndCopiesTheRest) {
+  write_exact_adapter_and_merge();
+  fs::copy_file(base() + "/config.json", base() + "/generation_config.json");  // a side file to carry over
+  const MergeLoraReport r = merge_lora({base(), path("adapter"), path("out")});
+  EXPECT_EQ(r.merged_tensors, 4);
+  Checkpoint want = Checkpoint::open(path("merged")), got = Checkpoint::open(path("out"));
+  ASSERT_EQ(got.names(), want.names());
+  for (const std::string& name : want.names()) {
+    const TensorView &a = got.get(name), &b = want.get(name);
+    ASSERT_EQ(a.dtype, b.dtype) << name;
+    ASSERT_EQ(a.shape, b.shape) << name;
+    EXPECT_EQ(std::memcmp(a.data, b.data, a.nbytes), 0) << name;
+  }
+  EXPECT_TRUE(fs::exists(path("out") + "/generation_config.json"));
+  EXPECT_EQ(GptOssConfig::load(path("out")).raw, GptOssConfig::load(base()).raw);
+  // An existing output is refused and left as it was; nothing else appears.
+  try {
+    merge_lora({base(), path("adapter"), path("out")});
+    ADD_FAILURE() << "an existing output directory was overwritten";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--overwrite"), std::string::npos) << e.what();
+  }
+  size_t entries = 0;
+  for (const auto& e : fs::directory_iterator(root_)) entries += e.path().filename().string().find("out.tmp") == 0;
+  EXPECT_EQ(entries, 0u);
+}
+
+// A random adapter on every module: each merged weight is bf16(W + 2 B A) (checked against a double
+// product for every element of two modules: at most the one-ulp difference a rounding tie can make), and
+// the merged checkpoint's logits follow the adapted forward up to that rounding (2.4e-2 here, where the
+// base model is 0.65 away: this random model amplifies weight noise).
+TEST_F(Lora, MergedRandomAdapterFollowsTheAdaptedForward) {
+  testing::write_random_adapter(path("random"), cfg_, 8);
+  merge_lora({base(), path("random"), path("merged_random")});
+  Checkpoint ad = Checkpoint::open(path("random") + "/adapter_model.safetensors");
+  Checkpoint b = Checkpoint::open(base()), m = Checkpoint::open(path("merged_random"));
+  for (const char* mod : {"layers.2.self_attn.o_proj", "layers.0.mlp.router"}) {
+    SCOPED_TRACE(mod);
+    const TensorView &A = ad.get(std::string("base_model.model.model.") + mod + ".lora_A.weight"),
+                     &B = ad.get(std::string("base_model.model.model.") + mod + ".lora_B.weight");
+    const TensorView& W = b.get(std::string("model.") + mod + ".weight");
+    const TensorView& M = m.get(std::string("model.") + mod + ".weight");
+    const int64_t out = W.shape[0], in = W.shape[1], r = A.shape[0];
+    int off_by_one = 0;
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t i = 0; i < in; ++i) {
+        double d = 0;
+        for (int64_t k = 0; k < r; ++k) d += double(B.as<float>()[o * r + k]) * A.as<float>()[k * in + i];
+        const uint16_t want = f32_to_bf16(float(double(bf16_to_f32(W.as<uint16_t>()[o * in + i])) + 2 * d));
+        const uint16_t got = M.as<uint16_t>()[o * in + i];
+        ASSERT_LE(std::abs(int(got) - int(want)), 1) << o << "," << i;
+        off_by_one += got != want;
+      }
+    EXPECT_LE(off_by_one, out * in / 100);
+  }
+  const auto adapted = logits(base(), path("random")), merged = logits(path("merged_random"));
+  const auto plain = logits(base());
+  EXPECT_LT(rel_err(merged, adapted), 0.05);
+  EXPECT_GT(rel_err(plain, adapted), 0.3);
 }
 
 // The three bf16 limbs carry f32 precision: random f32 A and B (with rsLoRA's scale) against a double
