@@ -26,6 +26,15 @@ for v in mxfp4 bf16; do
   want_new=$(echo "$want" | cut -d, -f$((n0 + 1))-)
   [[ "$got" == "$want_new" ]] && echo "cuda $v greedy: identical (24 tokens)" || echo "cuda $v greedy: MISMATCH got=$got want=$want_new"
 done 2>&1 | tee "$OUT/golden.txt"
+if python3 -c "import peft" 2>/dev/null; then
+  echo "== LoRA: gptoss (CPU and CUDA) against transformers + peft on the bf16 fixture"
+  python3 scripts/device/lora_oracle.py $FX/bf16 /tmp/lora_oracle 2>&1 | tail -1
+  toks=$(python3 scripts/device/fixture_tokens.py /tmp/lora_oracle/reference.safetensors input_ids)
+  for d in cpu cuda; do
+    $R gptoss score --model $FX/bf16 --adapter /tmp/lora_oracle/adapter --tokens "$toks" --output /tmp/lora_$d.safetensors --device $d >/dev/null
+    python3 scripts/device/compare_logits.py /tmp/lora_oracle/reference.safetensors logits /tmp/lora_$d.safetensors "lora $d vs peft"
+  done 2>&1 | tee "$OUT/lora.txt"
+fi
 echo "== CUDA vs CPU on a 150-token prompt (the prefill-sized tensor-core matmul and MoE paths)"
 long=$(python3 -c "print(','.join(str((i * 7919) % 1000) for i in range(150)))")
 for v in mxfp4 bf16; do

@@ -111,12 +111,14 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::string& dir, const Gpt
   const bool rslora = get("use_rslora", false);
   refuse_if(get("use_dora", false), cfg_path, "use_dora", "true", "DoRA");
   refuse_if(get("fan_in_fan_out", false), cfg_path, "fan_in_fan_out", "true", "transposed (Conv1D) weights");
+  refuse_if(get("lora_bias", false), cfg_path, "lora_bias", "true", "a bias on lora_B");
   const std::string bias = get("bias", std::string("none"));
   refuse_if(bias != "none", cfg_path, "bias", "'" + bias + "'", "LoRA biases");
   // Keys whose non-empty value changes which weights exist or how they scale.
   const std::pair<const char*, const char*> kRefusedWhenSet[] = {
       {"modules_to_save", "fully trained module copies"}, {"target_parameters", "LoRA on expert parameters"},
-      {"rank_pattern", "per-module ranks or alphas"}, {"alpha_pattern", "per-module ranks or alphas"}};
+      {"rank_pattern", "per-module ranks or alphas"}, {"alpha_pattern", "per-module ranks or alphas"},
+      {"layer_replication", "replicated layers"}, {"trainable_token_indices", "trainable token embeddings"}};
   for (const auto& [key, why] : kRefusedWhenSet) {
     const bool set = c.contains(key) && !c[key].is_null() && !c[key].empty();
     refuse_if(set, cfg_path, key, set ? c[key].dump() : "", why);

@@ -279,6 +279,8 @@ TEST_F(Lora, BadAdaptersAreClearErrors) {
   };
   EXPECT_NE(with("dora", {{"use_dora", true}}, good).find("'use_dora' is true"), std::string::npos);
   EXPECT_NE(with("bias", {{"bias", "all"}}, good).find("'bias' is 'all'"), std::string::npos);
+  EXPECT_NE(with("lbias", {{"lora_bias", true}}, good).find("'lora_bias' is true"), std::string::npos);
+  EXPECT_EQ(with("neutral", {{"rank_pattern", nlohmann::json::object()}, {"layer_replication", nullptr}}, good), "");
   EXPECT_NE(with("save", {{"modules_to_save", {"lm_head"}}}, good).find("'modules_to_save'"), std::string::npos);
   EXPECT_NE(with("pattern", {{"rank_pattern", {{"q_proj", 4}}}}, good).find("'rank_pattern'"), std::string::npos);
   EXPECT_NE(with("rank", {{"r", 4}}, good).find("expected [4, 128] (r, in)"), std::string::npos);
