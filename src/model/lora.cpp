@@ -66,24 +66,14 @@ void refuse_if(bool set, const std::string& path, const char* key, const std::st
                why);
 }
 
-}  // namespace
+// The adapter's rank, alpha and scale from adapter_config.json; options that change the math are refused.
+struct AdapterParams {
+  int r = 0;
+  double alpha = 0, scale = 0;
+  bool rslora = false;
+};
 
-std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::string& dir, const GptOssConfig& cfg, Backend& backend) {
-  const std::string cfg_path = (fs::path(dir) / "adapter_config.json").string();
-  const std::string weights_path = (fs::path(dir) / "adapter_model.safetensors").string();
-  if (!fs::is_directory(dir))
-    fail_input("LoRA adapter '{}' is not a directory; expected a PEFT adapter directory (adapter_config.json and "
-               "adapter_model.safetensors)",
-               dir);
-  if (!fs::exists(cfg_path)) fail_input("{}: no such file; '{}' is not a PEFT LoRA adapter directory", cfg_path, dir);
-  if (!fs::exists(weights_path)) {
-    if (fs::exists(fs::path(dir) / "adapter_model.bin"))
-      fail_input("{}: the adapter is saved as adapter_model.bin (pickle); save it with safe_serialization=True "
-                 "(adapter_model.safetensors)",
-                 dir);
-    fail_input("{}: no such file; the adapter's weights are missing", weights_path);
-  }
-
+AdapterParams read_adapter_config(const std::string& cfg_path) {
   json c;
   try {
     std::ifstream f(cfg_path);
@@ -105,10 +95,11 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::string& dir, const Gpt
   const std::string peft_type = get("peft_type", std::string("LORA"));
   if (peft_type != "LORA")
     fail_input("{}: 'peft_type' is '{}'; gptoss applies LORA adapters only", cfg_path, peft_type);
-  const int r = get("r", 0);
-  const double alpha = get("lora_alpha", double(r));
-  if (r <= 0) fail_input("{}: 'r' is {}; expected the adapter's rank, a positive integer", cfg_path, r);
-  const bool rslora = get("use_rslora", false);
+  AdapterParams a;
+  a.r = get("r", 0);
+  a.alpha = get("lora_alpha", double(a.r));
+  if (a.r <= 0) fail_input("{}: 'r' is {}; expected the adapter's rank, a positive integer", cfg_path, a.r);
+  a.rslora = get("use_rslora", false);
   refuse_if(get("use_dora", false), cfg_path, "use_dora", "true", "DoRA");
   refuse_if(get("fan_in_fan_out", false), cfg_path, "fan_in_fan_out", "true", "transposed (Conv1D) weights");
   refuse_if(get("lora_bias", false), cfg_path, "lora_bias", "true", "a bias on lora_B");
@@ -123,14 +114,15 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::string& dir, const Gpt
     const bool set = c.contains(key) && !c[key].is_null() && !c[key].empty();
     refuse_if(set, cfg_path, key, set ? c[key].dump() : "", why);
   }
-  const double scale = rslora ? alpha / std::sqrt(double(r)) : alpha / double(r);
+  a.scale = a.rslora ? a.alpha / std::sqrt(double(a.r)) : a.alpha / double(a.r);
+  return a;
+}
 
-  Checkpoint ckpt = Checkpoint::open(weights_path);
-  std::unique_ptr<LoraAdapter> ad(new LoraAdapter());
-  ad->layers_.resize(size_t(cfg.num_hidden_layers));
-  ad->host_first_.assign(size_t(cfg.num_hidden_layers), {-1, -1, -1, -1, -1});
-  // Tensors of one (layer, module): A and B.
-  std::map<std::pair<int, int>, std::pair<const TensorView*, const TensorView*>> found;
+// The lora_A / lora_B tensors of each (layer, module index) in the adapter's file.
+using FoundTensors = std::map<std::pair<int, int>, std::pair<const TensorView*, const TensorView*>>;
+
+FoundTensors find_lora_tensors(const Checkpoint& ckpt, const std::string& weights_path, const GptOssConfig& cfg) {
+  FoundTensors found;
   static const std::regex kName(R"(^base_model\.model\.model\.layers\.(\d+)\.)"
                                 R"((self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(router)))"
                                 R"(\.lora_(A|B)(\.[A-Za-z0-9_-]+)?\.weight$)");
@@ -150,6 +142,35 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::string& dir, const Gpt
     (m[5].str() == "A" ? slot.first : slot.second) = &ckpt.get(name);
   }
   if (found.empty()) fail_input("{}: no LoRA tensors", weights_path);
+  return found;
+}
+
+}  // namespace
+
+std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::string& dir, const GptOssConfig& cfg, Backend& backend) {
+  const std::string cfg_path = (fs::path(dir) / "adapter_config.json").string();
+  const std::string weights_path = (fs::path(dir) / "adapter_model.safetensors").string();
+  if (!fs::is_directory(dir))
+    fail_input("LoRA adapter '{}' is not a directory; expected a PEFT adapter directory (adapter_config.json and "
+               "adapter_model.safetensors)",
+               dir);
+  if (!fs::exists(cfg_path)) fail_input("{}: no such file; '{}' is not a PEFT LoRA adapter directory", cfg_path, dir);
+  if (!fs::exists(weights_path)) {
+    if (fs::exists(fs::path(dir) / "adapter_model.bin"))
+      fail_input("{}: the adapter is saved as adapter_model.bin (pickle); save it with safe_serialization=True "
+                 "(adapter_model.safetensors)",
+                 dir);
+    fail_input("{}: no such file; the adapter's weights are missing", weights_path);
+  }
+
+  const AdapterParams p = read_adapter_config(cfg_path);
+  const int r = p.r;
+
+  Checkpoint ckpt = Checkpoint::open(weights_path);
+  const FoundTensors found = find_lora_tensors(ckpt, weights_path, cfg);
+  std::unique_ptr<LoraAdapter> ad(new LoraAdapter());
+  ad->layers_.resize(size_t(cfg.num_hidden_layers));
+  ad->host_first_.assign(size_t(cfg.num_hidden_layers), {-1, -1, -1, -1, -1});
 
   std::vector<std::string> modules_seen;
   for (const auto& [key, ab] : found) {
@@ -167,7 +188,7 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::string& dir, const Gpt
       fail_input("{}: '{}' has shape {}; expected [{}, {}] (out, r) for this model", weights_path, B->name,
                  B->shape_str(), out, r);
     std::vector<float> a = to_f32(*A), b = to_f32(*B);
-    for (float& v : b) v = float(double(v) * scale);
+    for (float& v : b) v = float(double(v) * p.scale);
     LoraLinear& L = ad->layers_[size_t(layer)][size_t(mi)];
     L.rank = r;
     L.in = in;
@@ -192,7 +213,7 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::string& dir, const Gpt
             [&](const std::string& x, const std::string& y) { return order(x) < order(y); });
   std::set<int> layers;
   for (const auto& [key, ab] : found) layers.insert(key.first);
-  ad->describe_ = fmt::format("LoRA r={} alpha={}{} on {} of {} layer{}", r, alpha, rslora ? " (rsLoRA)" : "",
+  ad->describe_ = fmt::format("LoRA r={} alpha={}{} on {} of {} layer{}", r, p.alpha, p.rslora ? " (rsLoRA)" : "",
                               fmt::join(modules_seen, ", "), layers.size(), layers.size() == 1 ? "" : "s");
   return ad;
 }
