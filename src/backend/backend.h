@@ -69,6 +69,7 @@ struct ForwardMeta {
   const int32_t* logit_rows = nullptr;
   int64_t n_logit_rows = 0;
   int block_size = 0;
+  uint64_t variant = 0;    // anything else that shapes the op sequence (part of a replay's identity)
   bool replayable = true;  // false when the ops read results back to the host mid-forward
 };
 

@@ -25,6 +25,7 @@ struct SeqChunk {
   std::span<const int32_t> blocks_full;   // block table of the full-attention group
   std::span<const int32_t> blocks_swa;    // block table of the sliding-window group
   bool all_logits = false;                // logits for every token (scoring) or only the last
+  int adapter = 0;                        // LoRA adapter: 0 the model's default (or none), k >= 1 the k-th named one
 };
 
 struct ForwardBatch {

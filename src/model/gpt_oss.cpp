@@ -16,6 +16,18 @@ std::unique_ptr<GptOssModel> GptOssModel::load(const std::string& model_dir, Bac
   return model;
 }
 
+void GptOssModel::set_adapter(std::unique_ptr<LoraAdapter> adapter) {
+  lora_[0] = std::move(adapter);
+  scratch_tokens_ = 0;  // the adapters' intermediates are sized at the next forward
+}
+
+int GptOssModel::add_adapter(std::unique_ptr<LoraAdapter> adapter) {
+  GPTOSS_CHECK(adapter != nullptr, "add_adapter: no adapter");
+  lora_.push_back(std::move(adapter));
+  scratch_tokens_ = 0;
+  return int(lora_.size()) - 1;
+}
+
 GptOssModel::GptOssModel(GptOssConfig cfg, std::unique_ptr<Weights> weights, Backend& backend)
     : cfg_(std::move(cfg)), w_(std::move(weights)), backend_(backend), rope_(compute_yarn(yarn_params(cfg_))),
       inv_freq_(backend), s_(backend) {
@@ -42,6 +54,9 @@ void GptOssModel::forward(const ForwardBatch& batch, KvPool& kv, float* logits, 
   meta.logit_rows = logit_rows_.data();
   meta.n_logit_rows = int64_t(logit_rows_.size());
   meta.block_size = kv.block_size();
+  for (const AdapterRun& r : adapter_runs_)  // the adapters' row ranges shape the op sequence
+    meta.variant = (meta.variant ^ uint64_t(r.begin) * 0x9e3779b97f4a7c15ull ^ uint64_t(r.end) << 20 ^
+                    uint64_t(r.index) << 48) * 0xff51afd7ed558ccdull;
   meta.replayable = capture == nullptr;
   backend_.run_forward(meta, [&] {
     backend_.embed(tokens_.data(), n_, w_->embed, cfg_.hidden_size, s_.x.f32());
@@ -125,11 +140,14 @@ void GptOssModel::linear(const float* x, int64_t in, const uint16_t* w, const ui
 }
 
 void GptOssModel::lora(int layer, LoraModule m, const float* x, float* y) {
-  if (!lora_) return;
-  const LoraLinear& L = lora_->get(layer, m);
-  if (L.rank == 0) return;
   float* const t[3] = {s_.lora_t[0].f32(), s_.lora_t[1].f32(), s_.lora_t[2].f32()};
-  apply_lora(backend_, L, x, n_, y, t, s_.lora_u.f32());
+  for (const AdapterRun& run : adapter_runs_) {
+    const LoraAdapter* a = lora_[size_t(run.index)].get();
+    if (!a) continue;
+    const LoraLinear& L = a->get(layer, m);
+    if (L.rank == 0) continue;
+    apply_lora(backend_, L, x + run.begin * L.in, run.end - run.begin, y + run.begin * L.out, t, s_.lora_u.f32());
+  }
 }
 
 void GptOssModel::capture_residual(HiddenCapture* capture) {
@@ -146,6 +164,7 @@ void GptOssModel::prepare_batch(const ForwardBatch& batch, const KvPool& kv) {
   logit_rows_.clear();
   seqs_full_.clear();
   seqs_swa_.clear();
+  adapter_runs_.clear();
   const int bs = kv.block_size();
   const bool has_full = cfg_.num_full_layers() > 0, has_swa = cfg_.num_sliding_layers() > 0;
   // Every block holding a position in [first, end) must be mapped (sliding tables may hold -1 before).
@@ -164,6 +183,9 @@ void GptOssModel::prepare_batch(const ForwardBatch& batch, const KvPool& kv) {
     const SeqChunk& c = batch.seqs[i];
     const int64_t m = int64_t(c.tokens.size());
     if (m == 0) fail_input("forward: sequence {} has no tokens", i);
+    if (c.adapter < 0 || c.adapter >= num_adapters())
+      fail_input("forward: sequence {} asks for LoRA adapter {}; the model has {} (0 = the default)", i, c.adapter,
+                 num_adapters());
     if (c.start_pos < 0) fail_input("forward: sequence {} starts at position {}; expected >= 0", i, c.start_pos);
     const int64_t off = int64_t(tokens_.size()), end = int64_t(c.start_pos) + m;
     for (int64_t j = 0; j < m; ++j) {
@@ -175,6 +197,10 @@ void GptOssModel::prepare_batch(const ForwardBatch& batch, const KvPool& kv) {
       if (c.all_logits) logit_rows_.push_back(int32_t(off + j));
     }
     if (!c.all_logits) logit_rows_.push_back(int32_t(off + m - 1));
+    if (!adapter_runs_.empty() && adapter_runs_.back().index == c.adapter)
+      adapter_runs_.back().end = off + m;
+    else
+      adapter_runs_.push_back({off, off + m, c.adapter});
     if (has_full) {
       check_table(c.blocks_full, 0, end, i, "full-attention");
       seqs_full_.push_back({off, m, c.start_pos, c.blocks_full.data()});
@@ -204,9 +230,12 @@ void GptOssModel::grow_scratch(int64_t n, int64_t rows) {
     s_.router_logits.reserve(size_t(n * E) * f);
     s_.expert_idx.reserve(size_t(n * k) * sizeof(int32_t));
     s_.expert_w.reserve(size_t(n * k) * f);
-    if (lora_) {
-      for (auto& b : s_.lora_t) b.reserve(size_t(n * lora_->max_rank()) * f);
-      s_.lora_u.reserve(size_t(n * lora_->max_out()) * f);
+    int64_t rank = 0, out = 0;
+    for (const auto& a : lora_)
+      if (a) rank = std::max<int64_t>(rank, a->max_rank()), out = std::max(out, a->max_out());
+    if (rank > 0) {
+      for (auto& b : s_.lora_t) b.reserve(size_t(n * rank) * f);
+      s_.lora_u.reserve(size_t(n * out) * f);
     }
     scratch_tokens_ = n;
   }

@@ -45,9 +45,12 @@ class GptOssModel {
   Backend& backend() { return backend_; }
   const Weights& weights() const { return *w_; }
   const RopeTable& rope_table() const { return rope_; }
-  // The LoRA adapter applied on top of the weights (null: none).
-  const LoraAdapter* adapter() const { return lora_.get(); }
-  void set_adapter(std::unique_ptr<LoraAdapter> adapter) { lora_ = std::move(adapter); scratch_tokens_ = 0; }
+  // LoRA adapters applied on top of the weights: index 0 is the default one (null: none), used by every
+  // sequence that names no other (SeqChunk::adapter); 1.. are the named ones added with add_adapter().
+  const LoraAdapter* adapter(int index = 0) const { return lora_.at(size_t(index)).get(); }
+  int num_adapters() const { return int(lora_.size()); }
+  void set_adapter(std::unique_ptr<LoraAdapter> adapter);
+  int add_adapter(std::unique_ptr<LoraAdapter> adapter);  // returns its index
 
   // One ragged batch; writes batch.logit_rows() x vocab f32 logits to host memory `logits`, rows in
   // batch order (all tokens of an all_logits sequence, else its last token). Checks token ids and
@@ -62,13 +65,13 @@ class GptOssModel {
   void unembed(HiddenCapture* capture);
   void linear(const float* x, int64_t in, const uint16_t* w, const uint16_t* bias, float* y, int64_t out,
               int64_t n);
-  // y += the adapter's term for module m of layer `layer` of input x (n tokens), when it adapts it.
+  // y += the adapters' terms for module m of layer `layer` of input x (each sequence's own adapter).
   void lora(int layer, LoraModule m, const float* x, float* y);
   void capture_residual(HiddenCapture* capture);
 
   GptOssConfig cfg_;
   std::unique_ptr<Weights> w_;
-  std::unique_ptr<LoraAdapter> lora_;
+  std::vector<std::unique_ptr<LoraAdapter>> lora_ = std::vector<std::unique_ptr<LoraAdapter>>(1);
   Backend& backend_;
   RopeTable rope_;
   BackendBuffer inv_freq_;
@@ -76,6 +79,12 @@ class GptOssModel {
   // Host metadata of the current batch.
   std::vector<int32_t> tokens_, positions_, logit_rows_;
   std::vector<AttnSeqDesc> seqs_full_, seqs_swa_;
+  // Runs of consecutive sequences with the same adapter: rows [begin, end) of the batch use adapter `index`.
+  struct AdapterRun {
+    int64_t begin, end;
+    int index;
+  };
+  std::vector<AdapterRun> adapter_runs_;
   int64_t n_ = 0;
 
   // Backend scratch, grown on demand.

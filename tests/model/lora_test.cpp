@@ -222,6 +222,62 @@ TEST_F(Lora, MergedRandomAdapterFollowsTheAdaptedForward) {
   EXPECT_GT(rel_err(plain, adapted), 0.3);
 }
 
+// A batch whose sequences use different adapters (none, two named ones, one of them twice and not
+// adjacent) gives each sequence the logits it has alone with its adapter; a bad index is an error.
+TEST_F(Lora, EachSequenceOfABatchUsesItsOwnAdapter) {
+  testing::write_random_adapter(path("a1"), cfg_, 4, 1);
+  testing::write_random_adapter(path("a2"), cfg_, 8, 2);
+  auto model = GptOssModel::load(base(), *backend_);
+  const int i1 = model->add_adapter(LoraAdapter::load(path("a1"), cfg_, *backend_));
+  const int i2 = model->add_adapter(LoraAdapter::load(path("a2"), cfg_, *backend_));
+  ASSERT_EQ(model->num_adapters(), 3);
+  const int vocab = cfg_.vocab_size, bs = 4;
+  const std::vector<int> adapters = {0, i1, i2, i1};
+  std::vector<std::vector<int32_t>> prompts;
+  for (size_t i = 0; i < adapters.size(); ++i)
+    prompts.emplace_back(tokens_.begin(), tokens_.begin() + long(3 + 2 * i));
+  auto run = [&](const std::vector<size_t>& which) {
+    KvPool pool(model->config(), *backend_, 64, bs);
+    LinearBlockAllocator alloc(64);
+    std::vector<SequenceKv> seqs;
+    for (size_t k = 0; k < which.size(); ++k) seqs.emplace_back(alloc, bs);
+    ForwardBatch b;
+    int64_t rows = 0;
+    for (size_t k = 0; k < which.size(); ++k) {
+      b.seqs.push_back(seqs[k].chunk(prompts[which[k]], 0, true));
+      b.seqs.back().adapter = adapters[which[k]];
+      rows += int64_t(prompts[which[k]].size());
+    }
+    std::vector<float> out(size_t(rows) * size_t(vocab));
+    model->forward(b, pool, out.data());
+    return out;
+  };
+  const auto batch = run({0, 1, 2, 3});
+  size_t row = 0;
+  for (size_t i = 0; i < adapters.size(); ++i) {
+    const auto alone = run({i});
+    EXPECT_LE(rel_err(batch.data() + row * size_t(vocab), alone), 1e-5) << "sequence " << i;
+    row += prompts[i].size();
+  }
+  // The adapter matters: sequence 0's prompt (adapter 0) is the head of sequence 3's (adapter i1).
+  const std::vector<float> seq0(batch.begin(), batch.begin() + long(prompts[0].size()) * vocab);
+  const size_t row3 = prompts[0].size() + prompts[1].size() + prompts[2].size();
+  EXPECT_GT(rel_err(batch.data() + row3 * size_t(vocab), seq0), 1e-3);
+  ForwardBatch bad;
+  KvPool pool(model->config(), *backend_, 8, bs);
+  LinearBlockAllocator alloc(8);
+  SequenceKv seq(alloc, bs);
+  bad.seqs.push_back(seq.chunk(prompts[0], 0, false));
+  bad.seqs.back().adapter = 3;
+  std::vector<float> out(static_cast<size_t>(vocab));
+  try {
+    model->forward(bad, pool, out.data());
+    ADD_FAILURE() << "adapter 3 of 3 was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("asks for LoRA adapter 3; the model has 3"), std::string::npos) << e.what();
+  }
+}
+
 // The three bf16 limbs carry f32 precision: random f32 A and B (with rsLoRA's scale) against a double
 // reference of scale * B (A x); one limb alone would be off by ~1e-3.
 TEST_F(Lora, LimbsKeepF32PrecisionForRandomAdapters) {

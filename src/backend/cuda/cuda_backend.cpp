@@ -147,8 +147,8 @@ class CudaBackend final : public Backend {
     for (int g = 0; g < 2; ++g)
       for (int i = 0; i < meta.n_seqs[g]; ++i) decode = decode && meta.seqs[g][i].n_tokens == 1;
     if (!decode) return ops();
-    cuda::GraphKey key{meta.owner, meta.kv_pool, meta.n_tokens, meta.n_logit_rows, {meta.n_seqs[0], meta.n_seqs[1]},
-                       {caps[0], caps[1]}, {}};
+    cuda::GraphKey key{meta.owner,         meta.kv_pool, meta.variant, meta.n_tokens, meta.n_logit_rows,
+                       {meta.n_seqs[0], meta.n_seqs[1]}, {caps[0], caps[1]}, {}};
     for (int g = 0; g < 2; ++g)
       if (const auto* st = stage_.seqs(meta.seqs[g], meta.n_seqs[g]))
         key.key_groups[g] = cuda::attention_warps(st->max_end);

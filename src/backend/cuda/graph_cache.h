@@ -16,6 +16,7 @@ namespace gptoss::cuda {
 struct GraphKey {
   const void* owner = nullptr;
   const void* kv_pool = nullptr;
+  uint64_t variant = 0;
   int64_t n_tokens = 0, n_rows = 0;
   int n_seqs[2] = {0, 0};
   int table_cap[2] = {0, 0};
