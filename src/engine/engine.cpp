@@ -169,6 +169,7 @@ struct Sequence {
   bool ever_admitted = false;
   bool done = false;
   SeqBlocks blocks;
+  int adapter = 0;
   PenaltyState penalties;
   std::vector<int> stop_ids;
   std::unique_ptr<TokenDecoder> decoder;
@@ -438,6 +439,7 @@ struct Engine::Impl {
       c.start_pos = s.num_computed;
       c.blocks_full = s.blocks.full;
       c.blocks_swa = s.blocks.swa;
+      c.adapter = s.adapter;
       batch.seqs.push_back(c);
     }
     const int vocab = runner.vocab_size();
@@ -646,10 +648,16 @@ RequestHandle Engine::submit(Request req) {
     if (need > im.kv.num_blocks())
       fail_input("request: {} tokens need up to {} KV blocks but the whole pool has {}; lower max_new_tokens or "
                  "raise kv_cache_bytes", max_len, need, im.kv.num_blocks());
+    if (req.adapter < 0 || req.adapter >= runner_->num_adapters())
+      fail_input("request: LoRA adapter {} does not exist; the model has {} (0 = the default)", req.adapter,
+                 runner_->num_adapters());
     if (!req.params.stop.empty() && !im.decoder_factory)
       fail_input("request: stop strings need a tokenizer, and none is attached to the engine; use stop_token_ids "
                  "or load the model's tokenizer");
     seq->tokens = std::move(req.prompt);
+    seq->adapter = req.adapter;
+    // The prefix cache keys an adapter's blocks apart: its q/k/v projections make other K and V.
+    if (req.adapter) seq->blocks.root = 0x9e3779b97f4a7c15ull * uint64_t(req.adapter) + 0x632be59bd9b4e019ull;
     seq->prompt_len = n;
     seq->max_len = max_len;
   } catch (const InputError& e) {

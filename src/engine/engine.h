@@ -89,6 +89,7 @@ struct RequestOutput {
 struct Request {
   std::vector<int32_t> prompt;  // token ids
   SamplingParams params;
+  int adapter = 0;  // LoRA adapter of the model (ModelRunner::num_adapters): 0 the default one, or none
 };
 
 struct RequestState;  // shared between the engine and the handle (engine.cpp)

@@ -19,9 +19,11 @@ class GptOssRunner : public ModelRunner {
  public:
   GptOssRunner(std::unique_ptr<Backend> backend, std::unique_ptr<GptOssModel> model);
   // make_backend(device) ("cpu", "cuda", "auto") + GptOssModel::load(model_dir).
-  // adapter_dir: a PEFT LoRA adapter applied on top of the weights ("" for none).
+  // adapter_dir: the default PEFT LoRA adapter, applied to every request that names no other ("" for
+  // none); named_adapters: adapters 1, 2, ... that a request selects with Request::adapter.
   static std::unique_ptr<GptOssRunner> load(const std::string& model_dir, const std::string& device,
-                                            const std::string& adapter_dir = "");
+                                            const std::string& adapter_dir = "",
+                                            const std::vector<std::string>& named_adapters = {});
 
   int vocab_size() const override;
   int sliding_window() const override;
@@ -30,6 +32,7 @@ class GptOssRunner : public ModelRunner {
   int max_position() const override;
   size_t kv_bytes_per_block(int block_size) const override;
   std::optional<size_t> device_kv_budget(double gpu_memory_utilization) const override;
+  int num_adapters() const override { return model_->num_adapters(); }
   void allocate_kv(int num_blocks, int block_size) override;
   void forward(const ForwardBatch& batch, float* logits) override;
   std::string describe() const override;

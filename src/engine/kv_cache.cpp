@@ -108,7 +108,7 @@ void KvCacheManager::register_block(int32_t b, uint64_t key, uint64_t parent, st
 
 void KvCacheManager::compute_hashes(SeqBlocks& seq, std::span<const int32_t> tokens, int nb) const {
   for (int j = int(seq.hashes.size()); j < nb; ++j) {
-    uint64_t parent = j ? seq.hashes[j - 1] : 0;
+    uint64_t parent = j ? seq.hashes[j - 1] : seq.root;
     seq.hashes.push_back(block_hash(parent, tokens.subspan(size_t(j) * block_size_, block_size_)));
   }
 }
@@ -120,7 +120,7 @@ int KvCacheManager::match_prefix(SeqBlocks& seq, std::span<const int32_t> tokens
   const int kmax = int((tokens.size() - 1) / bs);
   compute_hashes(seq, tokens, kmax);
   auto toks = [&](int j) { return tokens.subspan(size_t(j) * bs, bs); };
-  auto parent = [&](int j) { return j ? seq.hashes[j - 1] : uint64_t(0); };
+  auto parent = [&](int j) { return j ? seq.hashes[j - 1] : seq.root; };
   int kf = 0;
   if (has_full_) {
     while (kf < kmax && lookup(full_key(seq.hashes[kf]), parent(kf), toks(kf)) >= 0) ++kf;
@@ -195,7 +195,7 @@ void KvCacheManager::on_computed(SeqBlocks& seq, std::span<const int32_t> tokens
     const int nb = num_computed / bs;
     compute_hashes(seq, tokens, nb);
     for (int j = seq.num_registered; j < nb; ++j) {
-      uint64_t parent = j ? seq.hashes[j - 1] : 0;
+      uint64_t parent = j ? seq.hashes[j - 1] : seq.root;
       auto toks = tokens.subspan(size_t(j) * bs, bs);
       if (has_full_) register_block(seq.full[j], full_key(seq.hashes[j]), parent, toks);
       if (has_swa_ && j < int(seq.swa.size()) && seq.swa[j] >= 0)

@@ -29,6 +29,7 @@ struct SeqBlocks {
   std::vector<int32_t> full;     // logical block -> physical block (full-attention group)
   std::vector<int32_t> swa;      // logical block -> physical block or -1 (sliding group)
   std::vector<uint64_t> hashes;  // prefix hash of each complete logical block
+  uint64_t root = 0;             // parent of the first block: 0, or a LoRA adapter's (its KV differs)
   int num_registered = 0;        // logical blocks already registered in (or taken from) the cache
 };
 
@@ -89,7 +90,7 @@ class KvCacheManager {
   std::unordered_map<uint64_t, CacheEntry> cache_;
 };
 
-// Key of the first block has parent 0. Group keys are derived from this (full: key, sliding: mixed).
+// Key of the first block has parent SeqBlocks::root (0 without an adapter). Group keys are derived from this (full: key, sliding: mixed).
 uint64_t block_hash(uint64_t parent, std::span<const int32_t> tokens);
 
 }  // namespace gptoss

@@ -43,6 +43,9 @@ class ModelRunner {
   // backends without a fixed device memory (CPU: the engine uses EngineConfig::kv_cache_bytes).
   virtual std::optional<size_t> device_kv_budget(double gpu_memory_utilization) const { return std::nullopt; }
 
+  // LoRA adapters a request may name (Request::adapter): index 0 is the default one (or none).
+  virtual int num_adapters() const { return 1; }
+
   virtual void allocate_kv(int num_blocks, int block_size) = 0;
   virtual void forward(const ForwardBatch& batch, float* logits) = 0;
 

@@ -108,6 +108,28 @@ TEST(KvCache, PrefixCacheSharesBlocksAndEvictsLru) {
   EXPECT_EQ(kv.num_used(), 0);
 }
 
+// Blocks computed under one LoRA adapter (SeqBlocks::root) are not a prefix for another.
+TEST(KvCache, PrefixCacheKeepsAdaptersApart) {
+  KvCacheManager kv(16, 4, /*sliding_window=*/0, true, /*prefix_caching=*/true);
+  auto toks = iota_tokens(13);
+  SeqBlocks a;
+  ASSERT_TRUE(kv.allocate(a, 0, 13));
+  kv.on_computed(a, toks, 13);
+  SeqBlocks b;
+  b.root = 77;
+  EXPECT_EQ(kv.match_prefix(b, toks), 0);
+  ASSERT_TRUE(kv.allocate(b, 0, 13));
+  kv.on_computed(b, toks, 13);
+  SeqBlocks c, d;
+  c.root = 77;
+  EXPECT_EQ(kv.match_prefix(c, toks), 12);  // the same adapter hits its own blocks
+  EXPECT_EQ(std::vector<int32_t>(c.full.begin(), c.full.begin() + 3), std::vector<int32_t>(b.full.begin(), b.full.begin() + 3));
+  EXPECT_EQ(kv.match_prefix(d, toks), 12);  // and no adapter its own
+  EXPECT_EQ(std::vector<int32_t>(d.full.begin(), d.full.begin() + 3), std::vector<int32_t>(a.full.begin(), a.full.begin() + 3));
+  for (SeqBlocks* s : {&a, &b, &c, &d}) kv.free(*s);
+  EXPECT_EQ(kv.num_used(), 0);
+}
+
 TEST(KvCache, PrefixHitMapsTheSlidingBlocksOfTheLastWindow) {
   KvCacheManager kv(64, 4, /*sliding_window=*/4, true, true);
   auto toks = iota_tokens(64);

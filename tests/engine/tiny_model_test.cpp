@@ -2,14 +2,19 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <cstdlib>
 #include <random>
+
+#include <unistd.h>
 
 #include "engine/engine.h"
 #include "engine/gpt_oss_runner.h"
 #include "engine/kv_cache.h"
 #include "engine_test_util.h"
 #include "io/safetensors.h"
+#include "model/config.h"
+#include "model/random_model.h"
 
 namespace gptoss {
 namespace {
@@ -175,6 +180,40 @@ TEST(TinyModel, PrefixCacheHitGivesTheSameTokensAsAMiss) {
   auto again = e.generate_all({reqs[0]})[0];
   EXPECT_EQ(again.tokens, ref[0]);
   EXPECT_EQ(again.cached_prompt_tokens, 28);
+}
+
+// A named LoRA adapter selected per request: its greedy tokens equal those of a runner with that adapter as
+// the default, requests without it keep the base tokens in the same batch, the prefix cache does not
+// hand one adapter's blocks to the other, and an unknown adapter index is a request error.
+TEST(TinyModel, RequestsChooseTheirLoraAdapter) {
+  const std::string adapter = (std::filesystem::temp_directory_path() /
+                               ("gptoss_engine_lora_" + std::to_string(::getpid()))).string();
+  testing::write_random_adapter(adapter, GptOssConfig::load(tiny_dir()), 8, 4);
+  auto prompt = random_prompt(29, 5);
+  Request base = greedy(prompt, 10), lora = greedy(prompt, 10);
+  lora.adapter = 1;
+  const auto base_ref = one_at_a_time({base})[0];
+  std::vector<int32_t> lora_ref;
+  {
+    Engine ref(GptOssRunner::load(tiny_dir(), "cpu", adapter), tiny_config());
+    lora_ref = ref.generate_all({base})[0].tokens;  // adapter as the default
+  }
+  EXPECT_NE(lora_ref, base_ref);
+  Engine e(GptOssRunner::load(tiny_dir(), "cpu", "", {adapter}), tiny_config());
+  auto outs = e.generate_all({base, lora});
+  EXPECT_EQ(outs[0].tokens, base_ref);
+  EXPECT_EQ(outs[1].tokens, lora_ref);
+  auto again = e.generate_all({lora, base});  // the cache holds both prompts now, each under its adapter
+  EXPECT_EQ(again[0].tokens, lora_ref);
+  EXPECT_EQ(again[1].tokens, base_ref);
+  EXPECT_EQ(again[0].cached_prompt_tokens, 28);
+  EXPECT_EQ(again[1].cached_prompt_tokens, 28);
+  Request bad = lora;
+  bad.adapter = 2;
+  auto err = e.generate_all({bad})[0];
+  EXPECT_EQ(err.reason, FinishReason::kError);
+  EXPECT_NE(err.message.find("LoRA adapter 2 does not exist; the model has 2"), std::string::npos) << err.message;
+  std::filesystem::remove_all(adapter);
 }
 
 TEST(TinyModel, PreemptionUnderATinyKvBudgetKeepsGreedyTokens) {
