@@ -57,6 +57,9 @@ class ChatService {
     return start(nlohmann::json::parse(request.dump()));
   }
   virtual std::string model_name() const = 0;
+  // Names a request may give as its model to select one of the local engine's LoRA adapters (in their
+  // index order, adapter i + 1); none for other services.
+  virtual std::vector<std::string> adapter_names() const { return {}; }
 };
 
 }  // namespace gptoss

@@ -167,8 +167,18 @@ class LocalStream : public ChatStream {
 
 }  // namespace
 
-LocalChatService::LocalChatService(std::shared_ptr<Engine> engine, Tokenizer tok, std::string model_name)
-    : engine_(std::move(engine)), tok_(std::move(tok)), model_name_(std::move(model_name)) {}
+LocalChatService::LocalChatService(std::shared_ptr<Engine> engine, Tokenizer tok, std::string model_name,
+                                   std::vector<std::string> adapter_names)
+    : engine_(std::move(engine)), tok_(std::move(tok)), model_name_(std::move(model_name)),
+      adapter_names_(std::move(adapter_names)) {}
+
+int LocalChatService::adapter_for(const Json& request) const {
+  if (!request.is_object() || !request.contains("model") || !request["model"].is_string()) return 0;
+  const std::string m = request["model"];
+  for (size_t i = 0; i < adapter_names_.size(); ++i)
+    if (adapter_names_[i] == m) return int(i) + 1;
+  return 0;
+}
 
 harmony::Conversation LocalChatService::conversation(const Json& request) const {
   ChatMappingOptions opts;
@@ -253,7 +263,7 @@ std::unique_ptr<ChatStream> LocalChatService::start_ordered(const Json& request)
   int prompt_tokens = int(p.prompt.size());
   bool logprobs = p.params.logprobs;
   bool raw = p.raw;
-  RequestHandle h = engine_->submit(Request{std::move(p.prompt), std::move(p.params)});
+  RequestHandle h = engine_->submit(Request{std::move(p.prompt), std::move(p.params), adapter_for(request)});
   return std::make_unique<LocalStream>(std::move(h), tok_, raw, logprobs, prompt_tokens);
 }
 

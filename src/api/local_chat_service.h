@@ -34,11 +34,16 @@ namespace gptoss {
 class LocalChatService : public ChatService {
  public:
   // `engine` must be started (or be driven elsewhere); it may be shared by several services.
-  LocalChatService(std::shared_ptr<Engine> engine, Tokenizer tok, std::string model_name);
+  // adapter_names: the engine's named LoRA adapters (1, 2, ...), which a request selects with its "model".
+  LocalChatService(std::shared_ptr<Engine> engine, Tokenizer tok, std::string model_name,
+                   std::vector<std::string> adapter_names = {});
 
   std::unique_ptr<ChatStream> start(const nlohmann::json& request) override;
   std::unique_ptr<ChatStream> start_ordered(const nlohmann::ordered_json& request) override;
   std::string model_name() const override { return model_name_; }
+  std::vector<std::string> adapter_names() const override { return adapter_names_; }
+  // The engine adapter a request's "model" selects: 0 (the default) unless it names one of adapter_names.
+  int adapter_for(const nlohmann::ordered_json& request) const;
 
   // What start() submits, for tests and diagnostics.
   struct Prepared {
@@ -57,6 +62,7 @@ class LocalChatService : public ChatService {
   std::shared_ptr<Engine> engine_;
   Tokenizer tok_;
   std::string model_name_;
+  std::vector<std::string> adapter_names_;
 };
 
 }  // namespace gptoss

@@ -129,7 +129,15 @@ std::unique_ptr<ChatService> make_local(const InferenceConfig& cfg, bool quiet) 
   adapter_hopt.revision.clear();  // model_revision is the base model's
   const std::string adapter =
       cfg.model.adapter_model.empty() ? "" : resolve_adapter_dir(cfg.model.adapter_model, adapter_hopt);
-  auto runner = GptOssRunner::load(dir, cfg.engine_params.device, adapter);
+  std::vector<std::string> names, dirs;
+  for (const auto& [name, path] : cfg.engine_params.lora_modules) {
+    if (name == cfg.model.model_name)
+      fail_input("{}: engine_params.lora_modules names an adapter '{}', the base model's name; give it another",
+                 cfg.source, name);
+    names.push_back(name);
+    dirs.push_back(resolve_adapter_dir(path, adapter_hopt));
+  }
+  auto runner = GptOssRunner::load(dir, cfg.engine_params.device, adapter, dirs);
   bar.set(2);
   std::string describe = runner->describe();
   EngineConfig ec;
@@ -145,7 +153,7 @@ std::unique_ptr<ChatService> make_local(const InferenceConfig& cfg, bool quiet) 
   bar.finish();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!quiet) std::fprintf(stderr, "gptoss: loaded %s in %.1fs: %s\n", dir.c_str(), secs, describe.c_str());
-  return std::make_unique<LocalChatService>(engine, tok, cfg.model.model_name);
+  return std::make_unique<LocalChatService>(engine, tok, cfg.model.model_name, names);
 }
 
 std::unique_ptr<ChatService> make_remote(const InferenceConfig& cfg) {

@@ -209,6 +209,14 @@ void read_engine_params(FieldReader r, EngineParams& e) {
   r.get("cpu_offload", e.cpu_offload);
   r.get("num_threads", e.num_threads, 1, 1024);
   r.get("kv_cache_gb", e.kv_cache_gb, 0.0, 1e6, true);
+  ConfigJson modules;
+  r.get_object("lora_modules", modules);
+  for (const auto& [name, path] : modules.items()) {
+    if (!path.is_string() || path.get<std::string>().empty())
+      fail_input("{}: engine_params.lora_modules.{} is {}; expected the adapter's directory or hub id (a string)",
+                 r.where("lora_modules"), name, path.dump());
+    e.lora_modules.emplace_back(name, path.get<std::string>());
+  }
   r.finish();
 }
 
@@ -460,6 +468,14 @@ QuantizeConfig load_quantization_config(const std::string& name, const std::vect
   return parse_quantization_config(text, path, overrides);
 }
 
+namespace {
+ConfigJson lora_modules_json(const EngineParams& e) {
+  ConfigJson m = ConfigJson::object();
+  for (const auto& [name, path] : e.lora_modules) m[name] = path;
+  return m;
+}
+}  // namespace
+
 nlohmann::ordered_json to_json(const InferenceConfig& c) {
   auto opt = [](const auto& o) -> ConfigJson { return o ? ConfigJson(*o) : ConfigJson(nullptr); };
   ConfigJson bias = ConfigJson::object();
@@ -494,7 +510,7 @@ nlohmann::ordered_json to_json(const InferenceConfig& c) {
       {"engine_params",
        {{"max_num_seqs", e.max_num_seqs}, {"gpu_memory_utilization", e.gpu_memory_utilization},
         {"max_model_len", opt(e.max_model_len)}, {"device", e.device}, {"cpu_offload", e.cpu_offload},
-        {"num_threads", opt(e.num_threads)}, {"kv_cache_gb", e.kv_cache_gb}}},
+        {"num_threads", opt(e.num_threads)}, {"kv_cache_gb", e.kv_cache_gb}, {"lora_modules", lora_modules_json(e)}}},
   };
 }
 

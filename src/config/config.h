@@ -115,6 +115,9 @@ struct EngineParams {
   bool cpu_offload = false;                 // keep expert weights in host memory
   std::optional<int64_t> num_threads;       // CPU threads; empty: all cores
   double kv_cache_gb = 4.0;                 // CPU: memory for the paged KV cache (GPU: from gpu_memory_utilization)
+  // (gptoss) LoRA adapters a request selects by naming them as its model: name -> directory or hub id,
+  // as vLLM's --lora-modules; in the YAML order.
+  std::vector<std::pair<std::string, std::string>> lora_modules;
 };
 
 // Engines Oumi knows. NATIVE and VLLM run our local engine; the rest are remote (src/remote/).

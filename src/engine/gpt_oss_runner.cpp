@@ -46,7 +46,9 @@ void GptOssRunner::forward(const ForwardBatch& batch, float* logits) {
 
 std::string GptOssRunner::describe() const {
   const auto& c = model_->config();
-  const std::string lora = model_->adapter() ? " with " + model_->adapter()->describe() : "";
+  std::string lora = model_->adapter() ? " with " + model_->adapter()->describe() : "";
+  if (const int named = model_->num_adapters() - 1; named > 0)
+    lora += fmt::format(" ({} more LoRA adapter{} selectable by request)", named, named == 1 ? "" : "s");
   return fmt::format("gpt-oss ({} layers, {} experts, vocab {}){} on {}", c.num_hidden_layers, c.num_local_experts,
                      c.vocab_size, lora, backend_->device_name());
 }

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <csignal>
 
 #include <fmt/format.h>
@@ -18,8 +19,20 @@ using nlohmann::json;
 
 void handle_models(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
   json model = {{"id", ctx.model_name()}, {"object", "model"}, {"created", 0}, {"owned_by", "gptoss"}};
+  // LoRA adapters are models of their own, with the base as parent (as vLLM lists them).
+  auto adapter = [&](const std::string& name) {
+    json m = model;
+    m["id"] = name;
+    m["parent"] = ctx.model_name();
+    return m;
+  };
+  const auto adapters = ctx.chat.adapter_names();
   if (req.matches.size() > 1) {
     std::string id = req.matches[1];
+    if (std::find(adapters.begin(), adapters.end(), id) != adapters.end()) {
+      res.set_content(adapter(id).dump(), "application/json");
+      return;
+    }
     bool ok = id == ctx.model_name();
     for (const auto& a : ctx.opts.model_aliases) ok = ok || id == a;
     if (!ok) {
@@ -37,6 +50,7 @@ void handle_models(ServerContext& ctx, const httplib::Request& req, httplib::Res
     m["id"] = a;
     data.push_back(m);
   }
+  for (const auto& a : adapters) data.push_back(adapter(a));
   res.set_content(json{{"object", "list"}, {"data", data}}.dump(), "application/json");
 }
 

@@ -273,6 +273,17 @@ TEST(Config, EngineParams) {
   ConfigJson j = to_json(c);
   EXPECT_EQ(j["engine_params"]["device"], "cuda");
   EXPECT_EQ(j["model"]["model_name"], "openai/gpt-oss-20b");
+  // (gptoss) lora_modules: name -> adapter, in the file's order.
+  c = parse_inference_config(std::string(kMinimal) + "engine_params:\n  lora_modules:\n    zeta: ./z\n    alpha: org/a\n",
+                             "e.yaml");
+  ASSERT_EQ(c.engine_params.lora_modules.size(), 2u);
+  EXPECT_EQ(c.engine_params.lora_modules[0], (std::pair<std::string, std::string>{"zeta", "./z"}));
+  EXPECT_EQ(c.engine_params.lora_modules[1], (std::pair<std::string, std::string>{"alpha", "org/a"}));
+  EXPECT_EQ(to_json(c)["engine_params"]["lora_modules"]["alpha"], "org/a");
+  EXPECT_NE(error_of([] {
+              parse_inference_config(std::string(kMinimal) + "engine_params: {lora_modules: {x: 3}}\n", "e.yaml");
+            }).find("engine_params.lora_modules.x is 3; expected the adapter's directory or hub id"),
+            std::string::npos);
 }
 
 TEST(Config, TrainingAndQuantizationOverrides) {

@@ -463,5 +463,70 @@ TEST(LocalServer, ChatCompletionsAndContextLengthExceeded) {
   EXPECT_EQ(h.engine->metrics().kv_blocks_used, 0);
 }
 
+// A scripted model that claims a second LoRA adapter and records which adapters its sequences ask for.
+class AdapterRecordingRunner : public ScriptedRunner {
+ public:
+  using ScriptedRunner::ScriptedRunner;
+  int num_adapters() const override { return 2; }
+  void forward(const ForwardBatch& batch, float* logits) override {
+    for (const auto& s : batch.seqs) seen |= 1 << s.adapter;
+    ScriptedRunner::forward(batch, logits);
+  }
+  std::atomic<int> seen{0};
+};
+
+// engine_params.lora_modules: the adapters are models of their own in /v1/models (parent: the base), and
+// a request naming one as its model runs with that adapter, on chat and on raw completions.
+TEST(LocalServer, LoraAdaptersAreSelectedByModelName) {
+  Tokenizer tok = Tokenizer::from_file(std::string(GPTOSS_SHARED_DIR) + "/data/tokenizer/tokenizer.json");
+  auto ids = tok.encode_with_special("<|channel|>final<|message|> ok");
+  auto runner = std::make_unique<AdapterRecordingRunner>(std::vector<int32_t>(ids.begin(), ids.end()));
+  AdapterRecordingRunner* rec = runner.get();
+  EngineConfig ec;
+  ec.max_model_len = 1024;
+  ec.num_blocks = 512;
+  auto engine = std::make_shared<Engine>(std::move(runner), ec);
+  engine->set_tokenizer(tok);
+  engine->start();
+  LocalChatService svc(engine, tok, "base", {"my-lora"});
+  ServerOptions o;
+  o.port = 0;
+  Server server(svc, o, engine, tok);
+  const int port = server.start();
+  httplib::Client c("127.0.0.1", port);
+
+  auto r = c.Get("/v1/models");
+  ASSERT_TRUE(r);
+  json models = json::parse(r->body)["data"];
+  ASSERT_EQ(models.size(), 2u) << r->body;
+  EXPECT_EQ(models[1]["id"], "my-lora");
+  EXPECT_EQ(models[1]["parent"], "base");
+  r = c.Get("/v1/models/my-lora");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+
+  auto chat = [&](const char* model) {
+    json body = {{"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}, {"model", model}};
+    return c.Post("/v1/chat/completions", body.dump(), "application/json");
+  };
+  r = chat("base");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(rec->seen.exchange(0), 1);  // adapter 0 only
+  r = chat("my-lora");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(r->body)["model"], "my-lora");
+  EXPECT_EQ(rec->seen.exchange(0), 2);  // adapter 1 only
+  r = c.Post("/v1/completions", json{{"prompt", "<|start|>assistant"}, {"max_tokens", 2}, {"model", "my-lora"}}.dump(),
+             "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(rec->seen.exchange(0), 2);
+  expect_error(chat("other"), 404, "model_not_found");
+  server.stop();
+  engine->stop();
+}
+
 }  // namespace
 }  // namespace gptoss::server
