@@ -160,6 +160,22 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
 
+  // Decode batches: lm_head 2880 -> 201088 at n = 4 and 16 (FMA-bound from a few tokens on).
+  if (lm_head) {
+    const int64_t in = 2880, out = 201088;
+    auto w = random_vec<uint16_t>(size_t(in * out), 5);
+    for (int64_t n : {4, 16}) {
+      auto x = random_vec<float>(size_t(in * n), 6);
+      std::vector<float> y(size_t(out * n));
+      const double t = best_of(reps, [&] { bf16w_matmul(x.data(), n, in, w.data(), nullptr, y.data(), out); });
+      const double gf = 2.0 * double(in * out * n) / t / 1e9;
+      std::printf("| bf16w_matmul 2880->201088 n=%d (lm_head, batch %d) | %.1f ms, %.1f GFLOP/s = %.0f%% of FMA "
+                  "peak |\n",
+                  int(n), int(n), t * 1e3, gf, 100 * gf / peak);
+      std::fflush(stdout);
+    }
+  }
+
   // bf16 prefill-style: qkv 2880 -> 5120, n = 512.
   {
     const int64_t in = 2880, out = 5120, n = 512;

@@ -2,12 +2,15 @@
 //
 // Activations are permuted once into the decoder's order (simd::kBf16Perm); output rows are split over
 // the threads in contiguous ranges, so each thread streams its part of W.
+// - Decode batches with AVX-512 (2..32 tokens): its dot-product tiles (bf16_avx512.h), x unpermuted.
 // - Few tokens (n < kGemmMinTokens; decode): dot-product tiles (simd::dot_tile) of R rows x T tokens keep
 //   R*T ymm accumulators over the whole row; a decoded weight vector feeds T FMAs; W is read once.
 // - Many tokens (prefill): 16 rows at a time are decoded into an f32 panel in K chunks that stay in L1,
 //   and a 6 x 16 outer-product tile runs every token over it (simd::gemm_panel).
 #include <algorithm>
 
+#include "backend/cpu/bf16_avx512.h"
+#include "backend/cpu/isa.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/kernels_simd.h"
 #include "core/thread_pool.h"
@@ -18,6 +21,32 @@ namespace {
 constexpr int64_t kTokenChunk = 32;
 constexpr int64_t kRowGrain = 16;  // rows per parallel_for unit (one GEMM panel)
 constexpr int64_t kGemmMinTokens = 8;  // from this many tokens on, the packed GEMM
+// With AVX-512, decode batches of 2 .. this many tokens take its dot-product tiles (bf16_avx512.h): x of
+// up to 32 tokens (370 KB at in = 2880) stays in L2 while every row block passes over it.
+constexpr int64_t kAvx512MaxTokens = 32;
+
+// AVX-512 decode batches: 6-row blocks, every group of 4 tokens over each (the block's weights stay in
+// L1); finish(t, r, acc) completes token t of row r.
+template <class Finish>
+void avx512_batch(const float* x, int64_t n, int64_t in, const uint16_t* w, int64_t k_main, int64_t out,
+                  int64_t row_grain, Finish&& finish) {
+  const int64_t units = (out + row_grain - 1) / row_grain;
+  ThreadPool::global().parallel_for(units, [&](int64_t u0, int64_t u1, int) {
+    const int64_t r_end = std::min(out, u1 * row_grain);
+    for (int64_t rb = u0 * row_grain; rb < r_end; rb += avx512::kBf16MaxRows) {
+      const int rows = int(std::min<int64_t>(avx512::kBf16MaxRows, r_end - rb));
+      for (int64_t t = 0; t < n; t += avx512::kBf16MaxTokens) {
+        const int T = int(std::min<int64_t>(avx512::kBf16MaxTokens, n - t));
+        const float* xr[avx512::kBf16MaxTokens];
+        for (int i = 0; i < T; ++i) xr[i] = x + (t + i) * in;
+        float res[avx512::kBf16MaxRows * avx512::kBf16MaxTokens];
+        avx512::bf16_dot_rows(w, in, k_main, rb, rows, xr, T, res);
+        for (int i = 0; i < rows; ++i)
+          for (int j = 0; j < T; ++j) finish(t + j, rb + i, res[i * T + j]);
+      }
+    }
+  });
+}
 }  // namespace
 
 void bf16w_matmul(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
@@ -25,11 +54,6 @@ void bf16w_matmul(const float* x, int64_t n, int64_t in, const uint16_t* w, cons
   if (n <= 0 || out <= 0) return;
   const int64_t nb = in / simd::kBlock;
   const int64_t k_main = nb * simd::kBlock;
-  static thread_local std::vector<float> xp_buf;
-  float* xp = simd::scratch(xp_buf, size_t(n * std::max<int64_t>(k_main, 1)));
-  simd::permute_rows(x, n, in, nb, simd::kBf16Perm, xp);
-  const simd::Bf16Decoder dec{w, in};
-
   // K tail (in % 32) and bias, added to a tile result of row r, token t.
   auto finish = [&](int64_t t, int64_t r, float acc) {
     const uint16_t* wr = w + r * in;
@@ -37,6 +61,14 @@ void bf16w_matmul(const float* x, int64_t n, int64_t in, const uint16_t* w, cons
     for (int64_t c = k_main; c < in; ++c) acc += xt[c] * bf16_to_f32(wr[c]);
     y[t * out + r] = acc + (bias ? bf16_to_f32(bias[r]) : 0.0f);
   };
+  if (n >= 2 && n <= kAvx512MaxTokens && nb > 0 && cpu_isa() == Isa::avx512) {
+    avx512_batch(x, n, in, w, k_main, out, kRowGrain * 3, finish);
+    return;
+  }
+  static thread_local std::vector<float> xp_buf;
+  float* xp = simd::scratch(xp_buf, size_t(n * std::max<int64_t>(k_main, 1)));
+  simd::permute_rows(x, n, in, nb, simd::kBf16Perm, xp);
+  const simd::Bf16Decoder dec{w, in};
 
   const int64_t units = (out + kRowGrain - 1) / kRowGrain;
   if (n >= kGemmMinTokens && nb > 0) {
