@@ -195,6 +195,32 @@ __device__ __forceinline__ void block_dot(const uint32_t* a, const uint4* x, flo
   acc[3] = fmaf(c[3], s1, acc[3]);
 }
 
+// This warp's 16-row tile of a grouped kernel's grid (row tiles / kTcWarps, chunks): its first row.
+__device__ __forceinline__ int64_t tile_row0() { return (int64_t(blockIdx.x) * kTcWarps + (threadIdx.x >> 5)) * 16; }
+
+// Lane (g, t)'s limbs of token column `col` of chunk ch (null past the chunk): limb l of block b at
+// + 12 b + 4 l.
+__device__ __forceinline__ const uint4* column_limbs(const uint4* xf, int x_div, const int32_t* order,
+                                                     const SlotChunk& ch, int col, int nb, int t) {
+  return col < ch.count ? xf + int64_t(order[ch.begin + col] / x_div) * nb * kXfLanes + t : nullptr;
+}
+
+// Stores lane (g, t)'s sums of token columns col0 + 2t and col0 + 2t + 1 (acc: rows g and g + 8 of both,
+// c0..c3 of the mma's C fragment), unscaled per slot, through store_rows.
+template <bool kGateUp>
+__device__ __forceinline__ void store_columns(const ExpertWeights& W, const SlotChunk& ch, const int32_t* order,
+                                              const float* unscale, int x_div, float* out, int64_t r0, int g, int t,
+                                              int col0, const float* acc, float limit) {
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int col = col0 + 2 * t + i;
+    const int slot = col < ch.count ? order[ch.begin + col] : 0;
+    const float u = col < ch.count ? unscale[slot / x_div] : 0.f;
+    store_rows<kGateUp>(W, ch.expert, out + int64_t(slot) * (kGateUp ? W.rows / 2 : W.rows), r0 + g, acc[i] * u,
+                        acc[2 + i] * u, limit, col < ch.count);
+  }
+}
+
 // Grid (row tiles / kTcWarps, chunks); warp w takes rows [16 (kTcWarps blockIdx.x + w), + 16) of the
 // chunk's expert for all its slots. All limbs of a block are loaded before its first mma (loading them
 // per column group measured 1460 vs 1818 tok/s at batch 64; two or four row tiles a warp sharing the
@@ -206,17 +232,14 @@ __global__ void __launch_bounds__(32 * kTcWarps) mxfp4_grouped_kernel(const uint
                                                                       const SlotChunk* chunks, ExpertWeights W,
                                                                       float limit, float* out) {
   const SlotChunk ch = chunks[blockIdx.y];
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int64_t r0 = (int64_t(blockIdx.x) * kTcWarps + warp) * 16;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int64_t r0 = tile_row0();
   if (ch.count == 0 || r0 >= W.rows) return;
   const int nb = int(W.cols / 32), groups = (ch.count + 7) / 8;
-  // B: this lane gives limb l of token column g of each group; its limbs of block b at xb[cg] + 12 b + 4 l.
+  // B: this lane gives the limbs of token column g of each group.
   const uint4* xb[kChunk / 8];
 #pragma unroll
-  for (int cg = 0; cg < kChunk / 8; ++cg) {
-    const int col = 8 * cg + g;
-    xb[cg] = col < ch.count ? xf + int64_t(order[ch.begin + col] / x_div) * nb * kXfLanes + t : nullptr;
-  }
+  for (int cg = 0; cg < kChunk / 8; ++cg) xb[cg] = column_limbs(xf, x_div, order, ch, 8 * cg + g, nb, t);
   const TileRows rows(W, ch.expert, r0, g, t, nb);
   uint32_t wa, wb, sa, sb;
   rows.load(0, wa, wb, sa, sb);
@@ -242,19 +265,11 @@ __global__ void __launch_bounds__(32 * kTcWarps) mxfp4_grouped_kernel(const uint
 #pragma unroll
   for (int cg = 0; cg < kChunk / 8; ++cg) {
     if (cg >= groups) break;
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const int col = 8 * cg + 2 * t + i;
-      const int slot = col < ch.count ? order[ch.begin + col] : 0;
-      const float u = col < ch.count ? unscale[slot / x_div] : 0.f;
-      const float va = acc[cg][i] * u, vb = acc[cg][2 + i] * u;
-      store_rows<kGateUp>(W, ch.expert, out + int64_t(slot) * (kGateUp ? W.rows / 2 : W.rows), r0 + g, va, vb, limit,
-                          col < ch.count);
-    }
+    store_columns<kGateUp>(W, ch, order, unscale, x_div, out, r0, g, t, 8 * cg, acc[cg], limit);
   }
 }
 
-int64_t max_chunks(int64_t slots, int experts, int chunk = kChunk) { return experts + (slots + chunk - 1) / chunk; }
+int64_t max_chunks(int64_t slots, int experts, int chunk) { return experts + (slots + chunk - 1) / chunk; }
 
 // Chunks of up to 8 slots (one B column group) for decode batches: the weights of the next kAhead blocks
 // are in flight in a ring of registers, and the next block's limbs load while this one is multiplied. A
@@ -269,11 +284,11 @@ __global__ void __launch_bounds__(32 * kTcWarps) mxfp4_grouped_small_kernel(cons
                                                                             const SlotChunk* chunks, ExpertWeights W,
                                                                             float limit, float* out) {
   const SlotChunk ch = chunks[blockIdx.y];
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int64_t r0 = (int64_t(blockIdx.x) * kTcWarps + warp) * 16;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int64_t r0 = tile_row0();
   if (ch.count == 0 || r0 >= W.rows) return;
   const int nb = int(W.cols / 32);
-  const uint4* xb = g < ch.count ? xf + int64_t(order[ch.begin + g] / x_div) * nb * kXfLanes + t : nullptr;
+  const uint4* xb = column_limbs(xf, x_div, order, ch, g, nb, t);
   const TileRows rows(W, ch.expert, r0, g, t, nb);
   uint32_t wa[kAhead], wb[kAhead], sa[kAhead], sb[kAhead];
 #pragma unroll
@@ -300,16 +315,8 @@ __global__ void __launch_bounds__(32 * kTcWarps) mxfp4_grouped_small_kernel(cons
       for (int l = 0; l < kLimbs; ++l) x[l] = xn[l];
     }
   }
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const int col = 2 * t + i;
-    const int slot = col < ch.count ? order[ch.begin + col] : 0;
-    const float u = col < ch.count ? unscale[slot / x_div] : 0.f;
-    store_rows<kGateUp>(W, ch.expert, out + int64_t(slot) * (kGateUp ? W.rows / 2 : W.rows), r0 + g, acc[i] * u,
-                        acc[2 + i] * u, limit, col < ch.count);
-  }
+  store_columns<kGateUp>(W, ch, order, unscale, x_div, out, r0, g, t, 0, acc, limit);
 }
-
 
 }  // namespace
 
