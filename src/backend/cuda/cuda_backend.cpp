@@ -143,9 +143,10 @@ class CudaBackend final : public Backend {
       cuda::ForwardStage& stage;
       ~EndForward() { stage.clear(); }
     } end{stage_};
-    bool decode = meta.replayable && graphs_on_ && !profile_.on && meta.n_logit_rows == meta.n_tokens;
-    for (int g = 0; g < 2; ++g)
-      for (int i = 0; i < meta.n_seqs[g]; ++i) decode = decode && meta.seqs[g][i].n_tokens == 1;
+    // A decode batch: one token and one logit row a sequence (every sequence is in each group it has).
+    const int n_seqs = std::max(meta.n_seqs[0], meta.n_seqs[1]);
+    const bool decode = meta.replayable && graphs_on_ && !profile_.on && meta.n_tokens == n_seqs &&
+                        meta.n_logit_rows == meta.n_tokens;
     if (!decode) return ops();
     cuda::GraphKey key{meta.owner,         meta.kv_pool, meta.variant, meta.n_tokens, meta.n_logit_rows,
                        {meta.n_seqs[0], meta.n_seqs[1]}, {caps[0], caps[1]}, {}};
@@ -162,13 +163,7 @@ class CudaBackend final : public Backend {
 
   void embed(const int32_t* tokens, int64_t n, const uint16_t* table, int64_t hidden, float* out) override {
     auto t = op_scope(OpProfile::kEmbed);
-    const int32_t* d = stage_.tokens(tokens, n);
-    if (!d) {
-      begin_op(size_t(n) * 4, 1);
-      d = stage(tokens, n);
-      upload();
-    }
-    cuda::launch_embed(d, n, table, hidden, out, stream_);
+    cuda::launch_embed(forward_or_stage(stage_.tokens(tokens, n), tokens, n), n, table, hidden, out, stream_);
   }
   void rms_norm(const float* x, const uint16_t* w, float* y, int64_t n, int64_t d, float eps) override {
     auto t = op_scope(OpProfile::kRmsNorm);
@@ -183,15 +178,14 @@ class CudaBackend final : public Backend {
   // matmul_bf16_tc.cu and matmul_bf16_skinny.cu), single tokens to the CUDA cores (matmul_bf16.cu).
   void matmul_bf16_multi(const float* x, int64_t n, int64_t in, const Linear* linears, int count) override {
     auto t = op_scope(OpProfile::kMatmul);
-    if (cuda::matmul_bf16_skinny_applies(n, in, total_rows(linears, count))) {
-      grow(tc_scratch_, tc_cap_, (cuda::matmul_bf16_tc_scratch_bytes(n, in) + 3) / 4);
+    const bool skinny = cuda::matmul_bf16_skinny_applies(n, in, total_rows(linears, count));
+    if (!skinny && !cuda::matmul_bf16_tc_applies(n, in))
+      return cuda::launch_matmul_bf16_multi(x, n, in, linears, count, stream_);
+    grow(tc_scratch_, tc_cap_, (cuda::matmul_bf16_tc_scratch_bytes(n, in) + 3) / 4);  // x's bf16 limbs
+    if (skinny)
       cuda::launch_matmul_bf16_skinny(x, n, in, linears, count, tc_scratch_, stream_);
-    } else if (cuda::matmul_bf16_tc_applies(n, in)) {
-      grow(tc_scratch_, tc_cap_, (cuda::matmul_bf16_tc_scratch_bytes(n, in) + 3) / 4);
+    else
       cuda::launch_matmul_bf16_tc(x, n, in, linears, count, tc_scratch_, stream_);
-    } else {
-      cuda::launch_matmul_bf16_multi(x, n, in, linears, count, stream_);
-    }
   }
   void add_rms_norm(float* x, const float* y, const uint16_t* w, float* out, int64_t n, int64_t d,
                     float eps) override {
@@ -209,12 +203,7 @@ class CudaBackend final : public Backend {
   void rope_qk(float* q, int q_heads, float* k, int kv_heads, int64_t n, int head_dim, const int32_t* positions,
                const float* inv_freq, float attn_factor) override {
     auto t = op_scope(OpProfile::kRope);
-    const int32_t* dpos = stage_.positions(positions, n);
-    if (!dpos) {
-      begin_op(size_t(n) * 4, 1);
-      dpos = stage(positions, n);
-      upload();
-    }
+    const int32_t* dpos = forward_or_stage(stage_.positions(positions, n), positions, n);
     cuda::launch_rope_qk(q, q_heads, k, kv_heads, n, head_dim, dpos, inv_freq, attn_factor, stream_);
   }
   void kv_store(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n, const int32_t* positions,
@@ -263,12 +252,7 @@ class CudaBackend final : public Backend {
   }
   void gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) override {
     auto t = op_scope(OpProfile::kGather);
-    const int32_t* drows = stage_.logit_rows(rows, n_rows);
-    if (!drows) {
-      begin_op(size_t(n_rows) * 4, 1);
-      drows = stage(rows, n_rows);
-      upload();
-    }
+    const int32_t* drows = forward_or_stage(stage_.logit_rows(rows, n_rows), rows, n_rows);
     cuda::launch_gather_rows(src, drows, n_rows, dim, dst, stream_);
   }
 
@@ -284,6 +268,15 @@ class CudaBackend final : public Backend {
     int64_t rows = 0;
     for (int i = 0; i < count; ++i) rows += linears[i].out;
     return rows;
+  }
+
+  // `found` (the forward's device copy of `host`, or null) or else a copy of host[0 .. n) staged for this op.
+  const int32_t* forward_or_stage(const int32_t* found, const int32_t* host, int64_t n) {
+    if (found) return found;
+    begin_op(size_t(n) * 4, 1);
+    const int32_t* d = stage(host, n);
+    upload();
+    return d;
   }
 
   // Makes room for `bytes` of stagings (plus alignment) for the op about to run. Called before the
