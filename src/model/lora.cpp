@@ -22,6 +22,8 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 constexpr const char* kModuleNames[kLoraModules] = {"q_proj", "k_proj", "v_proj", "o_proj", "router"};
+constexpr const char* kModulePaths[kLoraModules] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                                    "self_attn.o_proj", "mlp.router"};
 
 // [out, in] of a module of this model.
 std::pair<int64_t, int64_t> module_shape(const GptOssConfig& c, LoraModule m) {
@@ -219,6 +221,10 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::string& dir, const Gpt
 }
 
 std::string LoraAdapter::describe() const { return describe_; }
+
+std::string lora_base_weight_name(int layer, LoraModule m) {
+  return fmt::format("model.layers.{}.{}.weight", layer, kModulePaths[int(m)]);
+}
 
 std::vector<float> LoraAdapter::delta(int layer, LoraModule m) const {
   const LoraLinear& L = get(layer, m);

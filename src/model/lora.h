@@ -25,6 +25,9 @@ namespace gptoss {
 enum class LoraModule { kQ, kK, kV, kO, kRouter };
 inline constexpr int kLoraModules = 5;
 
+// The checkpoint name of the base weight a module adapts: "model.layers.<layer>.self_attn.q_proj.weight", ...
+std::string lora_base_weight_name(int layer, LoraModule m);
+
 // One adapted linear [out, in] of rank r: the limbs of A [r, in] and of scale * B [out, r] (backend memory).
 struct LoraLinear {
   int rank = 0;  // 0: not adapted

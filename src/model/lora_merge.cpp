@@ -1,7 +1,7 @@
 #include "model/lora_merge.h"
 
-#include <cstring>
-#include <regex>
+#include <map>
+#include <utility>
 
 #include "backend/backend.h"
 #include "core/atomic_file.h"
@@ -13,21 +13,6 @@
 #include "model/lora.h"
 
 namespace gptoss {
-namespace {
-
-// The adapter module a checkpoint tensor is the weight of, if any.
-bool adapted_module(const std::string& name, int& layer, LoraModule& m) {
-  static const std::regex kWeight(R"(^model\.layers\.(\d+)\.(self_attn\.(q|k|v|o)_proj|mlp\.router)\.weight$)");
-  std::smatch s;
-  if (!std::regex_match(name, s, kWeight)) return false;
-  layer = std::stoi(s[1].str());
-  const std::string which = s[3].str();
-  m = which == "q" ? LoraModule::kQ : which == "k" ? LoraModule::kK : which == "v" ? LoraModule::kV
-      : which == "o" ? LoraModule::kO : LoraModule::kRouter;
-  return true;
-}
-
-}  // namespace
 
 MergeLoraReport merge_lora(const MergeLoraOptions& opt) {
   const GptOssConfig cfg = GptOssConfig::load(opt.model);
@@ -47,15 +32,18 @@ MergeLoraReport merge_lora(const MergeLoraOptions& opt) {
   MergeLoraReport rep;
   rep.shards = writer.num_shards();
   rep.bytes = writer.total_bytes();
-  int adapted = 0;
+  // The base weights the adapter changes, by checkpoint name.
+  std::map<std::string, std::pair<int, LoraModule>> adapted;
   for (int l = 0; l < cfg.num_hidden_layers; ++l)
-    for (int m = 0; m < kLoraModules; ++m) adapted += adapter->get(l, LoraModule(m)).rank > 0;
+    for (int mi = 0; mi < kLoraModules; ++mi) {
+      const LoraModule m = LoraModule(mi);
+      if (adapter->get(l, m).rank > 0) adapted[lora_base_weight_name(l, m)] = {l, m};
+    }
   for (const std::string& name : ck.names()) {
     const TensorView& t = ck.get(name);
-    int layer = 0;
-    LoraModule m{};
-    std::vector<float> delta;
-    if (adapted_module(name, layer, m) && layer < cfg.num_hidden_layers) delta = adapter->delta(layer, m);
+    const auto it = adapted.find(name);
+    const std::vector<float> delta =
+        it == adapted.end() ? std::vector<float>{} : adapter->delta(it->second.first, it->second.second);
     if (delta.empty()) {
       writer.write_next(t.data, t.nbytes);
       continue;
@@ -79,8 +67,9 @@ MergeLoraReport merge_lora(const MergeLoraOptions& opt) {
     ++rep.merged_tensors;
   }
   writer.finish();
-  GPTOSS_CHECK(rep.merged_tensors == adapted, "merge-lora: merged {} of the adapter's {} linears", rep.merged_tensors,
-               adapted);
+  if (rep.merged_tensors != int(adapted.size()))
+    fail_input("{}: the checkpoint holds {} of the {} weights the adapter changes", opt.model, rep.merged_tensors,
+               adapted.size());
   out.commit();
   return rep;
 }
