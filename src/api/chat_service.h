@@ -18,8 +18,10 @@
 //  - Streams are independent: many may be open at once (the engine batches them).
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -60,6 +62,13 @@ class ChatService {
   // Names a request may give as its model to select one of the local engine's LoRA adapters (in their
   // index order, adapter i + 1); none for other services.
   virtual std::vector<std::string> adapter_names() const { return {}; }
+  // The engine adapter a request's "model" selects: i + 1 when it is adapter_names()[i], else 0 (the default).
+  int adapter_for(const nlohmann::ordered_json& request) const {
+    if (!request.is_object() || !request.contains("model") || !request["model"].is_string()) return 0;
+    const auto names = adapter_names();
+    const auto it = std::find(names.begin(), names.end(), request["model"].get<std::string>());
+    return it == names.end() ? 0 : int(it - names.begin()) + 1;
+  }
 };
 
 }  // namespace gptoss

@@ -172,14 +172,6 @@ LocalChatService::LocalChatService(std::shared_ptr<Engine> engine, Tokenizer tok
     : engine_(std::move(engine)), tok_(std::move(tok)), model_name_(std::move(model_name)),
       adapter_names_(std::move(adapter_names)) {}
 
-int LocalChatService::adapter_for(const Json& request) const {
-  if (!request.is_object() || !request.contains("model") || !request["model"].is_string()) return 0;
-  const std::string m = request["model"];
-  for (size_t i = 0; i < adapter_names_.size(); ++i)
-    if (adapter_names_[i] == m) return int(i) + 1;
-  return 0;
-}
-
 harmony::Conversation LocalChatService::conversation(const Json& request) const {
   ChatMappingOptions opts;
   opts.current_date = today_utc();

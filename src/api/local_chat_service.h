@@ -42,8 +42,6 @@ class LocalChatService : public ChatService {
   std::unique_ptr<ChatStream> start_ordered(const nlohmann::ordered_json& request) override;
   std::string model_name() const override { return model_name_; }
   std::vector<std::string> adapter_names() const override { return adapter_names_; }
-  // The engine adapter a request's "model" selects: 0 (the default) unless it names one of adapter_names.
-  int adapter_for(const nlohmann::ordered_json& request) const;
 
   // What start() submits, for tests and diagnostics.
   struct Prepared {

@@ -138,7 +138,7 @@ void handle_completions(ServerContext& ctx, const httplib::Request& req, httplib
     ctx.check_model(body);
     Completion c = parse_completion(ctx, body);
     Admission::Ticket ticket = ctx.admit();
-    RequestHandle h = ctx.engine->submit(Request{c.prompt, c.params, ctx.adapter_for(body)});
+    RequestHandle h = ctx.engine->submit(Request{c.prompt, c.params, ctx.chat.adapter_for(body)});
     std::string id = ctx.new_id("cmpl-");
     std::string model = body.contains("model") && body["model"].is_string() ? body["model"].get<std::string>() : ctx.model_name();
     const Tokenizer& tok = *ctx.tokenizer;

@@ -20,18 +20,9 @@ void ServerContext::check_model(const OJson& body) const {
   if (m == model_name()) return;
   for (const auto& a : opts.model_aliases)
     if (m == a) return;
-  for (const auto& a : chat.adapter_names())
-    if (m == a) return;
+  if (chat.adapter_for(body) > 0) return;  // a LoRA adapter's name
   throw ApiError(404, fmt::format("The model `{}` does not exist; this server serves `{}` (GET /v1/models)", m, model_name()),
                  "invalid_request_error", "model", "model_not_found");
-}
-
-int ServerContext::adapter_for(const OJson& body) const {
-  if (!body.is_object() || !body.contains("model") || !body["model"].is_string()) return 0;
-  const auto names = chat.adapter_names();
-  for (size_t i = 0; i < names.size(); ++i)
-    if (names[i] == body["model"].get<std::string>()) return int(i) + 1;
-  return 0;
 }
 
 Admission::Ticket ServerContext::admit() {

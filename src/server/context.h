@@ -44,8 +44,6 @@ struct ServerContext {
   std::string model_name() const { return chat.model_name(); }
   // 404 unless `model` is absent or names this server's model (or an alias, or a LoRA adapter).
   void check_model(const OJson& body) const;
-  // The engine adapter the body's `model` selects (0: the default), for routes that submit to the engine.
-  int adapter_for(const OJson& body) const;
   Admission::Ticket admit();  // throws ApiError(queue_full_status) when the queue is full
 };
 
