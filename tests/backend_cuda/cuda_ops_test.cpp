@@ -247,9 +247,10 @@ TEST_F(CudaOps, AttentionLongContextDecode) {
 
 // The real widths (90 blocks a row), and rows longer than one pass of the wide kernels (100 and 128
 // blocks) with intermediate sizes that do not fill whole thread blocks of pairs / rows. The shapes with
-// n * k >= 64 token-slots take the tensor-core kernels (kTensorCoreMinSlots), grouped by expert: up to 319
-// slots in chunks of 8 (300 slots over 4 experts: 10 chunks an expert, the last partial), from 320 in
-// chunks of 32 (80 x 4 over 32 experts, partial chunks).
+// n * k >= 32 token-slots take the tensor-core kernels (kTensorCoreMinSlots), grouped by expert: up to 415
+// slots in chunks of 8 through the streaming kernel (300 slots over 4 experts: 10 chunks an expert, the
+// last partial; 90 and 3 blocks a row: whole and partial steps of 4 blocks), from 416 in chunks of 32
+// (110 x 4 over 32 experts, partial chunks; 500 x 2 over 8 experts of 3 and 2 blocks a row).
 struct MoeShape {
   int64_t n, hidden, inter;
   int experts, k;
@@ -308,13 +309,15 @@ TEST_P(CudaMoe, RouterAndMoeMxfp4MatchCpu) { EXPECT_LT(moe_rel_err(GetParam(), 1
 // values in f16 subnormals and overflows f16 above 65504). No biases and no SwiGLU clamp here, so the
 // outputs follow x all the way (a bias or the clamp would hide the error).
 TEST_F(CudaMoe, TensorCoreMoeKeepsPrecisionForTinyAndLargeActivations) {
-  for (int64_t n : {16, 100})  // 64 and 400 token-slots: chunks of 8 and of 32 slots
+  for (int64_t n : {16, 120})  // 64 and 480 token-slots: chunks of 8 and of 32 slots
     for (float scale : {1e-7f, 3e4f})
       EXPECT_LT(moe_rel_err(MoeShape{n, 256, 128, 8, 4}, scale, 0.0f, 1e30f), 1e-5) << n << " tokens, x * " << scale;
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaMoe,
-                         ::testing::Values(MoeShape{6, 2880, 2880, 32, 4}, MoeShape{3, 3200, 96, 8, 2},
+                         ::testing::Values(MoeShape{6, 2880, 2880, 32, 4}, MoeShape{9, 2880, 2880, 32, 4},
+                                           MoeShape{110, 2880, 2880, 32, 4}, MoeShape{500, 96, 64, 8, 2},
+                                           MoeShape{3, 3200, 96, 8, 2},
                                            MoeShape{5, 96, 4096, 4, 2}, MoeShape{1, 64, 32, 4, 1},
                                            MoeShape{20, 2880, 2880, 32, 4}, MoeShape{40, 3200, 96, 8, 2},
                                            MoeShape{33, 96, 4096, 4, 2}, MoeShape{64, 64, 32, 4, 1},

@@ -255,9 +255,10 @@ __global__ void combine_kernel(const float* y, const float* w, int k, int64_t hi
 
 
 // MXFP4 experts of at least this many token-slots (n * k) run on the tensor cores (moe_mxfp4.cuh); fewer
-// on the CUDA-core kernels above, faster there (H200, 20b shape, batch 8 = 32 slots: 905 vs 845 tok/s with
-// the tensor cores' small-chunk kernel; batch 16 = 64 slots: 1346 vs 1091 the other way).
-constexpr int64_t kTensorCoreMinSlots = 64;
+// on the CUDA-core kernels above, faster there (H200, 20b shape, against the tensor cores' streaming
+// kernel: batch 1 / 2 / 4 = 4 / 8 / 16 slots 352 / 511 / 716 vs 260 / 391 / 591 tok/s; batch 8 = 32 slots
+// 901-906 vs 918-930 the other way).
+constexpr int64_t kTensorCoreMinSlots = 32;
 bool use_tensor_cores(const ExpertWeights& gate_up, int64_t slots) {
   return gate_up.mxfp4 && slots >= kTensorCoreMinSlots;
 }

@@ -9,7 +9,7 @@
 //
 // The token-slots are grouped by expert (group_slots_kernel), and a warp's tile of 16 decoded rows of an
 // expert serves all slots of a chunk of them: chunks of up to 8 slots below kGroupedMinSlots
-// (mxfp4_grouped_small_kernel, decode batches, weights loaded 4 blocks ahead), of up to 32 from there
+// (mxfp4_stream_kernel, decode batches, weights streamed through shared memory), of up to 32 from there
 // (mxfp4_grouped_kernel, prefill). Each selected expert is read once per chunk.
 // Lane (g = lane / 4, t = lane % 4) loads bytes 4t .. 4t + 3 of each block of rows g and g + 8: codes
 // 8t .. 8t + 7, code i in bits 4i .. 4i + 3. The f16 pair of
@@ -27,10 +27,10 @@ namespace gptoss::cuda {
 namespace {
 
 constexpr int kTcWarps = 4;
-// From here chunks of 32 slots (mxfp4_grouped_kernel), below it chunks of 8 (mxfp4_grouped_small_kernel).
-// H200, 20b shape, small chunks against 32-slot chunks: 128 / 192 / 256 slots (decode batch 32 / 48 / 64)
-// 1975 / 2503 / 2185 vs 1712 / 2230 / 2100 tok/s; 2048 slots (pp512) 4667 vs 6079.
-constexpr int64_t kGroupedMinSlots = 320;
+// From here chunks of 32 slots (mxfp4_grouped_kernel), below it chunks of 8 (mxfp4_stream_kernel).
+// H200, 20b shape, 8-slot chunks against 32-slot chunks: 320 slots (decode batch 80) 2529 vs 2354 tok/s;
+// 512 slots (batch 128, pp128) 3066 / 3718 vs 3226 / 3945; 2048 slots (pp512) 4930 vs 6106.
+constexpr int64_t kGroupedMinSlots = 416;
 constexpr int kLimbs = 3;
 constexpr int kXfLanes = 4 * kLimbs;  // lanes whose B columns hold a limb (g < 3)
 
@@ -271,49 +271,96 @@ __global__ void __launch_bounds__(32 * kTcWarps) mxfp4_grouped_kernel(const uint
 
 int64_t max_chunks(int64_t slots, int experts, int chunk) { return experts + (slots + chunk - 1) / chunk; }
 
-// Chunks of up to 8 slots (one B column group) for decode batches: the weights of the next kAhead blocks
-// are in flight in a ring of registers, and the next block's limbs load while this one is multiplied. A
-// warp of the kernel above keeps one block (256 bytes a warp) of weights in flight, which leaves it
-// latency-bound when each expert has few slots (H200, 20b shape, 64 / 96 slots = decode batch 16 / 24:
-// 1346 / 1628 tok/s against 1091 / 1152 with a kernel per slot that read an expert once per slot).
+// Chunks of up to 8 slots (one B column group) for decode batches, the weights streamed through shared
+// memory: each warp keeps kStages steps of its 16-row tile (4 blocks = 64 bytes a row) in flight with
+// cp.async (16 bytes a lane, two a step), and loads a step's limbs and the next step's scales before it
+// waits. Rows are padded to 80 bytes, so the fragment reads (word t of block q of rows g and g + 8) hit 32
+// different banks. H200, 20b shape, 64 / 128 slots (decode batch 16 / 32): 1407-1491 / 2243-2255 tok/s
+// against 1342-1358 / 1999-2004 with the weights of 4 blocks ahead in registers (4 bytes a lane a load);
+// 8 stages 1353 / 2216; two or four warps sharing a tile (split k) 1401 / 2174, 1284 / 2002.
 constexpr int kSmallChunk = 8;
-constexpr int kAhead = 4;
+constexpr int kStages = 4;
+constexpr int kStageRow = 80;  // bytes a tile row takes in a stage (64 + padding)
+constexpr int kStageBytes = 16 * kStageRow;
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const uint32_t d = uint32_t(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
+
 template <bool kGateUp>
-__global__ void __launch_bounds__(32 * kTcWarps) mxfp4_grouped_small_kernel(const uint4* xf, const float* unscale,
-                                                                            int x_div, const int32_t* order,
-                                                                            const SlotChunk* chunks, ExpertWeights W,
-                                                                            float limit, float* out) {
+__global__ void __launch_bounds__(32 * kTcWarps) mxfp4_stream_kernel(const uint4* xf, const float* unscale,
+                                                                     int x_div, const int32_t* order,
+                                                                     const SlotChunk* chunks, ExpertWeights W,
+                                                                     float limit, float* out) {
+  __shared__ __align__(16) uint8_t ring[kTcWarps][kStages][kStageBytes];
   const SlotChunk ch = chunks[blockIdx.y];
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int64_t r0 = tile_row0();
   if (ch.count == 0 || r0 >= W.rows) return;
-  const int nb = int(W.cols / 32);
+  const int nb = int(W.cols / 32), steps = (nb + 3) / 4;
+  uint8_t(*stage)[kStageBytes] = ring[threadIdx.x >> 5];
+  // Lane L copies 16-byte pieces L and L + 32 of a step: piece c = row c / 4, block c % 4.
+  const int64_t e_row = int64_t(ch.expert) * W.rows;
+  const uint8_t* src[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int c = lane + 32 * h;
+    src[h] = W.blocks + (e_row + min(r0 + c / 4, W.rows - 1)) * nb * 16 + (c % 4) * 16;
+  }
+  auto issue = [&](int j) {
+    if (j < steps) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int c = lane + 32 * h;
+        if (4 * j + c % 4 < nb) cp_async16(stage[j % kStages] + (c / 4) * kStageRow + (c % 4) * 16, src[h] + j * 64);
+      }
+    }
+    cp_async_commit();  // an empty group past the end keeps the wait's count right
+  };
+#pragma unroll
+  for (int j = 0; j < kStages - 1; ++j) issue(j);
+  const uint8_t* qa = W.scales + (e_row + min(r0 + g, W.rows - 1)) * nb;
+  const uint8_t* qb = W.scales + (e_row + min(r0 + g + 8, W.rows - 1)) * nb;
+  auto load_scales = [&](int j, uint32_t* sa, uint32_t* sb) {
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int b = 4 * j + q;
+      sa[q] = b < nb ? __ldg(qa + b) : 0u;
+      sb[q] = b < nb ? __ldg(qb + b) : 0u;
+    }
+  };
+  uint32_t sa[4], sb[4], na[4], nb4[4];
+  load_scales(0, sa, sb);
   const uint4* xb = column_limbs(xf, x_div, order, ch, g, nb, t);
-  const TileRows rows(W, ch.expert, r0, g, t, nb);
-  uint32_t wa[kAhead], wb[kAhead], sa[kAhead], sb[kAhead];
-#pragma unroll
-  for (int j = 0; j < kAhead; ++j)
-    if (j < nb) rows.load(j, wa[j], wb[j], sa[j], sb[j]);
-  uint4 x[kLimbs], xn[kLimbs];
-#pragma unroll
-  for (int l = 0; l < kLimbs; ++l) x[l] = xb ? __ldg(xb + 4 * l) : make_uint4(0, 0, 0, 0);
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  for (int b0 = 0; b0 < nb; b0 += kAhead) {
+  for (int j = 0; j < steps; ++j) {
+    issue(j + kStages - 1);
+    load_scales(j + 1, na, nb4);
+    uint4 x[4][kLimbs];
 #pragma unroll
-    for (int j = 0; j < kAhead; ++j) {
-      const int b = b0 + j;
-      if (b >= nb) break;
+    for (int q = 0; q < 4; ++q)
 #pragma unroll
       for (int l = 0; l < kLimbs; ++l)
-        xn[l] = xb && b + 1 < nb ? __ldg(xb + (b + 1) * kXfLanes + 4 * l) : make_uint4(0, 0, 0, 0);
-      uint32_t a[8];
-      decode_tile(wa[j], wb[j], a);
-      const float s0 = e8m0(sa[j]), s1 = e8m0(sb[j]);
-      if (b + kAhead < nb) rows.load(b + kAhead, wa[j], wb[j], sa[j], sb[j]);
-      block_dot(a, x, s0, s1, acc);
+        x[q][l] = xb && 4 * j + q < nb ? __ldg(xb + (4 * j + q) * kXfLanes + 4 * l) : make_uint4(0, 0, 0, 0);
+    cp_async_wait<kStages - 1>();
+    __syncwarp();
+    const uint8_t* st = stage[j % kStages];
 #pragma unroll
-      for (int l = 0; l < kLimbs; ++l) x[l] = xn[l];
+    for (int q = 0; q < 4; ++q) {
+      if (4 * j + q >= nb) break;
+      const uint32_t wa = *reinterpret_cast<const uint32_t*>(st + g * kStageRow + q * 16 + 4 * t);
+      const uint32_t wb = *reinterpret_cast<const uint32_t*>(st + (g + 8) * kStageRow + q * 16 + 4 * t);
+      uint32_t a[8];
+      decode_tile(wa, wb, a);
+      block_dot(a, x[q], e8m0(sa[q]), e8m0(sb[q]), acc);
     }
+    __syncwarp();  // every lane has read the stage before a later issue() refills it
+#pragma unroll
+    for (int q = 0; q < 4; ++q) sa[q] = na[q], sb[q] = nb4[q];
   }
   store_columns<kGateUp>(W, ch, order, unscale, x_div, out, r0, g, t, 0, acc, limit);
 }
@@ -348,8 +395,7 @@ void launch_moe_mxfp4(const float* x, int64_t hidden, const int32_t* idx, int k,
     constexpr bool kGateUp = decltype(gate_up_tag)::value;
     const dim3 grid(ceil_div((W.rows + 15) / 16, kTcWarps), unsigned(nchunks));
     if (small)
-      mxfp4_grouped_small_kernel<kGateUp><<<grid, 32 * kTcWarps, 0, s>>>(xf, unscale, x_div, order, chunks, W, limit,
-                                                                         o);
+      mxfp4_stream_kernel<kGateUp><<<grid, 32 * kTcWarps, 0, s>>>(xf, unscale, x_div, order, chunks, W, limit, o);
     else
       mxfp4_grouped_kernel<kGateUp><<<grid, 32 * kTcWarps, 0, s>>>(xf, unscale, x_div, order, chunks, W, limit, o);
     GPTOSS_CUDA_LAUNCH_CHECK();
