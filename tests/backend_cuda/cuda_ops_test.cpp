@@ -245,6 +245,49 @@ TEST_F(CudaOps, AttentionLongContextDecode) {
   }
 }
 
+// The split attention over other head layouts: query heads per KV head 8 (gpt-oss), 3, 12 (two blocks of
+// heads a token) and 1; head_dim 64, 128, 32, 256. A batch of a 40-token prefill chunk and two decode
+// tokens (enough blocks for one part a token on the 8-KV-head shape, several parts on the others), then
+// the two decode tokens alone (many parts, most of them empty for the 1-key context).
+TEST_F(CudaOps, AttentionHeadLayoutsAndSplits) {
+  struct Layout {
+    int heads, kvh, hd;
+  };
+  const int bs = 16, lg = 1, nblocks = 72;
+  std::mt19937 rng(9);
+  std::vector<int32_t> perm(nblocks);
+  for (int i = 0; i < nblocks; ++i) perm[size_t(i)] = i;
+  std::shuffle(perm.begin(), perm.end(), rng);
+  std::vector<int32_t> tab0(perm.begin(), perm.begin() + 5), tab1(perm.begin() + 5, perm.begin() + 71),
+      tab2 = {perm[71]};
+  for (Layout lay : {Layout{64, 8, 64}, Layout{6, 2, 128}, Layout{12, 1, 32}, Layout{8, 8, 256}}) {
+    auto pool_init = rand_f32(size_t(nblocks) * lg * 2 * bs * lay.kvh * lay.hd);
+    auto sinks = rand_f32(size_t(lay.heads));
+    for (bool with_prefill : {true, false}) {
+      std::vector<AttnSeqDesc> seqs;
+      if (with_prefill) seqs.push_back({0, 40, 30, tab0.data()});
+      const int64_t off = with_prefill ? 40 : 0;
+      seqs.push_back({off, 1, 1050, tab1.data()});
+      seqs.push_back({off + 1, 1, 0, tab2.data()});
+      const int64_t n = off + 2;
+      auto q = rand_f32(size_t(n * lay.heads * lay.hd));
+      for (int window : {0, 128}) {
+        std::vector<std::vector<float>> res;
+        for (Backend* b : {cpu_.get(), gpu_.get()}) {
+          KvView kv{put(*b, pool_init), bs, lg, lay.kvh, lay.hd};
+          float* o = out(*b, size_t(n * lay.heads * lay.hd));
+          b->attention(put(*b, q), n, lay.heads, kv, 0, seqs.data(), int(seqs.size()), put(*b, sinks), window,
+                       0.125f, o);
+          res.push_back(get(*b, o, size_t(n * lay.heads * lay.hd)));
+        }
+        EXPECT_LT(rel_err(res[1], res[0]), 1e-5)
+            << lay.heads << "/" << lay.kvh << " heads, head_dim " << lay.hd << (with_prefill ? ", prefill" : "")
+            << ", window " << window;
+      }
+    }
+  }
+}
+
 // The real widths (90 blocks a row), and rows longer than one pass of the wide kernels (100 and 128
 // blocks) with intermediate sizes that do not fill whole thread blocks of pairs / rows. The shapes with
 // n * k >= 32 token-slots take the tensor-core kernels (kTensorCoreMinSlots), grouped by expert: up to 415

@@ -62,106 +62,145 @@ __global__ void kv_store_kernel(KvView kv, int g, const float* k, const float* v
   }
 }
 
-// A block per (token, query head); its kAttnWarps warps take interleaved groups of 32 keys. In a group,
-// lane j scores key j (its whole K row, float4 loads, q from shared memory), one warp max and sum update
-// the warp's online softmax, and the V rows are accumulated 8 keys at a time (loads first, then FMAs, so
-// the loads overlap); lane l holds output dims l, l + 32, ... (head_dim <= 32 * kMaxPerLane, a multiple
-// of 4). The warps' (max, sum, accumulator) states are merged at the end. The softmax starts from the
-// sink logit (its column carries no value). A warp walking the keys one at a time, with a reduction per
-// key, decoded at 26 tok/s at a 4096-token context on an H200.
-constexpr int kMaxPerLane = 8;
-constexpr int kAttnWarps = 8;  // at most; the launch gives one warp per 32 keys of the longest context
+// Attention over the paged cache, flash-decoding style. A thread block takes one token, one KV head and
+// up to kGroupWarps of the query heads that share it (a warp each), and one of `splits` parts of the
+// token's keys; tiles of kTile keys of K and V are copied into shared memory once for all of its heads.
+// In a tile, lane j scores key j (K rows padded by 4 floats: the float4 reads of 8 lanes hit different
+// banks), one warp max and sum update the head's online softmax, and lane l accumulates output dims
+// l, l + 32, ... A part's keys are its share of the token's own context, rounded to whole tiles, so the
+// launch depends only on the batch's token count (CUDA graphs replay it as the contexts grow); with one
+// part the block finishes the softmax itself (the sink logit joins the denominator, its column carries no
+// value), with several it leaves (max, sum, accumulator) for attention_combine_kernel. The kernel it
+// replaced (a block per token and query head, no split) ran at ~0.1 TB/s of KV at a 4096-token context.
+constexpr int kTile = 32;
+constexpr int kGroupWarps = 8;
+constexpr int kMaxSplits = 32;
+constexpr int kMaxHeadDim = 256;
 
-// kPer: output dims a lane holds (head_dim <= 32 kPer): a template parameter so that head_dim 64 keeps
-// 2 accumulators and 16 V values a lane, not 8 and 64 (134 registers, most of the V FMAs on zeros).
+__device__ __forceinline__ const float* kv_row(const KvView& kv, const int32_t* table, int g, int kind, int32_t p,
+                                               int h) {
+  return kv.pool + kv_offset(kv, table[p / kv.block_size], g, kind, p % kv.block_size, h);
+}
+
+// kPer: output dims a lane holds (head_dim <= 32 kPer).
 template <int kPer>
-__global__ void attention_kernel(const float* q, int64_t n, int heads, KvView kv, int g, const DevAttnSeq* seqs,
-                                 const int32_t* token_seq, const float* sinks, int window, float scale, float* out) {
-  __shared__ float qs[32 * kPer];
-  __shared__ float part_m[kAttnWarps], part_l[kAttnWarps];
-  __shared__ float part_acc[kAttnWarps][32 * kPer];
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = int(blockDim.x >> 5);
-  const int64_t t = blockIdx.x / heads;
-  const int h = int(blockIdx.x % heads);
+__global__ void __launch_bounds__(32 * kGroupWarps) attention_kernel(const float* q, int heads, KvView kv, int g,
+                                                                     const DevAttnSeq* seqs, const int32_t* token_seq,
+                                                                     const float* sinks, int window, float scale,
+                                                                     int splits, float* part, float* out) {
+  extern __shared__ float4 smem4[];
+  const int hd = kv.head_dim, kstride = hd + 4;
+  float* ks = reinterpret_cast<float*>(smem4);     // [kTile][hd + 4]
+  float* vs = ks + kTile * kstride;                 // [kTile][hd]
+  float* qs = vs + kTile * hd;                      // [kGroupWarps][hd]
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int group = heads / kv.kv_heads, hgroups = (group + kGroupWarps - 1) / kGroupWarps;
+  const int64_t t = blockIdx.x / (int64_t(kv.kv_heads) * hgroups);
+  const int kvh = int(blockIdx.x / hgroups % kv.kv_heads), hg = int(blockIdx.x % hgroups);
+  const int hi = hg * kGroupWarps + warp;  // this warp's head within the group
+  const bool head_ok = hi < group;
+  const int h = kvh * group + min(hi, group - 1);
   const DevAttnSeq sq = seqs[token_seq[t]];
   const int32_t pos = sq.start_pos + int32_t(t - sq.token_offset);
-  const int kvh = h / (heads / kv.kv_heads);
-  const int hd = kv.head_dim;
-  const float* qh = q + (t * heads + h) * hd;
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = qh[d];
-  __syncthreads();
+  const int32_t lo = window > 0 ? max(0, pos - window + 1) : 0;
+  const int32_t per = ((pos - lo + splits) / splits + kTile - 1) / kTile * kTile;  // keys a part, whole tiles
+  const int32_t k0 = lo + int32_t(blockIdx.y) * per, k1 = min(pos + 1, k0 + per);
+  for (int d = lane; d < hd; d += 32) qs[warp * hd + d] = q[(t * heads + h) * hd + d];
   float acc[kPer];
 #pragma unroll
   for (int j = 0; j < kPer; ++j) acc[j] = 0.f;
-  float m = warp == 0 ? sinks[h] : -INFINITY, l = warp == 0 ? 1.f : 0.f;
-  const int32_t lo = window > 0 ? max(0, pos - window + 1) : 0;
-  for (int32_t p0 = lo + 32 * warp; p0 <= pos; p0 += 32 * warps) {
-    const int32_t p = p0 + lane;
-    const bool valid = p <= pos;
+  float m = -INFINITY, l = 0.f;
+  const int q4 = hd / 4;
+  for (int32_t p0 = k0; p0 < k1; p0 += kTile) {
+    const int nk = min(kTile, k1 - p0);
+    __syncthreads();  // the previous tile is used up (and qs is written, the first time)
+    for (int i = threadIdx.x; i < nk * q4; i += blockDim.x) {
+      const int key = i / q4, c = i % q4;
+      const int32_t p = p0 + key;
+      reinterpret_cast<float4*>(ks + key * kstride)[c] =
+          reinterpret_cast<const float4*>(kv_row(kv, sq.block_table, g, 0, p, kvh))[c];
+      reinterpret_cast<float4*>(vs + key * hd)[c] = reinterpret_cast<const float4*>(kv_row(kv, sq.block_table, g, 1, p, kvh))[c];
+    }
+    __syncthreads();
+    const bool valid = lane < nk;
     float sc = -INFINITY;
-    long long voff = 0;
     if (valid) {
-      const int32_t block = sq.block_table[p / kv.block_size];
-      const int slot = p % kv.block_size;
-      const float4* kp = reinterpret_cast<const float4*>(kv.pool + kv_offset(kv, block, g, 0, slot, kvh));
+      const float4* kr = reinterpret_cast<const float4*>(ks + lane * kstride);
+      const float4* qr = reinterpret_cast<const float4*>(qs + warp * hd);
       float dot = 0.f;
-      for (int d4 = 0; d4 < hd / 4; ++d4) {
-        const float4 k4 = kp[d4];
-        dot += qs[4 * d4] * k4.x + qs[4 * d4 + 1] * k4.y + qs[4 * d4 + 2] * k4.z + qs[4 * d4 + 3] * k4.w;
+      for (int c = 0; c < q4; ++c) {
+        const float4 a = qr[c], b = kr[c];
+        dot += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
       }
       sc = dot * scale;
-      voff = kv_offset(kv, block, g, 1, slot, kvh);
     }
-    const float m_new = fmaxf(m, warp_max(sc));  // finite: every group has a valid key
+    const float m_new = fmaxf(m, warp_max(sc));  // finite: the tile has a key
     const float e = valid ? expf(sc - m_new) : 0.f;
     const float corr = m == -INFINITY ? 0.f : expf(m - m_new);
     l = l * corr + warp_sum(e);
 #pragma unroll
     for (int j = 0; j < kPer; ++j) acc[j] *= corr;
-    const int nk = min(32, pos - p0 + 1);
-    for (int k0 = 0; k0 < nk; k0 += 8) {
-      float ek[8], vv[8][kPer];
+    for (int kk = 0; kk < nk; ++kk) {
+      const float pk = __shfl_sync(0xffffffffu, e, kk);
+      const float* vr = vs + kk * hd;
 #pragma unroll
-      for (int u = 0; u < 8; ++u) {
-        const int kk = k0 + u;
-        ek[u] = __shfl_sync(0xffffffffu, e, kk & 31);
-        const float* vp = kv.pool + __shfl_sync(0xffffffffu, voff, kk & 31);
-#pragma unroll
-        for (int j = 0; j < kPer; ++j) {
-          const int d = lane + 32 * j;
-          vv[u][j] = (kk < nk && d < hd) ? vp[d] : 0.f;
-        }
+      for (int j = 0; j < kPer; ++j) {
+        const int d = lane + 32 * j;
+        if (d < hd) acc[j] = fmaf(pk, vr[d], acc[j]);
       }
-#pragma unroll
-      for (int u = 0; u < 8; ++u)
-#pragma unroll
-        for (int j = 0; j < kPer; ++j) acc[j] += ek[u] * vv[u][j];
     }
     m = m_new;
   }
-  // Merge the warps' softmax states.
-  if (lane == 0) {
-    part_m[warp] = m;
-    part_l[warp] = l;
+  if (!head_ok) return;
+  if (splits == 1) {
+    const float sink = sinks[h], mx = fmaxf(m, sink);
+    const float c = m == -INFINITY ? 0.f : expf(m - mx);
+    const float inv = 1.f / (l * c + expf(sink - mx));
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      const int d = lane + 32 * j;
+      if (d < hd) out[(t * heads + h) * hd + d] = acc[j] * c * inv;
+    }
+    return;
   }
+  float* pp = part + ((t * heads + h) * splits + blockIdx.y) * (hd + 2);
+  if (lane == 0) pp[0] = m, pp[1] = l;
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
     const int d = lane + 32 * j;
-    if (d < hd) part_acc[warp][d] = acc[j];
+    if (d < hd) pp[2 + d] = acc[j];
   }
-  __syncthreads();
-  float mx = -INFINITY;
-  for (int w = 0; w < warps; ++w) mx = fmaxf(mx, part_m[w]);
-  float denom = 0.f;
-  for (int w = 0; w < warps; ++w)
-    if (part_m[w] != -INFINITY) denom += part_l[w] * expf(part_m[w] - mx);
-  float* oh = out + (t * heads + h) * hd;
+}
+
+// out[t, h] from the parts of (token t, head h): a block each, a thread per output dim.
+__global__ void attention_combine_kernel(const float* part, int heads, int hd, int splits, const float* sinks,
+                                         float* out) {
+  const int64_t th = blockIdx.x;
+  const float* pp = part + th * splits * (hd + 2);
+  const float sink = sinks[th % heads];
+  float mx = sink;
+  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, pp[s * (hd + 2)]);
+  float denom = expf(sink - mx);
+  for (int s = 0; s < splits; ++s)
+    if (pp[s * (hd + 2)] != -INFINITY) denom += pp[s * (hd + 2) + 1] * expf(pp[s * (hd + 2)] - mx);
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     float v = 0.f;
-    for (int w = 0; w < warps; ++w)
-      if (part_m[w] != -INFINITY) v += part_acc[w][d] * expf(part_m[w] - mx);
-    oh[d] = v / denom;
+    for (int s = 0; s < splits; ++s) {
+      const float ms = pp[s * (hd + 2)];
+      if (ms != -INFINITY) v += pp[s * (hd + 2) + 2 + d] * expf(ms - mx);
+    }
+    out[th * hd + d] = v / denom;
   }
+}
+
+int num_sms() {
+  static const int sms = [] {
+    int dev = 0, n = 0;
+    GPTOSS_CUDA_CHECK(cudaGetDevice(&dev));
+    GPTOSS_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    return n;
+  }();
+  return sms;
 }
 
 }  // namespace
@@ -190,19 +229,35 @@ void launch_kv_store_seqs(const KvView& kv, int group_layer, const float* k, con
   GPTOSS_CUDA_LAUNCH_CHECK();
 }
 
-int attention_warps(int64_t max_keys) { return int(std::clamp<int64_t>((max_keys + 31) / 32, 1, kAttnWarps)); }
+int attention_splits(int64_t n, int heads, int kv_heads) {
+  const int64_t blocks = n * kv_heads * ((heads / kv_heads + kGroupWarps - 1) / kGroupWarps);
+  return int(std::clamp<int64_t>((2 * num_sms() + blocks - 1) / blocks, 1, kMaxSplits));
+}
+
+size_t attention_scratch_bytes(int64_t n, int heads, int kv_heads, int head_dim) {
+  const int splits = attention_splits(n, heads, kv_heads);
+  return splits == 1 ? 0 : size_t(n * heads * splits * (head_dim + 2)) * sizeof(float);
+}
 
 void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer, const DevAttnSeq* seqs,
-                      const int32_t* token_seq, const float* sinks, int window, float scale, float* out,
-                      int64_t max_keys, cudaStream_t s) {
+                      const int32_t* token_seq, const float* sinks, int window, float scale, float* out, float* scratch,
+                      cudaStream_t s) {
   if (n == 0) return;
-  if (kv.head_dim > 32 * kMaxPerLane || kv.head_dim % 4 != 0)
+  if (kv.head_dim > kMaxHeadDim || kv.head_dim % 4 != 0)
     throw Error(fmt::format("cuda attention: head_dim {} is not supported (a multiple of 4, at most {})", kv.head_dim,
-                            32 * kMaxPerLane));
-  const int warps = attention_warps(max_keys);
+                            kMaxHeadDim));
+  GPTOSS_CHECK(kv.kv_heads > 0 && heads % kv.kv_heads == 0, "cuda attention: {} query heads over {} KV heads", heads,
+               kv.kv_heads);
+  const int group = heads / kv.kv_heads, hgroups = (group + kGroupWarps - 1) / kGroupWarps;
+  const int splits = attention_splits(n, heads, kv.kv_heads);
+  const int warps = std::min(group, kGroupWarps);
+  const size_t smem = size_t(kTile * (kv.head_dim + 4) + kTile * kv.head_dim + warps * kv.head_dim) * sizeof(float);
+  const dim3 grid(unsigned(n * kv.kv_heads * hgroups), unsigned(splits));
   auto launch = [&](auto kernel) {
-    kernel<<<unsigned(n * heads), warps * 32, 0, s>>>(q, n, heads, kv, group_layer, seqs, token_seq, sinks, window,
-                                                      scale, out);
+    if (smem > 48 * 1024)  // head_dim above ~170 takes more than the default limit
+      GPTOSS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    kernel<<<grid, warps * 32, smem, s>>>(q, heads, kv, group_layer, seqs, token_seq, sinks, window, scale, splits,
+                                          scratch, out);
   };
   if (kv.head_dim <= 32)
     launch(attention_kernel<1>);
@@ -213,6 +268,11 @@ void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, in
   else
     launch(attention_kernel<8>);
   GPTOSS_CUDA_LAUNCH_CHECK();
+  if (splits > 1) {
+    attention_combine_kernel<<<unsigned(n * heads), std::min(kv.head_dim, 128), 0, s>>>(scratch, heads, kv.head_dim,
+                                                                                      splits, sinks, out);
+    GPTOSS_CUDA_LAUNCH_CHECK();
+  }
 }
 
 }  // namespace gptoss::cuda

@@ -45,7 +45,7 @@ class CudaBackend final : public Backend {
     for (auto& [p, n] : sizes_) cudaFree(p);
     for (void* p : weights_) cudaFree(p);
     if (arena_) cudaFree(arena_);
-    for (float* p : {h_scratch_, y_scratch_, tc_scratch_})
+    for (float* p : {h_scratch_, y_scratch_, tc_scratch_, attn_scratch_})
       if (p) cudaFree(p);
     cudaStreamDestroy(stream_);
   }
@@ -148,11 +148,8 @@ class CudaBackend final : public Backend {
     const bool decode = meta.replayable && graphs_on_ && !profile_.on && meta.n_tokens == n_seqs &&
                         meta.n_logit_rows == meta.n_tokens;
     if (!decode) return ops();
-    cuda::GraphKey key{meta.owner,         meta.kv_pool, meta.variant, meta.n_tokens, meta.n_logit_rows,
-                       {meta.n_seqs[0], meta.n_seqs[1]}, {caps[0], caps[1]}, {}};
-    for (int g = 0; g < 2; ++g)
-      if (const auto* st = stage_.seqs(meta.seqs[g], meta.n_seqs[g]))
-        key.key_groups[g] = cuda::attention_warps(st->max_end);
+    const cuda::GraphKey key{meta.owner,         meta.kv_pool, meta.variant, meta.n_tokens, meta.n_logit_rows,
+                             {meta.n_seqs[0], meta.n_seqs[1]}, {caps[0], caps[1]}};
     if (cudaGraphExec_t exec = graphs_.find(key)) {
       GPTOSS_CUDA_CHECK(cudaGraphLaunch(exec, stream_));
       return;
@@ -230,10 +227,10 @@ class CudaBackend final : public Backend {
     if (n == 0) return;
     const StagedSeqs st = find_or_stage_seqs(kv, seqs, n_seqs, nullptr);
     GPTOSS_CHECK(st.n == n, "attention: sequences cover {} of {} tokens", st.n, n);
-    // Keys of the longest context in the batch (window-limited): the kernel uses a warp per 32 of them.
-    const int64_t max_keys = std::max<int64_t>(1, window > 0 ? std::min<int64_t>(st.max_end, window) : st.max_end);
+    if (const size_t bytes = cuda::attention_scratch_bytes(n, heads, kv.kv_heads, kv.head_dim))
+      grow(attn_scratch_, attn_cap_, bytes / sizeof(float));
     cuda::launch_attention(q, n, heads, kv, group_layer, st.seqs, st.token_seq, sinks, window, scale, out,
-                           max_keys, stream_);
+                           attn_scratch_, stream_);
   }
   void router_topk(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w) override {
     auto t = op_scope(OpProfile::kRouter);
@@ -317,7 +314,6 @@ class CudaBackend final : public Backend {
   // every token, and (when `positions` is given, host, one per token) the positions; one upload.
   struct StagedSeqs {
     int64_t n = 0;
-    int64_t max_end = 0;  // max over sequences of start_pos + n_tokens (keys of their last tokens)
     const cuda::DevAttnSeq* seqs = nullptr;
     const int32_t* token_seq = nullptr;
     const int32_t* positions = nullptr;
@@ -328,7 +324,7 @@ class CudaBackend final : public Backend {
     const int64_t n = stage_.n_tokens();
     const int32_t* dpos = positions ? stage_.positions(positions, n) : nullptr;
     if (!f || (positions && !dpos)) return stage_seqs(kv, seqs, n_seqs, positions);
-    return StagedSeqs{n, f->max_end, f->seqs, f->token_seq, dpos};
+    return StagedSeqs{n, f->seqs, f->token_seq, dpos};
   }
 
   StagedSeqs stage_seqs(const KvView& kv, const AttnSeqDesc* seqs, int n_seqs, const int32_t* positions) {
@@ -337,7 +333,6 @@ class CudaBackend final : public Backend {
     StagedSeqs st;
     for (int i = 0; i < n_seqs; ++i) {
       n = std::max(n, seqs[i].token_offset + seqs[i].n_tokens);
-      st.max_end = std::max<int64_t>(st.max_end, seqs[i].start_pos + seqs[i].n_tokens);
       table_bytes += size_t(seqs[i].n_tokens ? (seqs[i].start_pos + seqs[i].n_tokens - 1) / kv.block_size + 1 : 0) * 4;
     }
     st.n = n;
@@ -420,8 +415,9 @@ class CudaBackend final : public Backend {
   size_t arena_cap_ = 0, arena_used_ = 0;
   float* h_scratch_ = nullptr;
   float* y_scratch_ = nullptr;
-  float* tc_scratch_ = nullptr;  // limbs of x for the tensor-core kernels (MoE, prefill matmuls)
-  size_t h_cap_ = 0, y_cap_ = 0, tc_cap_ = 0;
+  float* tc_scratch_ = nullptr;    // limbs of x for the tensor-core kernels (MoE, prefill matmuls)
+  float* attn_scratch_ = nullptr;  // the parts of a split attention (attention.cu)
+  size_t h_cap_ = 0, y_cap_ = 0, tc_cap_ = 0, attn_cap_ = 0;
   OpProfile profile_;
 };
 

@@ -63,7 +63,7 @@ bool ForwardStage::upload(const ForwardMeta& meta, const int table_cap[2], cudaS
   std::memcpy(host_at<int32_t>(rows_off_), meta.logit_rows, size_t(meta.n_logit_rows) * 4);
   for (int g = 0; g < 2; ++g) {
     Seqs& out = groups_[g];
-    out = Seqs{dev_at<DevAttnSeq>(seqs_off[g]), dev_at<int32_t>(token_seq_off[g]), 0};
+    out = Seqs{dev_at<DevAttnSeq>(seqs_off[g]), dev_at<int32_t>(token_seq_off[g])};
     if (!meta.n_seqs[g]) continue;
     auto* dseqs = host_at<DevAttnSeq>(seqs_off[g]);
     auto* token_seq = host_at<int32_t>(token_seq_off[g]);
@@ -80,7 +80,6 @@ bool ForwardStage::upload(const ForwardMeta& meta, const int table_cap[2], cudaS
       std::memcpy(host_at<int32_t>(table), sq.block_table, size_t(len) * 4);
       dseqs[i] = {sq.token_offset, sq.n_tokens, sq.start_pos, dev_at<int32_t>(table)};
       std::fill(token_seq + sq.token_offset, token_seq + sq.token_offset + sq.n_tokens, i);
-      out.max_end = std::max<int64_t>(out.max_end, sq.start_pos + sq.n_tokens);
     }
     GPTOSS_CHECK(std::find(token_seq, token_seq + n, -1) == token_seq + n,
                  "forward stage: the sequences of layer group {} do not cover all {} tokens", g, n);

@@ -25,7 +25,6 @@ class ForwardStage {
   struct Seqs {
     const DevAttnSeq* seqs = nullptr;
     const int32_t* token_seq = nullptr;  // [n_tokens]: index of the token's sequence
-    int64_t max_end = 0;                 // max over sequences of start_pos + n_tokens
   };
 
   ForwardStage() = default;

@@ -20,7 +20,6 @@ struct GraphKey {
   int64_t n_tokens = 0, n_rows = 0;
   int n_seqs[2] = {0, 0};
   int table_cap[2] = {0, 0};
-  int key_groups[2] = {0, 0};  // 32-key groups of the longest context, capped (the attention launch's warps)
   bool operator==(const GraphKey&) const = default;
 };
 

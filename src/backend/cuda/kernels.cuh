@@ -57,11 +57,11 @@ void launch_kv_store(const KvView& kv, int group_layer, const float* k, const fl
 // kv_store for all tokens of a ragged batch (device positions [n], token -> sequence, descriptors).
 void launch_kv_store_seqs(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n,
                           const int32_t* positions, const int32_t* token_seq, const DevAttnSeq* seqs, cudaStream_t s);
-// Warps of an attention block for a batch whose longest (window-limited) context has max_keys keys.
-int attention_warps(int64_t max_keys);
+// Device scratch launch_attention needs for n tokens (0: none).
+size_t attention_scratch_bytes(int64_t n, int heads, int kv_heads, int head_dim);
 void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer, const DevAttnSeq* seqs,
-                      const int32_t* token_seq, const float* sinks, int window, float scale, float* out,
-                      int64_t max_keys, cudaStream_t s);
+                      const int32_t* token_seq, const float* sinks, int window, float scale, float* out, float* scratch,
+                      cudaStream_t s);
 void launch_router_topk(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w, cudaStream_t s);
 // Bytes of tc_scratch launch_moe needs for n tokens (0 when it takes the CUDA-core kernels).
 size_t moe_tc_scratch_bytes(int64_t n, int k, int64_t hidden, const ExpertWeights& gate_up);
