@@ -35,11 +35,18 @@ GptOssModel::GptOssModel(GptOssConfig cfg, std::unique_ptr<Weights> weights, Bac
   backend_.to_device(inv_freq_.get(), rope_.inv_freq.data(), rope_.inv_freq.size() * sizeof(float));
 }
 
-void GptOssModel::forward(const ForwardBatch& batch, KvPool& kv, float* logits, HiddenCapture* capture) {
+void GptOssModel::forward(const ForwardBatch& batch, KvPool& kv, float* logits, HiddenCapture* capture,
+                          TrainCapture* train) {
   prepare_batch(batch, kv);
   if (n_ == 0) return;
   grow_scratch(n_, int64_t(logit_rows_.size()));
   if (capture) *capture = HiddenCapture{};
+  if (train) *train = TrainCapture{std::vector<TrainCapture::Layer>(size_t(cfg_.num_hidden_layers)), {}};
+  train_ = train;
+  struct EndTrain {
+    TrainCapture*& t;
+    ~EndTrain() { t = nullptr; }
+  } end_train{train_};
 
   ForwardMeta meta;
   meta.owner = this;
@@ -57,7 +64,7 @@ void GptOssModel::forward(const ForwardBatch& batch, KvPool& kv, float* logits, 
   for (const AdapterRun& r : adapter_runs_)  // the adapters' row ranges shape the op sequence
     meta.variant = (meta.variant ^ uint64_t(r.begin) * 0x9e3779b97f4a7c15ull ^ uint64_t(r.end) << 20 ^
                     uint64_t(r.index) << 48) * 0xff51afd7ed558ccdull;
-  meta.replayable = capture == nullptr;
+  meta.replayable = capture == nullptr && train == nullptr;
   backend_.run_forward(meta, [&] {
     backend_.embed(tokens_.data(), n_, w_->embed, cfg_.hidden_size, s_.x.f32());
     capture_residual(capture);
@@ -66,6 +73,7 @@ void GptOssModel::forward(const ForwardBatch& batch, KvPool& kv, float* logits, 
       moe_block(l);
       capture_residual(capture);
     }
+    if (train_) keep(train_->x_final, s_.x.f32(), n_ * cfg_.hidden_size);
     unembed(capture);
   });
   const int64_t r = int64_t(logit_rows_.size());
@@ -80,6 +88,7 @@ void GptOssModel::attention_block(int layer, KvPool& kv) {
   const int g = kv.group_layer(layer);
   auto& seqs = sliding ? seqs_swa_ : seqs_full_;
 
+  if (train_) keep(train_->layers[size_t(layer)].x_attn, s_.x.f32(), n_ * H);
   // h = rms_norm(x) of this layer's attention comes from the previous layer's last op (fused with its add).
   if (layer == 0) backend_.rms_norm(s_.x.f32(), L.attn_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps));
   const Backend::Linear qkv[3] = {{L.q_w, L.q_b, s_.q.f32(), Q}, {L.k_w, L.k_b, s_.k.f32(), KV},
@@ -91,14 +100,22 @@ void GptOssModel::attention_block(int layer, KvPool& kv) {
   const float* inv_freq = inv_freq_.f32();
   backend_.rope_qk(s_.q.f32(), cfg_.num_attention_heads, s_.k.f32(), cfg_.num_key_value_heads, n_, cfg_.head_dim,
                    positions_.data(), inv_freq, rope_.attention_factor);
+  if (train_) {
+    TrainCapture::Layer& c = train_->layers[size_t(layer)];
+    keep(c.q, s_.q.f32(), n_ * Q);
+    keep(c.k, s_.k.f32(), n_ * KV);
+    keep(c.v, s_.v.f32(), n_ * KV);
+  }
   backend_.kv_store_seqs(kv.view(), g, s_.k.f32(), s_.v.f32(), seqs.data(), int(seqs.size()), positions_.data());
   backend_.attention(s_.q.f32(), n_, cfg_.num_attention_heads, kv.view(), g, seqs.data(), int(seqs.size()),
                      L.sinks, sliding ? cfg_.sliding_window : 0, 1.0f / std::sqrt(float(cfg_.head_dim)),
                      s_.attn.f32());
+  if (train_) keep(train_->layers[size_t(layer)].attn, s_.attn.f32(), n_ * Q);
   linear(s_.attn.f32(), Q, L.o_w, L.o_b, s_.t.f32(), H, n_);
   lora(layer, LoraModule::kO, s_.attn.f32(), s_.t.f32());
   // x += attention, and h = the MoE block's rms_norm(x), in one op.
   backend_.add_rms_norm(s_.x.f32(), s_.t.f32(), L.mlp_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps));
+  if (train_) keep(train_->layers[size_t(layer)].x_moe, s_.x.f32(), n_ * H);
 }
 
 // x += sum over the top-k experts of rms_norm(x) (h, from attention_block), weighted by the router's
@@ -111,6 +128,10 @@ void GptOssModel::moe_block(int layer) {
   linear(s_.h.f32(), H, L.router_w, L.router_b, s_.router_logits.f32(), E, n_);
   lora(layer, LoraModule::kRouter, s_.h.f32(), s_.router_logits.f32());
   backend_.router_topk(s_.router_logits.f32(), n_, E, k, s_.expert_idx.get<int32_t>(), s_.expert_w.f32());
+  if (train_) {
+    keep(train_->layers[size_t(layer)].expert_idx, s_.expert_idx.get<int32_t>(), n_ * k);
+    keep(train_->layers[size_t(layer)].expert_w, s_.expert_w.f32(), n_ * k);
+  }
   backend_.moe(s_.h.f32(), n_, H, s_.expert_idx.get<int32_t>(), s_.expert_w.f32(), k, L.gate_up, L.down,
                float(cfg_.swiglu_limit), s_.t.f32());
   if (layer + 1 < cfg_.num_hidden_layers)
@@ -148,6 +169,12 @@ void GptOssModel::lora(int layer, LoraModule m, const float* x, float* y) {
     if (L.rank == 0) continue;
     apply_lora(backend_, L, x + run.begin * L.in, run.end - run.begin, y + run.begin * L.out, t, s_.lora_u.f32());
   }
+}
+
+template <typename T>
+void GptOssModel::keep(std::vector<T>& v, const T* src, int64_t count) {
+  v.resize(size_t(count));
+  backend_.to_host(v.data(), src, size_t(count) * sizeof(T));
 }
 
 void GptOssModel::capture_residual(HiddenCapture* capture) {

@@ -33,6 +33,21 @@ struct HiddenCapture {
   std::vector<float> final_norm;  // [total_tokens, hidden]: the final RMSNorm of the last residual
 };
 
+// Per-layer activations of a forward, as host copies, for the LoRA trainer's backward pass
+// (train/backward.h); the rest it recomputes. n = the batch's tokens.
+struct TrainCapture {
+  struct Layer {
+    std::vector<float> x_attn;         // [n, hidden] residual entering the layer (attention norm input)
+    std::vector<float> q, k, v;        // [n, q_dim], [n, kv_dim] x2: q and k after RoPE, v as projected
+    std::vector<float> attn;           // [n, q_dim] attention output (o_proj input)
+    std::vector<float> x_moe;          // [n, hidden] residual entering the MoE block (its norm input)
+    std::vector<int32_t> expert_idx;   // [n, k] the router's choice
+    std::vector<float> expert_w;       // [n, k] its softmax weights
+  };
+  std::vector<Layer> layers;
+  std::vector<float> x_final;  // [n, hidden] the last residual (final norm input)
+};
+
 class GptOssModel {
  public:
   // Reads <model_dir>/config.json and the safetensors weights (mapped, not copied on CPU), and the PEFT
@@ -55,7 +70,9 @@ class GptOssModel {
   // One ragged batch; writes batch.logit_rows() x vocab f32 logits to host memory `logits`, rows in
   // batch order (all tokens of an all_logits sequence, else its last token). Checks token ids and
   // block tables and throws InputError naming the sequence on a bad batch.
-  void forward(const ForwardBatch& batch, KvPool& kv, float* logits, HiddenCapture* capture = nullptr);
+  // With `train`, also keeps what the trainer's backward needs (TrainCapture).
+  void forward(const ForwardBatch& batch, KvPool& kv, float* logits, HiddenCapture* capture = nullptr,
+               TrainCapture* train = nullptr);
 
  private:
   void prepare_batch(const ForwardBatch& batch, const KvPool& kv);
@@ -68,6 +85,9 @@ class GptOssModel {
   // y += the adapters' terms for module m of layer `layer` of input x (each sequence's own adapter).
   void lora(int layer, LoraModule m, const float* x, float* y);
   void capture_residual(HiddenCapture* capture);
+  // A host copy of backend memory [count] into v when training (train_ set), else nothing.
+  template <typename T>
+  void keep(std::vector<T>& v, const T* src, int64_t count);
 
   GptOssConfig cfg_;
   std::unique_ptr<Weights> w_;
@@ -86,6 +106,7 @@ class GptOssModel {
   };
   std::vector<AdapterRun> adapter_runs_;
   int64_t n_ = 0;
+  TrainCapture* train_ = nullptr;  // the current forward's, or null
 
   // Backend scratch, grown on demand.
   struct Scratch {

@@ -174,7 +174,6 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::string& dir, const Gpt
   ad->layers_.resize(size_t(cfg.num_hidden_layers));
   ad->host_first_.assign(size_t(cfg.num_hidden_layers), {-1, -1, -1, -1, -1});
 
-  std::vector<std::string> modules_seen;
   for (const auto& [key, ab] : found) {
     const auto [layer, mi] = key;
     const LoraModule mod = LoraModule(mi);
@@ -189,35 +188,63 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::string& dir, const Gpt
     if (B->shape != std::vector<int64_t>{out, r})
       fail_input("{}: '{}' has shape {}; expected [{}, {}] (out, r) for this model", weights_path, B->name,
                  B->shape_str(), out, r);
-    std::vector<float> a = to_f32(*A), b = to_f32(*B);
-    for (float& v : b) v = float(double(v) * p.scale);
-    LoraLinear& L = ad->layers_[size_t(layer)][size_t(mi)];
-    L.rank = r;
-    L.in = in;
-    L.out = out;
-    auto limbs = [&](std::vector<float>& v, std::array<const uint16_t*, 3>& dst) {
-      auto parts = split_bf16_limbs(std::move(v));
-      for (int l = 0; l < 3; ++l) {
-        auto& h = ad->host_.emplace_back(std::move(parts[size_t(l)]));
-        dst[size_t(l)] = static_cast<const uint16_t*>(backend.prepare_weight(h.data(), h.size() * 2));
-      }
-    };
-    ad->host_first_[size_t(layer)][size_t(mi)] = int(ad->host_.size());
-    limbs(a, L.a);
-    limbs(b, L.b);
-    ad->max_out_ = std::max(ad->max_out_, out);
-    if (std::find(modules_seen.begin(), modules_seen.end(), kModuleNames[mi]) == modules_seen.end())
-      modules_seen.push_back(kModuleNames[mi]);
+    ad->add_module(layer, mod, r, in, out, to_f32(*A), to_f32(*B), p.scale, backend);
   }
-  ad->max_rank_ = r;
-  auto order = [](const std::string& x) { return std::find(kModuleNames, kModuleNames + kLoraModules, x); };
-  std::sort(modules_seen.begin(), modules_seen.end(),
-            [&](const std::string& x, const std::string& y) { return order(x) < order(y); });
-  std::set<int> layers;
-  for (const auto& [key, ab] : found) layers.insert(key.first);
-  ad->describe_ = fmt::format("LoRA r={} alpha={}{} on {} of {} layer{}", r, p.alpha, p.rslora ? " (rsLoRA)" : "",
-                              fmt::join(modules_seen, ", "), layers.size(), layers.size() == 1 ? "" : "s");
+  ad->finish(r, p.alpha, p.rslora);
   return ad;
+}
+
+std::unique_ptr<LoraAdapter> LoraAdapter::create(const GptOssConfig& cfg, Backend& backend, int r, double alpha,
+                                                 bool rslora, const std::vector<LoraWeights>& modules) {
+  GPTOSS_CHECK(r > 0 && !modules.empty(), "LoRA adapter: rank {} with {} modules", r, modules.size());
+  std::unique_ptr<LoraAdapter> ad(new LoraAdapter());
+  ad->layers_.resize(size_t(cfg.num_hidden_layers));
+  ad->host_first_.assign(size_t(cfg.num_hidden_layers), {-1, -1, -1, -1, -1});
+  const double scale = rslora ? alpha / std::sqrt(double(r)) : alpha / double(r);
+  for (const LoraWeights& w : modules) {
+    const auto [out, in] = module_shape(cfg, w.module);
+    GPTOSS_CHECK(w.layer >= 0 && w.layer < cfg.num_hidden_layers && int64_t(w.a.size()) == r * in &&
+                     int64_t(w.b.size()) == out * r,
+                 "LoRA adapter: layer {} {}: A has {} and B {} values; expected {} x {} and {} x {}", w.layer,
+                 kModuleNames[int(w.module)], w.a.size(), w.b.size(), r, in, out, r);
+    ad->add_module(w.layer, w.module, r, in, out, w.a, w.b, scale, backend);
+  }
+  ad->finish(r, alpha, rslora);
+  return ad;
+}
+
+void LoraAdapter::add_module(int layer, LoraModule m, int r, int64_t in, int64_t out, std::vector<float> a,
+                             std::vector<float> b, double scale, Backend& backend) {
+  for (float& v : b) v = float(double(v) * scale);
+  LoraLinear& L = layers_[size_t(layer)][size_t(m)];
+  L.rank = r;
+  L.in = in;
+  L.out = out;
+  auto limbs = [&](std::vector<float>& v, std::array<const uint16_t*, 3>& dst) {
+    auto parts = split_bf16_limbs(std::move(v));
+    for (int l = 0; l < 3; ++l) {
+      auto& h = host_.emplace_back(std::move(parts[size_t(l)]));
+      dst[size_t(l)] = static_cast<const uint16_t*>(backend.prepare_weight(h.data(), h.size() * 2));
+    }
+  };
+  host_first_[size_t(layer)][size_t(m)] = int(host_.size());
+  limbs(a, L.a);
+  limbs(b, L.b);
+  max_out_ = std::max(max_out_, out);
+}
+
+void LoraAdapter::finish(int r, double alpha, bool rslora) {
+  max_rank_ = r;
+  std::vector<std::string> modules_seen;
+  std::set<int> layers;
+  for (int m = 0; m < kLoraModules; ++m)
+    for (size_t l = 0; l < layers_.size(); ++l)
+      if (layers_[l][size_t(m)].rank > 0) {
+        layers.insert(int(l));
+        if (modules_seen.empty() || modules_seen.back() != kModuleNames[m]) modules_seen.push_back(kModuleNames[m]);
+      }
+  describe_ = fmt::format("LoRA r={} alpha={}{} on {} of {} layer{}", r, alpha, rslora ? " (rsLoRA)" : "",
+                          fmt::join(modules_seen, ", "), layers.size(), layers.size() == 1 ? "" : "s");
 }
 
 std::string LoraAdapter::describe() const { return describe_; }

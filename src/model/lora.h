@@ -36,10 +36,22 @@ struct LoraLinear {
   std::array<const uint16_t*, 3> b{};
 };
 
+// One adapted module's weights in f32, as PEFT keeps them (before the scale).
+struct LoraWeights {
+  int layer = 0;
+  LoraModule module = LoraModule::kQ;
+  std::vector<float> a;  // [r, in]
+  std::vector<float> b;  // [out, r]
+};
+
 class LoraAdapter {
  public:
   // Reads <dir>/adapter_config.json and <dir>/adapter_model.safetensors and checks them against cfg.
   static std::unique_ptr<LoraAdapter> load(const std::string& dir, const GptOssConfig& cfg, Backend& backend);
+  // From weights in memory (the trainer's current ones): rank r, scale = alpha / r (alpha / sqrt(r) with
+  // rslora). Shapes are checked against cfg.
+  static std::unique_ptr<LoraAdapter> create(const GptOssConfig& cfg, Backend& backend, int r, double alpha,
+                                             bool rslora, const std::vector<LoraWeights>& modules);
 
   const LoraLinear& get(int layer, LoraModule m) const { return layers_.at(size_t(layer))[size_t(m)]; }
   int max_rank() const { return max_rank_; }
@@ -51,6 +63,10 @@ class LoraAdapter {
 
  private:
   LoraAdapter() = default;
+  // Adds module m of `layer` (a [r, in], b [out, r], unscaled) as limbs in backend memory.
+  void add_module(int layer, LoraModule m, int r, int64_t in, int64_t out, std::vector<float> a,
+                  std::vector<float> b, double scale, Backend& backend);
+  void finish(int r, double alpha, bool rslora);  // max_rank_, describe_
   std::vector<std::array<LoraLinear, kLoraModules>> layers_;
   std::vector<std::vector<uint16_t>> host_;  // the limbs (the CPU backend reads them in place)
   std::vector<std::array<int, kLoraModules>> host_first_;  // where a linear's 3 A and 3 B limbs start in host_

@@ -1,0 +1,176 @@
+// sequence_loss_and_grads: see backward.h. The reverse pass mirrors GptOssModel's forward
+// (model/gpt_oss.cpp), layer by layer from the top:
+//   x_moe + moe(h),  h = rms_norm(x_moe)       dh from the experts and, through the routing weights, the
+//                                               router logits = h W_r^T + b (+ LoRA)
+//   x_attn + o(attention(rope(q), rope(k), v))  q, k, v = h W^T + b (+ LoRA), h = rms_norm(x_attn)
+// The residual stream's gradient dx collects the norm paths. A LoRA term y += s B (A x) gives
+// dB += s dy^T u, du = s dy B, dA += du^T x, dx += du A with u = A x (r values a token).
+#include "train/backward.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "model/kv_pool.h"
+#include "train/grad_ops.h"
+
+namespace gptoss::train {
+
+double LoraState::scale() const { return rslora ? alpha / std::sqrt(double(rank)) : alpha / double(rank); }
+
+void LoraState::zero_grads() {
+  for (LoraWeights& g : grads) {
+    std::fill(g.a.begin(), g.a.end(), 0.0f);
+    std::fill(g.b.begin(), g.b.end(), 0.0f);
+  }
+}
+
+int LoraState::find(int layer, LoraModule m) const {
+  for (size_t i = 0; i < weights.size(); ++i)
+    if (weights[i].layer == layer && weights[i].module == m) return int(i);
+  return -1;
+}
+
+void LoraState::apply_to(GptOssModel& model) const {
+  model.set_adapter(LoraAdapter::create(model.config(), model.backend(), rank, alpha, rslora, weights));
+}
+
+namespace {
+
+void rms_norm_forward(const float* x, const uint16_t* w, float* y, int64_t n, int64_t d, float eps) {
+  ThreadPool::global().parallel_for(n, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* xr = x + t * d;
+      double ss = 0;
+      for (int64_t i = 0; i < d; ++i) ss += double(xr[i]) * xr[i];
+      const float r = 1.0f / std::sqrt(float(ss / double(d)) + eps);
+      for (int64_t i = 0; i < d; ++i) y[t * d + i] = xr[i] * r * bf16_to_f32(w[i]);
+    }
+  });
+}
+
+// The LoRA term of module (layer, m) on input x [n, in] with output gradient dy [n, out]: adds into the
+// module's gradients (times grad_scale) and dx [n, in] (the input's gradient, unscaled).
+void lora_backward(LoraState& st, int layer, LoraModule m, const float* x, const float* dy, int64_t n, float* dx,
+                   double grad_scale) {
+  const int i = st.find(layer, m);
+  if (i < 0) return;
+  const LoraWeights& W = st.weights[size_t(i)];
+  LoraWeights& G = st.grads[size_t(i)];
+  const int64_t r = st.rank, in = int64_t(W.a.size()) / r, out = int64_t(W.b.size()) / r;
+  const double s = st.scale();
+  std::vector<double> u(size_t(n * r)), du(size_t(n * r));
+  ThreadPool::global().parallel_for(n, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; ++t)
+      for (int64_t k = 0; k < r; ++k) {
+        double a = 0, b = 0;
+        for (int64_t c = 0; c < in; ++c) a += double(W.a[size_t(k * in + c)]) * x[t * in + c];
+        for (int64_t o = 0; o < out; ++o) b += double(dy[t * out + o]) * W.b[size_t(o * r + k)];
+        u[size_t(t * r + k)] = a;
+        du[size_t(t * r + k)] = s * b;
+      }
+  });
+  ThreadPool::global().parallel_for(out, [&](int64_t o0, int64_t o1, int) {  // dB
+    for (int64_t o = o0; o < o1; ++o)
+      for (int64_t k = 0; k < r; ++k) {
+        double g = 0;
+        for (int64_t t = 0; t < n; ++t) g += double(dy[t * out + o]) * u[size_t(t * r + k)];
+        G.b[size_t(o * r + k)] += float(grad_scale * s * g);
+      }
+  });
+  ThreadPool::global().parallel_for(in, [&](int64_t c0, int64_t c1, int) {  // dA and dx, by input column
+    for (int64_t c = c0; c < c1; ++c) {
+      for (int64_t k = 0; k < r; ++k) {
+        double g = 0;
+        for (int64_t t = 0; t < n; ++t) g += du[size_t(t * r + k)] * x[t * in + c];
+        G.a[size_t(k * in + c)] += float(grad_scale * g);
+      }
+      for (int64_t t = 0; t < n; ++t) {
+        double g = 0;
+        for (int64_t k = 0; k < r; ++k) g += du[size_t(t * r + k)] * W.a[size_t(k * in + c)];
+        dx[t * in + c] += float(g);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+SequenceLoss sequence_loss_and_grads(GptOssModel& model, const std::vector<int32_t>& tokens,
+                                     const std::vector<int32_t>& labels, LoraState& st, double grad_scale) {
+  const GptOssConfig& cfg = model.config();
+  const Weights& w = model.weights();
+  const int64_t n = int64_t(tokens.size()), H = cfg.hidden_size, V = cfg.vocab_size;
+  const int64_t Q = cfg.q_dim(), KV = cfg.kv_dim(), E = cfg.num_local_experts;
+  const int heads = cfg.num_attention_heads, kvh = cfg.num_key_value_heads, hd = cfg.head_dim;
+  const int k = cfg.num_experts_per_tok;
+  const float eps = float(cfg.rms_norm_eps);
+  GPTOSS_CHECK(int64_t(labels.size()) == n && n > 0, "training sequence: {} tokens and {} labels", n, labels.size());
+  GPTOSS_CHECK(model.backend().name() == "cpu", "training runs on the CPU backend (got {})", model.backend().name());
+
+  // Forward with every position's logits and the activations the backward needs.
+  const int bs = 16;
+  KvPool pool(cfg, model.backend(), SequenceKv::blocks_needed(n, bs), bs);
+  LinearBlockAllocator alloc(pool.num_blocks());
+  SequenceKv seq(alloc, bs);
+  ForwardBatch batch;
+  batch.seqs.push_back(seq.chunk(tokens, 0, /*all_logits=*/true));
+  std::vector<float> logits(size_t(n * V));
+  TrainCapture cap;
+  model.forward(batch, pool, logits.data(), nullptr, &cap);
+
+  SequenceLoss res;
+  for (int32_t l : labels) res.labelled += l >= 0;
+  std::vector<float> dlogits(size_t(n * V));
+  res.loss = cross_entropy(logits.data(), n, V, labels.data(), dlogits.data());
+  logits = {};
+  if (res.labelled == 0) return res;
+
+  // Final norm and unembedding.
+  std::vector<float> dh(size_t(n * H), 0.0f), dx(size_t(n * H), 0.0f);
+  matmul_bf16_backward_x(dlogits.data(), n, V, w.lm_head, H, dh.data());
+  dlogits = {};
+  rms_norm_backward(cap.x_final.data(), w.norm, dh.data(), n, H, eps, dx.data());
+
+  std::vector<int32_t> positions(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) positions[size_t(i)] = int32_t(i);
+  const RopeTable& rope = model.rope_table();
+  std::vector<float> h(size_t(n * H)), dlog(size_t(n * E)), dattn(size_t(n * Q));
+  std::vector<float> dq(size_t(n * Q)), dk(size_t(n * KV)), dv(size_t(n * KV));
+  for (int l = cfg.num_hidden_layers - 1; l >= 0; --l) {
+    const LayerWeights& L = w.layers[size_t(l)];
+    const TrainCapture::Layer& c = cap.layers[size_t(l)];
+
+    // MoE block: dx is the gradient of its output (and of the residual it adds to).
+    rms_norm_forward(c.x_moe.data(), L.mlp_norm, h.data(), n, H, eps);
+    moe_backward(h.data(), n, H, c.expert_idx.data(), c.expert_w.data(), k, L.gate_up, L.down,
+                 float(cfg.swiglu_limit), dx.data(), dh.data(), dlog.data());
+    matmul_bf16_backward_x(dlog.data(), n, E, L.router_w, H, dh.data());
+    lora_backward(st, l, LoraModule::kRouter, h.data(), dlog.data(), n, dh.data(), grad_scale);
+    rms_norm_backward(c.x_moe.data(), L.mlp_norm, dh.data(), n, H, eps, dx.data());
+
+    // Attention block.
+    std::fill(dattn.begin(), dattn.end(), 0.0f);
+    matmul_bf16_backward_x(dx.data(), n, H, L.o_w, Q, dattn.data());
+    lora_backward(st, l, LoraModule::kO, c.attn.data(), dx.data(), n, dattn.data(), grad_scale);
+    attention_backward(c.q.data(), c.k.data(), c.v.data(), n, heads, kvh, hd, L.sinks,
+                       cfg.is_sliding(l) ? cfg.sliding_window : 0, 1.0f / std::sqrt(float(hd)), dattn.data(),
+                       dq.data(), dk.data(), dv.data());
+    rope_backward(dq.data(), n, heads, hd, positions.data(), rope.inv_freq.data(), rope.attention_factor);
+    rope_backward(dk.data(), n, kvh, hd, positions.data(), rope.inv_freq.data(), rope.attention_factor);
+    rms_norm_forward(c.x_attn.data(), L.attn_norm, h.data(), n, H, eps);
+    std::fill(dh.begin(), dh.end(), 0.0f);
+    matmul_bf16_backward_x(dq.data(), n, Q, L.q_w, H, dh.data());
+    matmul_bf16_backward_x(dk.data(), n, KV, L.k_w, H, dh.data());
+    matmul_bf16_backward_x(dv.data(), n, KV, L.v_w, H, dh.data());
+    lora_backward(st, l, LoraModule::kQ, h.data(), dq.data(), n, dh.data(), grad_scale);
+    lora_backward(st, l, LoraModule::kK, h.data(), dk.data(), n, dh.data(), grad_scale);
+    lora_backward(st, l, LoraModule::kV, h.data(), dv.data(), n, dh.data(), grad_scale);
+    rms_norm_backward(c.x_attn.data(), L.attn_norm, dh.data(), n, H, eps, dx.data());
+  }
+  return res;
+}
+
+}  // namespace gptoss::train

@@ -1,0 +1,42 @@
+// Loss and LoRA gradients of one training sequence: the model's own forward (with TrainCapture), the
+// cross-entropy on the labelled positions, then the backward pass through the layers in reverse
+// (train/grad_ops.h) down to the embeddings, adding the gradients of every adapted module's A and B.
+// CPU backend only (the captured activations and the weights are read in host memory).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/gpt_oss.h"
+#include "model/lora.h"
+
+namespace gptoss::train {
+
+// The trainer's f32 LoRA weights (as PEFT keeps them: y += scale * B (A x)) and their gradients.
+struct LoraState {
+  int rank = 0;
+  double alpha = 0;
+  bool rslora = false;
+  std::vector<LoraWeights> weights;
+  std::vector<LoraWeights> grads;  // same order and shapes as weights
+
+  double scale() const;
+  void zero_grads();
+  // weights[i] of (layer, module), or -1.
+  int find(int layer, LoraModule m) const;
+  // Sets the model's default adapter to the current weights.
+  void apply_to(GptOssModel& model) const;
+};
+
+// tokens [n] and labels [n] (labels[i] = the token to predict after position i, or < 0 for none).
+// The model must carry st's current adapter (LoraState::apply_to). Adds d(loss)/d(A, B) into st.grads,
+// each multiplied by grad_scale (the caller's mean over a batch), and returns the sequence's mean loss
+// over its labelled positions and their count.
+struct SequenceLoss {
+  double loss = 0;
+  int64_t labelled = 0;
+};
+SequenceLoss sequence_loss_and_grads(GptOssModel& model, const std::vector<int32_t>& tokens,
+                                     const std::vector<int32_t>& labels, LoraState& st, double grad_scale = 1.0);
+
+}  // namespace gptoss::train

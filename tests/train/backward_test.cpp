@@ -1,0 +1,137 @@
+// The LoRA gradients of a whole training sequence (train/backward.h) against central finite differences
+// of the model's own forward loss, on both tiny fixtures (MXFP4 and bf16 experts; 4 layers, sliding
+// window 8 < the 33 tokens, so both attention kinds and the window's edge are in the path).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "backend/backend.h"
+#include "model/gpt_oss.h"
+#include "model/kv_pool.h"
+#include "model/model_test_util.h"
+#include "train/backward.h"
+
+namespace gptoss::train {
+namespace {
+
+std::vector<int32_t> fixture_ids(const std::string& name) {
+  Checkpoint ref = Checkpoint::open(testing::tiny_dir() + "/reference.safetensors");
+  const TensorView& t = ref.get(name);
+  std::vector<int32_t> ids(size_t(t.numel()));
+  for (size_t i = 0; i < ids.size(); ++i)
+    ids[i] = t.dtype == DType::I64 ? int32_t(t.as<int64_t>()[i]) : t.as<int32_t>()[i];
+  return ids;
+}
+
+LoraState random_state(const GptOssConfig& cfg, int r, uint32_t seed) {
+  LoraState st;
+  st.rank = r;
+  st.alpha = 2.0 * r;  // scale 2
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-0.3f, 0.3f);
+  for (int l = 0; l < cfg.num_hidden_layers; ++l)
+    for (LoraModule m : {LoraModule::kQ, LoraModule::kK, LoraModule::kV, LoraModule::kO, LoraModule::kRouter}) {
+      const int64_t in = m == LoraModule::kO ? cfg.q_dim() : cfg.hidden_size;
+      const int64_t out = m == LoraModule::kQ      ? cfg.q_dim()
+                          : m == LoraModule::kO    ? cfg.hidden_size
+                          : m == LoraModule::kRouter ? cfg.num_local_experts
+                                                     : cfg.kv_dim();
+      LoraWeights w{l, m, std::vector<float>(size_t(r * in)), std::vector<float>(size_t(out * r))};
+      for (float& v : w.a) v = u(rng);
+      for (float& v : w.b) v = u(rng);
+      st.weights.push_back(w);
+      std::fill(w.a.begin(), w.a.end(), 0.0f);
+      std::fill(w.b.begin(), w.b.end(), 0.0f);
+      st.grads.push_back(std::move(w));
+    }
+  return st;
+}
+
+// The experts every layer's router picks for every token (the selection is piecewise constant in the
+// router's weights: a finite difference across a change of it measures nothing).
+std::vector<int32_t> selection(GptOssModel& model, const std::vector<int32_t>& tokens) {
+  const int bs = 16;
+  KvPool pool(model.config(), model.backend(), SequenceKv::blocks_needed(int64_t(tokens.size()), bs), bs);
+  LinearBlockAllocator alloc(pool.num_blocks());
+  SequenceKv seq(alloc, bs);
+  ForwardBatch batch;
+  batch.seqs.push_back(seq.chunk(tokens, 0, /*all_logits=*/false));
+  std::vector<float> logits(size_t(model.config().vocab_size));
+  TrainCapture cap;
+  model.forward(batch, pool, logits.data(), nullptr, &cap);
+  std::vector<int32_t> all;
+  for (const auto& l : cap.layers) all.insert(all.end(), l.expert_idx.begin(), l.expert_idx.end());
+  return all;
+}
+
+class Backward : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Backward, LoraGradientsMatchFiniteDifferences) {
+  auto backend = make_backend("cpu");
+  auto model = GptOssModel::load(testing::tiny_dir() + "/" + GetParam(), *backend);
+  const GptOssConfig& cfg = model->config();
+  const std::vector<int32_t> tokens = fixture_ids(GetParam() + ".seq2.input_ids");
+  std::vector<int32_t> labels(tokens.size(), -100);
+  for (size_t i = 4; i + 1 < tokens.size(); ++i) labels[i] = tokens[i + 1];
+
+  LoraState st = random_state(cfg, 2, 7);
+  st.apply_to(*model);
+  const SequenceLoss res = sequence_loss_and_grads(*model, tokens, labels, st);
+  EXPECT_EQ(res.labelled, int64_t(tokens.size()) - 5);
+  EXPECT_GT(res.loss, 1.0);
+
+  auto loss_at = [&](LoraState& s) {
+    s.apply_to(*model);
+    LoraState scratch = s;
+    return sequence_loss_and_grads(*model, tokens, labels, scratch).loss;
+  };
+  // For every module kind and both matrices: the 2 largest gradients of layer 0 and of layer 3. A step
+  // that changes any expert choice of any layer (any weight before a router can) is not counted.
+  const std::vector<int32_t> chosen = selection(*model, tokens);
+  int checked = 0, skipped = 0;
+  double worst = 0;
+  for (size_t i = 0; i < st.weights.size(); ++i) {
+    if (st.weights[i].layer != 0 && st.weights[i].layer != cfg.num_hidden_layers - 1) continue;
+    for (bool is_a : {true, false}) {
+      const std::vector<float>& g = is_a ? st.grads[i].a : st.grads[i].b;
+      std::vector<size_t> order(g.size());
+      for (size_t j = 0; j < order.size(); ++j) order[j] = j;
+      std::partial_sort(order.begin(), order.begin() + 2, order.end(),
+                        [&](size_t x, size_t y) { return std::fabs(g[x]) > std::fabs(g[y]); });
+      for (int q = 0; q < 2; ++q) {
+        const size_t j = order[size_t(q)];
+        const double eps = 1e-3;
+        LoraState s = st;
+        float& p = is_a ? s.weights[i].a[j] : s.weights[i].b[j];
+        const float p0 = p;
+        p = p0 + float(eps);
+        const double lp = loss_at(s);
+        const bool flip_p = selection(*model, tokens) != chosen;
+        p = p0 - float(eps);
+        const double lm = loss_at(s);
+        if (flip_p || selection(*model, tokens) != chosen) {
+          ++skipped;
+          continue;
+        }
+        const double fd = (lp - lm) / (2 * eps);
+        const double err = std::fabs(fd - g[j]) / std::max(std::fabs(fd), 1e-3);
+        worst = std::max(worst, err);
+        EXPECT_LT(err, 3e-2) << "layer " << st.weights[i].layer << " module " << int(st.weights[i].module)
+                             << (is_a ? " A[" : " B[") << j << "]: analytic " << g[j] << ", finite difference " << fd;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(checked + skipped, 2 * 5 * 2 * 2);
+  EXPECT_LE(skipped, 4);
+  std::printf("%s: loss %.4f over %lld positions; worst relative gap to finite differences %.2e (%d of %d "
+              "steps changed an expert choice: not counted)\n",
+              GetParam().c_str(), res.loss, (long long)res.labelled, worst, skipped, checked + skipped);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, Backward, ::testing::Values("mxfp4", "bf16"));
+
+}  // namespace
+}  // namespace gptoss::train
