@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -31,12 +32,31 @@ void apply_overrides(ConfigJson& tree, const std::vector<Override>& overrides, L
       size_t dot = key.find('.', start);
       std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
       if (part.empty()) fail_input("command line: --{} is not a valid config key (empty component)", key);
+      // "name[i]": item i of the list `name` (i == its length appends one).
+      std::optional<size_t> index;
+      if (const size_t open = part.find('['); open != std::string::npos) {
+        const std::string digits = part.substr(open + 1, part.size() - open - 2);
+        if (part.back() != ']' || digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos)
+          fail_input("command line: --{}: '{}' is not a key or key[index]", key, part);
+        index = std::stoul(digits);
+        part.resize(open);
+      }
+      const std::string parent = path;
       path = path.empty() ? part : path + "." + part;
       if (node->is_null()) *node = ConfigJson::object();
       if (!node->is_object())
-        fail_input("command line: --{}: {} is not a mapping in the config, so it has no key {}", key,
-                   path.substr(0, path.size() - part.size() - 1), part);
+        fail_input("command line: --{}: {} is not a mapping in the config, so it has no key {}", key, parent, part);
       node = &(*node)[part];
+      if (index) {
+        if (node->is_null()) *node = ConfigJson::array();
+        if (!node->is_array()) fail_input("command line: --{}: {} is not a list in the config", key, path);
+        if (*index > node->size())
+          fail_input("command line: --{}: {} has {} items; index {} is past its end (at most {} adds one)", key, path,
+                     node->size(), *index, node->size());
+        if (*index == node->size()) node->push_back(ConfigJson());
+        node = &(*node)[*index];
+        path += "[" + std::to_string(*index) + "]";
+      }
       lines[path] = -1;
       if (dot == std::string::npos) break;
       start = dot + 1;

@@ -292,6 +292,19 @@ TEST(Config, TrainingAndQuantizationOverrides) {
   EXPECT_EQ(t.peft.lora_r, 16);
   EXPECT_DOUBLE_EQ(t.training.learning_rate, 2e-4);
   EXPECT_EQ(t.peft.lora_target_modules.size(), 4u);
+  // A list item by index: the recipe's one dataset gets a local path, index 1 appends a second.
+  t = load_training_config("gpt-oss-20b-lora", {{"data.train.datasets[0].dataset_path", "/data/a.jsonl"},
+                                                {"data.train.datasets[1].dataset_path", "/data/b.jsonl"}});
+  ASSERT_EQ(t.data.train.datasets.size(), 2u);
+  EXPECT_EQ(t.data.train.datasets[0].dataset_name, "HuggingFaceH4/Multilingual-Thinking");
+  EXPECT_EQ(t.data.train.datasets[0].dataset_path, "/data/a.jsonl");
+  EXPECT_EQ(t.data.train.datasets[1].dataset_path, "/data/b.jsonl");
+  EXPECT_NE(error_of([] { load_training_config("gpt-oss-20b-lora", {{"data.train.datasets[5].dataset_path", "x"}}); })
+                .find("data.train.datasets has 1 items; index 5 is past its end"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { load_training_config("gpt-oss-20b-lora", {{"data.train[0].x", "x"}}); })
+                .find("data.train is not a list"),
+            std::string::npos);
   QuantizeConfig q = load_quantization_config("oumi://configs/recipes/gpt_oss/quantization/20b_mxfp4.yaml",
                                                   {{"output_path", "/tmp/q"}});
   EXPECT_EQ(q.output_path, "/tmp/q");
