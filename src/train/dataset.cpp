@@ -1,0 +1,279 @@
+#include "train/dataset.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "api/chat_mapping.h"
+#include "core/error.h"
+
+namespace gptoss::train {
+namespace {
+
+namespace fs = std::filesystem;
+using OJson = nlohmann::ordered_json;
+
+constexpr const char* kCollator = "text_completions_only_with_padding";
+constexpr const char* kDefaultResponse = "<|start|>assistant";
+constexpr const char* kDefaultInstruction = "<|start|>user";
+constexpr const char* kReasoningKeys[] = {"reasoning_content", "reasoning", "thinking"};
+
+// A permutation of 0..n-1 fixed by `seed` (Fisher-Yates over splitmix64, so every platform gets the same).
+std::vector<size_t> permutation(size_t n, uint64_t seed) {
+  std::vector<size_t> p(n);
+  std::iota(p.begin(), p.end(), size_t(0));
+  uint64_t s = seed;
+  auto next = [&s] {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  for (size_t i = n; i > 1; --i) {
+    // Multiply-shift onto [0, i): the bias is below 2^-32 for any dataset size that fits in memory.
+    const size_t j = size_t((unsigned __int128)(next()) * i >> 64);
+    std::swap(p[i - 1], p[j]);
+  }
+  return p;
+}
+
+bool starts_with(std::span<const int32_t> tokens, size_t at, std::span<const int32_t> pattern) {
+  if (pattern.empty() || at + pattern.size() > tokens.size()) return false;
+  return std::equal(pattern.begin(), pattern.end(), tokens.begin() + std::ptrdiff_t(at));
+}
+
+bool has_tool_calls(const OJson& m) {
+  auto it = m.find("tool_calls");
+  return it != m.end() && it->is_array() && !it->empty();
+}
+
+// nlohmann's "[json.exception.parse_error.101] parse error at line 1, column 5: ..." without the tag.
+std::string json_error_text(const std::exception& e) {
+  std::string s = e.what();
+  if (s.rfind("[json.exception.", 0) == 0)
+    if (auto p = s.find("] "); p != std::string::npos) s = s.substr(p + 2);
+  return s;
+}
+
+// A collator template (harmony text with special tokens) as token ids.
+std::vector<int32_t> template_ids(const Tokenizer& tok, const DatasetSplitParams& split, const char* key,
+                                  const char* fallback) {
+  std::string text = fallback;
+  if (split.collator_kwargs.is_object() && split.collator_kwargs.contains(key)) {
+    const auto& v = split.collator_kwargs[key];
+    if (!v.is_string() || v.get<std::string>().empty())
+      fail_input("data.train.collator_kwargs.{} is {}; expected harmony text such as \"{}\"", key, v.dump(), fallback);
+    text = v.get<std::string>();
+  }
+  const std::vector<int> ids = tok.encode_with_special(text);
+  return {ids.begin(), ids.end()};
+}
+
+void check_split(const DatasetSplitParams& split) {
+  if (split.collator_name != kCollator)
+    fail_input("data.train.collator_name is '{}'; gptoss train supports {} (train on the assistant's messages "
+               "only){}",
+               split.collator_name, kCollator, split.collator_name.empty() ? ": set it" : "");
+  if (split.collator_kwargs.is_object())
+    for (const auto& [key, value] : split.collator_kwargs.items())
+      if (key != "response_template" && key != "instruction_template")
+        fail_input("data.train.collator_kwargs.{} is not a {} option; expected response_template or "
+                   "instruction_template",
+                   key, kCollator);
+  if (split.pack)
+    fail_input("data.train.pack is true; gptoss train trains one conversation per sequence (set it false)");
+  if (split.datasets.empty())
+    fail_input("data.train.datasets is empty; list at least one dataset with a local dataset_path (JSONL)");
+}
+
+// The JSONL file of datasets[i], checked.
+std::string dataset_file(const DatasetParams& d, size_t i) {
+  const std::string key = fmt::format("data.train.datasets[{}]", i);
+  if (d.dataset_path.empty())
+    fail_input("{}.dataset_name is '{}' and there is no dataset_path: gptoss train reads local JSONL only (one "
+               "{{\"messages\": [...]}} per line); download the dataset and set {}.dataset_path to the .jsonl file",
+               key, d.dataset_name, key);
+  if (d.mixture_proportion)
+    fail_input("{}.mixture_proportion is {}; gptoss train concatenates the datasets in order (remove it)", key,
+               *d.mixture_proportion);
+  if (d.sample_count && *d.sample_count <= 0)
+    fail_input("{}.sample_count is {}; expected a positive number of examples (or leave it out)", key,
+               *d.sample_count);
+  std::error_code ec;
+  if (!fs::exists(d.dataset_path, ec))
+    fail_input("{}.dataset_path is '{}': no such file; expected a local JSONL file", key, d.dataset_path);
+  if (fs::is_directory(d.dataset_path, ec))
+    fail_input("{}.dataset_path is '{}', a directory; expected a JSONL file (one conversation per line)", key,
+               d.dataset_path);
+  return d.dataset_path;
+}
+
+struct Row {
+  OJson json;
+  size_t line = 0;
+};
+
+std::vector<Row> read_jsonl(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail_input("{}: cannot open for reading", path);
+  std::vector<Row> rows;
+  std::string text;
+  size_t line = 0;
+  while (std::getline(f, text)) {
+    ++line;
+    if (!text.empty() && text.back() == '\r') text.pop_back();
+    if (text.find_first_not_of(" \t") == std::string::npos) continue;  // blank lines separate nothing
+    Row r;
+    r.line = line;
+    try {
+      r.json = OJson::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+      fail_input("{}:{}: not valid JSON ({}); expected one {{\"messages\": [...]}} object per line", path, line,
+                 json_error_text(e));
+    }
+    if (!r.json.is_object())
+      fail_input("{}:{}: a JSON {}; expected an object {{\"messages\": [...]}}", path, line, r.json.type_name());
+    rows.push_back(std::move(r));
+  }
+  if (f.bad()) fail_input("{}: read error after line {}", path, line);
+  return rows;
+}
+
+}  // namespace
+
+harmony::Conversation training_conversation(const OJson& row, const std::string& messages_key) {
+  if (!row.is_object()) fail_input("the row is a JSON {}; expected an object", row.type_name());
+  auto it = row.find(messages_key);
+  if (it == row.end())
+    fail_input("no '{}' key; expected {{\"{}\": [{{\"role\": ..., \"content\": ...}}, ...]}}", messages_key,
+               messages_key);
+  if (!it->is_array()) fail_input("'{}' is a JSON {}; expected an array of messages", messages_key, it->type_name());
+  OJson msgs = *it;
+  // Where gpt-oss's chat template keeps chain of thought in training: the last message, and tool-calling
+  // messages after the last final answer (an assistant message without tool calls).
+  std::ptrdiff_t last_final = -1;
+  for (size_t i = 0; i < msgs.size(); ++i)
+    if (msgs[i].is_object() && msgs[i].value("role", "") == "assistant" && !has_tool_calls(msgs[i]))
+      last_final = std::ptrdiff_t(i);
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    OJson& m = msgs[i];
+    if (!m.is_object() || m.value("role", "") != "assistant") continue;
+    const bool keep = has_tool_calls(m) ? std::ptrdiff_t(i) > last_final : i + 1 == msgs.size();
+    if (!keep)
+      for (const char* k : kReasoningKeys) m.erase(k);
+  }
+  OJson req = OJson::object();
+  req["messages"] = std::move(msgs);
+  for (const char* k : {"tools", "reasoning_effort"})
+    if (auto f = row.find(k); f != row.end()) req[k] = *f;
+  harmony::Conversation conv;
+  try {
+    conv = chat_to_harmony(req).conversation;
+  } catch (const InputError& e) {
+    // chat_to_harmony names fields of its request ("messages[2].role"); name them by the row's key.
+    std::string msg = e.what();
+    if (messages_key != "messages" && msg.rfind("messages", 0) == 0) msg = messages_key + msg.substr(8);
+    throw InputError(msg);
+  }
+  return conv;
+}
+
+std::vector<int32_t> completion_only_labels(std::span<const int32_t> tokens, std::span<const int32_t> response_ids,
+                                            std::span<const int32_t> instruction_ids) {
+  const size_t n = tokens.size();
+  std::vector<char> trained(n, 0);
+  bool in_turn = false;
+  for (size_t j = 0; j < n;) {
+    if (starts_with(tokens, j, response_ids)) {
+      if (!in_turn) {  // a turn's opening header: the prompt's, not trained
+        in_turn = true;
+        j += response_ids.size();
+        continue;
+      }
+      // else: a header inside the assistant's turn (after its analysis), which the model writes: trained
+    } else if (starts_with(tokens, j, instruction_ids) || (in_turn && tokens[j] == tok::kStart)) {
+      in_turn = false;  // the user's (or a tool's) message
+    }
+    trained[j] = in_turn;
+    ++j;
+  }
+  std::vector<int32_t> labels(n, kIgnoreLabel);
+  for (size_t i = 0; i + 1 < n; ++i)
+    if (trained[i + 1]) labels[i] = tokens[i + 1];
+  return labels;
+}
+
+std::vector<std::vector<size_t>> epoch_batches(size_t num_examples, int64_t batch_size, uint64_t seed, int64_t epoch,
+                                               bool shuffle) {
+  GPTOSS_CHECK(batch_size > 0, "epoch_batches: batch_size is {}", batch_size);
+  std::vector<size_t> order(num_examples);
+  std::iota(order.begin(), order.end(), size_t(0));
+  if (shuffle) order = permutation(num_examples, seed * 0x9e3779b97f4a7c15ull + uint64_t(epoch) + 1);
+  std::vector<std::vector<size_t>> batches;
+  for (size_t i = 0; i < num_examples; i += size_t(batch_size))
+    batches.emplace_back(order.begin() + std::ptrdiff_t(i),
+                         order.begin() + std::ptrdiff_t(std::min(num_examples, i + size_t(batch_size))));
+  return batches;
+}
+
+std::vector<TrainExample> load_train_examples(const DataParams& data, const Tokenizer& tok, int64_t max_len,
+                                              DatasetStats* stats) {
+  GPTOSS_CHECK(max_len >= 2, "load_train_examples: max_len is {}; a training sequence needs at least 2 tokens",
+               max_len);
+  const DatasetSplitParams& split = data.train;
+  check_split(split);
+  const std::vector<int32_t> response = template_ids(tok, split, "response_template", kDefaultResponse);
+  const std::vector<int32_t> instruction = template_ids(tok, split, "instruction_template", kDefaultInstruction);
+  const std::string key = split.target_col.empty() ? "messages" : split.target_col;
+
+  DatasetStats st;
+  std::vector<TrainExample> out;
+  harmony::RenderOptions ro;
+  ro.auto_drop_analysis = false;  // training_conversation already chose which chain of thought stays
+  for (size_t di = 0; di < split.datasets.size(); ++di) {
+    const DatasetParams& d = split.datasets[di];
+    const std::string path = dataset_file(d, di);
+    std::vector<Row> rows = read_jsonl(path);
+    if (rows.empty()) fail_input("{}: no conversations (data.train.datasets[{}].dataset_path)", path, di);
+    std::vector<size_t> order(rows.size());
+    std::iota(order.begin(), order.end(), size_t(0));
+    if (d.shuffle) order = permutation(rows.size(), uint64_t(d.seed));
+    if (d.sample_count && size_t(*d.sample_count) < order.size()) order.resize(size_t(*d.sample_count));
+    for (size_t idx : order) {
+      const Row& row = rows[idx];
+      ++st.conversations;
+      std::vector<int> ids;
+      try {
+        const harmony::Conversation conv = training_conversation(row.json, key);
+        if (std::none_of(conv.messages.begin(), conv.messages.end(),
+                         [](const harmony::Message& m) { return m.author.role == harmony::Role::kAssistant; }))
+          fail_input("no assistant message; nothing to train on (only the assistant's messages are trained)");
+        ids = harmony::render_for_training_tokens(conv, tok, ro);
+      } catch (const InputError& e) {
+        fail_input("{}:{}: {}", path, row.line, e.what());
+      }
+      TrainExample ex;
+      ex.tokens.assign(ids.begin(), ids.end());
+      if (int64_t(ex.tokens.size()) > max_len) {
+        ex.tokens.resize(size_t(max_len));
+        ++st.truncated;
+      }
+      ex.labels = completion_only_labels(ex.tokens, response, instruction);
+      const auto trained =
+          std::count_if(ex.labels.begin(), ex.labels.end(), [](int32_t l) { return l != kIgnoreLabel; });
+      if (trained == 0) {
+        ++st.dropped_untrained;
+        continue;
+      }
+      st.trained_tokens += trained;
+      out.push_back(std::move(ex));
+    }
+  }
+  if (stats) *stats = st;
+  return out;
+}
+
+}  // namespace gptoss::train

@@ -1,0 +1,86 @@
+// Training examples for `gptoss train`: chat conversations from local JSONL files, rendered in harmony and
+// labelled for completion-only SFT, as Oumi's "text_completions_only_with_padding" collator (TRL's
+// DataCollatorForCompletionOnlyLM) labels them.
+//
+// Input (Oumi's text_sft / TRL's conversational format): one JSON object per line,
+//   {"messages": [{"role": "system"|"developer"|"user"|"assistant"|"tool", "content": ...}, ...]}
+// (data.train.target_col names another key than "messages"). An assistant message's "thinking" (also
+// "reasoning_content" / "reasoning") is its chain of thought, the analysis channel; "tool_calls" and tool
+// results as in OpenAI's chat format; optional per-line "tools" and "reasoning_effort" as in a chat request.
+// The mapping to harmony is api/chat_mapping.h chat_to_harmony's (the server's), so training and serving
+// see one format: a default system message (reasoning effort, no date line), the system/developer texts as
+// the developer message's "# Instructions".
+// Chain of thought is kept where gpt-oss's chat template keeps it in training: on the last message when it
+// is an assistant message, and on tool-calling assistant messages after the last final answer; earlier
+// turns' thinking is dropped (the model never sees old chain of thought at inference either). The
+// conversation is rendered by harmony render_for_training_tokens (the last final answer ends in <|return|>).
+//
+// Labels ("completion only"): labels[i] is the token to predict at position i, tokens[i + 1], or -100 where
+// that token is not trained; the last position is always -100. Trained tokens are the assistant's: from
+// after a response template (default "<|start|>assistant") that opens an assistant turn, up to the next
+// instruction template (default "<|start|>user") or the next <|start|> that does not open an assistant
+// message (a tool result, which the environment writes, not the model). The header that opens a turn
+// (<|start|>assistant) is the prompt's, not trained; the headers between the assistant's own messages
+// within a turn (after its analysis, before its final answer or tool call) are trained, since the model
+// writes them at inference (TRL labels them the same way). Everything before the first assistant header
+// is ignored. data.train.collator_kwargs may set response_template / instruction_template (harmony text,
+// special tokens written out).
+//
+// Errors are InputErrors: a bad line names the file, the line number and what is wrong; a config
+// problem names the key (data.train.collator_name, data.train.datasets[i].dataset_path, ...).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "config/config.h"
+#include "harmony/harmony.h"
+#include "tokenizer/tokenizer.h"
+
+namespace gptoss::train {
+
+inline constexpr int32_t kIgnoreLabel = -100;  // torch's CrossEntropyLoss ignore_index, as TRL uses it
+
+struct TrainExample {
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> labels;  // same length; labels[i] = tokens[i + 1] or kIgnoreLabel
+};
+
+struct DatasetStats {
+  int64_t conversations = 0;      // lines read (after sample_count)
+  int64_t truncated = 0;          // examples cut to max_len
+  int64_t dropped_untrained = 0;  // examples left with no trained token (after truncation): not returned
+  int64_t trained_tokens = 0;     // labels != kIgnoreLabel over the returned examples
+};
+
+// Every example of data.train, dataset after dataset in the config's order. Per dataset: dataset_path (a
+// local .jsonl) is read; a dataset_name without dataset_path is an InputError asking for a local file
+// (gptoss reads no hub datasets); shuffle (with the dataset's seed; deterministic, not HF datasets' order)
+// then sample_count (the first n). Rejected: collator names other than text_completions_only_with_padding,
+// pack: true, mixture_proportion. Each example is cut to max_len tokens (max_len >= 2); examples with no
+// trained token left are dropped (counted in stats).
+std::vector<TrainExample> load_train_examples(const DataParams& data, const Tokenizer& tok, int64_t max_len,
+                                              DatasetStats* stats = nullptr);
+
+// --- the pieces, for tests and tools ---------------------------------------------------------------
+
+// One JSONL row -> the harmony conversation trained on (chain of thought pruned as above). `messages_key`
+// is the row's key holding the messages. InputError naming the field (e.g. "messages[2].role is ...").
+harmony::Conversation training_conversation(const nlohmann::ordered_json& row,
+                                            const std::string& messages_key = "messages");
+
+// The labels of `tokens` for completion-only training with these templates (token ids), as described above.
+std::vector<int32_t> completion_only_labels(std::span<const int32_t> tokens, std::span<const int32_t> response_ids,
+                                            std::span<const int32_t> instruction_ids);
+
+// One epoch's example order cut into batches of batch_size (the last one shorter when batch_size does not
+// divide num_examples, as a DataLoader with drop_last=False). shuffle: a seeded permutation of (seed,
+// epoch), the same on every run and machine (not torch's RandomSampler order); else 0, 1, 2, ...
+std::vector<std::vector<size_t>> epoch_batches(size_t num_examples, int64_t batch_size, uint64_t seed,
+                                               int64_t epoch, bool shuffle = true);
+
+}  // namespace gptoss::train
