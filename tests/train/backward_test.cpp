@@ -11,6 +11,7 @@
 #include "model/gpt_oss.h"
 #include "model/kv_pool.h"
 #include "model/model_test_util.h"
+#include "train/adapter_io.h"
 #include "train/backward.h"
 
 namespace gptoss::train {
@@ -132,6 +133,47 @@ TEST_P(Backward, LoraGradientsMatchFiniteDifferences) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, Backward, ::testing::Values("mxfp4", "bf16"));
+
+// Loss and every LoRA gradient against transformers + peft (scripts/device/lora_grad_oracle.py wrote
+// tests/train/data/peft_grads on an H200 machine: the bf16 fixture in float32, eager attention, a random
+// rank-2 LoRA on q/k/v/o, the fixture's 33-token sequence trained from position 5).
+TEST(BackwardOracle, LossAndGradientsMatchTransformersPeft) {
+  const std::string dir = std::string(GPTOSS_SOURCE_DIR) + "/tests/train/data/peft_grads";
+  auto backend = make_backend("cpu");
+  auto model = GptOssModel::load(testing::tiny_dir() + "/bf16", *backend);
+  const GptOssConfig& cfg = model->config();
+  Checkpoint adapter = Checkpoint::open(dir + "/adapter_model.safetensors");
+  Checkpoint oracle = Checkpoint::open(dir + "/oracle.safetensors");
+  auto f32 = [](const Checkpoint& c, const std::string& name) { return testing::tensor_values<float>(c, name); };
+  LoraState st;
+  st.rank = 2;
+  st.alpha = 4;
+  for (int l = 0; l < cfg.num_hidden_layers; ++l)
+    for (LoraModule m : {LoraModule::kQ, LoraModule::kK, LoraModule::kV, LoraModule::kO}) {
+      LoraWeights w{l, m, f32(adapter, lora_tensor_name(l, m, 'A')), f32(adapter, lora_tensor_name(l, m, 'B'))};
+      st.weights.push_back(w);
+      std::fill(w.a.begin(), w.a.end(), 0.0f);
+      std::fill(w.b.begin(), w.b.end(), 0.0f);
+      st.grads.push_back(std::move(w));
+    }
+  const std::vector<int32_t> tokens = testing::tensor_values<int32_t>(oracle, "input_ids");
+  const std::vector<int32_t> labels = testing::tensor_values<int32_t>(oracle, "labels");
+  st.apply_to(*model);
+  const SequenceLoss res = sequence_loss_and_grads(*model, tokens, labels, st);
+  const double want = f32(oracle, "loss")[0];
+  EXPECT_NEAR(res.loss, want, 1e-5 * want);
+  double worst = 0;
+  for (size_t i = 0; i < st.grads.size(); ++i) {
+    const LoraWeights& g = st.grads[i];
+    for (char which : {'A', 'B'}) {
+      const std::vector<float> ref = f32(oracle, "grad." + lora_tensor_name(g.layer, g.module, which));
+      const double err = testing::rel_err(which == 'A' ? g.a : g.b, ref);
+      worst = std::max(worst, err);
+      EXPECT_LT(err, 1e-4) << lora_tensor_name(g.layer, g.module, which);
+    }
+  }
+  std::printf("loss %.6f (transformers + peft %.6f); worst relative gradient error %.2e\n", res.loss, want, worst);
+}
 
 }  // namespace
 }  // namespace gptoss::train

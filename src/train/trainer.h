@@ -1,0 +1,28 @@
+// `gptoss train`: supervised LoRA fine-tuning (TRL's SFTTrainer with PEFT, as Oumi runs it) on the CPU.
+//
+// One optimizer step takes per_device_train_batch_size x gradient_accumulation_steps examples; the loss is
+// the mean cross-entropy over all their labelled tokens (transformers' num_items_in_batch rule), the
+// gradients are clipped to max_grad_norm, AdamW updates the LoRA weights at the schedule's learning rate,
+// and the model's adapter is rebuilt from them for the next step. Examples are shuffled per epoch
+// (seeded). The adapter is saved in PEFT's layout every save_steps under output_dir/checkpoint-<step> and
+// at the end in output_dir, each written to a temporary directory and renamed into place.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include "config/config.h"
+
+namespace gptoss::train {
+
+struct TrainSummary {
+  int64_t steps = 0;
+  double first_loss = 0, last_loss = 0;
+  std::string adapter_dir;  // the final adapter
+};
+
+// Checks what gptoss trains (LoRA SFT; refused options are InputErrors naming the key), loads the model on
+// `device` (cpu), the tokenizer and the data, then runs the steps. Progress lines go to `log`.
+TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, std::FILE* log);
+
+}  // namespace gptoss::train

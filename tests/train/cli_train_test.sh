@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# gptoss train end to end on a random tiny model with the real tokenizer (vocab 201088): LoRA SFT on two
+# harmony conversations lowers the loss, saves PEFT adapters (a checkpoint and the final one) that
+# score/infer load, overrides reach list items, and bad configs fail with a message and no output dir.
+# Env: GPTOSS_BINARY, GPTOSS_SHARED_DIR.
+set -euo pipefail
+BIN=${GPTOSS_BINARY:?set GPTOSS_BINARY}
+TOK=${GPTOSS_SHARED_DIR:?set GPTOSS_SHARED_DIR}/data/tokenizer/tokenizer.json
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+"$BIN" make-random --shape tiny --vocab 201088 --seed 3 --output "$TMP/model" >/dev/null 2>&1
+cat > "$TMP/data.jsonl" <<'JSONL'
+{"messages": [{"role": "user", "content": "What is the capital of France?"}, {"role": "assistant", "thinking": "A simple fact.", "content": "Paris."}]}
+{"messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}
+JSONL
+cat > "$TMP/train.yaml" <<YAML
+model:
+  model_name: $TMP/model
+  tokenizer_name: $TOK
+data:
+  train:
+    datasets:
+      - dataset_name: HuggingFaceH4/Multilingual-Thinking
+    collator_name: text_completions_only_with_padding
+training:
+  trainer_type: TRL_SFT
+  use_peft: true
+  output_dir: $TMP/out
+  max_steps: 6
+  per_device_train_batch_size: 2
+  learning_rate: 0.02
+  lr_scheduler_type: constant
+  logging_steps: 1
+  save_steps: 3
+peft:
+  lora_r: 4
+  lora_alpha: 8
+  lora_target_modules: [q_proj, k_proj, v_proj, o_proj]
+YAML
+
+# The recipe's hub dataset without a local file: a clear error, nothing written.
+err=$("$BIN" train -c "$TMP/train.yaml" 2>&1 >/dev/null) && fail "a hub dataset without dataset_path trained"
+[[ "$err" == *"dataset_path"* ]] || fail "hub dataset error does not name dataset_path: $err"
+[[ ! -e "$TMP/out" ]] || fail "a failed run left $TMP/out"
+err=$("$BIN" train -c "$TMP/train.yaml" --training.use_peft false 2>&1 >/dev/null) && fail "use_peft false trained"
+[[ "$err" == *"training.use_peft"* ]] || fail "use_peft error: $err"
+
+"$BIN" train -c "$TMP/train.yaml" "--data.train.datasets[0].dataset_path" "$TMP/data.jsonl" \
+  >"$TMP/stdout" 2>"$TMP/log" || { cat "$TMP/log" >&2; fail "train failed"; }
+losses=$(grep -o 'loss [0-9.]*' "$TMP/log" | awk '{print $2}')
+first=$(echo "$losses" | head -1)
+last=$(echo "$losses" | tail -1)
+[[ $(echo "$losses" | wc -l) == 6 ]] || fail "expected 6 logged steps: $(cat "$TMP/log")"
+python3 -c "import sys; f, l = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if l < f - 0.05 else 1)" "$first" "$last" \
+  || fail "loss did not fall: $first -> $last"
+for d in "$TMP/out" "$TMP/out/checkpoint-3"; do
+  [[ -f "$d/adapter_config.json" && -f "$d/adapter_model.safetensors" ]] || fail "no PEFT adapter in $d"
+done
+grep -q '"peft_type": "LORA"' "$TMP/out/adapter_config.json" || fail "adapter_config.json: $(cat "$TMP/out/adapter_config.json")"
+ls "$TMP/out" | grep -q tmp && fail "temporary files left in $TMP/out: $(ls "$TMP/out")"
+
+# The trained adapter loads and changes the model's output.
+"$BIN" score --model "$TMP/model" --tokens 200005,1234,5 --output "$TMP/base.safetensors" >/dev/null 2>&1
+"$BIN" score --model "$TMP/model" --adapter "$TMP/out" --tokens 200005,1234,5 --output "$TMP/lora.safetensors" \
+  >/dev/null 2>&1 || fail "score with the trained adapter failed"
+cmp -s "$TMP/base.safetensors" "$TMP/lora.safetensors" && fail "the trained adapter changes nothing"
+echo "train: loss $first -> $last; adapters saved and loaded"
