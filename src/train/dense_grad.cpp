@@ -1,9 +1,11 @@
 // Backward of the dense ops (train/grad_ops.h): bf16 linears, RMSNorm, and the cross-entropy loss.
 //
-// matmul_bf16_backward_x walks W once per block of tokens: the threads split `in` into column chunks (each
-// owns its slice of dx, so no two write the same element), and for every output row o adds dy[t, o] times
-// the row's chunk into each token's dx. RMSNorm: y_i = w_i x_i r with r = (mean(x^2) + eps)^-1/2, so
-// dx_i = r w_i dy_i - x_i r^3 / d * sum_j w_j dy_j x_j. Sums in double.
+// matmul_bf16_backward_x (dx += dy W, a contraction over W's rows): register tiles of 6 tokens x 16
+// columns of dx take W's rows in blocks of 64 (kept in L2 while every token tile passes over them); the
+// threads split the columns, so no two write the same element. RMSNorm: y_i = w_i x_i r with
+// r = (mean(x^2) + eps)^-1/2, so dx_i = r w_i dy_i - x_i r^3 / d * sum_j w_j dy_j x_j. Sums in double.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -15,35 +17,71 @@
 namespace gptoss::train {
 
 namespace {
-constexpr int64_t kCols = 256;   // columns of dx a work item owns
-constexpr int64_t kTokens = 16;  // tokens whose dx slices stay in L1 while W streams by
+constexpr int64_t kRowBlock = 64;  // rows of W a pass keeps in L2 (64 x 2880 bf16 = 368 KB at most per core)
+constexpr int64_t kColTile = 16;   // dx columns of a register tile (two ymm)
+constexpr int kTokTile = 6;        // tokens of a register tile: 12 accumulators
+
+// 16 bf16 -> two 8-float vectors, in order.
+inline void bf16x16(const uint16_t* p, __m256& lo, __m256& hi) {
+  const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)));
+  lo = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+  hi = _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+}
+
+// dx[t0 .. t0+T, c .. c+16] += dy[t0 .. t0+T, o0 .. o1] W[o0 .. o1, c .. c+16] in registers.
+template <int T>
+void tile(const float* dy, int64_t out, const uint16_t* w, int64_t in, int64_t t0, int64_t o0, int64_t o1, int64_t c,
+          float* dx) {
+  __m256 acc[T][2];
+  for (int t = 0; t < T; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  for (int64_t o = o0; o < o1; ++o) {
+    __m256 w0, w1;
+    bf16x16(w + o * in + c, w0, w1);
+    for (int t = 0; t < T; ++t) {
+      const __m256 g = _mm256_broadcast_ss(dy + (t0 + t) * out + o);
+      acc[t][0] = _mm256_fmadd_ps(w0, g, acc[t][0]);
+      acc[t][1] = _mm256_fmadd_ps(w1, g, acc[t][1]);
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    float* d = dx + (t0 + t) * in + c;
+    _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), acc[t][0]));
+    _mm256_storeu_ps(d + 8, _mm256_add_ps(_mm256_loadu_ps(d + 8), acc[t][1]));
+  }
+}
+
+void tile_any(int T, const float* dy, int64_t out, const uint16_t* w, int64_t in, int64_t t0, int64_t o0, int64_t o1,
+              int64_t c, float* dx) {
+  switch (T) {
+    case 1: return tile<1>(dy, out, w, in, t0, o0, o1, c, dx);
+    case 2: return tile<2>(dy, out, w, in, t0, o0, o1, c, dx);
+    case 3: return tile<3>(dy, out, w, in, t0, o0, o1, c, dx);
+    case 4: return tile<4>(dy, out, w, in, t0, o0, o1, c, dx);
+    case 5: return tile<5>(dy, out, w, in, t0, o0, o1, c, dx);
+    default: return tile<6>(dy, out, w, in, t0, o0, o1, c, dx);
+  }
+}
 }  // namespace
 
 void matmul_bf16_backward_x(const float* dy, int64_t n, int64_t out, const uint16_t* w, int64_t in, float* dx) {
   if (n == 0 || out == 0 || in == 0) return;
-  const int64_t chunks = (in + kCols - 1) / kCols;
-  ThreadPool::global().parallel_for(chunks, [&](int64_t c0, int64_t c1, int) {
-    std::vector<float> wrow(static_cast<size_t>(kCols));
-    for (int64_t c = c0; c < c1; ++c) {
-      const int64_t i0 = c * kCols, m = std::min(kCols, in - i0);
-      for (int64_t t0 = 0; t0 < n; t0 += kTokens) {
-        const int64_t t1 = std::min(n, t0 + kTokens);
-        for (int64_t o = 0; o < out; ++o) {
-          const uint16_t* wr = w + o * in + i0;
-          bool any = false;
-          for (int64_t t = t0; t < t1; ++t) any |= dy[t * out + o] != 0.0f;
-          if (!any) continue;
-          for (int64_t i = 0; i < m; ++i) wrow[size_t(i)] = bf16_to_f32(wr[i]);
-          for (int64_t t = t0; t < t1; ++t) {
-            const float g = dy[t * out + o];
-            if (g == 0.0f) continue;
-            float* d = dx + t * in + i0;
-            for (int64_t i = 0; i < m; ++i) d[i] += g * wrow[size_t(i)];
-          }
-        }
+  const int64_t tiles = in / kColTile, tail = tiles * kColTile;
+  // Threads own column tiles (no two write the same dx element); each walks W in blocks of rows.
+  if (tiles > 0)
+    ThreadPool::global().parallel_for(tiles, [&](int64_t c0, int64_t c1, int) {
+      for (int64_t o0 = 0; o0 < out; o0 += kRowBlock) {
+        const int64_t o1 = std::min(out, o0 + kRowBlock);
+        for (int64_t ct = c0; ct < c1; ++ct)
+          for (int64_t t0 = 0; t0 < n; t0 += kTokTile)
+            tile_any(int(std::min<int64_t>(kTokTile, n - t0)), dy, out, w, in, t0, o0, o1, ct * kColTile, dx);
       }
+    });
+  for (int64_t t = 0; t < n && tail < in; ++t)  // the < 16 columns past the last tile
+    for (int64_t o = 0; o < out; ++o) {
+      const float g = dy[t * out + o];
+      for (int64_t i = tail; i < in; ++i) dx[t * in + i] += g * bf16_to_f32(w[o * in + i]);
     }
-  });
 }
 
 void rms_norm_backward(const float* x, const uint16_t* w, const float* dy, int64_t n, int64_t d, float eps,
