@@ -25,18 +25,6 @@ constexpr const char* kModuleNames[kLoraModules] = {"q_proj", "k_proj", "v_proj"
 constexpr const char* kModulePaths[kLoraModules] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                                     "self_attn.o_proj", "mlp.router"};
 
-// [out, in] of a module of this model.
-std::pair<int64_t, int64_t> module_shape(const GptOssConfig& c, LoraModule m) {
-  switch (m) {
-    case LoraModule::kQ: return {c.q_dim(), c.hidden_size};
-    case LoraModule::kK:
-    case LoraModule::kV: return {c.kv_dim(), c.hidden_size};
-    case LoraModule::kO: return {c.hidden_size, c.q_dim()};
-    case LoraModule::kRouter: return {c.num_local_experts, c.hidden_size};
-  }
-  return {0, 0};
-}
-
 std::vector<float> to_f32(const TensorView& t) {
   std::vector<float> v(size_t(t.numel()));
   switch (t.dtype) {
@@ -177,7 +165,7 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::string& dir, const Gpt
   for (const auto& [key, ab] : found) {
     const auto [layer, mi] = key;
     const LoraModule mod = LoraModule(mi);
-    const auto [out, in] = module_shape(cfg, mod);
+    const auto [out, in] = lora_module_shape(cfg, mod);
     const TensorView* A = ab.first;
     const TensorView* B = ab.second;
     const std::string what = fmt::format("layer {} {}", layer, kModuleNames[mi]);
@@ -202,7 +190,7 @@ std::unique_ptr<LoraAdapter> LoraAdapter::create(const GptOssConfig& cfg, Backen
   ad->host_first_.assign(size_t(cfg.num_hidden_layers), {-1, -1, -1, -1, -1});
   const double scale = rslora ? alpha / std::sqrt(double(r)) : alpha / double(r);
   for (const LoraWeights& w : modules) {
-    const auto [out, in] = module_shape(cfg, w.module);
+    const auto [out, in] = lora_module_shape(cfg, w.module);
     GPTOSS_CHECK(w.layer >= 0 && w.layer < cfg.num_hidden_layers && int64_t(w.a.size()) == r * in &&
                      int64_t(w.b.size()) == out * r,
                  "LoRA adapter: layer {} {}: A has {} and B {} values; expected {} x {} and {} x {}", w.layer,
@@ -248,6 +236,20 @@ void LoraAdapter::finish(int r, double alpha, bool rslora) {
 }
 
 std::string LoraAdapter::describe() const { return describe_; }
+
+std::string_view lora_module_name(LoraModule m) { return kModuleNames[int(m)]; }
+std::string_view lora_module_path(LoraModule m) { return kModulePaths[int(m)]; }
+
+std::pair<int64_t, int64_t> lora_module_shape(const GptOssConfig& c, LoraModule m) {
+  switch (m) {
+    case LoraModule::kQ: return {c.q_dim(), c.hidden_size};
+    case LoraModule::kK:
+    case LoraModule::kV: return {c.kv_dim(), c.hidden_size};
+    case LoraModule::kO: return {c.hidden_size, c.q_dim()};
+    case LoraModule::kRouter: return {c.num_local_experts, c.hidden_size};
+  }
+  return {0, 0};
+}
 
 std::string lora_base_weight_name(int layer, LoraModule m) {
   return fmt::format("model.layers.{}.{}.weight", layer, kModulePaths[int(m)]);

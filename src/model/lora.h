@@ -15,6 +15,8 @@
 #include <array>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
@@ -25,6 +27,12 @@ namespace gptoss {
 enum class LoraModule { kQ, kK, kV, kO, kRouter };
 inline constexpr int kLoraModules = 5;
 
+// "q_proj", "k_proj", "v_proj", "o_proj", "router".
+std::string_view lora_module_name(LoraModule m);
+// "self_attn.q_proj", ..., "mlp.router": the module's path inside a decoder layer.
+std::string_view lora_module_path(LoraModule m);
+// [out, in] of the module's base weight in this model.
+std::pair<int64_t, int64_t> lora_module_shape(const GptOssConfig& cfg, LoraModule m);
 // The checkpoint name of the base weight a module adapts: "model.layers.<layer>.self_attn.q_proj.weight", ...
 std::string lora_base_weight_name(int layer, LoraModule m);
 

@@ -53,41 +53,8 @@ struct StageGuard {
 
 }  // namespace
 
-std::string_view lora_module_name(LoraModule m) {
-  switch (m) {
-    case LoraModule::kQ: return "q_proj";
-    case LoraModule::kK: return "k_proj";
-    case LoraModule::kV: return "v_proj";
-    case LoraModule::kO: return "o_proj";
-    case LoraModule::kRouter: return "router";
-  }
-  return "?";
-}
-
-std::string_view lora_module_path(LoraModule m) {
-  switch (m) {
-    case LoraModule::kQ: return "self_attn.q_proj";
-    case LoraModule::kK: return "self_attn.k_proj";
-    case LoraModule::kV: return "self_attn.v_proj";
-    case LoraModule::kO: return "self_attn.o_proj";
-    case LoraModule::kRouter: return "mlp.router";
-  }
-  return "?";
-}
-
 std::string lora_tensor_name(int layer, LoraModule m, char which) {
   return fmt::format("base_model.model.model.layers.{}.{}.lora_{}.weight", layer, lora_module_path(m), which);
-}
-
-std::pair<int64_t, int64_t> lora_module_shape(const GptOssConfig& c, LoraModule m) {
-  switch (m) {
-    case LoraModule::kQ: return {c.q_dim(), c.hidden_size};
-    case LoraModule::kK:
-    case LoraModule::kV: return {c.kv_dim(), c.hidden_size};
-    case LoraModule::kO: return {c.hidden_size, c.q_dim()};
-    case LoraModule::kRouter: return {c.num_local_experts, c.hidden_size};
-  }
-  return {0, 0};
 }
 
 std::vector<LoraModule> lora_target_modules(const PeftParams& p) {

@@ -39,14 +39,8 @@ struct LoraTensors {
   std::vector<float> b;  // lora_B [out, rank]
 };
 
-// "q_proj", "k_proj", "v_proj", "o_proj", "router".
-std::string_view lora_module_name(LoraModule m);
-// "self_attn.q_proj", ..., "mlp.router": the module's path inside a decoder layer.
-std::string_view lora_module_path(LoraModule m);
 // The PEFT tensor name of lora_A (which = 'A') or lora_B (which = 'B') of a module.
 std::string lora_tensor_name(int layer, LoraModule m, char which);
-// [out, in] of the module's base weight in this model.
-std::pair<int64_t, int64_t> lora_module_shape(const GptOssConfig& cfg, LoraModule m);
 
 // Checks the peft section for what gptoss trains (peft_method lora, lora_r > 0, lora_alpha > 0, bias none,
 // task CAUSAL_LM, lora_init_weights DEFAULT or GAUSSIAN; no DoRA, q_lora, modules_to_save or

@@ -34,11 +34,7 @@ LoraState random_state(const GptOssConfig& cfg, int r, uint32_t seed) {
   std::uniform_real_distribution<float> u(-0.3f, 0.3f);
   for (int l = 0; l < cfg.num_hidden_layers; ++l)
     for (LoraModule m : {LoraModule::kQ, LoraModule::kK, LoraModule::kV, LoraModule::kO, LoraModule::kRouter}) {
-      const int64_t in = m == LoraModule::kO ? cfg.q_dim() : cfg.hidden_size;
-      const int64_t out = m == LoraModule::kQ      ? cfg.q_dim()
-                          : m == LoraModule::kO    ? cfg.hidden_size
-                          : m == LoraModule::kRouter ? cfg.num_local_experts
-                                                     : cfg.kv_dim();
+      const auto [out, in] = lora_module_shape(cfg, m);
       LoraWeights w{l, m, std::vector<float>(size_t(r * in)), std::vector<float>(size_t(out * r))};
       for (float& v : w.a) v = u(rng);
       for (float& v : w.b) v = u(rng);
