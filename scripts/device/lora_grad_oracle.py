@@ -14,24 +14,13 @@ import os
 import sys
 
 import torch
-from peft import LoraConfig, get_peft_model
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peft_random import random_lora_model  # noqa: E402
 from safetensors.torch import load_file, save_file
-from transformers import AutoModelForCausalLM
 
 model_dir, reference, out = sys.argv[1], sys.argv[2], sys.argv[3]
-torch.manual_seed(0)
-try:
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
-except TypeError:
-    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32, attn_implementation="eager")
-model = model.float().eval()
-cfg = LoraConfig(r=2, lora_alpha=4, lora_dropout=0.0, bias="none",
-                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], init_lora_weights=False)
-peft_model = get_peft_model(model, cfg)
-with torch.no_grad():
-    for name, p in peft_model.named_parameters():
-        if "lora_B" in name:
-            p.mul_(0.1)
+peft_model = random_lora_model(model_dir, r=2, alpha=4)
 ids = load_file(reference)["bf16.seq2.input_ids"].to(torch.long)
 n = ids.numel()
 first = 5

@@ -12,25 +12,14 @@ import os
 import sys
 
 import torch
-from peft import LoraConfig, get_peft_model
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peft_random import random_lora_model  # noqa: E402
 from safetensors.torch import save_file
-from transformers import AutoModelForCausalLM
 
 model_dir, out = sys.argv[1], sys.argv[2]
-torch.manual_seed(0)
-try:
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
-except TypeError:
-    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32, attn_implementation="eager")
-model = model.float().eval()
-cfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, bias="none",
-                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], init_lora_weights=False)
-peft_model = get_peft_model(model, cfg)
-with torch.no_grad():  # keep the adapter's effect moderate: B scaled to a tenth of its random init
-    for name, p in peft_model.named_parameters():
-        if "lora_B" in name:
-            p.mul_(0.1)
-peft_model.eval()
+peft_model = random_lora_model(model_dir, r=8, alpha=16)
+model = peft_model.base_model.model
 os.makedirs(out, exist_ok=True)
 peft_model.save_pretrained(os.path.join(out, "adapter"), safe_serialization=True)
 vocab = model.config.vocab_size
