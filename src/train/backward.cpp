@@ -99,7 +99,8 @@ void lora_backward(LoraState& st, int layer, LoraModule m, const float* x, const
 }  // namespace
 
 SequenceLoss sequence_loss_and_grads(GptOssModel& model, const std::vector<int32_t>& tokens,
-                                     const std::vector<int32_t>& labels, LoraState& st, double grad_scale) {
+                                     const std::vector<int32_t>& labels, LoraState& st, double grad_scale,
+                                     int64_t logit_chunk) {
   const GptOssConfig& cfg = model.config();
   const Weights& w = model.weights();
   const int64_t n = int64_t(tokens.size()), H = cfg.hidden_size, V = cfg.vocab_size;
@@ -110,34 +111,57 @@ SequenceLoss sequence_loss_and_grads(GptOssModel& model, const std::vector<int32
   GPTOSS_CHECK(int64_t(labels.size()) == n && n > 0, "training sequence: {} tokens and {} labels", n, labels.size());
   GPTOSS_CHECK(model.backend().name() == "cpu", "training runs on the CPU backend (got {})", model.backend().name());
 
-  // Forward with every position's logits and the activations the backward needs.
+  // Forward with the activations the backward needs (the logits of the last position only: those of the
+  // labelled positions are made below, a chunk at a time, so [n, vocab] never exists at once).
   const int bs = 16;
   KvPool pool(cfg, model.backend(), SequenceKv::blocks_needed(n, bs), bs);
   LinearBlockAllocator alloc(pool.num_blocks());
   SequenceKv seq(alloc, bs);
   ForwardBatch batch;
-  batch.seqs.push_back(seq.chunk(tokens, 0, /*all_logits=*/true));
-  std::vector<float> logits(size_t(n * V));
+  batch.seqs.push_back(seq.chunk(tokens, 0, /*all_logits=*/false));
+  std::vector<float> last(static_cast<size_t>(V));
   TrainCapture cap;
-  model.forward(batch, pool, logits.data(), nullptr, &cap);
+  model.forward(batch, pool, last.data(), nullptr, &cap);
 
   SequenceLoss res;
-  for (int32_t l : labels) res.labelled += l >= 0;
-  std::vector<float> dlogits(size_t(n * V));
-  res.loss = cross_entropy(logits.data(), n, V, labels.data(), dlogits.data());
-  logits = {};
+  std::vector<int64_t> rows;  // the labelled positions
+  for (int64_t i = 0; i < n; ++i)
+    if (labels[size_t(i)] >= 0) rows.push_back(i);
+  res.labelled = int64_t(rows.size());
   if (res.labelled == 0) return res;
 
-  // Final norm and unembedding.
-  std::vector<float> dh(size_t(n * H), 0.0f), dx(size_t(n * H), 0.0f);
-  matmul_bf16_backward_x(dlogits.data(), n, V, w.lm_head, H, dh.data());
-  dlogits = {};
+  // Final norm and unembedding, per chunk of labelled rows: logits, the loss (the chunk's mean weighted by
+  // its share of the rows) and the gradient back to the final norm's output.
+  std::vector<float> dh(size_t(n * H), 0.0f), dx(size_t(n * H), 0.0f), h(size_t(n * H));
+  rms_norm_forward(cap.x_final.data(), w.norm, h.data(), n, H, eps);
+  const int64_t chunk = std::max<int64_t>(1, logit_chunk);
+  std::vector<float> hc(size_t(chunk * H)), logits(size_t(chunk * V)), dlogits(size_t(chunk * V)),
+      dhc(size_t(chunk * H));
+  std::vector<int32_t> target(static_cast<size_t>(chunk));
+  for (int64_t r0 = 0; r0 < res.labelled; r0 += chunk) {
+    const int64_t m = std::min(chunk, res.labelled - r0);
+    for (int64_t j = 0; j < m; ++j) {
+      const int64_t i = rows[size_t(r0 + j)];
+      std::copy(h.begin() + i * H, h.begin() + (i + 1) * H, hc.begin() + j * H);
+      target[size_t(j)] = labels[size_t(i)];
+    }
+    model.backend().matmul_bf16(hc.data(), m, H, w.lm_head, nullptr, logits.data(), V);
+    const double share = double(m) / double(res.labelled);
+    res.loss += share * cross_entropy(logits.data(), m, V, target.data(), dlogits.data());
+    for (float& g : dlogits) g = float(g * share);
+    std::fill(dhc.begin(), dhc.begin() + m * H, 0.0f);
+    matmul_bf16_backward_x(dlogits.data(), m, V, w.lm_head, H, dhc.data());
+    for (int64_t j = 0; j < m; ++j) {
+      const int64_t i = rows[size_t(r0 + j)];
+      std::copy(dhc.begin() + j * H, dhc.begin() + (j + 1) * H, dh.begin() + i * H);
+    }
+  }
   rms_norm_backward(cap.x_final.data(), w.norm, dh.data(), n, H, eps, dx.data());
 
   std::vector<int32_t> positions(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) positions[size_t(i)] = int32_t(i);
   const RopeTable& rope = model.rope_table();
-  std::vector<float> h(size_t(n * H)), dlog(size_t(n * E)), dattn(size_t(n * Q));
+  std::vector<float> dlog(size_t(n * E)), dattn(size_t(n * Q));
   std::vector<float> dq(size_t(n * Q)), dk(size_t(n * KV)), dv(size_t(n * KV));
   for (int l = cfg.num_hidden_layers - 1; l >= 0; --l) {
     const LayerWeights& L = w.layers[size_t(l)];

@@ -31,12 +31,14 @@ struct LoraState {
 // tokens [n] and labels [n] (labels[i] = the token to predict after position i, or < 0 for none).
 // The model must carry st's current adapter (LoraState::apply_to). Adds d(loss)/d(A, B) into st.grads,
 // each multiplied by grad_scale (the caller's mean over a batch), and returns the sequence's mean loss
-// over its labelled positions and their count.
+// over its labelled positions and their count. The logits of the labelled positions are made
+// logit_chunk rows at a time (memory: 2 x logit_chunk x vocab floats, not n x vocab).
 struct SequenceLoss {
   double loss = 0;
   int64_t labelled = 0;
 };
 SequenceLoss sequence_loss_and_grads(GptOssModel& model, const std::vector<int32_t>& tokens,
-                                     const std::vector<int32_t>& labels, LoraState& st, double grad_scale = 1.0);
+                                     const std::vector<int32_t>& labels, LoraState& st, double grad_scale = 1.0,
+                                     int64_t logit_chunk = 64);
 
 }  // namespace gptoss::train
