@@ -7,9 +7,13 @@
 
 #include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
+
 #include "backend/backend.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "hub/hub.h"
+#include "io/safetensors.h"
 #include "model/gpt_oss.h"
 #include "tokenizer/tokenizer.h"
 #include "train/adapter_io.h"
@@ -50,8 +54,96 @@ void check_supported(const TrainingConfig& cfg) {
     fail_input("{}: training.num_train_epochs is {} and max_steps {}; one must be positive", cfg.source,
                t.num_train_epochs, t.max_steps);
   if (t.output_dir.empty()) fail_input("{}: training.output_dir is empty; expected a directory", cfg.source);
+  if (t.eval_strategy != "no")
+    fail_input("{}: training.eval_strategy is '{}'; gptoss train has no evaluation loop yet (set 'no')", cfg.source,
+               t.eval_strategy);
   validate_lr_schedule(t);
   lora_target_modules(cfg.peft);  // throws on what it does not train
+}
+
+// Where a run stands: enough to continue it exactly (with the adapter and the optimizer's moments).
+struct Progress {
+  int64_t step = 0;    // optimizer updates taken
+  int64_t epoch = -1;  // the epoch whose order is being read (-1: none yet)
+  size_t cursor = 0;   // examples of that order already taken
+};
+
+// A checkpoint's trainer state, next to its adapter: trainer_state.json (transformers' file name; our
+// keys) and optimizer.safetensors (AdamW's moments, f32, in the order of the adapter's modules).
+void save_state(const std::string& dir, const Progress& pr, int64_t total_steps, uint64_t data_seed,
+                const AdamW& opt) {
+  nlohmann::ordered_json j = {{"global_step", pr.step},    {"max_steps", total_steps}, {"epoch", pr.epoch},
+                              {"examples_in_epoch", pr.cursor}, {"data_seed", data_seed}, {"adam_step", opt.t}};
+  std::vector<TensorData> t;
+  for (size_t i = 0; i < opt.exp_avg.size(); ++i) {
+    t.push_back(TensorData{fmt::format("exp_avg.{}", i), DType::F32, {int64_t(opt.exp_avg[i].size())},
+                           opt.exp_avg[i].data()});
+    t.push_back(TensorData{fmt::format("exp_avg_sq.{}", i), DType::F32, {int64_t(opt.exp_avg_sq[i].size())},
+                           opt.exp_avg_sq[i].data()});
+  }
+  write_safetensors((fs::path(dir) / "optimizer.safetensors").string(), t);
+  write_file_atomic((fs::path(dir) / "trainer_state.json").string(), j.dump(2) + "\n");
+}
+
+// The newest output_dir/checkpoint-<n>, or "".
+std::string last_checkpoint(const std::string& output_dir) {
+  std::string best;
+  int64_t best_n = -1;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(output_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_directory() || name.rfind("checkpoint-", 0) != 0) continue;
+    const std::string num = name.substr(11);
+    if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (const int64_t n = std::stoll(num); n > best_n) best_n = n, best = e.path().string();
+  }
+  return best;
+}
+
+// Continues from checkpoint `dir`: its adapter's weights into st, the moments into opt, the progress.
+Progress resume(const std::string& dir, LoraState& st, AdamW& opt, uint64_t data_seed) {
+  const std::string state_path = (fs::path(dir) / "trainer_state.json").string();
+  if (!fs::exists(state_path))
+    fail_input("{}: no trainer_state.json; training.resume_from_checkpoint must name a checkpoint gptoss train "
+               "saved (output_dir/checkpoint-<step>)",
+               dir);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(state_path));
+  } catch (const nlohmann::json::exception& e) {
+    fail_input("{}: not valid JSON ({})", state_path, e.what());
+  }
+  Progress pr;
+  try {
+    pr.step = j.at("global_step").get<int64_t>();
+    pr.epoch = j.at("epoch").get<int64_t>();
+    pr.cursor = j.at("examples_in_epoch").get<size_t>();
+    opt.t = j.at("adam_step").get<int64_t>();
+    if (j.at("data_seed").get<uint64_t>() != data_seed)
+      fail_input("{}: the run used data seed {}, this config {}; resume with the same training.seed / data_seed",
+                 state_path, j.at("data_seed").get<uint64_t>(), data_seed);
+  } catch (const nlohmann::json::exception& e) {
+    fail_input("{}: {}", state_path, e.what());
+  }
+  Checkpoint adapter = Checkpoint::open((fs::path(dir) / "adapter_model.safetensors").string());
+  Checkpoint moments = Checkpoint::open((fs::path(dir) / "optimizer.safetensors").string());
+  auto fill = [&](const Checkpoint& c, const std::string& name, std::vector<float>& dst) {
+    const TensorView& t = c.get(name);
+    if (t.dtype != DType::F32 || size_t(t.numel()) != dst.size())
+      fail_input("{}: '{}' is {} {}; this run's adapter needs F32 [{}] (same peft settings as the checkpoint)",
+                 t.file, name, dtype_name(t.dtype), t.shape_str(), dst.size());
+    std::copy(t.as<float>(), t.as<float>() + dst.size(), dst.begin());
+  };
+  for (size_t i = 0; i < st.weights.size(); ++i) {
+    LoraWeights& w = st.weights[i];
+    fill(adapter, lora_tensor_name(w.layer, w.module, 'A'), w.a);
+    fill(adapter, lora_tensor_name(w.layer, w.module, 'B'), w.b);
+  }
+  for (size_t i = 0; i < opt.exp_avg.size(); ++i) {
+    fill(moments, fmt::format("exp_avg.{}", i), opt.exp_avg[i]);
+    fill(moments, fmt::format("exp_avg_sq.{}", i), opt.exp_avg_sq[i]);
+  }
+  return pr;
 }
 
 std::vector<LoraTensors> to_tensors(const LoraState& st, const GptOssConfig& cfg) {
@@ -111,29 +203,39 @@ TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, 
              model->adapter()->describe(), model_dir, backend->device_name(), total_steps, per_step,
              tp.learning_rate, tp.lr_scheduler_type, tp.output_dir);
 
-  auto save = [&](const std::string& dir) {
+  const uint64_t data_seed = uint64_t(tp.data_seed.value_or(tp.seed));
+  Progress pr;
+  std::string from = tp.resume_from_checkpoint;
+  if (from.empty() && tp.try_resume_from_last_checkpoint) from = last_checkpoint(tp.output_dir);
+  if (!from.empty()) {
+    pr = resume(from, st, opt, data_seed);
+    st.apply_to(*model);
+    fmt::print(log, "train: resumed from {} at step {}\n", from, pr.step);
+  }
+  auto save = [&](const std::string& dir, bool with_state) {
     fs::create_directories(fs::path(dir).parent_path().empty() ? fs::path(".") : fs::path(dir).parent_path());
     save_peft_adapter(dir, cfg.peft, mc, to_tensors(st, mc), cfg.model.model_name);
+    if (with_state) save_state(dir, pr, total_steps, data_seed, opt);
   };
 
   TrainSummary sum;
-  const uint64_t data_seed = uint64_t(tp.data_seed.value_or(tp.seed));
-  std::vector<size_t> order;
-  int64_t epoch = -1;
-  size_t cursor = 0;
-  for (int64_t step = 0; step < total_steps; ++step) {
+  auto epoch_order = [&](int64_t epoch) {
+    std::vector<size_t> o;
+    for (const auto& b : epoch_batches(examples.size(), 1, data_seed, epoch)) o.insert(o.end(), b.begin(), b.end());
+    return o;
+  };
+  std::vector<size_t> order = pr.epoch >= 0 ? epoch_order(pr.epoch) : std::vector<size_t>{};
+  for (int64_t step = pr.step; step < total_steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     // This step's examples: the epoch's shuffled order, continued into the next epoch when it runs out.
     std::vector<size_t> batch;
     while (int64_t(batch.size()) < per_step) {
-      if (cursor >= order.size()) {
-        ++epoch;
-        order.clear();
-        for (const auto& b : epoch_batches(examples.size(), 1, data_seed, epoch)) order.insert(order.end(), b.begin(), b.end());
-        cursor = 0;
+      if (pr.cursor >= order.size()) {
+        order = epoch_order(++pr.epoch);
+        pr.cursor = 0;
         if (tp.max_steps <= 0 && !batch.empty()) break;  // epochs bound the run: the last step is short
       }
-      batch.push_back(order[cursor++]);
+      batch.push_back(order[pr.cursor++]);
     }
     int64_t labelled = 0, tokens = 0;
     for (size_t i : batch) {
@@ -167,20 +269,21 @@ TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, 
       fmt::print(log, "train: step {}: gradient norm {}; update skipped\n", step + 1, norm);
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (step == 0) sum.first_loss = loss;
+    pr.step = step + 1;
+    if (sum.steps == 0) sum.first_loss = loss;
     sum.last_loss = loss;
     sum.steps = step + 1;
     if (tp.logging_steps <= 1 || (step + 1) % tp.logging_steps == 0 || step == 0 || step + 1 == total_steps)
       fmt::print(log, "step {}/{}  loss {:.4f}  grad_norm {:.4f}  lr {:.3e}  {:.1f} s  {:.1f} tok/s\n", step + 1,
                  total_steps, loss, norm, lr, secs, double(tokens) / secs);
-    if (tp.save_steps > 0 && (step + 1) % tp.save_steps == 0 && step + 1 < total_steps) {
+    if (tp.save_steps > 0 && (step + 1) % tp.save_steps == 0) {  // the last step too, as transformers does
       const std::string dir = (fs::path(tp.output_dir) / fmt::format("checkpoint-{}", step + 1)).string();
-      save(dir);
+      save(dir, true);
       fmt::print(log, "train: saved {}\n", dir);
     }
   }
   if (tp.save_final_model) {
-    save(tp.output_dir);
+    save(tp.output_dir, false);
     sum.adapter_dir = tp.output_dir;
     fmt::print(log, "train: saved the adapter to {} (PEFT layout; gptoss infer/serve take it as "
                "model.adapter_model)\n",

@@ -5,7 +5,9 @@
 // gradients are clipped to max_grad_norm, AdamW updates the LoRA weights at the schedule's learning rate,
 // and the model's adapter is rebuilt from them for the next step. Examples are shuffled per epoch
 // (seeded). The adapter is saved in PEFT's layout every save_steps under output_dir/checkpoint-<step> and
-// at the end in output_dir, each written to a temporary directory and renamed into place.
+// at the end in output_dir, each written to a temporary directory and renamed into place; a checkpoint
+// also holds trainer_state.json and optimizer.safetensors (AdamW's moments), from which
+// training.resume_from_checkpoint (or try_resume_from_last_checkpoint) continues the run exactly.
 #pragma once
 
 #include <cstdio>

@@ -61,6 +61,24 @@ done
 grep -q '"peft_type": "LORA"' "$TMP/out/adapter_config.json" || fail "adapter_config.json: $(cat "$TMP/out/adapter_config.json")"
 ls "$TMP/out" | grep -q tmp && fail "temporary files left in $TMP/out: $(ls "$TMP/out")"
 
+# Resuming from checkpoint-3 (adapter, AdamW moments, data position) ends where the straight run ended.
+[[ -f "$TMP/out/checkpoint-3/trainer_state.json" && -f "$TMP/out/checkpoint-3/optimizer.safetensors" ]] \
+  || fail "checkpoint-3 has no trainer state: $(ls "$TMP/out/checkpoint-3")"
+"$BIN" train -c "$TMP/train.yaml" "--data.train.datasets[0].dataset_path" "$TMP/data.jsonl" \
+  --training.resume_from_checkpoint "$TMP/out/checkpoint-3" --training.output_dir "$TMP/resumed" \
+  >/dev/null 2>"$TMP/log2" || { cat "$TMP/log2" >&2; fail "resume failed"; }
+grep -q "resumed from $TMP/out/checkpoint-3 at step 3" "$TMP/log2" || fail "no resume line: $(cat "$TMP/log2")"
+[[ $(grep -c '^step ' "$TMP/log2") == 3 ]] || fail "a resumed run should take steps 4-6: $(cat "$TMP/log2")"
+cmp -s "$TMP/out/adapter_model.safetensors" "$TMP/resumed/adapter_model.safetensors" \
+  || fail "resumed run's adapter differs from the straight run's"
+"$BIN" train -c "$TMP/train.yaml" "--data.train.datasets[0].dataset_path" "$TMP/data.jsonl" \
+  --training.try_resume_from_last_checkpoint true --training.max_steps 7 >/dev/null 2>"$TMP/log3" \
+  || { cat "$TMP/log3" >&2; fail "try_resume failed"; }
+grep -q "resumed from $TMP/out/checkpoint-6 at step 6" "$TMP/log3" || fail "try_resume did not take the last checkpoint: $(cat "$TMP/log3")"
+err=$("$BIN" train -c "$TMP/train.yaml" "--data.train.datasets[0].dataset_path" "$TMP/data.jsonl" \
+  --training.resume_from_checkpoint "$TMP/model" 2>&1 >/dev/null) && fail "resumed from a model directory"
+[[ "$err" == *"trainer_state.json"* ]] || fail "bad resume error: $err"
+
 # The trained adapter loads and changes the model's output.
 "$BIN" score --model "$TMP/model" --tokens 200005,1234,5 --output "$TMP/base.safetensors" >/dev/null 2>&1
 "$BIN" score --model "$TMP/model" --adapter "$TMP/out" --tokens 200005,1234,5 --output "$TMP/lora.safetensors" \
