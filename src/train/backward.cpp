@@ -101,25 +101,42 @@ void lora_backward(LoraState& st, int layer, LoraModule m, const float* x, const
 SequenceLoss sequence_loss_and_grads(GptOssModel& model, const std::vector<int32_t>& tokens,
                                      const std::vector<int32_t>& labels, LoraState& st, double grad_scale,
                                      int64_t logit_chunk) {
+  return batch_loss_and_grads(model, {TrainSequence{tokens, labels}}, st, grad_scale, logit_chunk);
+}
+
+SequenceLoss batch_loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>& seqs, LoraState& st,
+                                  double grad_scale, int64_t logit_chunk) {
   const GptOssConfig& cfg = model.config();
   const Weights& w = model.weights();
-  const int64_t n = int64_t(tokens.size()), H = cfg.hidden_size, V = cfg.vocab_size;
+  // The batch's tokens in sequence order: sequence s takes rows [start[s], start[s + 1]).
+  std::vector<int64_t> start{0};
+  std::vector<int32_t> labels, positions;
+  for (const TrainSequence& q : seqs) {
+    GPTOSS_CHECK(q.labels.size() == q.tokens.size() && !q.tokens.empty(), "training sequence: {} tokens and {} labels",
+                 q.tokens.size(), q.labels.size());
+    start.push_back(start.back() + int64_t(q.tokens.size()));
+    labels.insert(labels.end(), q.labels.begin(), q.labels.end());
+    for (size_t i = 0; i < q.tokens.size(); ++i) positions.push_back(int32_t(i));
+  }
+  const int64_t n = start.back(), H = cfg.hidden_size, V = cfg.vocab_size;
   const int64_t Q = cfg.q_dim(), KV = cfg.kv_dim(), E = cfg.num_local_experts;
   const int heads = cfg.num_attention_heads, kvh = cfg.num_key_value_heads, hd = cfg.head_dim;
   const int k = cfg.num_experts_per_tok;
   const float eps = float(cfg.rms_norm_eps);
-  GPTOSS_CHECK(int64_t(labels.size()) == n && n > 0, "training sequence: {} tokens and {} labels", n, labels.size());
+  GPTOSS_CHECK(n > 0, "training batch without sequences");
   GPTOSS_CHECK(model.backend().name() == "cpu", "training runs on the CPU backend (got {})", model.backend().name());
 
   // Forward with the activations the backward needs (the logits of the last position only: those of the
   // labelled positions are made below, a chunk at a time, so [n, vocab] never exists at once).
   const int bs = 16;
-  KvPool pool(cfg, model.backend(), SequenceKv::blocks_needed(n, bs), bs);
+  int blocks = 0;
+  for (const TrainSequence& q : seqs) blocks += SequenceKv::blocks_needed(int64_t(q.tokens.size()), bs);
+  KvPool pool(cfg, model.backend(), blocks, bs);
   LinearBlockAllocator alloc(pool.num_blocks());
-  SequenceKv seq(alloc, bs);
+  std::vector<SequenceKv> kv(seqs.size(), SequenceKv(alloc, bs));
   ForwardBatch batch;
-  batch.seqs.push_back(seq.chunk(tokens, 0, /*all_logits=*/false));
-  std::vector<float> last(static_cast<size_t>(V));
+  for (size_t s = 0; s < seqs.size(); ++s) batch.seqs.push_back(kv[s].chunk(seqs[s].tokens, 0, /*all_logits=*/false));
+  std::vector<float> last(size_t(V) * seqs.size());
   TrainCapture cap;
   model.forward(batch, pool, last.data(), nullptr, &cap);
 
@@ -158,8 +175,6 @@ SequenceLoss sequence_loss_and_grads(GptOssModel& model, const std::vector<int32
   }
   rms_norm_backward(cap.x_final.data(), w.norm, dh.data(), n, H, eps, dx.data());
 
-  std::vector<int32_t> positions(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) positions[size_t(i)] = int32_t(i);
   const RopeTable& rope = model.rope_table();
   std::vector<float> dlog(size_t(n * E)), dattn(size_t(n * Q));
   std::vector<float> dq(size_t(n * Q)), dk(size_t(n * KV)), dv(size_t(n * KV));
@@ -179,9 +194,12 @@ SequenceLoss sequence_loss_and_grads(GptOssModel& model, const std::vector<int32
     std::fill(dattn.begin(), dattn.end(), 0.0f);
     matmul_bf16_backward_x(dx.data(), n, H, L.o_w, Q, dattn.data());
     lora_backward(st, l, LoraModule::kO, c.attn.data(), dx.data(), n, dattn.data(), grad_scale);
-    attention_backward(c.q.data(), c.k.data(), c.v.data(), n, heads, kvh, hd, L.sinks,
-                       cfg.is_sliding(l) ? cfg.sliding_window : 0, 1.0f / std::sqrt(float(hd)), dattn.data(),
-                       dq.data(), dk.data(), dv.data());
+    for (size_t s = 0; s < seqs.size(); ++s) {  // attention stays within its sequence
+      const int64_t r = start[s], m = start[s + 1] - r;
+      attention_backward(c.q.data() + r * Q, c.k.data() + r * KV, c.v.data() + r * KV, m, heads, kvh, hd, L.sinks,
+                         cfg.is_sliding(l) ? cfg.sliding_window : 0, 1.0f / std::sqrt(float(hd)),
+                         dattn.data() + r * Q, dq.data() + r * Q, dk.data() + r * KV, dv.data() + r * KV);
+    }
     rope_backward(dq.data(), n, heads, hd, positions.data(), rope.inv_freq.data(), rope.attention_factor);
     rope_backward(dk.data(), n, kvh, hd, positions.data(), rope.inv_freq.data(), rope.attention_factor);
     rms_norm_forward(c.x_attn.data(), L.attn_norm, h.data(), n, H, eps);

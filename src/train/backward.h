@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "model/gpt_oss.h"
@@ -40,5 +41,13 @@ struct SequenceLoss {
 SequenceLoss sequence_loss_and_grads(GptOssModel& model, const std::vector<int32_t>& tokens,
                                      const std::vector<int32_t>& labels, LoraState& st, double grad_scale = 1.0,
                                      int64_t logit_chunk = 64);
+
+// Several sequences in one forward and one backward (each weight read once for all of them; attention
+// stays within a sequence): the loss is the mean over all their labelled positions.
+struct TrainSequence {
+  std::span<const int32_t> tokens, labels;
+};
+SequenceLoss batch_loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>& seqs, LoraState& st,
+                                  double grad_scale = 1.0, int64_t logit_chunk = 64);
 
 }  // namespace gptoss::train

@@ -243,13 +243,20 @@ TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, 
       tokens += int64_t(examples[i].tokens.size());
     }
     st.zero_grads();
+    // Micro-batches of per_device_train_batch_size sequences, one forward and backward each; each adds its
+    // gradient weighted by its share of the step's labelled tokens.
     double loss = 0;
-    for (size_t i : batch) {
-      const TrainExample& ex = examples[i];
-      const int64_t n_lab = std::count_if(ex.labels.begin(), ex.labels.end(), [](int32_t l) { return l >= 0; });
+    for (size_t b0 = 0; b0 < batch.size(); b0 += size_t(tp.per_device_train_batch_size)) {
+      std::vector<TrainSequence> micro;
+      int64_t n_lab = 0;
+      for (size_t j = b0; j < std::min(batch.size(), b0 + size_t(tp.per_device_train_batch_size)); ++j) {
+        const TrainExample& ex = examples[batch[j]];
+        micro.push_back(TrainSequence{ex.tokens, ex.labels});
+        n_lab += std::count_if(ex.labels.begin(), ex.labels.end(), [](int32_t l) { return l >= 0; });
+      }
       if (n_lab == 0) continue;
       const double share = double(n_lab) / double(labelled);
-      loss += share * sequence_loss_and_grads(*model, ex.tokens, ex.labels, st, share).loss;
+      loss += share * batch_loss_and_grads(*model, micro, st, share).loss;
     }
     std::vector<std::span<float>> params, grads;
     std::vector<std::span<const float>> cgrads;

@@ -1,6 +1,7 @@
 // `gptoss train`: supervised LoRA fine-tuning (TRL's SFTTrainer with PEFT, as Oumi runs it) on the CPU.
 //
-// One optimizer step takes per_device_train_batch_size x gradient_accumulation_steps examples; the loss is
+// One optimizer step takes per_device_train_batch_size x gradient_accumulation_steps examples, in
+// micro-batches of per_device_train_batch_size sequences (one forward and backward each); the loss is
 // the mean cross-entropy over all their labelled tokens (transformers' num_items_in_batch rule), the
 // gradients are clipped to max_grad_norm, AdamW updates the LoRA weights at the schedule's learning rate,
 // and the model's adapter is rebuilt from them for the next step. Examples are shuffled per epoch

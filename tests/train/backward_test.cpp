@@ -130,6 +130,47 @@ TEST_P(Backward, LoraGradientsMatchFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, Backward, ::testing::Values("mxfp4", "bf16"));
 
+// Two sequences in one forward and backward give the token-weighted mean of their separate losses and
+// gradients (rows of the other sequence must not leak into attention, positions restart at 0).
+TEST(BackwardBatch, TwoSequencesEqualTheirTokenWeightedSeparateRuns) {
+  auto backend = make_backend("cpu");
+  auto model = GptOssModel::load(testing::tiny_dir() + "/mxfp4", *backend);
+  const std::vector<int32_t> a = fixture_ids("mxfp4.seq2.input_ids"), b = fixture_ids("mxfp4.seq1.input_ids");
+  auto next_tokens = [](const std::vector<int32_t>& t, size_t from) {
+    std::vector<int32_t> l(t.size(), -100);
+    for (size_t i = from; i + 1 < t.size(); ++i) l[i] = t[i + 1];
+    return l;
+  };
+  const std::vector<int32_t> la = next_tokens(a, 4), lb = next_tokens(b, 9);
+  LoraState st = random_state(model->config(), 2, 11);
+  st.apply_to(*model);
+  const SequenceLoss ra = sequence_loss_and_grads(*model, a, la, st);
+  LoraState sep = st;
+  st.zero_grads();
+  const SequenceLoss rb = sequence_loss_and_grads(*model, b, lb, st);
+  const double wa = double(ra.labelled) / double(ra.labelled + rb.labelled), wb = 1.0 - wa;
+  st.zero_grads();
+  const SequenceLoss both = batch_loss_and_grads(*model, {TrainSequence{a, la}, TrainSequence{b, lb}}, st);
+  EXPECT_EQ(both.labelled, ra.labelled + rb.labelled);
+  EXPECT_NEAR(both.loss, wa * ra.loss + wb * rb.loss, 1e-5 * both.loss);
+  // sep.grads holds a's gradients; recompute b's into a fresh state for the weighted sum.
+  LoraState only_b = sep;
+  only_b.zero_grads();
+  sequence_loss_and_grads(*model, b, lb, only_b);
+  std::vector<float> want, got;
+  for (size_t i = 0; i < st.grads.size(); ++i)
+    for (bool is_a : {true, false}) {
+      const auto& ga = is_a ? sep.grads[i].a : sep.grads[i].b;
+      const auto& gb = is_a ? only_b.grads[i].a : only_b.grads[i].b;
+      const auto& g = is_a ? st.grads[i].a : st.grads[i].b;
+      for (size_t j = 0; j < g.size(); ++j) {
+        want.push_back(float(wa * ga[j] + wb * gb[j]));
+        got.push_back(g[j]);
+      }
+    }
+  EXPECT_LT(testing::rel_err(got, want), 1e-5);
+}
+
 // Loss and every LoRA gradient against transformers + peft (scripts/device/lora_grad_oracle.py wrote
 // tests/train/data/peft_grads on an H200 machine: the bf16 fixture in float32, eager attention, a random
 // rank-2 LoRA on q/k/v/o, the fixture's 33-token sequence trained from position 5).
