@@ -8,7 +8,8 @@
 //     s_p = (u'_p + 1) glu(g'_p), glu(x) = x sigmoid(a x), a = 1.702
 //     y_a = D s + b_d,   out_t = sum_j w[t, j] y_(t, j)
 //   backward, given dout_t
-//     dw_a = dout_t . y_a,   ds = w_a D^T dout_t
+//     dw_a = dout_t . y_a = (D^T dout_t) . s + dout_t . b_d,   ds = w_a D^T dout_t
+//     (one pass over D for both: y_a itself is never recomputed)
 //     du_p = ds_p glu(g'_p)                   where -L <= u_p <= L, else 0
 //     dg_p = ds_p (u'_p + 1) glu'(g'_p)       where g_p <= L, else 0
 //       glu'(x) = sigmoid(a x) + a x sigmoid(a x) (1 - sigmoid(a x))
@@ -321,20 +322,19 @@ void moe_backward(const float* h, int64_t n, int64_t hidden, const int32_t* idx,
         sc.s[size_t(i * inter + p)] = (uc + 1.0f) * (gc / (1.0f + std::exp(-1.702f * gc)));
       }
     }
-    // y = D s + b, only needed through dw = dout . y.
-    for (int i = 0; i < m; ++i) sc.ptrs[size_t(i)] = sc.s.data() + i * inter;
-    expert_product(down, e, false, sc.ptrs.data(), m, sc.acc.data(), sc.rows);
+    // D^T dout serves both the routing weight's gradient, dw = dout . (D s + b) = (D^T dout) . s + dout . b
+    // (so the expert's output itself is never recomputed), and ds = w D^T dout below.
+    for (int i = 0; i < m; ++i) sc.ptrs[size_t(i)] = dout + (asg[i] / k) * hidden;
+    expert_product(down, e, true, sc.ptrs.data(), m, sc.acc.data(), sc.rows);
     for (int i = 0; i < m; ++i) {
       const float* go = dout + (asg[i] / k) * hidden;
-      const double* y = sc.acc.data() + i * hidden;
       double sum = 0;
-      for (int64_t r = 0; r < hidden; ++r) sum += double(go[r]) * (y[r] + double(bf16_to_f32(d_bias[r])));
+      for (int64_t p = 0; p < inter; ++p) sum += sc.acc[size_t(i * inter + p)] * double(sc.s[size_t(i * inter + p)]);
+      for (int64_t r = 0; r < hidden; ++r) sum += double(go[r]) * double(bf16_to_f32(d_bias[r]));
       dw[size_t(asg[i])] = sum;
     }
 
-    // ds = w D^T dout, then through the SwiGLU.
-    for (int i = 0; i < m; ++i) sc.ptrs[size_t(i)] = dout + (asg[i] / k) * hidden;
-    expert_product(down, e, true, sc.ptrs.data(), m, sc.acc.data(), sc.rows);
+    // Then through the SwiGLU.
     for (int i = 0; i < m; ++i) {
       const double wa = w[asg[i]];
       for (int64_t p = 0; p < inter; ++p) {
