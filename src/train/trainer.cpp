@@ -155,6 +155,99 @@ std::vector<LoraTensors> to_tensors(const LoraState& st, const GptOssConfig& cfg
   return out;
 }
 
+// PEFT's initial adapter for the config's targets, and zero gradients of the same shapes.
+LoraState initial_state(const TrainingConfig& cfg, const GptOssConfig& mc) {
+  LoraState st;
+  st.rank = int(cfg.peft.lora_r);
+  st.alpha = double(cfg.peft.lora_alpha);
+  st.rslora = cfg.peft.use_rslora;
+  for (LoraTensors& t : init_lora(cfg.peft, mc, uint64_t(cfg.training.seed))) {
+    st.weights.push_back(LoraWeights{t.layer, t.module, std::move(t.a), std::move(t.b)});
+    LoraWeights g = st.weights.back();
+    std::fill(g.a.begin(), g.a.end(), 0.0f);
+    std::fill(g.b.begin(), g.b.end(), 0.0f);
+    st.grads.push_back(std::move(g));
+  }
+  return st;
+}
+
+// Hands out each step's examples: every epoch's shuffled order (seeded by data seed and epoch), continued
+// into the next epoch when it runs out, or (epochs_bound) ending a step short at the epoch's end.
+class ExampleOrder {
+ public:
+  ExampleOrder(size_t examples, uint64_t seed, Progress& pr) : examples_(examples), seed_(seed), pr_(pr) {
+    if (pr_.epoch >= 0) order_ = epoch(pr_.epoch);
+  }
+  std::vector<size_t> next(int64_t count, bool epochs_bound) {
+    std::vector<size_t> batch;
+    while (int64_t(batch.size()) < count) {
+      if (pr_.cursor >= order_.size()) {
+        order_ = epoch(++pr_.epoch);
+        pr_.cursor = 0;
+        if (epochs_bound && !batch.empty()) break;
+      }
+      batch.push_back(order_[pr_.cursor++]);
+    }
+    return batch;
+  }
+
+ private:
+  std::vector<size_t> epoch(int64_t e) const {
+    std::vector<size_t> o;
+    for (const auto& b : epoch_batches(examples_, 1, seed_, e)) o.insert(o.end(), b.begin(), b.end());
+    return o;
+  }
+  size_t examples_;
+  uint64_t seed_;
+  Progress& pr_;
+  std::vector<size_t> order_;
+};
+
+int64_t labelled_tokens(const TrainExample& ex) {
+  return std::count_if(ex.labels.begin(), ex.labels.end(), [](int32_t l) { return l >= 0; });
+}
+
+// The step's gradients into st.grads (zeroed first) from micro-batches of `micro` sequences, one forward
+// and backward each, weighted by their share of the step's labelled tokens; returns the step's loss.
+double accumulate_gradients(GptOssModel& model, const std::vector<TrainExample>& examples,
+                            const std::vector<size_t>& batch, size_t micro, LoraState& st) {
+  int64_t labelled = 0;
+  for (size_t i : batch) labelled += labelled_tokens(examples[i]);
+  st.zero_grads();
+  double loss = 0;
+  for (size_t b0 = 0; b0 < batch.size(); b0 += micro) {
+    std::vector<TrainSequence> seqs;
+    int64_t n_lab = 0;
+    for (size_t j = b0; j < std::min(batch.size(), b0 + micro); ++j) {
+      const TrainExample& ex = examples[batch[j]];
+      seqs.push_back(TrainSequence{ex.tokens, ex.labels});
+      n_lab += labelled_tokens(ex);
+    }
+    if (n_lab == 0) continue;
+    const double share = double(n_lab) / double(labelled);
+    loss += share * batch_loss_and_grads(model, seqs, st, share).loss;
+  }
+  return loss;
+}
+
+// Clips st's gradients, takes the AdamW step at lr and puts the new adapter into the model; returns the
+// gradient norm before clipping (not finite: no update).
+double update(GptOssModel& model, LoraState& st, AdamW& opt, double max_grad_norm, double lr) {
+  std::vector<std::span<float>> params, grads;
+  for (size_t i = 0; i < st.weights.size(); ++i) {
+    params.emplace_back(st.weights[i].a);
+    params.emplace_back(st.weights[i].b);
+    grads.emplace_back(st.grads[i].a);
+    grads.emplace_back(st.grads[i].b);
+  }
+  const double norm = clip_grad_norm(grads, max_grad_norm);
+  if (!std::isfinite(norm)) return norm;
+  const std::vector<std::span<const float>> cgrads(grads.begin(), grads.end());
+  opt.step(params, cgrads, lr);
+  st.apply_to(model);
+  return norm;
+}
+
 }  // namespace
 
 TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, std::FILE* log) {
@@ -184,17 +277,7 @@ TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, 
   const int64_t steps_per_epoch = std::max<int64_t>(1, (int64_t(examples.size()) + per_step - 1) / per_step);
   const int64_t total_steps = tp.max_steps > 0 ? tp.max_steps : steps_per_epoch * tp.num_train_epochs;
 
-  LoraState st;
-  st.rank = int(cfg.peft.lora_r);
-  st.alpha = double(cfg.peft.lora_alpha);
-  st.rslora = cfg.peft.use_rslora;
-  for (LoraTensors& t : init_lora(cfg.peft, mc, uint64_t(tp.seed))) {
-    st.weights.push_back(LoraWeights{t.layer, t.module, std::move(t.a), std::move(t.b)});
-    LoraWeights g = st.weights.back();
-    std::fill(g.a.begin(), g.a.end(), 0.0f);
-    std::fill(g.b.begin(), g.b.end(), 0.0f);
-    st.grads.push_back(std::move(g));
-  }
+  LoraState st = initial_state(cfg, mc);
   std::vector<size_t> sizes;
   for (const LoraWeights& w : st.weights) sizes.push_back(w.a.size()), sizes.push_back(w.b.size());
   AdamW opt(tp, sizes);
@@ -219,62 +302,17 @@ TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, 
   };
 
   TrainSummary sum;
-  auto epoch_order = [&](int64_t epoch) {
-    std::vector<size_t> o;
-    for (const auto& b : epoch_batches(examples.size(), 1, data_seed, epoch)) o.insert(o.end(), b.begin(), b.end());
-    return o;
-  };
-  std::vector<size_t> order = pr.epoch >= 0 ? epoch_order(pr.epoch) : std::vector<size_t>{};
+  ExampleOrder order(examples.size(), data_seed, pr);
   for (int64_t step = pr.step; step < total_steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
-    // This step's examples: the epoch's shuffled order, continued into the next epoch when it runs out.
-    std::vector<size_t> batch;
-    while (int64_t(batch.size()) < per_step) {
-      if (pr.cursor >= order.size()) {
-        order = epoch_order(++pr.epoch);
-        pr.cursor = 0;
-        if (tp.max_steps <= 0 && !batch.empty()) break;  // epochs bound the run: the last step is short
-      }
-      batch.push_back(order[pr.cursor++]);
-    }
-    int64_t labelled = 0, tokens = 0;
-    for (size_t i : batch) {
-      for (int32_t l : examples[i].labels) labelled += l >= 0;
-      tokens += int64_t(examples[i].tokens.size());
-    }
-    st.zero_grads();
-    // Micro-batches of per_device_train_batch_size sequences, one forward and backward each; each adds its
-    // gradient weighted by its share of the step's labelled tokens.
-    double loss = 0;
-    for (size_t b0 = 0; b0 < batch.size(); b0 += size_t(tp.per_device_train_batch_size)) {
-      std::vector<TrainSequence> micro;
-      int64_t n_lab = 0;
-      for (size_t j = b0; j < std::min(batch.size(), b0 + size_t(tp.per_device_train_batch_size)); ++j) {
-        const TrainExample& ex = examples[batch[j]];
-        micro.push_back(TrainSequence{ex.tokens, ex.labels});
-        n_lab += std::count_if(ex.labels.begin(), ex.labels.end(), [](int32_t l) { return l >= 0; });
-      }
-      if (n_lab == 0) continue;
-      const double share = double(n_lab) / double(labelled);
-      loss += share * batch_loss_and_grads(*model, micro, st, share).loss;
-    }
-    std::vector<std::span<float>> params, grads;
-    std::vector<std::span<const float>> cgrads;
-    for (size_t i = 0; i < st.weights.size(); ++i) {
-      params.emplace_back(st.weights[i].a);
-      params.emplace_back(st.weights[i].b);
-      grads.emplace_back(st.grads[i].a);
-      grads.emplace_back(st.grads[i].b);
-    }
-    const double norm = clip_grad_norm(grads, tp.max_grad_norm);
+    const std::vector<size_t> batch = order.next(per_step, tp.max_steps <= 0);
+    int64_t tokens = 0;
+    for (size_t i : batch) tokens += int64_t(examples[i].tokens.size());
+    const double loss =
+        accumulate_gradients(*model, examples, batch, size_t(tp.per_device_train_batch_size), st);
     const double lr = lr_at(tp, step, total_steps);
-    if (std::isfinite(norm)) {
-      for (const auto& g : grads) cgrads.emplace_back(g.data(), g.size());
-      opt.step(params, cgrads, lr);
-      st.apply_to(*model);
-    } else {
-      fmt::print(log, "train: step {}: gradient norm {}; update skipped\n", step + 1, norm);
-    }
+    const double norm = update(*model, st, opt, tp.max_grad_norm, lr);
+    if (!std::isfinite(norm)) fmt::print(log, "train: step {}: gradient norm {}; update skipped\n", step + 1, norm);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     pr.step = step + 1;
     if (sum.steps == 0) sum.first_loss = loss;
