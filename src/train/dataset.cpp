@@ -17,6 +17,7 @@ namespace fs = std::filesystem;
 using OJson = nlohmann::ordered_json;
 
 constexpr const char* kCollator = "text_completions_only_with_padding";
+constexpr const char* kAllTokens = "text_with_padding";  // and no collator: every token trained
 constexpr const char* kDefaultResponse = "<|start|>assistant";
 constexpr const char* kDefaultInstruction = "<|start|>user";
 constexpr const char* kReasoningKeys[] = {"reasoning_content", "reasoning", "thinking"};
@@ -72,12 +73,23 @@ std::vector<int32_t> template_ids(const Tokenizer& tok, const DatasetSplitParams
   return {ids.begin(), ids.end()};
 }
 
-void check_split(const DatasetSplitParams& split) {
+// Whether the split trains the assistant's tokens only (else every token); checks the collator.
+bool completion_only(const DatasetSplitParams& split) {
+  if (split.collator_name.empty() || split.collator_name == kAllTokens) {
+    if (split.collator_kwargs.is_object() && !split.collator_kwargs.empty())
+      fail_input("data.train.collator_kwargs is {}; {} takes no options", split.collator_kwargs.dump(),
+                 split.collator_name.empty() ? "training on every token (no collator_name)" : kAllTokens);
+    return false;
+  }
   if (split.collator_name != kCollator)
     fail_input("data.train.collator_name is '{}'; gptoss train supports {} (train on the assistant's messages "
-               "only){}",
-               split.collator_name, kCollator, split.collator_name.empty() ? ": set it" : "");
-  if (split.collator_kwargs.is_object())
+               "only) and {} (every token)",
+               split.collator_name, kCollator, kAllTokens);
+  return true;
+}
+
+void check_split(const DatasetSplitParams& split) {
+  if (split.collator_kwargs.is_object() && completion_only(split))
     for (const auto& [key, value] : split.collator_kwargs.items())
       if (key != "response_template" && key != "instruction_template")
         fail_input("data.train.collator_kwargs.{} is not a {} option; expected response_template or "
@@ -225,6 +237,7 @@ std::vector<TrainExample> load_train_examples(const DataParams& data, const Toke
                max_len);
   const DatasetSplitParams& split = data.train;
   check_split(split);
+  const bool only_assistant = completion_only(split);
   const std::vector<int32_t> response = template_ids(tok, split, "response_template", kDefaultResponse);
   const std::vector<int32_t> instruction = template_ids(tok, split, "instruction_template", kDefaultInstruction);
   const std::string key = split.target_col.empty() ? "messages" : split.target_col;
@@ -248,7 +261,8 @@ std::vector<TrainExample> load_train_examples(const DataParams& data, const Toke
       std::vector<int> ids;
       try {
         const harmony::Conversation conv = training_conversation(row.json, key);
-        if (std::none_of(conv.messages.begin(), conv.messages.end(),
+        if (only_assistant &&
+            std::none_of(conv.messages.begin(), conv.messages.end(),
                          [](const harmony::Message& m) { return m.author.role == harmony::Role::kAssistant; }))
           fail_input("no assistant message; nothing to train on (only the assistant's messages are trained)");
         ids = harmony::render_for_training_tokens(conv, tok, ro);
@@ -261,7 +275,12 @@ std::vector<TrainExample> load_train_examples(const DataParams& data, const Toke
         ex.tokens.resize(size_t(max_len));
         ++st.truncated;
       }
-      ex.labels = completion_only_labels(ex.tokens, response, instruction);
+      if (only_assistant) {
+        ex.labels = completion_only_labels(ex.tokens, response, instruction);
+      } else {
+        ex.labels.assign(ex.tokens.size(), kIgnoreLabel);
+        for (size_t i = 0; i + 1 < ex.tokens.size(); ++i) ex.labels[i] = ex.tokens[i + 1];
+      }
       const auto trained =
           std::count_if(ex.labels.begin(), ex.labels.end(), [](int32_t l) { return l != kIgnoreLabel; });
       if (trained == 0) {

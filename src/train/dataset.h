@@ -60,8 +60,9 @@ struct DatasetStats {
 // Every example of data.train, dataset after dataset in the config's order. Per dataset: dataset_path (a
 // local .jsonl) is read; a dataset_name without dataset_path is an InputError asking for a local file
 // (gptoss reads no hub datasets); shuffle (with the dataset's seed; deterministic, not HF datasets' order)
-// then sample_count (the first n). Rejected: collator names other than text_completions_only_with_padding,
-// pack: true, mixture_proportion. Each example is cut to max_len tokens (max_len >= 2); examples with no
+// then sample_count (the first n). collator_name text_completions_only_with_padding labels the assistant's
+// tokens (below); text_with_padding, or none, labels every token (TRL's default for conversations).
+// Rejected: other collator names, pack: true, mixture_proportion. Each example is cut to max_len tokens (max_len >= 2); examples with no
 // trained token left are dropped (counted in stats).
 std::vector<TrainExample> load_train_examples(const DataParams& data, const Tokenizer& tok, int64_t max_len,
                                               DatasetStats* stats = nullptr);

@@ -142,6 +142,24 @@ TEST_F(Dataset, SingleTurnLabelsTheAssistantsAnalysisAndFinal) {
 
 // Two turns: both answers trained, the user's second message not; the first turn's thinking is dropped
 // (as the chat template drops it), the last turn's kept. Read from the second line of the file.
+// text_with_padding (and no collator at all, TRL's default) trains every token: the labels are the
+// whole rendering shifted by one; a conversation without an assistant message is fine there.
+TEST_F(Dataset, TextWithPaddingTrainsEveryToken) {
+  for (const char* collator : {"text_with_padding", ""}) {
+    DataParams d = data_for(write("all.jsonl", {kSingleTurn, R"({"messages": [{"role": "user", "content": "hi"}]})"}));
+    d.train.collator_name = collator;
+    const auto ex = load_train_examples(d, tokenizer(), 4096);
+    ASSERT_EQ(ex.size(), 2u) << collator;
+    for (const TrainExample& e : ex) {
+      ASSERT_EQ(e.labels.size(), e.tokens.size());
+      for (size_t i = 0; i + 1 < e.tokens.size(); ++i) EXPECT_EQ(e.labels[i], e.tokens[i + 1]);
+      EXPECT_EQ(e.labels.back(), kIgnoreLabel);
+    }
+    d.train.collator_name = "text_completions_only_with_padding";  // the user-only line has nothing to train
+    EXPECT_NE(error_of(d).find("all.jsonl:2: no assistant message"), std::string::npos);
+  }
+}
+
 TEST_F(Dataset, MultiTurnLabelsEachAnswerAndDropsOldThinking) {
   const auto ex = load_train_examples(data_for(write("b.jsonl", {kSingleTurn, "", kMultiTurn})), tokenizer(), 4096);
   ASSERT_EQ(ex.size(), 2u);
@@ -235,10 +253,14 @@ TEST_F(Dataset, BadLinesNameFileLineAndProblem) {
 
 TEST_F(Dataset, ConfigErrorsNameTheKey) {
   DataParams d = data_for(write("ok.jsonl", {kSingleTurn}));
-  d.train.collator_name = "text_with_padding";
+  d.train.collator_name = "DataCollatorForLanguageModeling";
   std::string e = error_of(d);
-  EXPECT_NE(e.find("data.train.collator_name is 'text_with_padding'"), std::string::npos) << e;
+  EXPECT_NE(e.find("data.train.collator_name is 'DataCollatorForLanguageModeling'"), std::string::npos) << e;
   EXPECT_NE(e.find("text_completions_only_with_padding"), std::string::npos) << e;
+  EXPECT_NE(e.find("text_with_padding"), std::string::npos) << e;
+  d.train.collator_name = "text_with_padding";
+  d.train.collator_kwargs = {{"response_template", "<|start|>assistant"}};
+  EXPECT_NE(error_of(d).find("text_with_padding takes no options"), std::string::npos);
 
   d = data_for("");
   d.train.datasets[0].dataset_name = "HuggingFaceH4/Multilingual-Thinking";
