@@ -290,7 +290,7 @@ TEST_F(CudaOps, AttentionHeadLayoutsAndSplits) {
 
 // The real widths (90 blocks a row), and rows longer than one pass of the wide kernels (100 and 128
 // blocks) with intermediate sizes that do not fill whole thread blocks of pairs / rows. The shapes with
-// n * k >= 32 token-slots take the tensor-core kernels (kTensorCoreMinSlots), grouped by expert: up to 415
+// n * k >= experts token-slots take the tensor-core kernels (use_tensor_cores), grouped by expert: up to 415
 // slots in chunks of 8 through the streaming kernel (300 slots over 4 experts: 10 chunks an expert, the
 // last partial; 90 and 3 blocks a row: whole and partial steps of 4 blocks), from 416 in chunks of 32
 // (110 x 4 over 32 experts, partial chunks; 500 x 2 over 8 experts of 3 and 2 blocks a row).

@@ -1,7 +1,7 @@
 // router_topk and the MoE block (MXFP4 or bf16 experts) with the clamped SwiGLU.
 // Three passes: gate_up + SwiGLU -> h [n*k, I]; down -> y [n*k, H]; weighted sum -> out [n, H]. MXFP4
-// experts of kTensorCoreMinSlots or more token-slots take the tensor-core kernels of moe_mxfp4.cu for
-// the first two; fewer (decode at small batches) the CUDA-core kernels here.
+// experts with at least one token-slot an expert on average take the tensor-core kernels of moe_mxfp4.cu
+// for the first two (use_tensor_cores); fewer (decode at small batches) the CUDA-core kernels here.
 #include <algorithm>
 
 #include "backend/cuda/common.cuh"
@@ -254,13 +254,13 @@ __global__ void combine_kernel(const float* y, const float* w, int k, int64_t hi
 }
 
 
-// MXFP4 experts of at least this many token-slots (n * k) run on the tensor cores (moe_mxfp4.cuh); fewer
-// on the CUDA-core kernels above, faster there (H200, 20b shape, against the tensor cores' streaming
-// kernel: batch 1 / 2 / 4 = 4 / 8 / 16 slots 352 / 511 / 716 vs 260 / 391 / 591 tok/s; batch 8 = 32 slots
-// 901-906 vs 918-930 the other way).
-constexpr int64_t kTensorCoreMinSlots = 32;
+// MXFP4 experts take the tensor cores (moe_mxfp4.cuh) from one token-slot an expert on average: fewer, and
+// most chunks of the grouped kernels hold a single slot, which leaves 7 of the mma's 8 columns idle while
+// the CUDA-core kernels above stream each slot's expert at a higher rate. H200, tensor cores vs CUDA cores:
+// 20b (32 experts) 16 / 32 slots (batch 4 / 8): 591 / 918-932 vs 716 / 901-906 tok/s; 120b (128 experts)
+// 32 / 64 / 128 slots (batch 8 / 16 / 32): 523 / 672 / 874 vs 623 / 717 / 763.
 bool use_tensor_cores(const ExpertWeights& gate_up, int64_t slots) {
-  return gate_up.mxfp4 && slots >= kTensorCoreMinSlots;
+  return gate_up.mxfp4 && slots >= gate_up.experts;
 }
 
 }  // namespace
