@@ -96,6 +96,9 @@ void lora_backward(LoraState& st, int layer, LoraModule m, const float* x, const
   });
 }
 
+SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>& seqs, LoraState* st,
+                            double grad_scale, int64_t logit_chunk);
+
 }  // namespace
 
 SequenceLoss sequence_loss_and_grads(GptOssModel& model, const std::vector<int32_t>& tokens,
@@ -104,8 +107,20 @@ SequenceLoss sequence_loss_and_grads(GptOssModel& model, const std::vector<int32
   return batch_loss_and_grads(model, {TrainSequence{tokens, labels}}, st, grad_scale, logit_chunk);
 }
 
+SequenceLoss batch_loss(GptOssModel& model, const std::vector<TrainSequence>& seqs, int64_t logit_chunk) {
+  return loss_and_grads(model, seqs, nullptr, 1.0, logit_chunk);
+}
+
 SequenceLoss batch_loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>& seqs, LoraState& st,
                                   double grad_scale, int64_t logit_chunk) {
+  return loss_and_grads(model, seqs, &st, grad_scale, logit_chunk);
+}
+
+namespace {
+
+// Both of the above: with st null, the loss alone (no gradient is formed).
+SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>& seqs, LoraState* st,
+                            double grad_scale, int64_t logit_chunk) {
   const GptOssConfig& cfg = model.config();
   const Weights& w = model.weights();
   // The batch's tokens in sequence order: sequence s takes rows [start[s], start[s + 1]).
@@ -165,6 +180,7 @@ SequenceLoss batch_loss_and_grads(GptOssModel& model, const std::vector<TrainSeq
     model.backend().matmul_bf16(hc.data(), m, H, w.lm_head, nullptr, logits.data(), V);
     const double share = double(m) / double(res.labelled);
     res.loss += share * cross_entropy(logits.data(), m, V, target.data(), dlogits.data());
+    if (!st) continue;
     for (float& g : dlogits) g = float(g * share);
     std::fill(dhc.begin(), dhc.begin() + m * H, 0.0f);
     matmul_bf16_backward_x(dlogits.data(), m, V, w.lm_head, H, dhc.data());
@@ -173,6 +189,7 @@ SequenceLoss batch_loss_and_grads(GptOssModel& model, const std::vector<TrainSeq
       std::copy(dhc.begin() + j * H, dhc.begin() + (j + 1) * H, dh.begin() + i * H);
     }
   }
+  if (!st) return res;
   rms_norm_backward(cap.x_final.data(), w.norm, dh.data(), n, H, eps, dx.data());
 
   const RopeTable& rope = model.rope_table();
@@ -187,13 +204,13 @@ SequenceLoss batch_loss_and_grads(GptOssModel& model, const std::vector<TrainSeq
     moe_backward(h.data(), n, H, c.expert_idx.data(), c.expert_w.data(), k, L.gate_up, L.down,
                  float(cfg.swiglu_limit), dx.data(), dh.data(), dlog.data());
     matmul_bf16_backward_x(dlog.data(), n, E, L.router_w, H, dh.data());
-    lora_backward(st, l, LoraModule::kRouter, h.data(), dlog.data(), n, dh.data(), grad_scale);
+    lora_backward(*st, l, LoraModule::kRouter, h.data(), dlog.data(), n, dh.data(), grad_scale);
     rms_norm_backward(c.x_moe.data(), L.mlp_norm, dh.data(), n, H, eps, dx.data());
 
     // Attention block.
     std::fill(dattn.begin(), dattn.end(), 0.0f);
     matmul_bf16_backward_x(dx.data(), n, H, L.o_w, Q, dattn.data());
-    lora_backward(st, l, LoraModule::kO, c.attn.data(), dx.data(), n, dattn.data(), grad_scale);
+    lora_backward(*st, l, LoraModule::kO, c.attn.data(), dx.data(), n, dattn.data(), grad_scale);
     for (size_t s = 0; s < seqs.size(); ++s) {  // attention stays within its sequence
       const int64_t r = start[s], m = start[s + 1] - r;
       attention_backward(c.q.data() + r * Q, c.k.data() + r * KV, c.v.data() + r * KV, m, heads, kvh, hd, L.sinks,
@@ -207,12 +224,14 @@ SequenceLoss batch_loss_and_grads(GptOssModel& model, const std::vector<TrainSeq
     matmul_bf16_backward_x(dq.data(), n, Q, L.q_w, H, dh.data());
     matmul_bf16_backward_x(dk.data(), n, KV, L.k_w, H, dh.data());
     matmul_bf16_backward_x(dv.data(), n, KV, L.v_w, H, dh.data());
-    lora_backward(st, l, LoraModule::kQ, h.data(), dq.data(), n, dh.data(), grad_scale);
-    lora_backward(st, l, LoraModule::kK, h.data(), dk.data(), n, dh.data(), grad_scale);
-    lora_backward(st, l, LoraModule::kV, h.data(), dv.data(), n, dh.data(), grad_scale);
+    lora_backward(*st, l, LoraModule::kQ, h.data(), dq.data(), n, dh.data(), grad_scale);
+    lora_backward(*st, l, LoraModule::kK, h.data(), dk.data(), n, dh.data(), grad_scale);
+    lora_backward(*st, l, LoraModule::kV, h.data(), dv.data(), n, dh.data(), grad_scale);
     rms_norm_backward(c.x_attn.data(), L.attn_norm, dh.data(), n, H, eps, dx.data());
   }
   return res;
 }
+
+}  // namespace
 
 }  // namespace gptoss::train

@@ -49,5 +49,7 @@ struct TrainSequence {
 };
 SequenceLoss batch_loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>& seqs, LoraState& st,
                                   double grad_scale = 1.0, int64_t logit_chunk = 64);
+// The loss alone (the evaluation loss: no backward).
+SequenceLoss batch_loss(GptOssModel& model, const std::vector<TrainSequence>& seqs, int64_t logit_chunk = 64);
 
 }  // namespace gptoss::train

@@ -60,13 +60,13 @@ std::string json_error_text(const std::exception& e) {
 }
 
 // A collator template (harmony text with special tokens) as token ids.
-std::vector<int32_t> template_ids(const Tokenizer& tok, const DatasetSplitParams& split, const char* key,
-                                  const char* fallback) {
+std::vector<int32_t> template_ids(const Tokenizer& tok, const DatasetSplitParams& split, const std::string& where,
+                                  const char* key, const char* fallback) {
   std::string text = fallback;
   if (split.collator_kwargs.is_object() && split.collator_kwargs.contains(key)) {
     const auto& v = split.collator_kwargs[key];
     if (!v.is_string() || v.get<std::string>().empty())
-      fail_input("data.train.collator_kwargs.{} is {}; expected harmony text such as \"{}\"", key, v.dump(), fallback);
+      fail_input("{}.collator_kwargs.{} is {}; expected harmony text such as \"{}\"", where, key, v.dump(), fallback);
     text = v.get<std::string>();
   }
   const std::vector<int> ids = tok.encode_with_special(text);
@@ -74,36 +74,36 @@ std::vector<int32_t> template_ids(const Tokenizer& tok, const DatasetSplitParams
 }
 
 // Whether the split trains the assistant's tokens only (else every token); checks the collator.
-bool completion_only(const DatasetSplitParams& split) {
+bool completion_only(const DatasetSplitParams& split, const std::string& where) {
   if (split.collator_name.empty() || split.collator_name == kAllTokens) {
     if (split.collator_kwargs.is_object() && !split.collator_kwargs.empty())
-      fail_input("data.train.collator_kwargs is {}; {} takes no options", split.collator_kwargs.dump(),
+      fail_input("{}.collator_kwargs is {}; {} takes no options", where, split.collator_kwargs.dump(),
                  split.collator_name.empty() ? "training on every token (no collator_name)" : kAllTokens);
     return false;
   }
   if (split.collator_name != kCollator)
-    fail_input("data.train.collator_name is '{}'; gptoss train supports {} (train on the assistant's messages "
+    fail_input("{}.collator_name is '{}'; gptoss train supports {} (train on the assistant's messages "
                "only) and {} (every token)",
-               split.collator_name, kCollator, kAllTokens);
+               where, split.collator_name, kCollator, kAllTokens);
   return true;
 }
 
-void check_split(const DatasetSplitParams& split) {
-  if (split.collator_kwargs.is_object() && completion_only(split))
+void check_split(const DatasetSplitParams& split, const std::string& where) {
+  if (split.collator_kwargs.is_object() && completion_only(split, where))
     for (const auto& [key, value] : split.collator_kwargs.items())
       if (key != "response_template" && key != "instruction_template")
-        fail_input("data.train.collator_kwargs.{} is not a {} option; expected response_template or "
+        fail_input("{}.collator_kwargs.{} is not a {} option; expected response_template or "
                    "instruction_template",
-                   key, kCollator);
+                   where, key, kCollator);
   if (split.pack)
-    fail_input("data.train.pack is true; gptoss train trains one conversation per sequence (set it false)");
+    fail_input("{}.pack is true; gptoss train trains one conversation per sequence (set it false)", where);
   if (split.datasets.empty())
-    fail_input("data.train.datasets is empty; list at least one dataset with a local dataset_path (JSONL)");
+    fail_input("{}.datasets is empty; list at least one dataset with a local dataset_path (JSONL)", where);
 }
 
 // The JSONL file of datasets[i], checked.
-std::string dataset_file(const DatasetParams& d, size_t i) {
-  const std::string key = fmt::format("data.train.datasets[{}]", i);
+std::string dataset_file(const DatasetParams& d, const std::string& where, size_t i) {
+  const std::string key = fmt::format("{}.datasets[{}]", where, i);
   if (d.dataset_path.empty())
     fail_input("{}.dataset_name is '{}' and there is no dataset_path: gptoss train reads local JSONL only (one "
                "{{\"messages\": [...]}} per line); download the dataset and set {}.dataset_path to the .jsonl file",
@@ -233,13 +233,18 @@ std::vector<std::vector<size_t>> epoch_batches(size_t num_examples, int64_t batc
 
 std::vector<TrainExample> load_train_examples(const DataParams& data, const Tokenizer& tok, int64_t max_len,
                                               DatasetStats* stats) {
+  return load_examples(data.train, "data.train", tok, max_len, stats);
+}
+
+std::vector<TrainExample> load_examples(const DatasetSplitParams& split, const std::string& where,
+                                        const Tokenizer& tok, int64_t max_len, DatasetStats* stats) {
   GPTOSS_CHECK(max_len >= 2, "load_train_examples: max_len is {}; a training sequence needs at least 2 tokens",
                max_len);
-  const DatasetSplitParams& split = data.train;
-  check_split(split);
-  const bool only_assistant = completion_only(split);
-  const std::vector<int32_t> response = template_ids(tok, split, "response_template", kDefaultResponse);
-  const std::vector<int32_t> instruction = template_ids(tok, split, "instruction_template", kDefaultInstruction);
+  check_split(split, where);
+  const bool only_assistant = completion_only(split, where);
+  const std::vector<int32_t> response = template_ids(tok, split, where, "response_template", kDefaultResponse);
+  const std::vector<int32_t> instruction =
+      template_ids(tok, split, where, "instruction_template", kDefaultInstruction);
   const std::string key = split.target_col.empty() ? "messages" : split.target_col;
 
   DatasetStats st;
@@ -248,9 +253,9 @@ std::vector<TrainExample> load_train_examples(const DataParams& data, const Toke
   ro.auto_drop_analysis = false;  // training_conversation already chose which chain of thought stays
   for (size_t di = 0; di < split.datasets.size(); ++di) {
     const DatasetParams& d = split.datasets[di];
-    const std::string path = dataset_file(d, di);
+    const std::string path = dataset_file(d, where, di);
     std::vector<Row> rows = read_jsonl(path);
-    if (rows.empty()) fail_input("{}: no conversations (data.train.datasets[{}].dataset_path)", path, di);
+    if (rows.empty()) fail_input("{}: no conversations ({}.datasets[{}].dataset_path)", path, where, di);
     std::vector<size_t> order(rows.size());
     std::iota(order.begin(), order.end(), size_t(0));
     if (d.shuffle) order = permutation(rows.size(), uint64_t(d.seed));

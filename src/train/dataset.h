@@ -66,6 +66,9 @@ struct DatasetStats {
 // trained token left are dropped (counted in stats).
 std::vector<TrainExample> load_train_examples(const DataParams& data, const Tokenizer& tok, int64_t max_len,
                                               DatasetStats* stats = nullptr);
+// The same for any split (data.validation for the evaluation loss); `where` names it in messages.
+std::vector<TrainExample> load_examples(const DatasetSplitParams& split, const std::string& where,
+                                        const Tokenizer& tok, int64_t max_len, DatasetStats* stats = nullptr);
 
 // --- the pieces, for tests and tools ---------------------------------------------------------------
 

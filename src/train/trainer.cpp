@@ -54,9 +54,15 @@ void check_supported(const TrainingConfig& cfg) {
     fail_input("{}: training.num_train_epochs is {} and max_steps {}; one must be positive", cfg.source,
                t.num_train_epochs, t.max_steps);
   if (t.output_dir.empty()) fail_input("{}: training.output_dir is empty; expected a directory", cfg.source);
-  if (t.eval_strategy != "no")
-    fail_input("{}: training.eval_strategy is '{}'; gptoss train has no evaluation loop yet (set 'no')", cfg.source,
-               t.eval_strategy);
+  if (t.eval_strategy != "no" && cfg.data.validation.datasets.empty())
+    fail_input("{}: training.eval_strategy is '{}' but data.validation.datasets is empty; list a validation "
+               "dataset (dataset_path: a local JSONL) or set eval_strategy: no",
+               cfg.source, t.eval_strategy);
+  if (t.eval_strategy == "steps" && t.eval_steps <= 0)
+    fail_input("{}: training.eval_steps is {}; expected >= 1", cfg.source, t.eval_steps);
+  if (t.per_device_eval_batch_size <= 0)
+    fail_input("{}: training.per_device_eval_batch_size is {}; expected >= 1", cfg.source,
+               t.per_device_eval_batch_size);
   validate_lr_schedule(t);
   lora_target_modules(cfg.peft);  // throws on what it does not train
 }
@@ -248,6 +254,23 @@ double update(GptOssModel& model, LoraState& st, AdamW& opt, double max_grad_nor
   return norm;
 }
 
+// The mean loss over every labelled token of the validation examples, in micro-batches of `micro`.
+double evaluate(GptOssModel& model, const std::vector<TrainExample>& examples, size_t micro) {
+  int64_t labelled = 0;
+  for (const TrainExample& ex : examples) labelled += labelled_tokens(ex);
+  double loss = 0;
+  for (size_t b0 = 0; b0 < examples.size(); b0 += micro) {
+    std::vector<TrainSequence> seqs;
+    int64_t n_lab = 0;
+    for (size_t j = b0; j < std::min(examples.size(), b0 + micro); ++j) {
+      seqs.push_back(TrainSequence{examples[j].tokens, examples[j].labels});
+      n_lab += labelled_tokens(examples[j]);
+    }
+    if (n_lab > 0) loss += double(n_lab) / double(labelled) * batch_loss(model, seqs).loss;
+  }
+  return loss;
+}
+
 }  // namespace
 
 TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, std::FILE* log) {
@@ -272,6 +295,13 @@ TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, 
   fmt::print(log, "train: {} examples ({} conversations, {} truncated to {} tokens, {} without a trained token), "
              "{} trained tokens\n",
              examples.size(), ds.conversations, ds.truncated, max_len, ds.dropped_untrained, ds.trained_tokens);
+
+  std::vector<TrainExample> eval_examples;
+  if (tp.eval_strategy != "no") {
+    eval_examples = load_examples(cfg.data.validation, "data.validation", tok, max_len);
+    if (eval_examples.empty())
+      fail_input("{}: the validation data has no example with a trained token", cfg.source);
+  }
 
   const int64_t per_step = tp.per_device_train_batch_size * tp.gradient_accumulation_steps;
   const int64_t steps_per_epoch = std::max<int64_t>(1, (int64_t(examples.size()) + per_step - 1) / per_step);
@@ -321,6 +351,14 @@ TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, 
     if (tp.logging_steps <= 1 || (step + 1) % tp.logging_steps == 0 || step == 0 || step + 1 == total_steps)
       fmt::print(log, "step {}/{}  loss {:.4f}  grad_norm {:.4f}  lr {:.3e}  {:.1f} s  {:.1f} tok/s\n", step + 1,
                  total_steps, loss, norm, lr, secs, double(tokens) / secs);
+    if ((tp.eval_strategy == "steps" && (step + 1) % tp.eval_steps == 0) ||
+        (tp.eval_strategy == "epoch" && (step + 1) % steps_per_epoch == 0)) {
+      const auto e0 = std::chrono::steady_clock::now();
+      const double eval_loss = evaluate(*model, eval_examples, size_t(tp.per_device_eval_batch_size));
+      sum.last_eval_loss = eval_loss;
+      fmt::print(log, "step {}/{}  eval_loss {:.4f}  ({} examples, {:.1f} s)\n", step + 1, total_steps, eval_loss,
+                 eval_examples.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count());
+    }
     if (tp.save_steps > 0 && (step + 1) % tp.save_steps == 0) {  // the last step too, as transformers does
       const std::string dir = (fs::path(tp.output_dir) / fmt::format("checkpoint-{}", step + 1)).string();
       save(dir, true);

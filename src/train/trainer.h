@@ -9,6 +9,7 @@
 // at the end in output_dir, each written to a temporary directory and renamed into place; a checkpoint
 // also holds trainer_state.json and optimizer.safetensors (AdamW's moments), from which
 // training.resume_from_checkpoint (or try_resume_from_last_checkpoint) continues the run exactly.
+// eval_strategy steps (every eval_steps) or epoch logs the mean loss over data.validation's labelled tokens.
 #pragma once
 
 #include <cstdio>
@@ -21,6 +22,7 @@ namespace gptoss::train {
 struct TrainSummary {
   int64_t steps = 0;
   double first_loss = 0, last_loss = 0;
+  double last_eval_loss = 0;  // the last evaluation's (0 without eval_strategy)
   std::string adapter_dir;  // the final adapter
 };
 

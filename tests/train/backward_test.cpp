@@ -169,6 +169,8 @@ TEST(BackwardBatch, TwoSequencesEqualTheirTokenWeightedSeparateRuns) {
       }
     }
   EXPECT_LT(testing::rel_err(got, want), 1e-5);
+  // The evaluation loss is the same number without the backward.
+  EXPECT_EQ(batch_loss(*model, {TrainSequence{a, la}, TrainSequence{b, lb}}).loss, both.loss);
 }
 
 // Loss and every LoRA gradient against transformers + peft (scripts/device/lora_grad_oracle.py wrote

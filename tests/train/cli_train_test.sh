@@ -79,6 +79,20 @@ err=$("$BIN" train -c "$TMP/train.yaml" "--data.train.datasets[0].dataset_path" 
   --training.resume_from_checkpoint "$TMP/model" 2>&1 >/dev/null) && fail "resumed from a model directory"
 [[ "$err" == *"trainer_state.json"* ]] || fail "bad resume error: $err"
 
+# Evaluation: the mean loss over data.validation every eval_steps (here the training data itself, so the
+# step-3 eval loss must fall below step 1's training loss); none configured is an error naming the key.
+"$BIN" train -c "$TMP/train.yaml" "--data.train.datasets[0].dataset_path" "$TMP/data.jsonl" \
+  "--data.validation.datasets[0].dataset_path" "$TMP/data.jsonl" --training.eval_strategy steps \
+  --training.eval_steps 3 --training.max_steps 3 --training.output_dir "$TMP/eval" >/dev/null 2>"$TMP/log4" \
+  || { cat "$TMP/log4" >&2; fail "train with evaluation failed"; }
+eval_loss=$(grep -o 'eval_loss [0-9.]*' "$TMP/log4" | awk '{print $2}')
+[[ $(echo "$eval_loss" | wc -l) == 1 && -n "$eval_loss" ]] || fail "expected one eval_loss line: $(cat "$TMP/log4")"
+python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)" "$eval_loss" "$first" \
+  || fail "eval loss $eval_loss after 3 steps is not below the first training loss $first"
+err=$("$BIN" train -c "$TMP/train.yaml" "--data.train.datasets[0].dataset_path" "$TMP/data.jsonl" \
+  --training.eval_strategy steps 2>&1 >/dev/null) && fail "eval without validation data trained"
+[[ "$err" == *"data.validation.datasets is empty"* ]] || fail "bad eval error: $err"
+
 # The trained adapter loads and changes the model's output.
 "$BIN" score --model "$TMP/model" --tokens 200005,1234,5 --output "$TMP/base.safetensors" >/dev/null 2>&1
 "$BIN" score --model "$TMP/model" --adapter "$TMP/out" --tokens 200005,1234,5 --output "$TMP/lora.safetensors" \
