@@ -254,6 +254,30 @@ double update(GptOssModel& model, LoraState& st, AdamW& opt, double max_grad_nor
   return norm;
 }
 
+// Model FLOPs of one training step over `batch` (an estimate, for the log's GFLOP/s, as llm.c reports
+// it): the forward's and the input gradients' matmuls (2 FLOPs a multiply-add each, 2 passes), the
+// backward's recompute of the experts' gate_up, attention's scores and values (3 passes), and the
+// unembedding of the labelled positions (2 passes).
+double step_flops(const GptOssConfig& c, const std::vector<TrainExample>& examples, const std::vector<size_t>& batch) {
+  const double H = double(c.hidden_size), Q = double(c.q_dim()), KV = double(c.kv_dim());
+  const double I = double(c.intermediate_size), k = double(c.num_experts_per_tok);
+  const double dense = H * (2 * Q + 2 * KV) + H * double(c.num_local_experts);
+  const double experts = k * 3 * H * I, recompute = k * 2 * H * I;
+  double flops = 0;
+  for (size_t i : batch) {
+    const TrainExample& ex = examples[i];
+    const double n = double(ex.tokens.size());
+    flops += n * c.num_hidden_layers * (2 * 2 * (dense + experts) + 2 * recompute);
+    for (int l = 0; l < c.num_hidden_layers; ++l)
+      for (double p = 0; p < n; ++p) {
+        const double keys = c.is_sliding(l) ? std::min(p + 1, double(c.sliding_window)) : p + 1;
+        flops += 3 * 2 * 2 * keys * Q;
+      }
+    flops += double(labelled_tokens(ex)) * 2 * 2 * H * double(c.vocab_size);
+  }
+  return flops;
+}
+
 // The mean loss over every labelled token of the validation examples, in micro-batches of `micro`.
 double evaluate(GptOssModel& model, const std::vector<TrainExample>& examples, size_t micro) {
   int64_t labelled = 0;
@@ -349,8 +373,9 @@ TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, 
     sum.last_loss = loss;
     sum.steps = step + 1;
     if (tp.logging_steps <= 1 || (step + 1) % tp.logging_steps == 0 || step == 0 || step + 1 == total_steps)
-      fmt::print(log, "step {}/{}  loss {:.4f}  grad_norm {:.4f}  lr {:.3e}  {:.1f} s  {:.1f} tok/s\n", step + 1,
-                 total_steps, loss, norm, lr, secs, double(tokens) / secs);
+      fmt::print(log, "step {}/{}  loss {:.4f}  grad_norm {:.4f}  lr {:.3e}  {:.1f} s  {:.1f} tok/s  {:.1f} GFLOP/s\n",
+                 step + 1, total_steps, loss, norm, lr, secs, double(tokens) / secs,
+                 step_flops(mc, examples, batch) / secs / 1e9);
     if ((tp.eval_strategy == "steps" && (step + 1) % tp.eval_steps == 0) ||
         (tp.eval_strategy == "epoch" && (step + 1) % steps_per_epoch == 0)) {
       const auto e0 = std::chrono::steady_clock::now();
