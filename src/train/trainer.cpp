@@ -213,14 +213,13 @@ int64_t labelled_tokens(const TrainExample& ex) {
   return std::count_if(ex.labels.begin(), ex.labels.end(), [](int32_t l) { return l >= 0; });
 }
 
-// The step's gradients into st.grads (zeroed first) from micro-batches of `micro` sequences, one forward
-// and backward each, weighted by their share of the step's labelled tokens; returns the step's loss.
-double accumulate_gradients(GptOssModel& model, const std::vector<TrainExample>& examples,
-                            const std::vector<size_t>& batch, size_t micro, LoraState& st) {
+// Calls fn(sequences, their share of all labelled tokens) for micro-batches of `micro` of the examples
+// picked by `batch` (those with no labelled token are skipped).
+template <typename Fn>
+void for_each_micro_batch(const std::vector<TrainExample>& examples, const std::vector<size_t>& batch, size_t micro,
+                          Fn&& fn) {
   int64_t labelled = 0;
   for (size_t i : batch) labelled += labelled_tokens(examples[i]);
-  st.zero_grads();
-  double loss = 0;
   for (size_t b0 = 0; b0 < batch.size(); b0 += micro) {
     std::vector<TrainSequence> seqs;
     int64_t n_lab = 0;
@@ -229,10 +228,19 @@ double accumulate_gradients(GptOssModel& model, const std::vector<TrainExample>&
       seqs.push_back(TrainSequence{ex.tokens, ex.labels});
       n_lab += labelled_tokens(ex);
     }
-    if (n_lab == 0) continue;
-    const double share = double(n_lab) / double(labelled);
-    loss += share * batch_loss_and_grads(model, seqs, st, share).loss;
+    if (n_lab > 0) fn(seqs, double(n_lab) / double(labelled));
   }
+}
+
+// The step's gradients into st.grads (zeroed first), each micro-batch weighted by its share of the step's
+// labelled tokens; returns the step's loss.
+double accumulate_gradients(GptOssModel& model, const std::vector<TrainExample>& examples,
+                            const std::vector<size_t>& batch, size_t micro, LoraState& st) {
+  st.zero_grads();
+  double loss = 0;
+  for_each_micro_batch(examples, batch, micro, [&](const std::vector<TrainSequence>& seqs, double share) {
+    loss += share * batch_loss_and_grads(model, seqs, st, share).loss;
+  });
   return loss;
 }
 
@@ -280,18 +288,12 @@ double step_flops(const GptOssConfig& c, const std::vector<TrainExample>& exampl
 
 // The mean loss over every labelled token of the validation examples, in micro-batches of `micro`.
 double evaluate(GptOssModel& model, const std::vector<TrainExample>& examples, size_t micro) {
-  int64_t labelled = 0;
-  for (const TrainExample& ex : examples) labelled += labelled_tokens(ex);
+  std::vector<size_t> all(examples.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
   double loss = 0;
-  for (size_t b0 = 0; b0 < examples.size(); b0 += micro) {
-    std::vector<TrainSequence> seqs;
-    int64_t n_lab = 0;
-    for (size_t j = b0; j < std::min(examples.size(), b0 + micro); ++j) {
-      seqs.push_back(TrainSequence{examples[j].tokens, examples[j].labels});
-      n_lab += labelled_tokens(examples[j]);
-    }
-    if (n_lab > 0) loss += double(n_lab) / double(labelled) * batch_loss(model, seqs).loss;
-  }
+  for_each_micro_batch(examples, all, micro, [&](const std::vector<TrainSequence>& seqs, double share) {
+    loss += share * batch_loss(model, seqs).loss;
+  });
   return loss;
 }
 
