@@ -11,4 +11,11 @@ std::unique_ptr<Backend> make_backend(const std::string& device) {
   fail_input("--device is '{}'; expected cpu, cuda or auto", device);
 }
 
+void Backend::moe_keep_gate_up(const float*, int64_t, int64_t, const int32_t*, const float*, int, const ExpertWeights&,
+                               const ExpertWeights&, float, float*, float*) {
+  fail("the {} backend does not keep the MoE's intermediate values for training (gptoss train runs on the CPU "
+       "backend)",
+       name());
+}
+
 }  // namespace gptoss

@@ -138,6 +138,12 @@ class Backend {
   // out[n, hidden] = sum_j w[t,j] * expert_{idx[t,j]}(x_t) with the clamped SwiGLU (see kernels.h).
   virtual void moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
                    const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* out) = 0;
+  // moe, also keeping every token-slot's gate_up output as the SwiGLU took it (bias added) in
+  // gate_up_out [n*k, gate_up.rows] (slot t*k+j): what the LoRA trainer's backward reuses instead of
+  // recomputing it. A backend without it throws (the trainer runs on the CPU backend).
+  virtual void moe_keep_gate_up(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
+                                const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit,
+                                float* out, float* gate_up_out);
   // dst[i, :] = src[rows[i], :] for i < n_rows; rows in host memory.
   virtual void gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) = 0;
 

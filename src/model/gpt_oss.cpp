@@ -41,7 +41,10 @@ void GptOssModel::forward(const ForwardBatch& batch, KvPool& kv, float* logits, 
   if (n_ == 0) return;
   grow_scratch(n_, int64_t(logit_rows_.size()));
   if (capture) *capture = HiddenCapture{};
-  if (train) *train = TrainCapture{std::vector<TrainCapture::Layer>(size_t(cfg_.num_hidden_layers)), {}};
+  if (train) {
+    const bool keep = train->keep_gate_up;
+    *train = TrainCapture{std::vector<TrainCapture::Layer>(size_t(cfg_.num_hidden_layers)), {}, keep};
+  }
   train_ = train;
   struct EndTrain {
     TrainCapture*& t;
@@ -132,8 +135,16 @@ void GptOssModel::moe_block(int layer) {
     keep(train_->layers[size_t(layer)].expert_idx, s_.expert_idx.get<int32_t>(), n_ * k);
     keep(train_->layers[size_t(layer)].expert_w, s_.expert_w.f32(), n_ * k);
   }
-  backend_.moe(s_.h.f32(), n_, H, s_.expert_idx.get<int32_t>(), s_.expert_w.f32(), k, L.gate_up, L.down,
-               float(cfg_.swiglu_limit), s_.t.f32());
+  if (train_ && train_->keep_gate_up) {  // the trainer's backward reuses the experts' gate_up outputs
+    const int64_t width = n_ * k * L.gate_up.rows;
+    s_.gate_up.reserve(size_t(width) * sizeof(float));
+    backend_.moe_keep_gate_up(s_.h.f32(), n_, H, s_.expert_idx.get<int32_t>(), s_.expert_w.f32(), k, L.gate_up,
+                              L.down, float(cfg_.swiglu_limit), s_.t.f32(), s_.gate_up.f32());
+    keep(train_->layers[size_t(layer)].gate_up, s_.gate_up.f32(), width);
+  } else {
+    backend_.moe(s_.h.f32(), n_, H, s_.expert_idx.get<int32_t>(), s_.expert_w.f32(), k, L.gate_up, L.down,
+                 float(cfg_.swiglu_limit), s_.t.f32());
+  }
   if (layer + 1 < cfg_.num_hidden_layers)
     backend_.add_rms_norm(s_.x.f32(), s_.t.f32(), w_->layers[size_t(layer) + 1].attn_norm, s_.h.f32(), n_, H,
                           float(cfg_.rms_norm_eps));

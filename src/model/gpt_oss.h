@@ -43,9 +43,11 @@ struct TrainCapture {
     std::vector<float> x_moe;          // [n, hidden] residual entering the MoE block (its norm input)
     std::vector<int32_t> expert_idx;   // [n, k] the router's choice
     std::vector<float> expert_w;       // [n, k] its softmax weights
+    std::vector<float> gate_up;        // [n * k, 2 * intermediate] each token-slot's gate_up output (+ bias)
   };
   std::vector<Layer> layers;
   std::vector<float> x_final;  // [n, hidden] the last residual (final norm input)
+  bool keep_gate_up = true;    // false: Layer::gate_up stays empty (the backward recomputes it)
 };
 
 class GptOssModel {
@@ -112,9 +114,10 @@ class GptOssModel {
   struct Scratch {
     explicit Scratch(Backend& b)
         : x(b), h(b), q(b), k(b), v(b), attn(b), t(b), router_logits(b), expert_idx(b), expert_w(b), rows(b),
-          logits(b), lora_t{BackendBuffer(b), BackendBuffer(b), BackendBuffer(b)}, lora_u(b) {}
+          logits(b), lora_t{BackendBuffer(b), BackendBuffer(b), BackendBuffer(b)}, lora_u(b), gate_up(b) {}
     BackendBuffer x, h, q, k, v, attn, t, router_logits, expert_idx, expert_w, rows, logits;
     BackendBuffer lora_t[3], lora_u;  // the adapter's intermediates (model/lora.h), when there is one
+    BackendBuffer gate_up;            // the MoE's gate_up outputs, when training (TrainCapture)
   } s_;
   int64_t scratch_tokens_ = 0, scratch_rows_ = 0;
 };

@@ -97,30 +97,31 @@ void lora_backward(LoraState& st, int layer, LoraModule m, const float* x, const
 }
 
 SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>& seqs, LoraState* st,
-                            double grad_scale, int64_t logit_chunk);
+                            double grad_scale, int64_t logit_chunk, double keep_gate_up_bytes);
 
 }  // namespace
 
 SequenceLoss sequence_loss_and_grads(GptOssModel& model, const std::vector<int32_t>& tokens,
                                      const std::vector<int32_t>& labels, LoraState& st, double grad_scale,
-                                     int64_t logit_chunk) {
-  return batch_loss_and_grads(model, {TrainSequence{tokens, labels}}, st, grad_scale, logit_chunk);
+                                     int64_t logit_chunk, double keep_gate_up_bytes) {
+  return batch_loss_and_grads(model, {TrainSequence{tokens, labels}}, st, grad_scale, logit_chunk,
+                              keep_gate_up_bytes);
 }
 
 SequenceLoss batch_loss(GptOssModel& model, const std::vector<TrainSequence>& seqs, int64_t logit_chunk) {
-  return loss_and_grads(model, seqs, nullptr, 1.0, logit_chunk);
+  return loss_and_grads(model, seqs, nullptr, 1.0, logit_chunk, 0);
 }
 
 SequenceLoss batch_loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>& seqs, LoraState& st,
-                                  double grad_scale, int64_t logit_chunk) {
-  return loss_and_grads(model, seqs, &st, grad_scale, logit_chunk);
+                                  double grad_scale, int64_t logit_chunk, double keep_gate_up_bytes) {
+  return loss_and_grads(model, seqs, &st, grad_scale, logit_chunk, keep_gate_up_bytes);
 }
 
 namespace {
 
 // Both of the above: with st null, the loss alone (no gradient is formed).
 SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>& seqs, LoraState* st,
-                            double grad_scale, int64_t logit_chunk) {
+                            double grad_scale, int64_t logit_chunk, double keep_gate_up_bytes) {
   const GptOssConfig& cfg = model.config();
   const Weights& w = model.weights();
   // The batch's tokens in sequence order: sequence s takes rows [start[s], start[s + 1]).
@@ -153,6 +154,11 @@ SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>
   for (size_t s = 0; s < seqs.size(); ++s) batch.seqs.push_back(kv[s].chunk(seqs[s].tokens, 0, /*all_logits=*/false));
   std::vector<float> last(size_t(V) * seqs.size());
   TrainCapture cap;
+  // The experts' gate_up values save their recompute in the backward; kept up to keep_gate_up_bytes (by
+  // default 4 GiB, the 20b's ~1900 tokens a micro-batch), beyond that recomputed, so long sequences still
+  // fit the 24 GB machine.
+  cap.keep_gate_up =
+      double(n) * k * double(2 * cfg.intermediate_size) * cfg.num_hidden_layers * 4 <= keep_gate_up_bytes;
   model.forward(batch, pool, last.data(), nullptr, &cap);
 
   SequenceLoss res;
@@ -202,7 +208,8 @@ SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>
     // MoE block: dx is the gradient of its output (and of the residual it adds to).
     rms_norm_forward(c.x_moe.data(), L.mlp_norm, h.data(), n, H, eps);
     moe_backward(h.data(), n, H, c.expert_idx.data(), c.expert_w.data(), k, L.gate_up, L.down,
-                 float(cfg.swiglu_limit), dx.data(), dh.data(), dlog.data());
+                 float(cfg.swiglu_limit), dx.data(), dh.data(), dlog.data(),
+                 c.gate_up.empty() ? nullptr : c.gate_up.data());
     matmul_bf16_backward_x(dlog.data(), n, E, L.router_w, H, dh.data());
     lora_backward(*st, l, LoraModule::kRouter, h.data(), dlog.data(), n, dh.data(), grad_scale);
     rms_norm_backward(c.x_moe.data(), L.mlp_norm, dh.data(), n, H, eps, dx.data());

@@ -38,9 +38,12 @@ struct SequenceLoss {
   double loss = 0;
   int64_t labelled = 0;
 };
+// The forward's expert gate_up values are kept for the backward while they take at most
+// keep_gate_up_bytes (else the backward recomputes them).
+inline constexpr double kKeepGateUpBytes = 4.0 * (1 << 30);
 SequenceLoss sequence_loss_and_grads(GptOssModel& model, const std::vector<int32_t>& tokens,
                                      const std::vector<int32_t>& labels, LoraState& st, double grad_scale = 1.0,
-                                     int64_t logit_chunk = 64);
+                                     int64_t logit_chunk = 64, double keep_gate_up_bytes = kKeepGateUpBytes);
 
 // Several sequences in one forward and one backward (each weight read once for all of them; attention
 // stays within a sequence): the loss is the mean over all their labelled positions.
@@ -48,7 +51,8 @@ struct TrainSequence {
   std::span<const int32_t> tokens, labels;
 };
 SequenceLoss batch_loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>& seqs, LoraState& st,
-                                  double grad_scale = 1.0, int64_t logit_chunk = 64);
+                                  double grad_scale = 1.0, int64_t logit_chunk = 64,
+                                  double keep_gate_up_bytes = kKeepGateUpBytes);
 // The loss alone (the evaluation loss: no backward).
 SequenceLoss batch_loss(GptOssModel& model, const std::vector<TrainSequence>& seqs, int64_t logit_chunk = 64);
 

@@ -47,8 +47,10 @@ void rope_backward(float* dx, int64_t n, int heads, int hd, const int32_t* posit
 // dh [n, hidden] (overwritten) through the experts, and d_logits [n, experts] (overwritten): the gradient
 // of the router logits through the routing weights (0 for unselected experts; the selection itself is
 // piecewise constant). The caller takes d_logits through the router linear. Experts MXFP4 or bf16.
+// gate_up_pre [n * k, 2 * intermediate]: each token-slot's gate_up output with its bias, as the forward
+// computed it (Backend::moe_keep_gate_up); null: recomputed from h.
 void moe_backward(const float* h, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
                   const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, const float* dout,
-                  float* dh, float* d_logits);
+                  float* dh, float* d_logits, const float* gate_up_pre = nullptr);
 
 }  // namespace gptoss::train

@@ -260,7 +260,7 @@ struct ExpertScratch {
 
 void moe_backward(const float* h, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
                   const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, const float* dout,
-                  float* dh, float* d_logits) {
+                  float* dh, float* d_logits, const float* gate_up_pre) {
   const int experts = gate_up.experts;
   const int64_t inter = down.cols;
   GPTOSS_CHECK(gate_up.mxfp4 == down.mxfp4 && gate_up.experts == down.experts && gate_up.cols == hidden &&
@@ -301,7 +301,7 @@ void moe_backward(const float* h, int64_t n, int64_t hidden, const int32_t* idx,
     const int m = int(start[size_t(e) + 1] - s0);
     const int64_t* asg = sorted.data() + s0;
     sc.ptrs.resize(size_t(m));
-    sc.pre.resize(size_t(m * 2 * inter));
+    if (!gate_up_pre) sc.pre.resize(size_t(m * 2 * inter));
     sc.acc.resize(size_t(m * std::max(hidden, inter)));
     sc.gu.resize(size_t(m * 2 * inter));
     sc.s.resize(size_t(m * inter));
@@ -309,13 +309,19 @@ void moe_backward(const float* h, int64_t n, int64_t hidden, const int32_t* idx,
     const uint16_t* gu_bias = gate_up.bias + int64_t(e) * gate_up.rows;
     const uint16_t* d_bias = down.bias + int64_t(e) * down.rows;
 
-    // Forward: gate_up and the SwiGLU, rounded as the forward kernels round (f32 product + f32 bias).
-    for (int i = 0; i < m; ++i) sc.ptrs[size_t(i)] = h + (asg[i] / k) * hidden;
-    expert_product(gate_up, e, false, sc.ptrs.data(), m, sc.pre.data(), sc.rows);
+    // Forward: gate_up (the forward's own values when given, else recomputed, rounded as the forward kernels
+    // round: f32 product + f32 bias) and the SwiGLU.
+    if (!gate_up_pre) {
+      for (int i = 0; i < m; ++i) sc.ptrs[size_t(i)] = h + (asg[i] / k) * hidden;
+      expert_product(gate_up, e, false, sc.ptrs.data(), m, sc.pre.data(), sc.rows);
+    }
     for (int i = 0; i < m; ++i) {
+      const float* given = gate_up_pre ? gate_up_pre + asg[i] * 2 * inter : nullptr;
       for (int64_t p = 0; p < inter; ++p) {
-        const float g = float(sc.pre[size_t(i * 2 * inter + 2 * p)]) + bf16_to_f32(gu_bias[2 * p]);
-        const float u = float(sc.pre[size_t(i * 2 * inter + 2 * p + 1)]) + bf16_to_f32(gu_bias[2 * p + 1]);
+        const float g = given ? given[2 * p]
+                              : float(sc.pre[size_t(i * 2 * inter + 2 * p)]) + bf16_to_f32(gu_bias[2 * p]);
+        const float u = given ? given[2 * p + 1]
+                              : float(sc.pre[size_t(i * 2 * inter + 2 * p + 1)]) + bf16_to_f32(gu_bias[2 * p + 1]);
         sc.gu[size_t(i * 2 * inter + 2 * p)] = g;
         sc.gu[size_t(i * 2 * inter + 2 * p + 1)] = u;
         const float gc = std::min(g, limit), uc = std::clamp(u, -limit, limit);

@@ -263,19 +263,18 @@ double update(GptOssModel& model, LoraState& st, AdamW& opt, double max_grad_nor
 }
 
 // Model FLOPs of one training step over `batch` (an estimate, for the log's GFLOP/s, as llm.c reports
-// it): the forward's and the input gradients' matmuls (2 FLOPs a multiply-add each, 2 passes), the
-// backward's recompute of the experts' gate_up, attention's scores and values (3 passes), and the
-// unembedding of the labelled positions (2 passes).
+// it): the forward's and the input gradients' matmuls (2 FLOPs a multiply-add each, 2 passes),
+// attention's scores and values (3 passes), and the unembedding of the labelled positions (2 passes).
 double step_flops(const GptOssConfig& c, const std::vector<TrainExample>& examples, const std::vector<size_t>& batch) {
   const double H = double(c.hidden_size), Q = double(c.q_dim()), KV = double(c.kv_dim());
   const double I = double(c.intermediate_size), k = double(c.num_experts_per_tok);
   const double dense = H * (2 * Q + 2 * KV) + H * double(c.num_local_experts);
-  const double experts = k * 3 * H * I, recompute = k * 2 * H * I;
+  const double experts = k * 3 * H * I;
   double flops = 0;
   for (size_t i : batch) {
     const TrainExample& ex = examples[i];
     const double n = double(ex.tokens.size());
-    flops += n * c.num_hidden_layers * (2 * 2 * (dense + experts) + 2 * recompute);
+    flops += n * c.num_hidden_layers * 2 * 2 * (dense + experts);
     for (int l = 0; l < c.num_hidden_layers; ++l)
       for (double p = 0; p < n; ++p) {
         const double keys = c.is_sliding(l) ? std::min(p + 1, double(c.sliding_window)) : p + 1;

@@ -77,7 +77,13 @@ TEST(Moe, HandComputedOneExpertBf16) {
   const float x[4] = {1, 2, 20, 0};
   const float h0 = 1.25f * 3.5f * sigmoid(1.702f * 3.5f);
   const float h1 = 8.0f * 7.0f * sigmoid(1.702f * 7.0f);
-  for (auto fn : {f32_bf16w_moe_ref, f32_bf16w_moe}) {
+  using Moe = void (*)(const float*, int64_t, int64_t, const int32_t*, const float*, int, const Bf16Experts&,
+                      const Bf16Experts&, float, float*);
+  const Moe fast = [](const float* x, int64_t n, int64_t h, const int32_t* i, const float* w, int k,
+                      const Bf16Experts& g, const Bf16Experts& d, float l, float* o) {
+    f32_bf16w_moe(x, n, h, i, w, k, g, d, l, o);
+  };
+  for (Moe fn : {Moe(f32_bf16w_moe_ref), fast}) {
     Output out(4);
     fn(x, 2, 2, idx, w, 1, gu, down, 7.0f, out.data());
     out.expect_written_and_guarded("moe");

@@ -241,6 +241,38 @@ TEST_P(MoeBackwardCase, ReferenceForwardMatchesCpuBackend) {
   std::printf("  [%s] forward: reference vs CPU backend moe, relative error %.2e\n", c.name, err);
 }
 
+// Backend::moe_keep_gate_up: the same output as moe, and every token-slot's gate_up values (bias
+// added) equal to a double dot of the decoded expert row; the backward taking them equals the backward
+// that recomputes them.
+TEST_P(MoeBackwardCase, KeptGateUpEqualsReferenceAndServesTheBackward) {
+  const Problem P(GetParam());
+  const Case& c = P.c;
+  auto cpu = make_cpu_backend();
+  std::vector<float> out(size_t(c.n * c.hidden), NAN), kept_out(out.size(), NAN);
+  std::vector<float> gu(size_t(c.n * c.k * 2 * c.inter), NAN);  // every element must be written
+  cpu->moe(P.h.data(), c.n, c.hidden, P.idx.data(), P.w.data(), c.k, P.gu.view(), P.dn.view(), c.limit, out.data());
+  cpu->moe_keep_gate_up(P.h.data(), c.n, c.hidden, P.idx.data(), P.w.data(), c.k, P.gu.view(), P.dn.view(), c.limit,
+                        kept_out.data(), gu.data());
+  EXPECT_EQ(kept_out, out);
+  std::vector<double> want, row;
+  const ExpertWeights g = P.gu.view();
+  for (int64_t a = 0; a < c.n * c.k; ++a)
+    for (int64_t r = 0; r < 2 * c.inter; ++r) {
+      ref_row(g, P.idx[size_t(a)], r, row);
+      double d = bf16_to_f32(g.bias[int64_t(P.idx[size_t(a)]) * g.rows + r]);
+      for (int64_t i = 0; i < c.hidden; ++i) d += row[size_t(i)] * P.h[size_t(a / c.k * c.hidden + i)];
+      want.push_back(d);
+    }
+  EXPECT_LE(rel_error(std::vector<double>(gu.begin(), gu.end()), want), 1e-6);
+  std::vector<float> dh0(size_t(c.n * c.hidden)), dl0(size_t(c.n * c.experts)), dh1(dh0.size()), dl1(dl0.size());
+  moe_backward(P.h.data(), c.n, c.hidden, P.idx.data(), P.w.data(), c.k, P.gu.view(), P.dn.view(), c.limit,
+               P.dout.data(), dh0.data(), dl0.data());
+  moe_backward(P.h.data(), c.n, c.hidden, P.idx.data(), P.w.data(), c.k, P.gu.view(), P.dn.view(), c.limit,
+               P.dout.data(), dh1.data(), dl1.data(), gu.data());
+  EXPECT_LE(rel_error(std::vector<double>(dh1.begin(), dh1.end()), std::vector<double>(dh0.begin(), dh0.end())), 1e-6);
+  EXPECT_LE(rel_error(std::vector<double>(dl1.begin(), dl1.end()), std::vector<double>(dl0.begin(), dl0.end())), 1e-6);
+}
+
 // dh (every element) and d_logits (every element: selected ones by differences of the softmax over
 // the selected logits, the others exactly 0) against central differences of the double reference.
 //

@@ -138,16 +138,22 @@ void CpuBackend::router_topk(const float* logits, int64_t n, int experts, int k,
 
 void CpuBackend::moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
                      const ExpertWeights& gu, const ExpertWeights& dn, float limit, float* out) {
+  moe_keep_gate_up(x, n, hidden, idx, w, k, gu, dn, limit, out, nullptr);
+}
+
+void CpuBackend::moe_keep_gate_up(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w,
+                                  int k, const ExpertWeights& gu, const ExpertWeights& dn, float limit, float* out,
+                                  float* gate_up_out) {
   auto t = profile_.scope(OpProfile::kMoe);
   GPTOSS_CHECK(gu.mxfp4 == dn.mxfp4, "gate_up and down experts must share a format");
   if (gu.mxfp4) {
     cpu::Mxfp4Experts g{gu.blocks, gu.scales, gu.bias, gu.rows, gu.cols, gu.experts};
     cpu::Mxfp4Experts d{dn.blocks, dn.scales, dn.bias, dn.rows, dn.cols, dn.experts};
-    cpu::f32_mxfp4w_moe(x, n, hidden, idx, w, k, g, d, limit, out);
+    cpu::f32_mxfp4w_moe(x, n, hidden, idx, w, k, g, d, limit, out, gate_up_out);
   } else {
     cpu::Bf16Experts g{gu.w, gu.bias, gu.rows, gu.cols, gu.experts};
     cpu::Bf16Experts d{dn.w, dn.bias, dn.rows, dn.cols, dn.experts};
-    cpu::f32_bf16w_moe(x, n, hidden, idx, w, k, g, d, limit, out);
+    cpu::f32_bf16w_moe(x, n, hidden, idx, w, k, g, d, limit, out, gate_up_out);
   }
 }
 

@@ -46,6 +46,9 @@ class CpuBackend final : public Backend {
   void router_topk(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w) override;
   void moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
            const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* out) override;
+  void moe_keep_gate_up(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
+                        const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* out,
+                        float* gate_up_out) override;
   void gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) override;
 
  private:

@@ -103,13 +103,17 @@ struct Bf16Experts {
 // Full MoE block: for each token t and each of its k experts e = idx[t*k+j] with weight w[t*k+j]:
 // gu = GU[e] x_t + b (rows = 2I); gate = min(gu[even], limit); up = clamp(gu[odd], -limit, limit);
 // h = (up + 1) * gate * sigmoid(1.702 * gate); out_t += w * (D[e] h + b_down[e]).  out [n, hidden] is
-// overwritten. gate_up: rows = 2I, cols = hidden; down: rows = hidden, cols = I.
+// overwritten. gate_up: rows = 2I, cols = hidden; down: rows = hidden, cols = I. With gate_up_out (for the
+// trainer's backward), also gate_up_out[a, 0 .. 2I) = gu of token-slot a = t*k+j, exactly as the SwiGLU
+// took it (f32, bias added).
 void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
-                    const Mxfp4Experts& gate_up, const Mxfp4Experts& down, float swiglu_limit, float* out);
+                    const Mxfp4Experts& gate_up, const Mxfp4Experts& down, float swiglu_limit, float* out,
+                    float* gate_up_out = nullptr);
 void f32_mxfp4w_moe_ref(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
                         const Mxfp4Experts& gate_up, const Mxfp4Experts& down, float swiglu_limit, float* out);
 void f32_bf16w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
-                   const Bf16Experts& gate_up, const Bf16Experts& down, float swiglu_limit, float* out);
+                   const Bf16Experts& gate_up, const Bf16Experts& down, float swiglu_limit, float* out,
+                   float* gate_up_out = nullptr);
 void f32_bf16w_moe_ref(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
                        const Bf16Experts& gate_up, const Bf16Experts& down, float swiglu_limit, float* out);
 

@@ -76,7 +76,8 @@ void panel(const uint16_t* w, int64_t ld, int64_t K, int64_t r0, int cnt, const 
 }  // namespace
 
 void f32_bf16w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
-                   const Bf16Experts& gate_up, const Bf16Experts& down, float swiglu_limit, float* out) {
+                   const Bf16Experts& gate_up, const Bf16Experts& down, float swiglu_limit, float* out,
+                   float* gate_up_out) {
   if (n <= 0) return;
   GPTOSS_CHECK(gate_up.cols == hidden && gate_up.rows == 2 * down.cols && down.rows == hidden &&
                    gate_up.experts == down.experts,
@@ -109,9 +110,14 @@ void f32_bf16w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx
             panel(we, gate_up.rows, hidden, r0, cnt, xr, M, res);
             for (int m = 0; m < M; ++m)
               for (int i = 0; i + 1 < cnt; i += 2) {
-                float gate = std::min(res[m * kPanel + i] + bf16_to_f32(bias[r0 + i]), swiglu_limit);
-                float up = std::clamp(res[m * kPanel + i + 1] + bf16_to_f32(bias[r0 + i + 1]), -swiglu_limit,
-                                      swiglu_limit);
+                const float g = res[m * kPanel + i] + bf16_to_f32(bias[r0 + i]);
+                const float u = res[m * kPanel + i + 1] + bf16_to_f32(bias[r0 + i + 1]);
+                if (gate_up_out) {
+                  float* o = gate_up_out + int64_t(rt.sorted[size_t(p + m)]) * gate_up.rows + r0 + i;
+                  o[0] = g, o[1] = u;
+                }
+                float gate = std::min(g, swiglu_limit);
+                float up = std::clamp(u, -swiglu_limit, swiglu_limit);
                 hb[int64_t(p + m) * inter + (r0 + i) / 2] = (up + 1.0f) * (gate / (1.0f + std::exp(-kAlpha * gate)));
               }
           }

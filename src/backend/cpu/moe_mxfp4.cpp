@@ -63,7 +63,8 @@ inline float swiglu(float gate, float up, float limit) {
 }  // namespace
 
 void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
-                    const Mxfp4Experts& gate_up, const Mxfp4Experts& down, float swiglu_limit, float* out) {
+                    const Mxfp4Experts& gate_up, const Mxfp4Experts& down, float swiglu_limit, float* out,
+                    float* gate_up_out) {
   if (n <= 0) return;
   GPTOSS_CHECK(gate_up.cols == hidden && hidden % simd::kBlock == 0 && down.cols % simd::kBlock == 0 &&
                    gate_up.rows == 2 * down.cols && down.rows == hidden && gate_up.experts == down.experts,
@@ -124,8 +125,14 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
             const int64_t c = (rb + i) / 2;
             const int64_t pos = group_order ? avx512::group_pos(c)
                                             : (c / simd::kBlock) * simd::kBlock + inv[size_t(c % simd::kBlock)];
-            for (int j = 0; j < T; ++j)
-              hp[int64_t(p + j) * ldh + pos] = swiglu(blk[i * ld + j] + bg, blk[(i + 1) * ld + j] + bu, swiglu_limit);
+            for (int j = 0; j < T; ++j) {
+              const float g = blk[i * ld + j] + bg, u = blk[(i + 1) * ld + j] + bu;
+              hp[int64_t(p + j) * ldh + pos] = swiglu(g, u, swiglu_limit);
+              if (gate_up_out) {
+                float* o = gate_up_out + int64_t(rt.sorted[size_t(p + j)]) * gate_up.rows + rb + i;
+                o[0] = g, o[1] = u;
+              }
+            }
           }
         };
         if (s1 - s0 >= kGemmMinTokens) {
