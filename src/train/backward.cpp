@@ -39,18 +39,6 @@ void LoraState::apply_to(GptOssModel& model) const {
 
 namespace {
 
-void rms_norm_forward(const float* x, const uint16_t* w, float* y, int64_t n, int64_t d, float eps) {
-  ThreadPool::global().parallel_for(n, [&](int64_t t0, int64_t t1, int) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const float* xr = x + t * d;
-      double ss = 0;
-      for (int64_t i = 0; i < d; ++i) ss += double(xr[i]) * xr[i];
-      const float r = 1.0f / std::sqrt(float(ss / double(d)) + eps);
-      for (int64_t i = 0; i < d; ++i) y[t * d + i] = xr[i] * r * bf16_to_f32(w[i]);
-    }
-  });
-}
-
 // The LoRA term of module (layer, m) on input x [n, in] with output gradient dy [n, out]: adds into the
 // module's gradients (times grad_scale) and dx [n, in] (the input's gradient, unscaled).
 void lora_backward(LoraState& st, int layer, LoraModule m, const float* x, const float* dy, int64_t n, float* dx,
@@ -171,7 +159,7 @@ SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>
   // Final norm and unembedding, per chunk of labelled rows: logits, the loss (the chunk's mean weighted by
   // its share of the rows) and the gradient back to the final norm's output.
   std::vector<float> dh(size_t(n * H), 0.0f), dx(size_t(n * H), 0.0f), h(size_t(n * H));
-  rms_norm_forward(cap.x_final.data(), w.norm, h.data(), n, H, eps);
+  model.backend().rms_norm(cap.x_final.data(), w.norm, h.data(), n, H, eps);
   const int64_t chunk = std::max<int64_t>(1, logit_chunk);
   std::vector<float> hc(size_t(chunk * H)), logits(size_t(chunk * V)), dlogits(size_t(chunk * V)),
       dhc(size_t(chunk * H));
@@ -206,7 +194,7 @@ SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>
     const TrainCapture::Layer& c = cap.layers[size_t(l)];
 
     // MoE block: dx is the gradient of its output (and of the residual it adds to).
-    rms_norm_forward(c.x_moe.data(), L.mlp_norm, h.data(), n, H, eps);
+    model.backend().rms_norm(c.x_moe.data(), L.mlp_norm, h.data(), n, H, eps);
     moe_backward(h.data(), n, H, c.expert_idx.data(), c.expert_w.data(), k, L.gate_up, L.down,
                  float(cfg.swiglu_limit), dx.data(), dh.data(), dlog.data(),
                  c.gate_up.empty() ? nullptr : c.gate_up.data());
@@ -226,7 +214,7 @@ SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>
     }
     rope_backward(dq.data(), n, heads, hd, positions.data(), rope.inv_freq.data(), rope.attention_factor);
     rope_backward(dk.data(), n, kvh, hd, positions.data(), rope.inv_freq.data(), rope.attention_factor);
-    rms_norm_forward(c.x_attn.data(), L.attn_norm, h.data(), n, H, eps);
+    model.backend().rms_norm(c.x_attn.data(), L.attn_norm, h.data(), n, H, eps);
     std::fill(dh.begin(), dh.end(), 0.0f);
     matmul_bf16_backward_x(dq.data(), n, Q, L.q_w, H, dh.data());
     matmul_bf16_backward_x(dk.data(), n, KV, L.k_w, H, dh.data());
