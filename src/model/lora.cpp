@@ -104,7 +104,7 @@ AdapterParams read_adapter_config(const std::string& cfg_path) {
     const bool set = c.contains(key) && !c[key].is_null() && !c[key].empty();
     refuse_if(set, cfg_path, key, set ? c[key].dump() : "", why);
   }
-  a.scale = a.rslora ? a.alpha / std::sqrt(double(a.r)) : a.alpha / double(a.r);
+  a.scale = lora_scale(a.alpha, a.r, a.rslora);
   return a;
 }
 
@@ -188,7 +188,7 @@ std::unique_ptr<LoraAdapter> LoraAdapter::create(const GptOssConfig& cfg, Backen
   std::unique_ptr<LoraAdapter> ad(new LoraAdapter());
   ad->layers_.resize(size_t(cfg.num_hidden_layers));
   ad->host_first_.assign(size_t(cfg.num_hidden_layers), {-1, -1, -1, -1, -1});
-  const double scale = rslora ? alpha / std::sqrt(double(r)) : alpha / double(r);
+  const double scale = lora_scale(alpha, r, rslora);
   for (const LoraWeights& w : modules) {
     const auto [out, in] = lora_module_shape(cfg, w.module);
     GPTOSS_CHECK(w.layer >= 0 && w.layer < cfg.num_hidden_layers && int64_t(w.a.size()) == r * in &&
@@ -278,6 +278,10 @@ std::vector<float> LoraAdapter::delta(int layer, LoraModule m) const {
     for (int64_t i = 0; i < L.in; ++i) d[size_t(o * L.in + i)] = float(row[size_t(i)]);
   }
   return d;
+}
+
+double lora_scale(double alpha, int r, bool rslora) {
+  return rslora ? alpha / std::sqrt(double(r)) : alpha / double(r);
 }
 
 std::array<std::vector<uint16_t>, 3> split_bf16_limbs(std::vector<float> v) {

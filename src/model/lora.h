@@ -83,6 +83,9 @@ class LoraAdapter {
   std::string describe_;
 };
 
+// PEFT's scale of the LoRA term: lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora.
+double lora_scale(double alpha, int r, bool rslora);
+
 // v = l0 + l1 + l2 as three bf16 limbs (to f32 precision: 24 significant bits).
 std::array<std::vector<uint16_t>, 3> split_bf16_limbs(std::vector<float> v);
 

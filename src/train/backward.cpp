@@ -18,7 +18,7 @@
 
 namespace gptoss::train {
 
-double LoraState::scale() const { return rslora ? alpha / std::sqrt(double(rank)) : alpha / double(rank); }
+double LoraState::scale() const { return lora_scale(alpha, rank, rslora); }
 
 void LoraState::zero_grads() {
   for (LoraWeights& g : grads) {
