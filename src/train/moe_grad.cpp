@@ -36,11 +36,11 @@
 #include <array>
 #include <atomic>
 #include <cmath>
-#include <numeric>
 #include <vector>
 
 #include <immintrin.h>
 
+#include "backend/cpu/kernels_moe.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -271,35 +271,20 @@ void moe_backward(const float* h, int64_t n, int64_t hidden, const int32_t* idx,
                "MXFP4 MoE backward: hidden {} and intermediate {} must be multiples of 32", hidden, inter);
   if (n <= 0) return;
 
-  // Assignments a = t*k + j grouped by expert (token order within an expert).
-  std::vector<int64_t> start(size_t(experts) + 1, 0);
-  for (int64_t a = 0; a < n * k; ++a) {
-    GPTOSS_CHECK(idx[a] >= 0 && idx[a] < experts, "expert index {} (token {}) out of range 0..{}", idx[a], a / k,
-                 experts - 1);
-    ++start[size_t(idx[a]) + 1];
-  }
-  std::partial_sum(start.begin(), start.end(), start.begin());
-  std::vector<int64_t> sorted(size_t(n * k));
-  {
-    std::vector<int64_t> fill(start.begin(), start.end() - 1);
-    for (int64_t a = 0; a < n * k; ++a) sorted[size_t(fill[size_t(idx[a])]++)] = a;
-  }
-  std::vector<int> order;
-  for (int e = 0; e < experts; ++e)
-    if (start[size_t(e) + 1] > start[size_t(e)]) order.push_back(e);
+  // Assignments a = t*k + j grouped by expert (token order within an expert), as the forward groups them.
+  cpu::moe::Routing rt;
+  rt.build(idx, n, k, experts);
   // Largest first, so the last experts handed out are small and the threads finish together.
-  std::stable_sort(order.begin(), order.end(), [&](int x, int y) {
-    return start[size_t(x) + 1] - start[size_t(x)] > start[size_t(y) + 1] - start[size_t(y)];
-  });
+  std::vector<int> order = rt.active;
+  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return rt.count(x) > rt.count(y); });
 
   std::vector<float> dx_slot(size_t(n * k * hidden));  // each assignment's GU^T [dg, du]
   std::vector<double> dw(size_t(n * k));                // dout_t . y_a
   const float limit = swiglu_limit;
 
   auto run_expert = [&](int e, ExpertScratch& sc) {
-    const int64_t s0 = start[size_t(e)];
-    const int m = int(start[size_t(e) + 1] - s0);
-    const int64_t* asg = sorted.data() + s0;
+    const int m = rt.count(e);
+    const int32_t* asg = rt.sorted.data() + rt.start[size_t(e)];
     sc.ptrs.resize(size_t(m));
     if (!gate_up_pre) sc.pre.resize(size_t(m * 2 * inter));
     sc.acc.resize(size_t(m * std::max(hidden, inter)));
@@ -316,7 +301,7 @@ void moe_backward(const float* h, int64_t n, int64_t hidden, const int32_t* idx,
       expert_product(gate_up, e, false, sc.ptrs.data(), m, sc.pre.data(), sc.rows);
     }
     for (int i = 0; i < m; ++i) {
-      const float* given = gate_up_pre ? gate_up_pre + asg[i] * 2 * inter : nullptr;
+      const float* given = gate_up_pre ? gate_up_pre + int64_t(asg[i]) * 2 * inter : nullptr;
       for (int64_t p = 0; p < inter; ++p) {
         const float g = given ? given[2 * p]
                               : float(sc.pre[size_t(i * 2 * inter + 2 * p)]) + bf16_to_f32(gu_bias[2 * p]);
@@ -360,7 +345,7 @@ void moe_backward(const float* h, int64_t n, int64_t hidden, const int32_t* idx,
     for (int i = 0; i < m; ++i) sc.ptrs[size_t(i)] = sc.dgu.data() + i * 2 * inter;
     expert_product(gate_up, e, true, sc.ptrs.data(), m, sc.acc.data(), sc.rows);
     for (int i = 0; i < m; ++i) {
-      float* dst = dx_slot.data() + asg[i] * hidden;
+      float* dst = dx_slot.data() + int64_t(asg[i]) * hidden;
       const double* src = sc.acc.data() + i * hidden;
       for (int64_t c = 0; c < hidden; ++c) dst[c] = float(src[c]);
     }
