@@ -218,17 +218,11 @@ std::vector<int32_t> completion_only_labels(std::span<const int32_t> tokens, std
   return labels;
 }
 
-std::vector<std::vector<size_t>> epoch_batches(size_t num_examples, int64_t batch_size, uint64_t seed, int64_t epoch,
-                                               bool shuffle) {
-  GPTOSS_CHECK(batch_size > 0, "epoch_batches: batch_size is {}", batch_size);
+std::vector<size_t> epoch_order(size_t num_examples, uint64_t seed, int64_t epoch, bool shuffle) {
+  if (shuffle) return permutation(num_examples, seed * 0x9e3779b97f4a7c15ull + uint64_t(epoch) + 1);
   std::vector<size_t> order(num_examples);
   std::iota(order.begin(), order.end(), size_t(0));
-  if (shuffle) order = permutation(num_examples, seed * 0x9e3779b97f4a7c15ull + uint64_t(epoch) + 1);
-  std::vector<std::vector<size_t>> batches;
-  for (size_t i = 0; i < num_examples; i += size_t(batch_size))
-    batches.emplace_back(order.begin() + std::ptrdiff_t(i),
-                         order.begin() + std::ptrdiff_t(std::min(num_examples, i + size_t(batch_size))));
-  return batches;
+  return order;
 }
 
 std::vector<TrainExample> load_train_examples(const DataParams& data, const Tokenizer& tok, int64_t max_len,

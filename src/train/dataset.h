@@ -81,10 +81,8 @@ harmony::Conversation training_conversation(const nlohmann::ordered_json& row,
 std::vector<int32_t> completion_only_labels(std::span<const int32_t> tokens, std::span<const int32_t> response_ids,
                                             std::span<const int32_t> instruction_ids);
 
-// One epoch's example order cut into batches of batch_size (the last one shorter when batch_size does not
-// divide num_examples, as a DataLoader with drop_last=False). shuffle: a seeded permutation of (seed,
-// epoch), the same on every run and machine (not torch's RandomSampler order); else 0, 1, 2, ...
-std::vector<std::vector<size_t>> epoch_batches(size_t num_examples, int64_t batch_size, uint64_t seed,
-                                               int64_t epoch, bool shuffle = true);
+// One epoch's example order: a seeded permutation of (seed, epoch), the same on every run and machine
+// (not torch's RandomSampler order), or with shuffle false 0, 1, 2, ...
+std::vector<size_t> epoch_order(size_t num_examples, uint64_t seed, int64_t epoch, bool shuffle = true);
 
 }  // namespace gptoss::train

@@ -182,13 +182,13 @@ LoraState initial_state(const TrainingConfig& cfg, const GptOssConfig& mc) {
 class ExampleOrder {
  public:
   ExampleOrder(size_t examples, uint64_t seed, Progress& pr) : examples_(examples), seed_(seed), pr_(pr) {
-    if (pr_.epoch >= 0) order_ = epoch(pr_.epoch);
+    if (pr_.epoch >= 0) order_ = epoch_order(examples_, seed_, pr_.epoch);
   }
   std::vector<size_t> next(int64_t count, bool epochs_bound) {
     std::vector<size_t> batch;
     while (int64_t(batch.size()) < count) {
       if (pr_.cursor >= order_.size()) {
-        order_ = epoch(++pr_.epoch);
+        order_ = epoch_order(examples_, seed_, ++pr_.epoch);
         pr_.cursor = 0;
         if (epochs_bound && !batch.empty()) break;
       }
@@ -198,11 +198,6 @@ class ExampleOrder {
   }
 
  private:
-  std::vector<size_t> epoch(int64_t e) const {
-    std::vector<size_t> o;
-    for (const auto& b : epoch_batches(examples_, 1, seed_, e)) o.insert(o.end(), b.begin(), b.end());
-    return o;
-  }
   size_t examples_;
   uint64_t seed_;
   Progress& pr_;

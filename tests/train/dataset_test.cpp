@@ -336,19 +336,15 @@ TEST(CompletionOnlyLabels, SpansBetweenTemplates) {
   EXPECT_EQ(completion_only_labels(plain, R, I), std::vector<int32_t>(3, kIgnoreLabel));
 }
 
-TEST(EpochBatches, CoversEveryExampleOnceAndIsSeeded) {
-  const auto b = epoch_batches(10, 4, 42, 0);
-  ASSERT_EQ(b.size(), 3u);
-  EXPECT_EQ(b[0].size(), 4u);
-  EXPECT_EQ(b[2].size(), 2u);
-  std::multiset<size_t> all;
-  for (const auto& x : b) all.insert(x.begin(), x.end());
-  EXPECT_EQ(all, (std::multiset<size_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
-  EXPECT_EQ(epoch_batches(10, 4, 42, 0), b);
-  EXPECT_NE(epoch_batches(10, 4, 42, 1), b);
-  EXPECT_NE(epoch_batches(10, 4, 43, 0), b);
-  EXPECT_EQ(epoch_batches(5, 2, 42, 0, false), (std::vector<std::vector<size_t>>{{0, 1}, {2, 3}, {4}}));
-  EXPECT_TRUE(epoch_batches(0, 2, 1, 0).empty());
+TEST(EpochOrder, CoversEveryExampleOnceAndIsSeeded) {
+  const auto o = epoch_order(10, 42, 0);
+  EXPECT_EQ(std::multiset<size_t>(o.begin(), o.end()), (std::multiset<size_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_NE(o, epoch_order(10, 42, 0, false));
+  EXPECT_EQ(epoch_order(10, 42, 0), o);
+  EXPECT_NE(epoch_order(10, 42, 1), o);
+  EXPECT_NE(epoch_order(10, 43, 0), o);
+  EXPECT_EQ(epoch_order(5, 42, 0, false), (std::vector<size_t>{0, 1, 2, 3, 4}));
+  EXPECT_TRUE(epoch_order(0, 1, 0).empty());
 }
 
 }  // namespace
