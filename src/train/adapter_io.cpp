@@ -112,21 +112,17 @@ std::vector<LoraModule> lora_target_modules(const PeftParams& p) {
   return {picked.begin(), picked.end()};  // LoraModule's order: q, k, v, o, router
 }
 
-std::vector<LoraTensors> init_lora(const PeftParams& peft, const GptOssConfig& cfg, uint64_t seed) {
+std::vector<LoraWeights> init_lora(const PeftParams& peft, const GptOssConfig& cfg, uint64_t seed) {
   const std::vector<LoraModule> targets = lora_target_modules(peft);
   const int r = int(peft.lora_r);
   const bool gaussian = peft.lora_init_weights == "GAUSSIAN";
-  std::vector<LoraTensors> out;
+  std::vector<LoraWeights> out;
   out.reserve(size_t(cfg.num_hidden_layers) * targets.size());
   for (int layer = 0; layer < cfg.num_hidden_layers; ++layer)
     for (LoraModule m : targets) {
-      LoraTensors t;
-      t.layer = layer;
-      t.module = m;
-      t.rank = r;
-      std::tie(t.out, t.in) = lora_module_shape(cfg, m);
-      t.a.resize(size_t(r) * size_t(t.in));
-      t.b.assign(size_t(t.out) * size_t(r), 0.0f);  // B = 0: the adapter starts as the identity update
+      const auto [rows, in] = lora_module_shape(cfg, m);
+      LoraWeights t{layer, m, std::vector<float>(size_t(r) * size_t(in)), {}};
+      t.b.assign(size_t(rows) * size_t(r), 0.0f);  // B = 0: the adapter starts as the identity update
       // One stream per (seed, layer, module): mix them through the generator so nearby seeds differ.
       SplitMix64 rng{seed};
       rng.s = rng.next() ^ (uint64_t(layer) * 0x100000001b3ull + uint64_t(m) + 1);
@@ -141,7 +137,7 @@ std::vector<LoraTensors> init_lora(const PeftParams& peft, const GptOssConfig& c
       } else {
         // kaiming_uniform_(a = sqrt(5)) on [r, in]: gain sqrt(2 / (1 + 5)), bound = gain * sqrt(3 / in)
         // = 1 / sqrt(in).
-        const double bound = 1.0 / std::sqrt(double(t.in));
+        const double bound = 1.0 / std::sqrt(double(in));
         for (float& v : t.a) v = float(bound * (2.0 * rng.uniform() - 1.0));
       }
       out.push_back(std::move(t));
@@ -149,7 +145,7 @@ std::vector<LoraTensors> init_lora(const PeftParams& peft, const GptOssConfig& c
   return out;
 }
 
-OJson peft_adapter_config(const PeftParams& peft, const std::vector<LoraTensors>& modules,
+OJson peft_adapter_config(const PeftParams& peft, const std::vector<LoraWeights>& modules,
                           const std::string& base_model_name_or_path) {
   std::set<LoraModule> present;
   for (const auto& t : modules) present.insert(t.module);
@@ -187,32 +183,30 @@ OJson peft_adapter_config(const PeftParams& peft, const std::vector<LoraTensors>
 }
 
 void save_peft_adapter(const std::string& dir, const PeftParams& peft, const GptOssConfig& cfg,
-                       const std::vector<LoraTensors>& modules, const std::string& base_model_name_or_path) {
+                       const std::vector<LoraWeights>& modules, const std::string& base_model_name_or_path) {
   // Check everything before touching the disk: a bad module is a bug in the trainer, not user input.
   GPTOSS_CHECK(!modules.empty(), "save_peft_adapter('{}'): no LoRA modules to save", dir);
   std::set<std::pair<int, int>> seen;
   std::vector<TensorData> tensors;
   tensors.reserve(modules.size() * 2);
-  for (const LoraTensors& t : modules) {
+  const int64_t r = peft.lora_r;  // adapter_config.json has one r
+  for (const LoraWeights& t : modules) {
     const std::string what = fmt::format("layer {} {}", t.layer, lora_module_name(t.module));
     GPTOSS_CHECK(t.layer >= 0 && t.layer < cfg.num_hidden_layers, "{}: the model has {} layers", what,
                  cfg.num_hidden_layers);
     GPTOSS_CHECK(seen.insert({t.layer, int(t.module)}).second, "{} appears twice", what);
     const auto [out, in] = lora_module_shape(cfg, t.module);
-    GPTOSS_CHECK(t.out == out && t.in == in, "{} is [{}, {}]; the model's module is [{}, {}]", what, t.out, t.in,
-                 out, in);
-    GPTOSS_CHECK(t.rank == peft.lora_r, "{} has rank {}; peft.lora_r is {} (adapter_config.json has one r)", what,
-                 t.rank, peft.lora_r);
-    GPTOSS_CHECK(t.a.size() == size_t(t.rank) * size_t(in) && t.b.size() == size_t(out) * size_t(t.rank),
-                 "{}: lora_A has {} values and lora_B {}; expected {} and {}", what, t.a.size(), t.b.size(),
-                 size_t(t.rank) * size_t(in), size_t(out) * size_t(t.rank));
+    GPTOSS_CHECK(t.a.size() == size_t(r * in) && t.b.size() == size_t(out * r),
+                 "{}: lora_A has {} values and lora_B {}; expected [{}, {}] and [{}, {}] (peft.lora_r {}, the "
+                 "model's module [{}, {}])",
+                 what, t.a.size(), t.b.size(), r, in, out, r, r, out, in);
     auto finite = [](const std::vector<float>& v) {
       return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
     };
     if (!finite(t.a) || !finite(t.b))
       fail("{}: the LoRA weights hold inf or nan (training diverged); not saving them to {}", what, dir);
-    tensors.push_back({lora_tensor_name(t.layer, t.module, 'A'), DType::F32, {t.rank, in}, t.a.data()});
-    tensors.push_back({lora_tensor_name(t.layer, t.module, 'B'), DType::F32, {out, t.rank}, t.b.data()});
+    tensors.push_back({lora_tensor_name(t.layer, t.module, 'A'), DType::F32, {r, in}, t.a.data()});
+    tensors.push_back({lora_tensor_name(t.layer, t.module, 'B'), DType::F32, {out, r}, t.b.data()});
   }
   std::sort(tensors.begin(), tensors.end(), [](const TensorData& x, const TensorData& y) { return x.name < y.name; });
   const OJson config = peft_adapter_config(peft, modules, base_model_name_or_path);

@@ -29,16 +29,6 @@
 
 namespace gptoss::train {
 
-// One adapted linear [out, in] of rank r, row-major f32.
-struct LoraTensors {
-  int layer = 0;
-  LoraModule module = LoraModule::kQ;
-  int rank = 0;
-  int64_t in = 0, out = 0;
-  std::vector<float> a;  // lora_A [rank, in]
-  std::vector<float> b;  // lora_B [out, rank]
-};
-
 // The PEFT tensor name of lora_A (which = 'A') or lora_B (which = 'B') of a module.
 std::string lora_tensor_name(int layer, LoraModule m, char which);
 
@@ -55,14 +45,14 @@ std::vector<LoraModule> lora_target_modules(const PeftParams& peft);
 // kaiming_uniform_(a = sqrt(5)) on [r, in]) or N(0, (1/r)^2) (GAUSSIAN). Each (layer, module) gets its own
 // stream derived from `seed`, so the values do not depend on which other modules are targeted. The draws
 // are deterministic but not torch's (its generator is not reproduced).
-std::vector<LoraTensors> init_lora(const PeftParams& peft, const GptOssConfig& cfg, uint64_t seed);
+std::vector<LoraWeights> init_lora(const PeftParams& peft, const GptOssConfig& cfg, uint64_t seed);
 
 // The adapter_config.json of an adapter of these modules: PEFT's LoraConfig keys (those every PEFT release
 // since 0.10 reads; newer keys take their defaults): peft_type LORA, r, lora_alpha, lora_dropout,
 // target_modules (the module names present, q/k/v/o/router order), bias "none", task_type CAUSAL_LM,
 // use_rslora, use_dora false, fan_in_fan_out false, init_lora_weights, base_model_name_or_path (null when
 // empty), inference_mode true, modules_to_save null, ... Keys sorted, as PEFT writes them.
-nlohmann::ordered_json peft_adapter_config(const PeftParams& peft, const std::vector<LoraTensors>& modules,
+nlohmann::ordered_json peft_adapter_config(const PeftParams& peft, const std::vector<LoraWeights>& modules,
                                            const std::string& base_model_name_or_path = "");
 
 // Writes <dir>/adapter_config.json and <dir>/adapter_model.safetensors. Every module is checked against
@@ -73,6 +63,6 @@ nlohmann::ordered_json peft_adapter_config(const PeftParams& peft, const std::ve
 // holds checkpoints) the two files are renamed in one after the other (weights first). A crash leaves
 // either the previous files or the new ones under the final names, never a partial file.
 void save_peft_adapter(const std::string& dir, const PeftParams& peft, const GptOssConfig& cfg,
-                       const std::vector<LoraTensors>& modules, const std::string& base_model_name_or_path = "");
+                       const std::vector<LoraWeights>& modules, const std::string& base_model_name_or_path = "");
 
 }  // namespace gptoss::train

@@ -152,24 +152,15 @@ Progress resume(const std::string& dir, LoraState& st, AdamW& opt, uint64_t data
   return pr;
 }
 
-std::vector<LoraTensors> to_tensors(const LoraState& st, const GptOssConfig& cfg) {
-  std::vector<LoraTensors> out;
-  for (const LoraWeights& w : st.weights) {
-    const auto [o, i] = lora_module_shape(cfg, w.module);
-    out.push_back(LoraTensors{w.layer, w.module, st.rank, i, o, w.a, w.b});
-  }
-  return out;
-}
-
 // PEFT's initial adapter for the config's targets, and zero gradients of the same shapes.
 LoraState initial_state(const TrainingConfig& cfg, const GptOssConfig& mc) {
   LoraState st;
   st.rank = int(cfg.peft.lora_r);
   st.alpha = double(cfg.peft.lora_alpha);
   st.rslora = cfg.peft.use_rslora;
-  for (LoraTensors& t : init_lora(cfg.peft, mc, uint64_t(cfg.training.seed))) {
-    st.weights.push_back(LoraWeights{t.layer, t.module, std::move(t.a), std::move(t.b)});
-    LoraWeights g = st.weights.back();
+  st.weights = init_lora(cfg.peft, mc, uint64_t(cfg.training.seed));
+  for (const LoraWeights& w : st.weights) {
+    LoraWeights g = w;
     std::fill(g.a.begin(), g.a.end(), 0.0f);
     std::fill(g.b.begin(), g.b.end(), 0.0f);
     st.grads.push_back(std::move(g));
@@ -347,7 +338,7 @@ TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, 
   }
   auto save = [&](const std::string& dir, bool with_state) {
     fs::create_directories(fs::path(dir).parent_path().empty() ? fs::path(".") : fs::path(dir).parent_path());
-    save_peft_adapter(dir, cfg.peft, mc, to_tensors(st, mc), cfg.model.model_name);
+    save_peft_adapter(dir, cfg.peft, mc, st.weights, cfg.model.model_name);
     if (with_state) save_state(dir, pr, total_steps, data_seed, opt);
   };
 
