@@ -294,24 +294,18 @@ TEST_P(MoeBackwardCase, GradientsMatchFiniteDifferences) {
   for (int64_t t = 0; t < c.n; ++t) {
     std::vector<double> x = P.h_row(t), l = P.selected_logits(t);
     P.token_loss(t, x, l, &st);
-    for (int64_t i = 0; i < c.hidden; ++i) {
-      const double x0 = x[size_t(i)];
-      x[size_t(i)] = x0 + eps;
+    // d token_loss / d v[i] by central differences (v is x or l).
+    auto central = [&](std::vector<double>& v, size_t i) {
+      const double v0 = v[i];
+      v[i] = v0 + eps;
       const double lp = P.token_loss(t, x, l);
-      x[size_t(i)] = x0 - eps;
+      v[i] = v0 - eps;
       const double lm = P.token_loss(t, x, l);
-      x[size_t(i)] = x0;
-      fd_h[size_t(t * c.hidden + i)] = (lp - lm) / (2 * eps);
-    }
-    for (int j = 0; j < c.k; ++j) {
-      const double l0 = l[size_t(j)];
-      l[size_t(j)] = l0 + eps;
-      const double lp = P.token_loss(t, x, l);
-      l[size_t(j)] = l0 - eps;
-      const double lm = P.token_loss(t, x, l);
-      l[size_t(j)] = l0;
-      fd_l[size_t(t * c.experts + P.idx[size_t(t * c.k + j)])] = (lp - lm) / (2 * eps);
-    }
+      v[i] = v0;
+      return (lp - lm) / (2 * eps);
+    };
+    for (int64_t i = 0; i < c.hidden; ++i) fd_h[size_t(t * c.hidden + i)] = central(x, size_t(i));
+    for (int j = 0; j < c.k; ++j) fd_l[size_t(t * c.experts + P.idx[size_t(t * c.k + j)])] = central(l, size_t(j));
   }
   // The clamp branches are all covered, and far enough from the kinks for the differences.
   EXPECT_GT(st.gate_over, 0);
