@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "api/local_chat_service.h"
+#include "api/model_tokenizer.h"
 #include "cli/infer_common.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -24,20 +25,6 @@ namespace gptoss::infer {
 namespace {
 
 namespace fs = std::filesystem;
-
-Tokenizer load_tokenizer(const InferenceConfig& cfg, const std::string& model_dir, const HubOptions& hopt) {
-  std::string name = cfg.model.tokenizer_name;
-  if (!name.empty()) {
-    if (fs::is_regular_file(name)) return Tokenizer::from_file(name);
-    return Tokenizer::from_model_dir(resolve_model_dir(name, hopt));
-  }
-  if (!fs::exists(fs::path(model_dir) / "tokenizer.json"))
-    fail_input("{}: no tokenizer.json; copy o200k_harmony's tokenizer.json (from openai/gpt-oss-20b) there, or set "
-               "model.tokenizer_name to a directory or file that has it",
-               model_dir);
-  return Tokenizer::from_model_dir(model_dir);
-}
-
 
 // --- Test hook, not a user feature ----------------------------------------------------------------------
 // $GPTOSS_TEST_SCRIPT names a JSON file {"turns": [harmony completion text, ...], "token_delay_ms": N,
@@ -119,11 +106,11 @@ std::unique_ptr<ChatService> make_local(const InferenceConfig& cfg, bool quiet) 
   if (quiet) ProgressBar::set_enabled(false);
   std::string dir = resolve_model_dir(cfg.model.model_name, hopt);
   if (const char* script = std::getenv("GPTOSS_TEST_SCRIPT"); script && *script)
-    return std::make_unique<ScriptedChatService>(script, load_tokenizer(cfg, dir, hopt), cfg.model.model_name);
+    return std::make_unique<ScriptedChatService>(script, load_model_tokenizer(cfg.model.tokenizer_name, dir, hopt), cfg.model.model_name);
   // The CPU backend's pool reads $GPTOSS_THREADS when it is first created.
   if (cfg.engine_params.num_threads) ::setenv("GPTOSS_THREADS", std::to_string(*cfg.engine_params.num_threads).c_str(), 1);
   ProgressBar bar("loading " + cfg.model.model_name, 3, "steps");
-  Tokenizer tok = load_tokenizer(cfg, dir, hopt);
+  Tokenizer tok = load_model_tokenizer(cfg.model.tokenizer_name, dir, hopt);
   bar.set(1);
   HubOptions adapter_hopt = hopt;
   adapter_hopt.revision.clear();  // model_revision is the base model's

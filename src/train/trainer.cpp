@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/model_tokenizer.h"
 #include "backend/backend.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -290,10 +291,7 @@ TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, 
     fail_input("--device is '{}'; gptoss trains on the CPU for now (--device cpu)", device);
   const TrainingParams& tp = cfg.training;
   const std::string model_dir = resolve_model_dir(cfg.model.model_name);
-  const Tokenizer tok = cfg.model.tokenizer_name.empty() ? Tokenizer::from_model_dir(model_dir)
-                        : fs::is_regular_file(cfg.model.tokenizer_name)
-                            ? Tokenizer::from_file(cfg.model.tokenizer_name)
-                            : Tokenizer::from_model_dir(resolve_model_dir(cfg.model.tokenizer_name));
+  const Tokenizer tok = load_model_tokenizer(cfg.model.tokenizer_name, model_dir);
   auto backend = make_backend(device);
   auto model = GptOssModel::load(model_dir, *backend);
   const GptOssConfig& mc = model->config();
