@@ -88,8 +88,10 @@ bool completion_only(const DatasetSplitParams& split, const std::string& where) 
   return true;
 }
 
-void check_split(const DatasetSplitParams& split, const std::string& where) {
-  if (split.collator_kwargs.is_object() && completion_only(split, where))
+// Checks the split's collator and options; returns whether it trains the assistant's tokens only.
+bool check_split(const DatasetSplitParams& split, const std::string& where) {
+  const bool only_assistant = completion_only(split, where);
+  if (split.collator_kwargs.is_object() && only_assistant)
     for (const auto& [key, value] : split.collator_kwargs.items())
       if (key != "response_template" && key != "instruction_template")
         fail_input("{}.collator_kwargs.{} is not a {} option; expected response_template or "
@@ -99,6 +101,7 @@ void check_split(const DatasetSplitParams& split, const std::string& where) {
     fail_input("{}.pack is true; gptoss train trains one conversation per sequence (set it false)", where);
   if (split.datasets.empty())
     fail_input("{}.datasets is empty; list at least one dataset with a local dataset_path (JSONL)", where);
+  return only_assistant;
 }
 
 // The JSONL file of datasets[i], checked.
@@ -234,8 +237,7 @@ std::vector<TrainExample> load_examples(const DatasetSplitParams& split, const s
                                         const Tokenizer& tok, int64_t max_len, DatasetStats* stats) {
   GPTOSS_CHECK(max_len >= 2, "load_train_examples: max_len is {}; a training sequence needs at least 2 tokens",
                max_len);
-  check_split(split, where);
-  const bool only_assistant = completion_only(split, where);
+  const bool only_assistant = check_split(split, where);
   const std::vector<int32_t> response = template_ids(tok, split, where, "response_template", kDefaultResponse);
   const std::vector<int32_t> instruction =
       template_ids(tok, split, where, "instruction_template", kDefaultInstruction);
