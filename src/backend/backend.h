@@ -171,6 +171,13 @@ class Backend {
                positions + s.token_offset, s.block_table);
     }
   }
+  // rope_qk, then kv_store_seqs of the rotated k and v (k keeps its rotated values).
+  virtual void rope_qk_kv_store(float* q, int q_heads, float* k, const float* v, int kv_heads, int64_t n,
+                                int head_dim, const int32_t* positions, const float* inv_freq, float attn_factor,
+                                const KvView& kv, int group_layer, const AttnSeqDesc* seqs, int n_seqs) {
+    rope_qk(q, q_heads, k, kv_heads, n, head_dim, positions, inv_freq, attn_factor);
+    kv_store_seqs(kv, group_layer, k, v, seqs, n_seqs, positions);
+  }
   // Several linears of the same input: y_i[n, out_i] = x[n, in] W_i^T + bias_i (q, k and v).
   struct Linear {
     const uint16_t* w;

@@ -101,15 +101,15 @@ void GptOssModel::attention_block(int layer, KvPool& kv) {
   lora(layer, LoraModule::kK, s_.h.f32(), s_.k.f32());
   lora(layer, LoraModule::kV, s_.h.f32(), s_.v.f32());
   const float* inv_freq = inv_freq_.f32();
-  backend_.rope_qk(s_.q.f32(), cfg_.num_attention_heads, s_.k.f32(), cfg_.num_key_value_heads, n_, cfg_.head_dim,
-                   positions_.data(), inv_freq, rope_.attention_factor);
+  backend_.rope_qk_kv_store(s_.q.f32(), cfg_.num_attention_heads, s_.k.f32(), s_.v.f32(), cfg_.num_key_value_heads,
+                            n_, cfg_.head_dim, positions_.data(), inv_freq, rope_.attention_factor, kv.view(), g,
+                            seqs.data(), int(seqs.size()));
   if (train_) {
     TrainCapture::Layer& c = train_->layers[size_t(layer)];
     keep(c.q, s_.q.f32(), n_ * Q);
     keep(c.k, s_.k.f32(), n_ * KV);
     keep(c.v, s_.v.f32(), n_ * KV);
   }
-  backend_.kv_store_seqs(kv.view(), g, s_.k.f32(), s_.v.f32(), seqs.data(), int(seqs.size()), positions_.data());
   backend_.attention(s_.q.f32(), n_, cfg_.num_attention_heads, kv.view(), g, seqs.data(), int(seqs.size()),
                      L.sinks, sliding ? cfg_.sliding_window : 0, 1.0f / std::sqrt(float(cfg_.head_dim)),
                      s_.attn.f32());

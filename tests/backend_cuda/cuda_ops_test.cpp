@@ -186,36 +186,39 @@ TEST_F(CudaOps, RopeKvStoreAttentionWithSinksAndWindow) {
   auto sinks = rand_f32(size_t(heads));
   std::vector<float> inv(hd / 2);
   for (int i = 0; i < hd / 2; ++i) inv[size_t(i)] = std::pow(150000.f, -2.f * i / hd);
-  for (int window : {0, 8}) {
+  // mode 0: one op at a time, a 8-key window; 1: rope_qk + kv_store_seqs; 2: rope_qk_kv_store, a 8-key window.
+  for (int mode : {0, 1, 2}) {
+    const int window = mode == 1 ? 0 : 8;
     std::vector<std::vector<float>> res;
     for (Backend* b : {cpu_.get(), gpu_.get()}) {
       float* dq = put(*b, q);
       float* dk = put(*b, k);
       float* dv = put(*b, v);
-      if (window == 0) {  // the fused q + k launch
-        b->rope_qk(dq, heads, dk, kvh, n, hd, pos.data(), put(*b, inv), 1.3465736f);
-      } else {
-        b->rope(dq, n, heads, hd, pos.data(), put(*b, inv), 1.3465736f);
-        b->rope(dk, n, kvh, hd, pos.data(), put(*b, inv), 1.3465736f);
-      }
       KvView kv{put(*b, pool_init), bs, lg, kvh, hd};
       AttnSeqDesc seqs[2] = {{0, 20, 5, tab0.data()}, {20, 1, 70, tab1.data()}};
-      if (window == 0) {  // one launch for both sequences
-        b->kv_store_seqs(kv, 1, dk, dv, seqs, 2, pos.data());
-      } else {
+      if (mode == 0) {
+        b->rope(dq, n, heads, hd, pos.data(), put(*b, inv), 1.3465736f);
+        b->rope(dk, n, kvh, hd, pos.data(), put(*b, inv), 1.3465736f);
         b->kv_store(kv, 1, dk, dv, 20, pos.data(), tab0.data());
         b->kv_store(kv, 1, dk + 20 * kvh * hd, dv + 20 * kvh * hd, 1, pos.data() + 20, tab1.data());
+      } else if (mode == 1) {  // the fused q + k launch, one launch for both sequences' K/V
+        b->rope_qk(dq, heads, dk, kvh, n, hd, pos.data(), put(*b, inv), 1.3465736f);
+        b->kv_store_seqs(kv, 1, dk, dv, seqs, 2, pos.data());
+      } else {
+        b->rope_qk_kv_store(dq, heads, dk, dv, kvh, n, hd, pos.data(), put(*b, inv), 1.3465736f, kv, 1, seqs, 2);
       }
       float* o = out(*b, size_t(n * heads * hd));
       b->attention(dq, n, heads, kv, 1, seqs, 2, put(*b, sinks), window, 0.125f, o);
       auto r = get(*b, o, size_t(n * heads * hd));
-      auto qq = get(*b, dq, size_t(n * heads * hd));
-      r.insert(r.end(), qq.begin(), qq.end());
+      for (auto [p, count] : {std::pair{dq, n * heads * hd}, std::pair{dk, n * kvh * hd}}) {  // rotated q and k
+        auto rot = get(*b, p, size_t(count));
+        r.insert(r.end(), rot.begin(), rot.end());
+      }
       auto pool = get(*b, kv.pool, pool_init.size());  // the stored K/V rows too
       r.insert(r.end(), pool.begin(), pool.end());
       res.push_back(r);
     }
-    EXPECT_LT(rel_err(res[1], res[0]), 1e-5) << "window=" << window;
+    EXPECT_LT(rel_err(res[1], res[0]), 1e-5) << "mode=" << mode;
   }
 }
 

@@ -4,6 +4,7 @@
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.cuh"
+#include "backend/cuda/launch.cuh"
 
 namespace gptoss::cuda {
 namespace {
@@ -13,15 +14,34 @@ namespace {
 // (computing them per (head, pair) left one block of 256 threads doing 8 double sin/cos each in a row:
 // 7.4 us a call at decode; 5.7 us after).
 constexpr int kRopeMaxHalf = 256;
-// Block (token, y): y = 0 rotates x0 (heads0 heads), y = 1 x1 (heads1; grid.y = 1 when there is none).
+
+__device__ __forceinline__ int64_t kv_offset(const KvView& kv, int32_t block, int g, int kind, int slot, int h) {
+  return ((((int64_t(block) * kv.layers_per_group + g) * 2 + kind) * kv.block_size + slot) * kv.kv_heads + h) *
+         kv.head_dim;
+}
+
+// Where rope_kernel also stores K and V (pool null: nowhere): layer g of the paged cache, through the
+// block table of each token's sequence (seqs[token_seq[t]]).
+struct KvDest {
+  KvView kv;
+  int g;
+  const float* v;
+  const int32_t* token_seq;
+  const DevAttnSeq* seqs;
+};
+
+// Block (token, y): y = 0 rotates x0 (heads0 heads), y = 1 x1 (heads1; grid.y = 1 when there is none)
+// and, with dst.kv.pool set, stores the rotated x1 (K) and v at the token's position in the cache.
 __global__ void rope_kernel(float* x0, int heads0, float* x1, int heads1, int head_dim, const int32_t* positions,
-                            const float* inv_freq, float attn_factor) {
+                            const float* inv_freq, float attn_factor, KvDest dst) {
   __shared__ float cs[kRopeMaxHalf], sn[kRopeMaxHalf];
+  grid_wait();
   const int64_t t = blockIdx.x;
   float* x = blockIdx.y == 0 ? x0 : x1;
   const int heads = blockIdx.y == 0 ? heads0 : heads1;
   const int half = head_dim / 2;
-  const float pos = float(positions[t]);
+  const int32_t p = positions[t];
+  const float pos = float(p);
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
     const float angle = pos * inv_freq[i];
     double sd, cd;
@@ -30,25 +50,39 @@ __global__ void rope_kernel(float* x0, int heads0, float* x1, int heads1, int he
     sn[i] = float(sd) * attn_factor;
   }
   __syncthreads();
+  const KvView& kv = dst.kv;
+  float* pool = blockIdx.y == 1 ? kv.pool : nullptr;
+  int32_t block = 0;
+  int slot = 0;
+  if (pool) {
+    block = dst.seqs[dst.token_seq[t]].block_table[p / kv.block_size];
+    slot = p % kv.block_size;
+  }
   for (int idx = threadIdx.x; idx < heads * half; idx += blockDim.x) {
     const int h = idx / half, i = idx % half;
     const float c = cs[i], s = sn[i];
     float* xh = x + (t * heads + h) * head_dim;
-    const float x1 = xh[i], x2 = xh[i + half];
-    xh[i] = x1 * c - x2 * s;
-    xh[i + half] = x2 * c + x1 * s;
+    const float a = xh[i], b = xh[i + half];
+    const float ra = a * c - b * s, rb = b * c + a * s;
+    xh[i] = ra;
+    xh[i + half] = rb;
+    if (pool) {
+      float* kr = pool + kv_offset(kv, block, dst.g, 0, slot, h);
+      kr[i] = ra;
+      kr[i + half] = rb;
+    }
   }
-}
-
-__device__ __forceinline__ int64_t kv_offset(const KvView& kv, int32_t block, int g, int kind, int slot, int h) {
-  return ((((int64_t(block) * kv.layers_per_group + g) * 2 + kind) * kv.block_size + slot) * kv.kv_heads + h) *
-         kv.head_dim;
+  if (!pool) return;
+  const int width = heads * head_dim;
+  for (int i = threadIdx.x; i < width; i += blockDim.x)
+    pool[kv_offset(kv, block, dst.g, 1, slot, i / head_dim) + i % head_dim] = dst.v[t * width + i];
 }
 
 // Stores the K and V rows of token t at positions[t] through a block table: that of the token's sequence
 // (seqs[token_seq[t]], a ragged batch) or, with seqs null, `block_table` (one sequence).
 __global__ void kv_store_kernel(KvView kv, int g, const float* k, const float* v, const int32_t* positions,
                                 const int32_t* block_table, const int32_t* token_seq, const DevAttnSeq* seqs) {
+  grid_wait();
   const int64_t t = blockIdx.x;
   const int32_t pos = positions[t];
   const int32_t* table = seqs ? seqs[token_seq[t]].block_table : block_table;
@@ -93,6 +127,7 @@ __global__ void __launch_bounds__(32 * kGroupWarps) attention_kernel(const float
   float* ks = reinterpret_cast<float*>(smem4);     // [kTile][hd + 4]
   float* vs = ks + kTile * kstride;                 // [kTile][hd]
   float* qs = vs + kTile * hd;                      // [kGroupWarps][hd]
+  grid_wait();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int group = heads / kv.kv_heads, hgroups = (group + kGroupWarps - 1) / kGroupWarps;
   const int64_t t = blockIdx.x / (int64_t(kv.kv_heads) * hgroups);
@@ -172,24 +207,31 @@ __global__ void __launch_bounds__(32 * kGroupWarps) attention_kernel(const float
   }
 }
 
-// out[t, h] from the parts of (token t, head h): a block each, a thread per output dim.
+// out[t, h] from the parts of (token t, head h), a block each: warp 0 turns the parts' (max, sum) and the
+// sink into one weight a part, then a thread an output dim sums the parts' accumulators with them. (A
+// thread walking the parts three times, one dependent load after another, took 7 us a call at batch 1.)
 __global__ void attention_combine_kernel(const float* part, int heads, int hd, int splits, const float* sinks,
                                          float* out) {
+  __shared__ float weight[kMaxSplits];
+  grid_wait();
   const int64_t th = blockIdx.x;
   const float* pp = part + th * splits * (hd + 2);
-  const float sink = sinks[th % heads];
-  float mx = sink;
-  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, pp[s * (hd + 2)]);
-  float denom = expf(sink - mx);
-  for (int s = 0; s < splits; ++s)
-    if (pp[s * (hd + 2)] != -INFINITY) denom += pp[s * (hd + 2) + 1] * expf(pp[s * (hd + 2)] - mx);
+  if (threadIdx.x < 32) {
+    const int s = int(threadIdx.x);
+    const float ms = s < splits ? pp[s * (hd + 2)] : -INFINITY;
+    const float ls = s < splits ? pp[s * (hd + 2) + 1] : 0.f;
+    const float sink = sinks[th % heads];
+    const float mx = fmaxf(warp_max(ms), sink);
+    const float e = ms == -INFINITY ? 0.f : expf(ms - mx);
+    const float denom = warp_sum(ls * e) + expf(sink - mx);
+    if (s < splits) weight[s] = e / denom;
+  }
+  __syncthreads();
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     float v = 0.f;
-    for (int s = 0; s < splits; ++s) {
-      const float ms = pp[s * (hd + 2)];
-      if (ms != -INFINITY) v += pp[s * (hd + 2) + 2 + d] * expf(ms - mx);
-    }
-    out[th * hd + d] = v / denom;
+#pragma unroll 4
+    for (int s = 0; s < splits; ++s) v = fmaf(weight[s], pp[s * (hd + 2) + 2 + d], v);
+    out[th * hd + d] = v;
   }
 }
 
@@ -210,23 +252,34 @@ void launch_rope_qk(float* q, int q_heads, float* k, int kv_heads, int64_t n, in
   if (n == 0) return;
   if (head_dim / 2 > kRopeMaxHalf || head_dim % 2 != 0)
     throw Error(fmt::format("cuda rope: head_dim {} is not supported (even, at most {})", head_dim, 2 * kRopeMaxHalf));
-  rope_kernel<<<dim3(unsigned(n), k ? 2u : 1u), 256, 0, s>>>(q, q_heads, k, kv_heads, head_dim, positions, inv_freq,
-                                                             attn_factor);
-  GPTOSS_CUDA_LAUNCH_CHECK();
+  launch(rope_kernel, dim3(unsigned(n), k ? 2u : 1u), 256, 0, s, q, q_heads, k, kv_heads, head_dim, positions,
+         inv_freq, attn_factor, KvDest{});
 }
 
 void launch_kv_store(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n,
                      const int32_t* positions, const int32_t* block_table, cudaStream_t s) {
   if (n == 0) return;
-  kv_store_kernel<<<unsigned(n), 256, 0, s>>>(kv, group_layer, k, v, positions, block_table, nullptr, nullptr);
-  GPTOSS_CUDA_LAUNCH_CHECK();
+  launch(kv_store_kernel, unsigned(n), 256, 0, s, kv, group_layer, k, v, positions, block_table,
+         static_cast<const int32_t*>(nullptr), static_cast<const DevAttnSeq*>(nullptr));
 }
 
 void launch_kv_store_seqs(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n,
                           const int32_t* positions, const int32_t* token_seq, const DevAttnSeq* seqs, cudaStream_t s) {
   if (n == 0) return;
-  kv_store_kernel<<<unsigned(n), 256, 0, s>>>(kv, group_layer, k, v, positions, nullptr, token_seq, seqs);
-  GPTOSS_CUDA_LAUNCH_CHECK();
+  launch(kv_store_kernel, unsigned(n), 256, 0, s, kv, group_layer, k, v, positions,
+         static_cast<const int32_t*>(nullptr), token_seq, seqs);
+}
+
+void launch_rope_kv_store(float* q, int q_heads, float* k, const float* v, int kv_heads, int64_t n, int head_dim,
+                          const int32_t* positions, const float* inv_freq, float attn_factor, const KvView& kv,
+                          int group_layer, const int32_t* token_seq, const DevAttnSeq* seqs, cudaStream_t s) {
+  if (n == 0) return;
+  if (head_dim / 2 > kRopeMaxHalf || head_dim % 2 != 0)
+    throw Error(fmt::format("cuda rope: head_dim {} is not supported (even, at most {})", head_dim, 2 * kRopeMaxHalf));
+  GPTOSS_CHECK(kv.kv_heads == kv_heads && kv.head_dim == head_dim, "cuda rope + kv_store: K is [{} x {}], the cache [{} x {}]",
+               kv_heads, head_dim, kv.kv_heads, kv.head_dim);
+  launch(rope_kernel, dim3(unsigned(n), 2u), 256, 0, s, q, q_heads, k, kv_heads, head_dim, positions, inv_freq,
+         attn_factor, KvDest{kv, group_layer, v, token_seq, seqs});
 }
 
 int attention_splits(int64_t n, int heads, int kv_heads) {
@@ -253,26 +306,23 @@ void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, in
   const int warps = std::min(group, kGroupWarps);
   const size_t smem = size_t(kTile * (kv.head_dim + 4) + kTile * kv.head_dim + warps * kv.head_dim) * sizeof(float);
   const dim3 grid(unsigned(n * kv.kv_heads * hgroups), unsigned(splits));
-  auto launch = [&](auto kernel) {
+  auto run = [&](auto kernel) {
     if (smem > 48 * 1024)  // head_dim above ~170 takes more than the default limit
       GPTOSS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    kernel<<<grid, warps * 32, smem, s>>>(q, heads, kv, group_layer, seqs, token_seq, sinks, window, scale, splits,
-                                          scratch, out);
+    launch(kernel, grid, warps * 32, smem, s, q, heads, kv, group_layer, seqs, token_seq, sinks, window, scale,
+           splits, scratch, out);
   };
   if (kv.head_dim <= 32)
-    launch(attention_kernel<1>);
+    run(attention_kernel<1>);
   else if (kv.head_dim <= 64)
-    launch(attention_kernel<2>);
+    run(attention_kernel<2>);
   else if (kv.head_dim <= 128)
-    launch(attention_kernel<4>);
+    run(attention_kernel<4>);
   else
-    launch(attention_kernel<8>);
-  GPTOSS_CUDA_LAUNCH_CHECK();
-  if (splits > 1) {
-    attention_combine_kernel<<<unsigned(n * heads), std::min(kv.head_dim, 128), 0, s>>>(scratch, heads, kv.head_dim,
-                                                                                      splits, sinks, out);
-    GPTOSS_CUDA_LAUNCH_CHECK();
-  }
+    run(attention_kernel<8>);
+  if (splits > 1)
+    launch(attention_combine_kernel, unsigned(n * heads), std::clamp(kv.head_dim, 32, 128), 0, s, scratch, heads,
+           kv.head_dim, splits, sinks, out);
 }
 
 }  // namespace gptoss::cuda

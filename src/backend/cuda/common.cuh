@@ -4,6 +4,21 @@
 
 namespace gptoss::cuda {
 
+// Programmatic dependent launch (launch.cuh): wait until the previous kernel in the stream has finished
+// and its writes are visible, then let the next kernel be scheduled. Everything before it may only read
+// weights.
+__device__ __forceinline__ void grid_wait() {
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+}
+
+// Starts moving [p, p + bytes) into L2 (no registers held): a prologue before grid_wait().
+__device__ __forceinline__ void prefetch_l2(const void* p, int64_t bytes, int thread, int threads) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t off = int64_t(thread) * 128; off < bytes; off += int64_t(threads) * 128)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(c + off));
+}
+
 __device__ __forceinline__ float bf16_to_f32(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
 
 // An e8m0 scale: 2^(s - 127); 0 is the subnormal 2^-127, 255 is NaN (as the CPU reference).

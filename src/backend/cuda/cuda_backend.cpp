@@ -221,6 +221,15 @@ class CudaBackend final : public Backend {
     if (st.n == 0) return;
     cuda::launch_kv_store_seqs(kv, group_layer, k, v, st.n, st.positions, st.token_seq, st.seqs, stream_);
   }
+  void rope_qk_kv_store(float* q, int q_heads, float* k, const float* v, int kv_heads, int64_t n, int head_dim,
+                        const int32_t* positions, const float* inv_freq, float attn_factor, const KvView& kv,
+                        int group_layer, const AttnSeqDesc* seqs, int n_seqs) override {
+    auto t = op_scope(OpProfile::kRope);
+    const StagedSeqs st = find_or_stage_seqs(kv, seqs, n_seqs, positions);
+    GPTOSS_CHECK(st.n == n, "rope + kv_store: sequences cover {} of {} tokens", st.n, n);
+    cuda::launch_rope_kv_store(q, q_heads, k, v, kv_heads, n, head_dim, st.positions, inv_freq, attn_factor, kv,
+                               group_layer, st.token_seq, st.seqs, stream_);
+  }
   void attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer, const AttnSeqDesc* seqs,
                  int n_seqs, const float* sinks, int window, float scale, float* out) override {
     auto t = op_scope(OpProfile::kAttention);

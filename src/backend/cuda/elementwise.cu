@@ -2,11 +2,13 @@
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.cuh"
+#include "backend/cuda/launch.cuh"
 
 namespace gptoss::cuda {
 namespace {
 
 __global__ void embed_kernel(const int32_t* tokens, int64_t n, const uint16_t* table, int64_t hidden, float* out) {
+  grid_wait();
   int64_t t = blockIdx.x;
   const uint16_t* row = table + int64_t(tokens[t]) * hidden;
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) out[t * hidden + i] = bf16_to_f32(row[i]);
@@ -30,6 +32,7 @@ __device__ __forceinline__ float block_sum(float v, float* partial) {
 // not 12 in a row (the 256-thread version took ~12 us a call at decode, mostly waiting on loads).
 constexpr int kNormThreads = 1024;
 __global__ void rms_norm_kernel(const float* x, const uint16_t* w, float* y, int64_t d, float eps) {
+  grid_wait();
   __shared__ float partial[32];
   const float* xr = x + blockIdx.x * d;
   float* yr = y + blockIdx.x * d;
@@ -42,6 +45,7 @@ __global__ void rms_norm_kernel(const float* x, const uint16_t* w, float* y, int
 // The residual add of one block and the rms_norm that starts the next, in one pass over the row (each
 // thread normalizes the elements it added, so it reads its own writes).
 __global__ void add_rms_norm_kernel(float* x, const float* y, const uint16_t* w, float* out, int64_t d, float eps) {
+  grid_wait();
   __shared__ float partial[32];
   float* xr = x + blockIdx.x * d;
   const float* yr = y + blockIdx.x * d;
@@ -57,11 +61,13 @@ __global__ void add_rms_norm_kernel(float* x, const float* y, const uint16_t* w,
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t count) {
+  grid_wait();
   int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i < count) x[i] += y[i];
 }
 
 __global__ void gather_kernel(const float* src, const int32_t* rows, int64_t dim, float* dst) {
+  grid_wait();
   int64_t r = blockIdx.x;
   const float* s = src + int64_t(rows[r]) * dim;
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) dst[r * dim + i] = s[i];
@@ -71,33 +77,28 @@ __global__ void gather_kernel(const float* src, const int32_t* rows, int64_t dim
 
 void launch_embed(const int32_t* tokens, int64_t n, const uint16_t* table, int64_t hidden, float* out, cudaStream_t s) {
   if (n == 0) return;
-  embed_kernel<<<unsigned(n), 256, 0, s>>>(tokens, n, table, hidden, out);
-  GPTOSS_CUDA_LAUNCH_CHECK();
+  launch(embed_kernel, unsigned(n), 256, 0, s, tokens, n, table, hidden, out);
 }
 
 void launch_rms_norm(const float* x, const uint16_t* w, float* y, int64_t n, int64_t d, float eps, cudaStream_t s) {
   if (n == 0) return;
-  rms_norm_kernel<<<unsigned(n), kNormThreads, 0, s>>>(x, w, y, d, eps);
-  GPTOSS_CUDA_LAUNCH_CHECK();
+  launch(rms_norm_kernel, unsigned(n), kNormThreads, 0, s, x, w, y, d, eps);
 }
 
 void launch_add_rms_norm(float* x, const float* y, const uint16_t* w, float* out, int64_t n, int64_t d, float eps,
                          cudaStream_t s) {
   if (n == 0) return;
-  add_rms_norm_kernel<<<unsigned(n), kNormThreads, 0, s>>>(x, y, w, out, d, eps);
-  GPTOSS_CUDA_LAUNCH_CHECK();
+  launch(add_rms_norm_kernel, unsigned(n), kNormThreads, 0, s, x, y, w, out, d, eps);
 }
 
 void launch_add(float* x, const float* y, int64_t count, cudaStream_t s) {
   if (count == 0) return;
-  add_kernel<<<ceil_div(count, 256), 256, 0, s>>>(x, y, count);
-  GPTOSS_CUDA_LAUNCH_CHECK();
+  launch(add_kernel, ceil_div(count, 256), 256, 0, s, x, y, count);
 }
 
 void launch_gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst, cudaStream_t s) {
   if (n_rows == 0) return;
-  gather_kernel<<<unsigned(n_rows), 256, 0, s>>>(src, rows, dim, dst);
-  GPTOSS_CUDA_LAUNCH_CHECK();
+  launch(gather_kernel, unsigned(n_rows), 256, 0, s, src, rows, dim, dst);
 }
 
 }  // namespace gptoss::cuda

@@ -57,6 +57,10 @@ void launch_kv_store(const KvView& kv, int group_layer, const float* k, const fl
 // kv_store for all tokens of a ragged batch (device positions [n], token -> sequence, descriptors).
 void launch_kv_store_seqs(const KvView& kv, int group_layer, const float* k, const float* v, int64_t n,
                           const int32_t* positions, const int32_t* token_seq, const DevAttnSeq* seqs, cudaStream_t s);
+// launch_rope_qk, then the rotated k and v stored as launch_kv_store_seqs does, in one launch.
+void launch_rope_kv_store(float* q, int q_heads, float* k, const float* v, int kv_heads, int64_t n, int head_dim,
+                          const int32_t* positions, const float* inv_freq, float attn_factor, const KvView& kv,
+                          int group_layer, const int32_t* token_seq, const DevAttnSeq* seqs, cudaStream_t s);
 // Device scratch launch_attention needs for n tokens (0: none).
 size_t attention_scratch_bytes(int64_t n, int heads, int kv_heads, int head_dim);
 void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, int group_layer, const DevAttnSeq* seqs,

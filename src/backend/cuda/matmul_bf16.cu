@@ -7,6 +7,7 @@
 
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/kernels.cuh"
 #include "backend/cuda/matmul_segments.cuh"
 
@@ -46,6 +47,9 @@ __global__ void matmul_kernel(const float* x, int64_t n, int64_t in, MatmulSegme
   const int64_t t0 = int64_t(blockIdx.y) * kTok;
   const int nt = int(n - t0 < kTok ? n - t0 : kTok);
   const int nr = int(out - r0 < kRows ? out - r0 : kRows);
+  // The block's rows start for L2 while the kernel before this one finishes (launch.cuh).
+  if (blockIdx.y == 0) prefetch_l2(w + r0 * in, int64_t(nr) * in * 2, threadIdx.x, blockDim.x);
+  grid_wait();
   // Each warp takes whole steps of 32 lanes x `per_lane` elements.
   const int per_lane = vec ? 8 : 1;
   const int64_t step = 32 * per_lane;
@@ -133,16 +137,15 @@ void launch_matmul_bf16_multi(const float* x, int64_t n, int64_t in, const Backe
     for (int i = 0; i < segs.count; ++i) vec = vec && (reinterpret_cast<uintptr_t>(segs.w[i]) & 15) == 0;
     const unsigned blocks = segs.blocks();
     if (blocks == 0) continue;
-    auto launch = [&](auto kernel, int tok) {
-      kernel<<<dim3(blocks, ceil_div(n, tok)), kWarps * 32, 0, s>>>(x, n, in, segs, vec);
+    auto run = [&](auto kernel, int tok) {
+      launch(kernel, dim3(blocks, ceil_div(n, tok)), kWarps * 32, 0, s, x, n, in, segs, vec);
     };
     if (n == 1)
-      launch(matmul_kernel<1>, 1);
+      run(matmul_kernel<1>, 1);
     else if (n <= 4)
-      launch(matmul_kernel<4>, 4);
+      run(matmul_kernel<4>, 4);
     else
-      launch(matmul_kernel<8>, 8);
-    GPTOSS_CUDA_LAUNCH_CHECK();
+      run(matmul_kernel<8>, 8);
   }
 }
 

@@ -17,6 +17,7 @@
 
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/kernels.cuh"
 #include "backend/cuda/matmul_segments.cuh"
 
@@ -71,6 +72,7 @@ __global__ void __launch_bounds__(32 * kWarps) matmul_skinny_kernel(const uint16
     load16(wa + c_begin * kChunk, true, a[0]);
     load16(wb + c_begin * kChunk, true, a[1]);
   }
+  grid_wait();  // the first weights are on their way while the kernel before this one finishes (launch.cuh)
   for (int64_t c = c_begin; c < c_end; ++c) {
     const int64_t col = c * kChunk;
     const bool more = c + 1 < c_end;
@@ -137,7 +139,7 @@ void launch_matmul_bf16_skinny(const float* x, int64_t n, int64_t in, const Back
     const unsigned blocks = segs.blocks();
     if (blocks == 0) continue;
     auto run = [&](auto kernel, int tokens) {
-      kernel<<<dim3(blocks, ceil_div(n, tokens)), 32 * kWarps, 0, s>>>(limbs, n, in, segs);
+      launch(kernel, dim3(blocks, ceil_div(n, tokens)), 32 * kWarps, 0, s, limbs, n, in, segs);
     };
     if (n <= 8)
       run(matmul_skinny_kernel<1>, 8);
@@ -145,7 +147,6 @@ void launch_matmul_bf16_skinny(const float* x, int64_t n, int64_t in, const Back
       run(matmul_skinny_kernel<2>, 16);
     else  // 33-64 tokens in two groups of 32 (one of 64, 142 registers: batch 40 / 48 1978 / 2262 vs 2146 / 2357)
       run(matmul_skinny_kernel<4>, 32);
-    GPTOSS_CUDA_LAUNCH_CHECK();
   }
 }
 

@@ -12,6 +12,7 @@
 
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/kernels.cuh"
 
 namespace gptoss::cuda {
@@ -29,6 +30,7 @@ __device__ __forceinline__ float bf16_value(uint16_t b) { return __uint_as_float
 
 // limbs[l][i] = limb l of x[i] (i < count).
 __global__ void limbs_bf16_kernel(const float* x, int64_t count, uint16_t* limbs) {
+  grid_wait();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= count) return;
   float r = x[i];
@@ -99,6 +101,7 @@ __device__ __forceinline__ void mma_bf16(float* c, const uint32_t* a, uint32_t b
 __global__ void __launch_bounds__(kThreads) matmul_bf16_tc_kernel(const uint16_t* limbs, int64_t n, int64_t in,
                                                                   const uint16_t* W, const uint16_t* bias, float* y,
                                                                   int64_t out) {
+  grid_wait();
   __shared__ Tiles tiles[2];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, mi = lane >> 3;
   const int64_t row0 = int64_t(blockIdx.x) * kBm, tok0 = int64_t(blockIdx.y) * kBn;
@@ -163,8 +166,7 @@ size_t matmul_bf16_tc_scratch_bytes(int64_t n, int64_t in) { return size_t(kLimb
 
 void launch_limbs_bf16(const float* x, int64_t count, uint16_t* limbs, cudaStream_t s) {
   if (count == 0) return;
-  limbs_bf16_kernel<<<ceil_div(count, 256), 256, 0, s>>>(x, count, limbs);
-  GPTOSS_CUDA_LAUNCH_CHECK();
+  launch(limbs_bf16_kernel, ceil_div(count, 256), 256, 0, s, x, count, limbs);
 }
 
 void launch_matmul_bf16_tc(const float* x, int64_t n, int64_t in, const Backend::Linear* linears, int count,
@@ -175,9 +177,8 @@ void launch_matmul_bf16_tc(const float* x, int64_t n, int64_t in, const Backend:
   for (int i = 0; i < count; ++i) {
     const Backend::Linear& o = linears[i];
     if (o.out == 0) continue;
-    matmul_bf16_tc_kernel<<<dim3(ceil_div(o.out, kBm), ceil_div(n, kBn)), kThreads, 0, s>>>(limbs, n, in, o.w, o.bias,
-                                                                                          o.y, o.out);
-    GPTOSS_CUDA_LAUNCH_CHECK();
+    launch(matmul_bf16_tc_kernel, dim3(ceil_div(o.out, kBm), ceil_div(n, kBn)), kThreads, 0, s, limbs, n, in, o.w,
+           o.bias, o.y, o.out);
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/kernels.cuh"
 #include "backend/cuda/moe_mxfp4.cuh"
 
@@ -25,6 +26,7 @@ __device__ __forceinline__ bool router_better(float v, int e, float bv, int be) 
 }
 
 __global__ void router_kernel(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w) {
+  grid_wait();
   const int64_t t = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (t >= n) return;
@@ -193,6 +195,7 @@ __device__ void mxfp4_rows_dot_wide(const ExpertWeights& W, int e, int64_t r0, b
 __global__ void __launch_bounds__(32 * kWideWarps, 2) gate_up_wide_kernel(const float* x, int64_t hidden,
                                                                           const int32_t* idx, int k, ExpertWeights W,
                                                                           float limit, float* h, int64_t inter) {
+  grid_wait();
   extern __shared__ float xs[];
   __shared__ float lut[16];
   const int64_t ts = blockIdx.y;
@@ -210,6 +213,7 @@ template <int R>
 __global__ void __launch_bounds__(32 * kWideWarps, 2) down_wide_kernel(const float* h, int64_t inter,
                                                                        const int32_t* idx, ExpertWeights W, float* y,
                                                                        int64_t hidden) {
+  grid_wait();
   extern __shared__ float xs[];
   __shared__ float lut[16];
   const int64_t ts = blockIdx.y;
@@ -225,6 +229,7 @@ __global__ void __launch_bounds__(32 * kWideWarps, 2) down_wide_kernel(const flo
 // bf16 experts (input-major): a thread per (token-slot, pair) / (token-slot, row), coalesced over rows.
 __global__ void gate_up_bf16_kernel(const float* x, int64_t n, int64_t hidden, const int32_t* idx, int k,
                                     ExpertWeights W, float limit, float* h, int64_t inter) {
+  grid_wait();
   const int64_t item = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (item >= n * k * inter) return;
   const int64_t ts = item / inter, p = item % inter;
@@ -237,6 +242,7 @@ __global__ void gate_up_bf16_kernel(const float* x, int64_t n, int64_t hidden, c
 
 __global__ void down_bf16_kernel(const float* h, int64_t n, int64_t inter, const int32_t* idx, int k,
                                  ExpertWeights W, float* y, int64_t hidden) {
+  grid_wait();
   const int64_t item = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (item >= n * k * hidden) return;
   const int64_t ts = item / hidden, r = item % hidden;
@@ -245,6 +251,7 @@ __global__ void down_bf16_kernel(const float* h, int64_t n, int64_t inter, const
 }
 
 __global__ void combine_kernel(const float* y, const float* w, int k, int64_t hidden, int64_t n, float* out) {
+  grid_wait();
   int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n * hidden) return;
   int64_t t = i / hidden, r = i % hidden;
@@ -269,8 +276,7 @@ void launch_router_topk(const float* logits, int64_t n, int experts, int k, int3
   if (n == 0) return;
   GPTOSS_CHECK(experts <= 32 * kRouterPerLane && k <= experts, "cuda router: {} experts (at most {}), top-{}",
                experts, 32 * kRouterPerLane, k);
-  router_kernel<<<ceil_div(n, 4), 128, 0, s>>>(logits, n, experts, k, idx, w);
-  GPTOSS_CUDA_LAUNCH_CHECK();
+  launch(router_kernel, ceil_div(n, 4), 128, 0, s, logits, n, experts, k, idx, w);
 }
 
 size_t moe_tc_scratch_bytes(int64_t n, int k, int64_t hidden, const ExpertWeights& gate_up) {
@@ -291,22 +297,17 @@ void launch_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, c
     GPTOSS_CHECK(std::max(hidden, inter) * int64_t(sizeof(float)) <= 48 * 1024,
                  "cuda MXFP4 MoE: hidden {} / intermediate {} do not fit the kernels' 48 KB of shared memory", hidden,
                  inter);
-    gate_up_wide_kernel<<<dim3(ceil_div(inter, kWideWarps), unsigned(slots)), 32 * kWideWarps,
-                          size_t(hidden) * sizeof(float), s>>>(x, hidden, idx, k, gate_up, swiglu_limit, h_scratch, inter);
-    GPTOSS_CUDA_LAUNCH_CHECK();
-    down_wide_kernel<2><<<dim3(ceil_div(hidden, 2 * kWideWarps), unsigned(slots)), 32 * kWideWarps,
-                          size_t(inter) * sizeof(float), s>>>(h_scratch, inter, idx, down, y_scratch, hidden);
-    GPTOSS_CUDA_LAUNCH_CHECK();
+    launch(gate_up_wide_kernel, dim3(ceil_div(inter, kWideWarps), unsigned(slots)), 32 * kWideWarps,
+           size_t(hidden) * sizeof(float), s, x, hidden, idx, k, gate_up, swiglu_limit, h_scratch, inter);
+    launch(down_wide_kernel<2>, dim3(ceil_div(hidden, 2 * kWideWarps), unsigned(slots)), 32 * kWideWarps,
+           size_t(inter) * sizeof(float), s, h_scratch, inter, idx, down, y_scratch, hidden);
   } else {
-    gate_up_bf16_kernel<<<ceil_div(slots * inter, 256), 256, 0, s>>>(x, n, hidden, idx, k, gate_up, swiglu_limit,
-                                                                     h_scratch, inter);
-    GPTOSS_CUDA_LAUNCH_CHECK();
-    down_bf16_kernel<<<ceil_div(slots * hidden, 256), 256, 0, s>>>(h_scratch, n, inter, idx, k, down, y_scratch,
-                                                                   hidden);
-    GPTOSS_CUDA_LAUNCH_CHECK();
+    launch(gate_up_bf16_kernel, ceil_div(slots * inter, 256), 256, 0, s, x, n, hidden, idx, k, gate_up, swiglu_limit,
+           h_scratch, inter);
+    launch(down_bf16_kernel, ceil_div(slots * hidden, 256), 256, 0, s, h_scratch, n, inter, idx, k, down, y_scratch,
+           hidden);
   }
-  combine_kernel<<<ceil_div(n * hidden, 256), 256, 0, s>>>(y_scratch, w, k, hidden, n, out);
-  GPTOSS_CUDA_LAUNCH_CHECK();
+  launch(combine_kernel, ceil_div(n * hidden, 256), 256, 0, s, y_scratch, w, k, hidden, n, out);
 }
 
 }  // namespace gptoss::cuda

@@ -21,6 +21,7 @@
 
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/moe_mxfp4.cuh"
 
 namespace gptoss::cuda {
@@ -41,6 +42,7 @@ __device__ __forceinline__ uint32_t half2_bits(__half lo, __half hi) {
 // One thread block a row of x (cols = 32 nb values): xf[row][b][4 l + t] = limb l of x[32 b + 8 t + ..] *
 // 2^shift in B-register order (pairs (0, 4), (1, 5), (2, 6), (3, 7)); unscale[row] = 2^(14 - shift).
 __global__ void limbs_kernel(const float* x, int64_t nb, uint4* xf, float* unscale) {
+  grid_wait();
   __shared__ float warp_max_abs[32];
   const int64_t row = blockIdx.x;
   const float* xr = x + row * nb * 32;
@@ -131,6 +133,7 @@ struct SlotChunk {
 // max_chunks (the grid's size).
 __global__ void group_slots_kernel(const int32_t* idx, int slots, int experts, int chunk, int max_chunks,
                                    int32_t* order, SlotChunk* chunks) {
+  grid_wait();
   __shared__ int count[128], offset[128], cursor[128];
   for (int e = threadIdx.x; e < experts; e += blockDim.x) count[e] = cursor[e] = 0;
   __syncthreads();
@@ -231,6 +234,7 @@ __global__ void __launch_bounds__(32 * kTcWarps) mxfp4_grouped_kernel(const uint
                                                                       int x_div, const int32_t* order,
                                                                       const SlotChunk* chunks, ExpertWeights W,
                                                                       float limit, float* out) {
+  grid_wait();
   const SlotChunk ch = chunks[blockIdx.y];
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int64_t r0 = tile_row0();
@@ -296,6 +300,7 @@ __global__ void __launch_bounds__(32 * kTcWarps) mxfp4_stream_kernel(const uint4
                                                                      int x_div, const int32_t* order,
                                                                      const SlotChunk* chunks, ExpertWeights W,
                                                                      float limit, float* out) {
+  grid_wait();
   __shared__ __align__(16) uint8_t ring[kTcWarps][kStages][kStageBytes];
   const SlotChunk ch = chunks[blockIdx.y];
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -389,22 +394,16 @@ void launch_moe_mxfp4(const float* x, int64_t hidden, const int32_t* idx, int k,
   const int chunk = small ? kSmallChunk : kChunk;
   const int64_t nchunks = max_chunks(slots, experts, chunk);
   GPTOSS_CHECK(experts <= 128, "cuda MXFP4 MoE: {} experts (the grouping takes at most 128)", experts);
-  group_slots_kernel<<<1, 1024, 0, s>>>(idx, int(slots), experts, chunk, int(nchunks), order, chunks);
-  GPTOSS_CUDA_LAUNCH_CHECK();
+  launch(group_slots_kernel, 1, 1024, 0, s, idx, int(slots), experts, chunk, int(nchunks), order, chunks);
   auto project = [&](auto gate_up_tag, int x_div, const ExpertWeights& W, float limit, float* o) {
     constexpr bool kGateUp = decltype(gate_up_tag)::value;
     const dim3 grid(ceil_div((W.rows + 15) / 16, kTcWarps), unsigned(nchunks));
-    if (small)
-      mxfp4_stream_kernel<kGateUp><<<grid, 32 * kTcWarps, 0, s>>>(xf, unscale, x_div, order, chunks, W, limit, o);
-    else
-      mxfp4_grouped_kernel<kGateUp><<<grid, 32 * kTcWarps, 0, s>>>(xf, unscale, x_div, order, chunks, W, limit, o);
-    GPTOSS_CUDA_LAUNCH_CHECK();
+    launch(small ? mxfp4_stream_kernel<kGateUp> : mxfp4_grouped_kernel<kGateUp>, grid, 32 * kTcWarps, 0, s, xf,
+           unscale, x_div, order, chunks, W, limit, o);
   };
-  limbs_kernel<<<unsigned(n), 256, 0, s>>>(x, nb_x, xf, unscale);
-  GPTOSS_CUDA_LAUNCH_CHECK();
+  launch(limbs_kernel, unsigned(n), 256, 0, s, x, nb_x, xf, unscale);
   project(std::true_type{}, k, gate_up, swiglu_limit, h);
-  limbs_kernel<<<unsigned(slots), 256, 0, s>>>(h, nb_h, xf, unscale);
-  GPTOSS_CUDA_LAUNCH_CHECK();
+  launch(limbs_kernel, unsigned(slots), 256, 0, s, h, nb_h, xf, unscale);
   project(std::false_type{}, 1, down, 0.f, y);
 }
 
