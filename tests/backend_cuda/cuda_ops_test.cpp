@@ -105,7 +105,7 @@ TEST_F(CudaOps, MatmulBf16DecodeAndPrefillShapes) {
   };
   // From 2 to 64 tokens with in % 64 == 0 the skinny tensor-core kernel runs (8, 16, 32 or 64 tokens a
   // block: full and partial token tiles); 17 x 100 stays on the CUDA cores, 70+ tokens take the tiles.
-  for (auto [n, in] : {Shape{1, 2880}, Shape{1, 4096}, Shape{1, 72}, Shape{1, 100}, Shape{2, 2880}, Shape{3, 2880},
+  for (auto [n, in] : {Shape{1, 2880}, Shape{1, 4096}, Shape{1, 8200}, Shape{1, 72}, Shape{1, 100}, Shape{2, 2880}, Shape{3, 2880},
                        Shape{8, 64}, Shape{9, 4096}, Shape{16, 2880}, Shape{17, 2880}, Shape{32, 128}, Shape{33, 2880},
                        Shape{63, 4096}, Shape{40, 2880}, Shape{17, 100}, Shape{64, 2880}, Shape{130, 4096}, Shape{200, 96},
                        Shape{70, 100}}) {
@@ -309,12 +309,13 @@ void PrintTo(const MoeShape& m, std::ostream* os) {
 
 class CudaMoe : public CudaOps, public ::testing::WithParamInterface<MoeShape> {
  protected:
-  // Relative error of the GPU's router + MXFP4 MoE against the CPU's, x drawn in [-x_scale, x_scale],
-  // biases in [-bias_scale, bias_scale].
-  double moe_rel_err(const MoeShape& shape, float x_scale, float bias_scale = 0.5f, float limit = 7.0f) {
+  // Relative error of the GPU's router + MXFP4 MoE against the CPU's, x drawn in [-x_scale, x_scale]
+  // (every outlier_every-th value 1000 times larger), biases in [-bias_scale, bias_scale].
+  double moe_rel_err(const MoeShape& shape, float x_scale, float bias_scale = 0.5f, float limit = 7.0f,
+                     int outlier_every = 0) {
     const auto [n, hidden, inter, experts, k] = shape;
     auto x = rand_f32(size_t(n * hidden));
-    for (float& v : x) v *= x_scale;
+    for (size_t i = 0; i < x.size(); ++i) x[i] *= x_scale * (outlier_every && i % size_t(outlier_every) == 5 ? 1000 : 1);
     auto logits = rand_f32(size_t(n * experts));
     auto gu_blocks = rand_u8(size_t(experts) * 2 * inter * hidden / 2);
     auto gu_scales = rand_u8(size_t(experts) * 2 * inter * hidden / 32, 118, 124);
@@ -360,6 +361,16 @@ TEST_F(CudaMoe, TensorCoreMoeKeepsPrecisionForTinyAndLargeActivations) {
       EXPECT_LT(moe_rel_err(MoeShape{n, 256, 128, 8, 4}, scale, 0.0f, 1e30f), 1e-5) << n << " tokens, x * " << scale;
 }
 
+// Below one token-slot an expert the CUDA-core kernels split each block of 32 values of x (and of h) into
+// three int8 limbs scaled to the block's largest value: tiny and large activations, and blocks with an
+// outlier 1000 times the rest, must keep f32-level precision (no biases, no clamp, as above).
+TEST_F(CudaMoe, SmallBatchMoeKeepsPrecisionForTinyLargeAndOutlierActivations) {
+  for (float scale : {1e-7f, 1.0f, 3e4f})
+    for (int outliers : {0, 37})
+      EXPECT_LT(moe_rel_err(MoeShape{1, 256, 128, 8, 4}, scale, 0.0f, 1e30f, outliers), 1e-5)
+          << "x * " << scale << ", outliers every " << outliers;
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaMoe,
                          ::testing::Values(MoeShape{6, 2880, 2880, 32, 4}, MoeShape{9, 2880, 2880, 32, 4},
                                            MoeShape{110, 2880, 2880, 32, 4}, MoeShape{500, 96, 64, 8, 2},
@@ -368,7 +379,7 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaMoe,
                                            MoeShape{20, 2880, 2880, 32, 4}, MoeShape{40, 3200, 96, 8, 2},
                                            MoeShape{33, 96, 4096, 4, 2}, MoeShape{64, 64, 32, 4, 1},
                                            MoeShape{80, 2880, 2880, 32, 4}, MoeShape{100, 96, 64, 8, 2},
-                                           MoeShape{300, 64, 32, 4, 1}),
+                                           MoeShape{300, 64, 32, 4, 1}, MoeShape{2, 96, 4096, 8, 2}),
                          [](const ::testing::TestParamInfo<MoeShape>& i) {
                            return "n" + std::to_string(i.param.n) + "_h" + std::to_string(i.param.hidden) + "_i" +
                                   std::to_string(i.param.inter) + "_e" + std::to_string(i.param.experts);

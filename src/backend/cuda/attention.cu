@@ -235,6 +235,8 @@ __global__ void attention_combine_kernel(const float* part, int heads, int hd, i
   }
 }
 
+}  // namespace
+
 int num_sms() {
   static const int sms = [] {
     int dev = 0, n = 0;
@@ -244,8 +246,6 @@ int num_sms() {
   }();
   return sms;
 }
-
-}  // namespace
 
 void launch_rope_qk(float* q, int q_heads, float* k, int kv_heads, int64_t n, int head_dim, const int32_t* positions,
                     const float* inv_freq, float attn_factor, cudaStream_t s) {

@@ -18,6 +18,7 @@
 #include "backend/cuda/forward_stage.h"
 #include "backend/cuda/graph_cache.h"
 #include "backend/cuda/kernels.cuh"
+#include "backend/cuda/launch.cuh"
 
 namespace gptoss {
 namespace {
@@ -141,8 +142,12 @@ class CudaBackend final : public Backend {
     if (stage_.upload(meta, caps, stream_)) graphs_.clear();
     struct EndForward {
       cuda::ForwardStage& stage;
-      ~EndForward() { stage.clear(); }
+      ~EndForward() {
+        stage.clear();
+        cuda::pdl_this_forward() = true;
+      }
     } end{stage_};
+    cuda::pdl_this_forward() = meta.n_tokens <= cuda::kPdlMaxTokens;
     // A decode batch: one token and one logit row a sequence (every sequence is in each group it has).
     const int n_seqs = std::max(meta.n_seqs[0], meta.n_seqs[1]);
     const bool decode = meta.replayable && graphs_on_ && !profile_.on && meta.n_tokens == n_seqs &&

@@ -20,6 +20,9 @@ struct DevAttnSeq {
   const int32_t* block_table;
 };
 
+// Streaming multiprocessors of the current device (asked once).
+int num_sms();
+
 void launch_embed(const int32_t* tokens, int64_t n, const uint16_t* table, int64_t hidden, float* out, cudaStream_t s);
 void launch_rms_norm(const float* x, const uint16_t* w, float* y, int64_t n, int64_t d, float eps, cudaStream_t s);
 void launch_add(float* x, const float* y, int64_t count, cudaStream_t s);

@@ -20,4 +20,10 @@ void launch_moe_mxfp4(const float* x, int64_t hidden, const int32_t* idx, int k,
                       const ExpertWeights& down, float swiglu_limit, float* h, float* y, int64_t slots, void* scratch,
                       cudaStream_t s);
 
+// The same for few token-slots (decode at small batches): CUDA-core kernels with integer dot products
+// (moe_mxfp4_small.cu), no scratch.
+void launch_moe_mxfp4_small(const float* x, int k, const int32_t* idx, const ExpertWeights& gate_up,
+                            const ExpertWeights& down, float swiglu_limit, float* h, float* y, int64_t slots,
+                            cudaStream_t s);
+
 }  // namespace gptoss::cuda
