@@ -1,6 +1,6 @@
 // router_topk and the MoE block (MXFP4 or bf16 experts) with the clamped SwiGLU.
 // Three passes: gate_up + SwiGLU -> h [n*k, I]; down -> y [n*k, H]; weighted sum -> out [n, H]. MXFP4
-// experts with at least one token-slot an expert on average take the tensor-core kernels of moe_mxfp4.cu
+// experts with at least two token-slots an expert on average take the tensor-core kernels of moe_mxfp4.cu
 // for the first two (use_tensor_cores); fewer (decode at small batches) the CUDA-core kernels of
 // moe_mxfp4_small.cu.
 #include <algorithm>
@@ -117,14 +117,15 @@ __global__ void combine_kernel(const float* y, const float* w, int k, int64_t hi
   out[i] = acc;
 }
 
-// MXFP4 experts take the tensor cores (moe_mxfp4.cuh) from one token-slot an expert on average: fewer, and
-// most chunks of the grouped kernels hold a single slot, which leaves 7 of the mma's 8 columns idle while
-// the CUDA-core kernels stream each slot's expert at a higher rate. H200, tensor cores vs the CUDA-core
-// kernels before moe_mxfp4_small.cu (which are faster still: batch 4 886 vs 738 tok/s): 20b (32 experts)
-// 16 / 32 slots (batch 4 / 8): 591 / 918-932 vs 716 / 901-906 tok/s; 120b (128 experts) 32 / 64 / 128
-// slots (batch 8 / 16 / 32): 523 / 672 / 874 vs 623 / 717 / 763.
+// MXFP4 experts take the tensor cores (moe_mxfp4.cuh) from two token-slots an expert on average: fewer, and
+// most chunks of the grouped kernels hold one or two slots, which leaves most of the mma's 8 columns idle
+// while the integer CUDA-core kernels of moe_mxfp4_small.cu stream each slot's expert faster. H200, decode
+// tok/s, tensor cores vs CUDA cores (same-machine A/B): 20b (32 experts) at 32 slots (batch 8) 949 vs
+// 1176-1196, at 64 slots (batch 16) 1363-1423 vs 1451; 120b (128 experts) at 128 slots (batch 32) 858 vs
+// 1062-1073, at 256 (batch 64) 1131-1168 vs 1075. (With the earlier table-lookup CUDA-core kernels the
+// crossover was one slot an expert.)
 bool use_tensor_cores(const ExpertWeights& gate_up, int64_t slots) {
-  return gate_up.mxfp4 && slots >= gate_up.experts;
+  return gate_up.mxfp4 && slots >= 2 * int64_t(gate_up.experts);
 }
 
 }  // namespace
