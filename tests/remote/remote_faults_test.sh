@@ -18,9 +18,15 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 node "$GPTOSS_SOURCE_DIR/tests/remote/fault_proxy.mjs" >"$work/port" &
 pid=$!
-for _ in $(seq 1 100); do [[ -s "$work/port" ]] && break; sleep 0.05; done
+# Up to 60 s: node starts in well under a second alone, but took over 5 s once as the first test of the
+# full parallel suite.
+for _ in $(seq 1 600); do
+  [[ -s "$work/port" ]] && break
+  kill -0 "$pid" 2>/dev/null || fail "fault server exited"
+  sleep 0.1
+done
 port=$(cat "$work/port")
-[[ -n "$port" ]] || fail "fault server did not start"
+[[ -n "$port" ]] || fail "fault server did not start in 60 s"
 
 cat >"$work/remote.yaml" <<YAML
 model:
