@@ -20,6 +20,14 @@ __device__ __forceinline__ int64_t kv_offset(const KvView& kv, int32_t block, in
          kv.head_dim;
 }
 
+// Row `src` (kv_heads x head_dim values) into slot `slot` of cache block `block`, K (kind 0) or V (1) of
+// layer g; every thread of the thread block takes part.
+__device__ __forceinline__ void store_row(const KvView& kv, int32_t block, int g, int kind, int slot,
+                                          const float* src) {
+  for (int i = threadIdx.x; i < kv.kv_heads * kv.head_dim; i += blockDim.x)
+    kv.pool[kv_offset(kv, block, g, kind, slot, i / kv.head_dim) + i % kv.head_dim] = src[i];
+}
+
 // Where rope_kernel also stores K and V (pool null: nowhere): layer g of the paged cache, through the
 // block table of each token's sequence (seqs[token_seq[t]]).
 struct KvDest {
@@ -72,10 +80,7 @@ __global__ void rope_kernel(float* x0, int heads0, float* x1, int heads1, int he
       kr[i + half] = rb;
     }
   }
-  if (!pool) return;
-  const int width = heads * head_dim;
-  for (int i = threadIdx.x; i < width; i += blockDim.x)
-    pool[kv_offset(kv, block, dst.g, 1, slot, i / head_dim) + i % head_dim] = dst.v[t * width + i];
+  if (pool) store_row(kv, block, dst.g, 1, slot, dst.v + t * heads * head_dim);
 }
 
 // Stores the K and V rows of token t at positions[t] through a block table: that of the token's sequence
@@ -88,12 +93,9 @@ __global__ void kv_store_kernel(KvView kv, int g, const float* k, const float* v
   const int32_t* table = seqs ? seqs[token_seq[t]].block_table : block_table;
   const int32_t block = table[pos / kv.block_size];
   const int slot = pos % kv.block_size;
-  const int width = kv.kv_heads * kv.head_dim;
-  for (int i = threadIdx.x; i < width; i += blockDim.x) {
-    const int h = i / kv.head_dim, d = i % kv.head_dim;
-    kv.pool[kv_offset(kv, block, g, 0, slot, h) + d] = k[t * width + i];
-    kv.pool[kv_offset(kv, block, g, 1, slot, h) + d] = v[t * width + i];
-  }
+  const int64_t width = int64_t(kv.kv_heads) * kv.head_dim;
+  store_row(kv, block, g, 0, slot, k + t * width);
+  store_row(kv, block, g, 1, slot, v + t * width);
 }
 
 // Attention over the paged cache, flash-decoding style. A thread block takes one token, one KV head and
@@ -247,11 +249,17 @@ int num_sms() {
   return sms;
 }
 
+namespace {
+void check_rope_head_dim(int head_dim) {
+  if (head_dim / 2 > kRopeMaxHalf || head_dim % 2 != 0)
+    throw Error(fmt::format("cuda rope: head_dim {} is not supported (even, at most {})", head_dim, 2 * kRopeMaxHalf));
+}
+}  // namespace
+
 void launch_rope_qk(float* q, int q_heads, float* k, int kv_heads, int64_t n, int head_dim, const int32_t* positions,
                     const float* inv_freq, float attn_factor, cudaStream_t s) {
   if (n == 0) return;
-  if (head_dim / 2 > kRopeMaxHalf || head_dim % 2 != 0)
-    throw Error(fmt::format("cuda rope: head_dim {} is not supported (even, at most {})", head_dim, 2 * kRopeMaxHalf));
+  check_rope_head_dim(head_dim);
   launch(rope_kernel, dim3(unsigned(n), k ? 2u : 1u), 256, 0, s, q, q_heads, k, kv_heads, head_dim, positions,
          inv_freq, attn_factor, KvDest{});
 }
@@ -274,8 +282,7 @@ void launch_rope_kv_store(float* q, int q_heads, float* k, const float* v, int k
                           const int32_t* positions, const float* inv_freq, float attn_factor, const KvView& kv,
                           int group_layer, const int32_t* token_seq, const DevAttnSeq* seqs, cudaStream_t s) {
   if (n == 0) return;
-  if (head_dim / 2 > kRopeMaxHalf || head_dim % 2 != 0)
-    throw Error(fmt::format("cuda rope: head_dim {} is not supported (even, at most {})", head_dim, 2 * kRopeMaxHalf));
+  check_rope_head_dim(head_dim);
   GPTOSS_CHECK(kv.kv_heads == kv_heads && kv.head_dim == head_dim, "cuda rope + kv_store: K is [{} x {}], the cache [{} x {}]",
                kv_heads, head_dim, kv.kv_heads, kv.head_dim);
   launch(rope_kernel, dim3(unsigned(n), 2u), 256, 0, s, q, q_heads, k, kv_heads, head_dim, positions, inv_freq,

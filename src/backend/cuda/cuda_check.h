@@ -12,6 +12,3 @@
       throw ::gptoss::Error(fmt::format("{}:{}: CUDA call `{}` failed: {} ({})", __FILE__, __LINE__, \
                                         #call, cudaGetErrorString(err_), int(err_)));             \
   } while (0)
-
-// After a kernel launch: launch-configuration errors surface here, not at the next sync.
-#define GPTOSS_CUDA_LAUNCH_CHECK() GPTOSS_CUDA_CHECK(cudaGetLastError())

@@ -133,7 +133,7 @@ __global__ void matmul_kernel(const float* x, int64_t n, int64_t in, MatmulSegme
 // of 256 values: for in = 2880 two of its warps idle, and a warp's second step loaded after its first
 // multiplied. H200, 20b shape, decode batch 1: 436-444 tok/s against 399-401; its matmuls 944 against
 // 1137 us a step.)
-constexpr int kGemvRows = 4, kGemvChunks = 2, kGemvThreads = 256;
+constexpr int kGemvRows = kRows, kGemvChunks = 2, kGemvThreads = 256;  // the same row blocks (segments)
 
 __device__ __forceinline__ float dot8(const uint4& p, const float4& a, const float4& b) {
   float w[8];
@@ -196,16 +196,15 @@ void launch_matmul_bf16_multi(const float* x, int64_t n, int64_t in, const Backe
                               cudaStream_t s) {
   if (n == 0) return;
   for (int c0 = 0; c0 < count; c0 += kMaxSegments) {
-    MatmulSegments segs = MatmulSegments::of(outs + c0, count - c0, kRows);
+    const MatmulSegments segs = MatmulSegments::of(outs + c0, count - c0, kRows);
     bool vec = in % 8 == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0;
     for (int i = 0; i < segs.count; ++i) vec = vec && (reinterpret_cast<uintptr_t>(segs.w[i]) & 15) == 0;
-    if (n == 1 && vec) {
-      segs = MatmulSegments::of(outs + c0, count - c0, kGemvRows);
-      if (segs.blocks()) launch(gemv_kernel, segs.blocks(), kGemvThreads, 0, s, x, in, segs);
-      continue;
-    }
     const unsigned blocks = segs.blocks();
     if (blocks == 0) continue;
+    if (n == 1 && vec) {
+      launch(gemv_kernel, blocks, kGemvThreads, 0, s, x, in, segs);
+      continue;
+    }
     auto run = [&](auto kernel, int tok) {
       launch(kernel, dim3(blocks, ceil_div(n, tok)), kWarps * 32, 0, s, x, n, in, segs, vec);
     };
