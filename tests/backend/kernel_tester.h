@@ -86,7 +86,9 @@ class Output {
   std::vector<float> data_;
 };
 
-inline double rel_error(const float* a, const float* b, int64_t n) {
+// ||a - b|| / ||b|| over n elements (||a - b|| when b is all zeros), in double, for float or double data.
+template <typename A, typename B>
+double rel_error(const A* a, const B* b, int64_t n) {
   double num = 0, den = 0;
   for (int64_t i = 0; i < n; ++i) {
     double d = double(a[i]) - double(b[i]);

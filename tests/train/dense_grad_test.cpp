@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "backend/kernel_tester.h"
 #include "train/grad_ops.h"
 
 namespace gptoss::train {
@@ -28,12 +29,7 @@ std::vector<uint16_t> bf16_of(const std::vector<float>& v) {
 }
 
 double rel(const std::vector<double>& want, const std::vector<float>& got) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    num += (got[i] - want[i]) * (got[i] - want[i]);
-    den += want[i] * want[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-300));
+  return cpu::testing::rel_error(got.data(), want.data(), int64_t(want.size()));
 }
 
 TEST(DenseGrad, LinearInputGradientAccumulatesDyTimesW) {

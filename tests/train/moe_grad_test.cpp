@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/kernel_tester.h"
 #include "core/dtype.h"
 #include "train/grad_ops.h"
 
@@ -138,14 +139,10 @@ std::vector<double> softmax(const std::vector<double>& l) {
   return w;
 }
 
-// ||got - want|| / ||want||.
-double rel_error(const std::vector<double>& got, const std::vector<double>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    num += (got[i] - want[i]) * (got[i] - want[i]);
-    den += want[i] * want[i];
-  }
-  return std::sqrt(num / den);
+// ||got - want|| / ||want|| (float or double data).
+template <typename A, typename B>
+double rel_error(const std::vector<A>& got, const std::vector<B>& want) {
+  return cpu::testing::rel_error(got.data(), want.data(), int64_t(want.size()));
 }
 
 struct Case {
@@ -263,14 +260,14 @@ TEST_P(MoeBackwardCase, KeptGateUpEqualsReferenceAndServesTheBackward) {
       for (int64_t i = 0; i < c.hidden; ++i) d += row[size_t(i)] * P.h[size_t(a / c.k * c.hidden + i)];
       want.push_back(d);
     }
-  EXPECT_LE(rel_error(std::vector<double>(gu.begin(), gu.end()), want), 1e-6);
+  EXPECT_LE(rel_error(gu, want), 1e-6);
   std::vector<float> dh0(size_t(c.n * c.hidden)), dl0(size_t(c.n * c.experts)), dh1(dh0.size()), dl1(dl0.size());
   moe_backward(P.h.data(), c.n, c.hidden, P.idx.data(), P.w.data(), c.k, P.gu.view(), P.dn.view(), c.limit,
                P.dout.data(), dh0.data(), dl0.data());
   moe_backward(P.h.data(), c.n, c.hidden, P.idx.data(), P.w.data(), c.k, P.gu.view(), P.dn.view(), c.limit,
                P.dout.data(), dh1.data(), dl1.data(), gu.data());
-  EXPECT_LE(rel_error(std::vector<double>(dh1.begin(), dh1.end()), std::vector<double>(dh0.begin(), dh0.end())), 1e-6);
-  EXPECT_LE(rel_error(std::vector<double>(dl1.begin(), dl1.end()), std::vector<double>(dl0.begin(), dl0.end())), 1e-6);
+  EXPECT_LE(rel_error(dh1, dh0), 1e-6);
+  EXPECT_LE(rel_error(dl1, dl0), 1e-6);
 }
 
 // dh (every element) and d_logits (every element: selected ones by differences of the softmax over
@@ -315,8 +312,8 @@ TEST_P(MoeBackwardCase, GradientsMatchFiniteDifferences) {
   EXPECT_GT(st.up_in, 0);
   ASSERT_GT(st.margin, 1e-4) << "a pre-activation lies on a clamp kink: pick another seed";
 
-  const double err_h = rel_error(std::vector<double>(dh.begin(), dh.end()), fd_h);
-  const double err_l = rel_error(std::vector<double>(dl.begin(), dl.end()), fd_l);
+  const double err_h = rel_error(dh, fd_h);
+  const double err_l = rel_error(dl, fd_l);
   EXPECT_LE(err_h, 1e-6);
   EXPECT_LE(err_l, 1e-6);
   for (int64_t t = 0; t < c.n; ++t)
