@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # An interrupted `gptoss quantize` leaves nothing that looks finished: after SIGTERM (clean stop) or
-# SIGKILL, the output directory either does not exist or the run had already completed it.
+# SIGKILL, the output directory either does not exist or the run had already completed it (a kill that
+# lands between the final rename and the exit gives a nonzero status and a complete output).
 set -u
 BIN=${GPTOSS_BINARY:?}
 work=$(mktemp -d)
@@ -18,14 +19,17 @@ check() {  # $1 = signal, $2 = delay
   kill -"$1" "$pid" 2> /dev/null
   wait "$pid"
   local rc=$?
-  if [ "$rc" -eq 0 ]; then
-    [ -f "$out/model.safetensors.index.json" ] || fail "$1: exit 0 but no index"
-    [ -f "$out/config.json" ] || fail "$1: exit 0 but no config"
+  if [ -e "$out" ]; then  # then complete: the config, the index and every shard it names
+    [ -f "$out/model.safetensors.index.json" ] || fail "$1 after $2 s: rc $rc, $out has no index"
+    [ -f "$out/config.json" ] || fail "$1 after $2 s: rc $rc, $out has no config"
+    for shard in $(grep -o '"[^"]*\.safetensors"' "$out/model.safetensors.index.json" | tr -d '"' | sort -u); do
+      [ -f "$out/$shard" ] || fail "$1 after $2 s: rc $rc, $out lacks $shard"
+    done
   else
-    [ ! -e "$out" ] || fail "$1 after $2 s: rc $rc but $out exists"
-    if [ "$1" = TERM ]; then
-      ls "$work" | grep -q "out-$1-$2.tmp" && fail "TERM: temporary directory left behind"
-    fi
+    [ "$rc" -ne 0 ] || fail "$1 after $2 s: exit 0 but no $out"
+  fi
+  if [ "$rc" -ne 0 ] && [ "$1" = TERM ]; then
+    ls "$work" | grep -q "out-$1-$2.tmp" && fail "TERM: temporary directory left behind"
   fi
   echo "$1 after $2 s: rc $rc, ok"
 }
