@@ -178,6 +178,27 @@ class Backend {
     rope_qk(q, q_heads, k, kv_heads, n, head_dim, positions, inv_freq, attn_factor);
     kv_store_seqs(kv, group_layer, k, v, seqs, n_seqs, positions);
   }
+  // add_rms_norm, then the router on its output: logits[n, experts] = out W^T + bias (matmul_bf16) and
+  // their router_topk into idx, w [n, k]. (The CUDA backend does it in one launch for decode batches.)
+  virtual void add_rms_norm_router(float* x, const float* y, const uint16_t* norm_w, float* out, int64_t n, int64_t d,
+                                   float eps, const uint16_t* router_w, const uint16_t* router_b, float* logits,
+                                   int experts, int k, int32_t* idx, float* w) {
+    add_rms_norm(x, y, norm_w, out, n, d, eps);
+    matmul_bf16(out, n, d, router_w, router_b, logits, experts);
+    router_topk(logits, n, experts, k, idx, w);
+  }
+  // moe of h into y, then the residual: x += y and out = rms_norm(x) with norm_w (add_rms_norm), or only
+  // x += y when norm_w is null. out may be h (the experts have read it by then); y is scratch, its
+  // contents afterwards unspecified (the CUDA backend sums the experts straight into x).
+  virtual void moe_add_rms_norm(const float* h, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
+                                const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* y,
+                                float* x, const uint16_t* norm_w, float* out, float eps) {
+    moe(h, n, hidden, idx, w, k, gate_up, down, swiglu_limit, y);
+    if (norm_w)
+      add_rms_norm(x, y, norm_w, out, n, hidden, eps);
+    else
+      add(x, y, n * hidden);
+  }
   // Several linears of the same input: y_i[n, out_i] = x[n, in] W_i^T + bias_i (q, k and v).
   struct Linear {
     const uint16_t* w;

@@ -116,21 +116,31 @@ void GptOssModel::attention_block(int layer, KvPool& kv) {
   if (train_) keep(train_->layers[size_t(layer)].attn, s_.attn.f32(), n_ * Q);
   linear(s_.attn.f32(), Q, L.o_w, L.o_b, s_.t.f32(), H, n_);
   lora(layer, LoraModule::kO, s_.attn.f32(), s_.t.f32());
-  // x += attention, and h = the MoE block's rms_norm(x), in one op.
-  backend_.add_rms_norm(s_.x.f32(), s_.t.f32(), L.mlp_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps));
+  // x += attention, and h = the MoE block's rms_norm(x), in one op; with the router too when no adapter
+  // changes it (else moe_block routes, after the router's LoRA).
+  if (adapted(layer, LoraModule::kRouter))
+    backend_.add_rms_norm(s_.x.f32(), s_.t.f32(), L.mlp_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps));
+  else
+    backend_.add_rms_norm_router(s_.x.f32(), s_.t.f32(), L.mlp_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps),
+                                 L.router_w, L.router_b, s_.router_logits.f32(), cfg_.num_local_experts,
+                                 cfg_.num_experts_per_tok, s_.expert_idx.get<int32_t>(), s_.expert_w.f32());
   if (train_) keep(train_->layers[size_t(layer)].x_moe, s_.x.f32(), n_ * H);
 }
 
 // x += sum over the top-k experts of rms_norm(x) (h, from attention_block), weighted by the router's
-// softmax; then h = the next layer's attention rms_norm(x), fused with the add.
+// softmax (the routing also comes from attention_block unless an adapter changes the router); then h =
+// the next layer's attention rms_norm(x), fused with the experts' sum.
 void GptOssModel::moe_block(int layer) {
   const LayerWeights& L = w_->layers[size_t(layer)];
   const int64_t H = cfg_.hidden_size;
   const int E = cfg_.num_local_experts, k = cfg_.num_experts_per_tok;
+  const uint16_t* next_norm = layer + 1 < cfg_.num_hidden_layers ? w_->layers[size_t(layer) + 1].attn_norm : nullptr;
 
-  linear(s_.h.f32(), H, L.router_w, L.router_b, s_.router_logits.f32(), E, n_);
-  lora(layer, LoraModule::kRouter, s_.h.f32(), s_.router_logits.f32());
-  backend_.router_topk(s_.router_logits.f32(), n_, E, k, s_.expert_idx.get<int32_t>(), s_.expert_w.f32());
+  if (adapted(layer, LoraModule::kRouter)) {
+    linear(s_.h.f32(), H, L.router_w, L.router_b, s_.router_logits.f32(), E, n_);
+    lora(layer, LoraModule::kRouter, s_.h.f32(), s_.router_logits.f32());
+    backend_.router_topk(s_.router_logits.f32(), n_, E, k, s_.expert_idx.get<int32_t>(), s_.expert_w.f32());
+  }
   if (train_) {
     keep(train_->layers[size_t(layer)].expert_idx, s_.expert_idx.get<int32_t>(), n_ * k);
     keep(train_->layers[size_t(layer)].expert_w, s_.expert_w.f32(), n_ * k);
@@ -141,15 +151,15 @@ void GptOssModel::moe_block(int layer) {
     backend_.moe_keep_gate_up(s_.h.f32(), n_, H, s_.expert_idx.get<int32_t>(), s_.expert_w.f32(), k, L.gate_up,
                               L.down, float(cfg_.swiglu_limit), s_.t.f32(), s_.gate_up.f32());
     keep(train_->layers[size_t(layer)].gate_up, s_.gate_up.f32(), width);
+    if (next_norm)
+      backend_.add_rms_norm(s_.x.f32(), s_.t.f32(), next_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps));
+    else
+      backend_.add(s_.x.f32(), s_.t.f32(), n_ * H);
   } else {
-    backend_.moe(s_.h.f32(), n_, H, s_.expert_idx.get<int32_t>(), s_.expert_w.f32(), k, L.gate_up, L.down,
-                 float(cfg_.swiglu_limit), s_.t.f32());
+    backend_.moe_add_rms_norm(s_.h.f32(), n_, H, s_.expert_idx.get<int32_t>(), s_.expert_w.f32(), k, L.gate_up,
+                              L.down, float(cfg_.swiglu_limit), s_.t.f32(), s_.x.f32(), next_norm, s_.h.f32(),
+                              float(cfg_.rms_norm_eps));
   }
-  if (layer + 1 < cfg_.num_hidden_layers)
-    backend_.add_rms_norm(s_.x.f32(), s_.t.f32(), w_->layers[size_t(layer) + 1].attn_norm, s_.h.f32(), n_, H,
-                          float(cfg_.rms_norm_eps));
-  else
-    backend_.add(s_.x.f32(), s_.t.f32(), n_ * H);
 }
 
 // logits (s_.logits) = lm_head(rms_norm(x)) for the requested rows only (decode needs one row per sequence).
@@ -169,6 +179,14 @@ void GptOssModel::unembed(HiddenCapture* capture) {
 void GptOssModel::linear(const float* x, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
                          int64_t out, int64_t n) {
   backend_.matmul_bf16(x, n, in, w, bias, y, out);
+}
+
+bool GptOssModel::adapted(int layer, LoraModule m) const {
+  for (const AdapterRun& run : adapter_runs_) {
+    const LoraAdapter* a = lora_[size_t(run.index)].get();
+    if (a && a->get(layer, m).rank > 0) return true;
+  }
+  return false;
 }
 
 void GptOssModel::lora(int layer, LoraModule m, const float* x, float* y) {

@@ -86,6 +86,8 @@ class GptOssModel {
               int64_t n);
   // y += the adapters' terms for module m of layer `layer` of input x (each sequence's own adapter).
   void lora(int layer, LoraModule m, const float* x, float* y);
+  // Whether an adapter of this forward changes module m of the layer.
+  bool adapted(int layer, LoraModule m) const;
   void capture_residual(HiddenCapture* capture);
   // A host copy of backend memory [count] into v when training (train_ set), else nothing.
   template <typename T>

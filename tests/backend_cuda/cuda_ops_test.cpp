@@ -8,6 +8,8 @@
 #include <random>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "backend/backend.h"
 #include "core/dtype.h"
 #include "core/error.h"
@@ -408,6 +410,95 @@ TEST_F(CudaOps, RouterTopkMatchesCpuWithTiesUpTo128Experts) {
     EXPECT_EQ(ids[1], ids[0]) << experts << " experts";
     EXPECT_LT(rel_err(ws[1], ws[0]), 1e-6) << experts << " experts";
   }
+}
+
+// add_rms_norm_router: the CUDA backend's one launch (17 to 64 tokens, d % 8 == 0; one thread block a
+// token for 32 experts, four for 128, rows wider than the part loaded before grid_wait) against the CPU's
+// plain ops, and its fallbacks (1 and 65 tokens, d % 8 != 0): x, h, the logits, the experts and their
+// weights. An expert pick may differ only where the CPU's k-th and next logits nearly tie.
+TEST_F(CudaOps, AddRmsNormRouterMatchesCpu) {
+  struct Shape {
+    int64_t n, d;
+    int experts, k;
+  };
+  for (const Shape& c : {Shape{17, 2880, 32, 4}, Shape{40, 2880, 128, 4}, Shape{64, 2880, 32, 4},
+                         Shape{20, 96, 8, 2}, Shape{18, 3200, 32, 4}, Shape{1, 2880, 32, 4}, Shape{65, 2880, 32, 4},
+                         Shape{30, 60, 4, 2}}) {
+    const auto [n, d, experts, k] = c;
+    auto x = rand_f32(size_t(n * d)), y = rand_f32(size_t(n * d));
+    auto norm = rand_bf16(size_t(d)), rw = rand_bf16(size_t(experts) * d, 0.05f), rb = rand_bf16(size_t(experts));
+    std::vector<std::vector<float>> res, logits, weights;
+    std::vector<std::vector<int32_t>> ids;
+    for (Backend* b : {cpu_.get(), gpu_.get()}) {
+      auto prep = [&](const auto& v) { return static_cast<const uint16_t*>(b->prepare_weight(v.data(), v.size() * 2)); };
+      float* xd = put(*b, x);
+      float* h = out(*b, size_t(n * d));
+      float* l = out(*b, size_t(n * experts));
+      float* w = out(*b, size_t(n * k));
+      int32_t* idx = put(*b, std::vector<int32_t>(size_t(n * k), -1));
+      b->add_rms_norm_router(xd, put(*b, y), prep(norm), h, n, d, 1e-5f, prep(rw), prep(rb), l, experts, k, idx, w);
+      auto r = get(*b, h, size_t(n * d));
+      auto xr = get(*b, xd, size_t(n * d));
+      r.insert(r.end(), xr.begin(), xr.end());
+      res.push_back(r);
+      logits.push_back(get(*b, l, size_t(n * experts)));
+      std::vector<int32_t> hi(size_t(n * k));
+      b->to_host(hi.data(), idx, hi.size() * 4);
+      ids.push_back(hi);
+      weights.push_back(get(*b, w, size_t(n * k)));
+    }
+    const std::string shape = fmt::format("n={} d={} experts={}", n, d, experts);
+    EXPECT_LT(rel_err(res[1], res[0]), 1e-6) << shape;
+    EXPECT_LT(rel_err(logits[1], logits[0]), 1e-5) << shape;
+    for (int64_t t = 0; t < n; ++t) {
+      std::vector<float> row(logits[0].begin() + t * experts, logits[0].begin() + (t + 1) * experts);
+      std::sort(row.begin(), row.end(), std::greater<>());
+      const bool tie = k < experts && row[size_t(k) - 1] - row[size_t(k)] < 1e-4f;
+      for (int j = 0; j < k && !tie; ++j) {
+        EXPECT_EQ(ids[1][size_t(t * k + j)], ids[0][size_t(t * k + j)]) << shape << " token " << t;
+        // the logits differ at f32 rounding (summed in another order): so do the softmax weights
+        EXPECT_NEAR(weights[1][size_t(t * k + j)], weights[0][size_t(t * k + j)], 1e-5) << shape << " token " << t;
+      }
+    }
+  }
+}
+
+// moe_add_rms_norm: the MoE's sum straight into x (and the next norm into h, which is also the MoE's
+// input) against the CPU's moe + add_rms_norm / add, on the small-batch and the tensor-core paths.
+TEST_F(CudaOps, MoeAddRmsNormMatchesCpu) {
+  for (int64_t n : {1, 20})  // 4 and 80 token-slots of 32 experts
+    for (bool with_norm : {true, false}) {
+      const int64_t hidden = 2880, inter = 2880;
+      const int experts = 32, k = 4;
+      auto x = rand_f32(size_t(n * hidden)), h = rand_f32(size_t(n * hidden)), logits = rand_f32(size_t(n * experts));
+      auto norm = rand_bf16(size_t(hidden));
+      auto gu_blocks = rand_u8(size_t(experts) * 2 * inter * hidden / 2);
+      auto gu_scales = rand_u8(size_t(experts) * 2 * inter * hidden / 32, 118, 124);
+      auto gu_bias = rand_bf16(size_t(experts) * 2 * inter, 0.5f);
+      auto dn_blocks = rand_u8(size_t(experts) * hidden * inter / 2);
+      auto dn_scales = rand_u8(size_t(experts) * hidden * inter / 32, 118, 124);
+      auto dn_bias = rand_bf16(size_t(experts) * hidden, 0.5f);
+      std::vector<std::vector<float>> res;
+      for (Backend* b : {cpu_.get(), gpu_.get()}) {
+        int32_t* idx = put(*b, std::vector<int32_t>(size_t(n * k), -1));
+        float* w = out(*b, size_t(n * k));
+        b->router_topk(put(*b, logits), n, experts, k, idx, w);
+        auto prep = [&](const auto& v) { return b->prepare_weight(v.data(), v.size() * sizeof(v[0])); };
+        ExpertWeights gu{true, static_cast<const uint8_t*>(prep(gu_blocks)), static_cast<const uint8_t*>(prep(gu_scales)),
+                         nullptr, static_cast<const uint16_t*>(prep(gu_bias)), 2 * inter, hidden, experts};
+        ExpertWeights dn{true, static_cast<const uint8_t*>(prep(dn_blocks)), static_cast<const uint8_t*>(prep(dn_scales)),
+                         nullptr, static_cast<const uint16_t*>(prep(dn_bias)), hidden, inter, experts};
+        float* xd = put(*b, x);
+        float* hd = put(*b, h);
+        b->moe_add_rms_norm(hd, n, hidden, idx, w, k, gu, dn, 7.0f, out(*b, size_t(n * hidden)), xd,
+                            with_norm ? static_cast<const uint16_t*>(prep(norm)) : nullptr, hd, 1e-5f);
+        auto r = get(*b, xd, size_t(n * hidden));
+        auto hr = get(*b, hd, size_t(n * hidden));
+        r.insert(r.end(), hr.begin(), hr.end());  // without a norm h stays the MoE's input
+        res.push_back(r);
+      }
+      EXPECT_LT(rel_err(res[1], res[0]), 1e-5) << n << " tokens, norm " << with_norm;
+    }
 }
 
 TEST_F(CudaOps, MoeBf16ExpertsSmall) {

@@ -46,6 +46,52 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// Sum of v over the block (every thread gets it); `partial` holds 32 floats of shared memory.
+__device__ __forceinline__ float block_sum(float v, float* partial) {
+  v = warp_sum(v);
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float u = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.f;
+    u = warp_sum(u);
+    if (threadIdx.x == 0) partial[0] = u;
+  }
+  __syncthreads();
+  return partial[0];
+}
+
+// A norm's weights for the elements a thread of a block-strided row loop takes (threadIdx.x, + blockDim.x,
+// ...): the first kNormPre of them go to registers before grid_wait (they are weights, so the kernel
+// before need not finish), and for_norm_row hands each element with its weight to f.
+constexpr int kNormPre = 4;
+__device__ __forceinline__ void load_norm(const uint16_t* w, int64_t d, float (&pre)[kNormPre]) {
+#pragma unroll
+  for (int j = 0; j < kNormPre; ++j) {
+    const int64_t i = threadIdx.x + int64_t(j) * blockDim.x;
+    pre[j] = w && i < d ? bf16_to_f32(w[i]) : 0.f;
+  }
+}
+template <class F>
+__device__ __forceinline__ void for_norm_row(const uint16_t* w, int64_t d, const float (&pre)[kNormPre], F&& f) {
+#pragma unroll
+  for (int j = 0; j < kNormPre; ++j) {
+    const int64_t i = threadIdx.x + int64_t(j) * blockDim.x;
+    if (i < d) f(i, pre[j]);
+  }
+  for (int64_t i = threadIdx.x + int64_t(kNormPre) * blockDim.x; i < d; i += blockDim.x)
+    f(i, bf16_to_f32(w[i]));
+}
+
+// Eight bf16 values (16 bytes) to f32.
+__device__ __forceinline__ void bf16x8(const uint4& p, float* w) {
+  const uint32_t v[4] = {p.x, p.y, p.z, p.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    w[2 * i] = __uint_as_float(v[i] << 16);
+    w[2 * i + 1] = __uint_as_float(v[i] & 0xffff0000u);
+  }
+}
+
 inline unsigned ceil_div(int64_t a, int64_t b) { return unsigned((a + b - 1) / b); }
 
 }  // namespace gptoss::cuda

@@ -46,6 +46,7 @@ class CudaBackend final : public Backend {
     for (auto& [p, n] : sizes_) cudaFree(p);
     for (void* p : weights_) cudaFree(p);
     if (arena_) cudaFree(arena_);
+    if (counters_) cudaFree(counters_);
     for (float* p : {h_scratch_, y_scratch_, tc_scratch_, attn_scratch_})
       if (p) cudaFree(p);
     cudaStreamDestroy(stream_);
@@ -250,16 +251,25 @@ class CudaBackend final : public Backend {
     auto t = op_scope(OpProfile::kRouter);
     cuda::launch_router_topk(logits, n, experts, k, idx, w, stream_);
   }
+  void add_rms_norm_router(float* x, const float* y, const uint16_t* norm_w, float* out, int64_t n, int64_t d,
+                           float eps, const uint16_t* router_w, const uint16_t* router_b, float* logits, int experts,
+                           int k, int32_t* idx, float* w) override {
+    if (!cuda::add_rms_norm_router_applies(n, d, experts, router_w))
+      return Backend::add_rms_norm_router(x, y, norm_w, out, n, d, eps, router_w, router_b, logits, experts, k, idx,
+                                          w);
+    auto t = op_scope(OpProfile::kRouter);
+    cuda::launch_add_rms_norm_router(x, y, norm_w, out, n, d, eps, router_w, router_b, logits, experts, k, idx, w,
+                                     counters(n), stream_);
+  }
   void moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
            const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* out) override {
-    auto t = op_scope(OpProfile::kMoe);
-    int64_t inter = gate_up.rows / 2;
-    grow(h_scratch_, h_cap_, size_t(n * k * inter));
-    grow(y_scratch_, y_cap_, size_t(n * k * hidden));
-    if (const size_t bytes = cuda::moe_tc_scratch_bytes(n, k, hidden, gate_up))
-      grow(tc_scratch_, tc_cap_, (bytes + 3) / 4);
-    cuda::launch_moe(x, n, hidden, idx, w, k, gate_up, down, swiglu_limit, h_scratch_, y_scratch_, tc_scratch_, out,
-                     stream_);
+    run_moe(x, n, hidden, idx, w, k, gate_up, down, swiglu_limit, out, nullptr);
+  }
+  void moe_add_rms_norm(const float* h, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
+                        const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float*,
+                        float* x, const uint16_t* norm_w, float* out, float eps) override {
+    const cuda::MoeResidual residual{x, norm_w, out, eps};
+    run_moe(h, n, hidden, idx, w, k, gate_up, down, swiglu_limit, nullptr, &residual);
   }
   void gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) override {
     auto t = op_scope(OpProfile::kGather);
@@ -279,6 +289,37 @@ class CudaBackend final : public Backend {
     int64_t rows = 0;
     for (int i = 0; i < count; ++i) rows += linears[i].out;
     return rows;
+  }
+
+  void run_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
+               const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* out,
+               const cuda::MoeResidual* residual) {
+    auto t = op_scope(OpProfile::kMoe);
+    int64_t inter = gate_up.rows / 2;
+    grow(h_scratch_, h_cap_, size_t(n * k * inter));
+    grow(y_scratch_, y_cap_, size_t(n * k * hidden));
+    if (const size_t bytes = cuda::moe_tc_scratch_bytes(n, k, hidden, gate_up))
+      grow(tc_scratch_, tc_cap_, (bytes + 3) / 4);
+    cuda::launch_moe(x, n, hidden, idx, w, k, gate_up, down, swiglu_limit, h_scratch_, y_scratch_, tc_scratch_, out,
+                     residual, stream_);
+  }
+
+  // `count` int32 counters for the kernels whose last thread block finishes an item (common.cuh's
+  // last_block_of): zero when allocated, and each kernel leaves them zero.
+  int32_t* counters(int64_t count) {
+    if (count <= 0) return nullptr;
+    if (count > counters_cap_) {
+      not_capturing("the counters growing");
+      if (counters_) {
+        GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        GPTOSS_CUDA_CHECK(cudaFree(counters_));
+        graphs_.clear();
+      }
+      counters_cap_ = std::max<int64_t>(count, 2 * counters_cap_);
+      GPTOSS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&counters_), size_t(counters_cap_) * sizeof(int32_t)));
+      GPTOSS_CUDA_CHECK(cudaMemsetAsync(counters_, 0, size_t(counters_cap_) * sizeof(int32_t), stream_));
+    }
+    return counters_;
   }
 
   // `found` (the forward's device copy of `host`, or null) or else a copy of host[0 .. n) staged for this op.
@@ -432,6 +473,8 @@ class CudaBackend final : public Backend {
   float* tc_scratch_ = nullptr;    // limbs of x for the tensor-core kernels (MoE, prefill matmuls)
   float* attn_scratch_ = nullptr;  // the parts of a split attention (attention.cu)
   size_t h_cap_ = 0, y_cap_ = 0, tc_cap_ = 0, attn_cap_ = 0;
+  int32_t* counters_ = nullptr;
+  int64_t counters_cap_ = 0;
   OpProfile profile_;
 };
 

@@ -14,24 +14,12 @@ __global__ void embed_kernel(const int32_t* tokens, int64_t n, const uint16_t* t
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) out[t * hidden + i] = bf16_to_f32(row[i]);
 }
 
-// Sum of v over the block (every thread gets it); `partial` holds 32 floats of shared memory.
-__device__ __forceinline__ float block_sum(float v, float* partial) {
-  v = warp_sum(v);
-  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = v;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float u = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.f;
-    u = warp_sum(u);
-    if (threadIdx.x == 0) partial[0] = u;
-  }
-  __syncthreads();
-  return partial[0];
-}
-
 // One block per row; block-wide sum of squares. 1024 threads: a 2880-wide row is then 3 loads a thread,
 // not 12 in a row (the 256-thread version took ~12 us a call at decode, mostly waiting on loads).
 constexpr int kNormThreads = 1024;
 __global__ void rms_norm_kernel(const float* x, const uint16_t* w, float* y, int64_t d, float eps) {
+  float wp[kNormPre];
+  load_norm(w, d, wp);
   grid_wait();
   __shared__ float partial[32];
   const float* xr = x + blockIdx.x * d;
@@ -39,12 +27,14 @@ __global__ void rms_norm_kernel(const float* x, const uint16_t* w, float* y, int
   float ss = 0.f;
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) ss += xr[i] * xr[i];
   const float inv = rsqrtf(block_sum(ss, partial) / float(d) + eps);
-  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) yr[i] = xr[i] * inv * bf16_to_f32(w[i]);
+  for_norm_row(w, d, wp, [&](int64_t i, float wi) { yr[i] = xr[i] * inv * wi; });
 }
 
 // The residual add of one block and the rms_norm that starts the next, in one pass over the row (each
 // thread normalizes the elements it added, so it reads its own writes).
 __global__ void add_rms_norm_kernel(float* x, const float* y, const uint16_t* w, float* out, int64_t d, float eps) {
+  float wp[kNormPre];
+  load_norm(w, d, wp);
   grid_wait();
   __shared__ float partial[32];
   float* xr = x + blockIdx.x * d;
@@ -57,7 +47,7 @@ __global__ void add_rms_norm_kernel(float* x, const float* y, const uint16_t* w,
     ss += v * v;
   }
   const float inv = rsqrtf(block_sum(ss, partial) / float(d) + eps);
-  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) o[i] = xr[i] * inv * bf16_to_f32(w[i]);
+  for_norm_row(w, d, wp, [&](int64_t i, float wi) { o[i] = xr[i] * inv * wi; });
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t count) {

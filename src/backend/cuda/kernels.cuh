@@ -70,11 +70,25 @@ void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, in
                       const int32_t* token_seq, const float* sinks, int window, float scale, float* out, float* scratch,
                       cudaStream_t s);
 void launch_router_topk(const float* logits, int64_t n, int experts, int k, int32_t* idx, float* w, cudaStream_t s);
+// Backend::add_rms_norm_router in one launch, for decode batches of 17 to 64 tokens (d % 8 == 0, 16-byte
+// aligned router rows, at most 128 experts): counters [n] int32, zero (and zero again afterwards).
+bool add_rms_norm_router_applies(int64_t n, int64_t d, int experts, const void* router_w);
+void launch_add_rms_norm_router(float* x, const float* y, const uint16_t* norm_w, float* out, int64_t n, int64_t d,
+                                float eps, const uint16_t* router_w, const uint16_t* router_b, float* logits,
+                                int experts, int k, int32_t* idx, float* w, int32_t* counters, cudaStream_t s);
+// What launch_moe ends with instead of writing out: x += the MoE's output, then h = rms_norm(x) with norm
+// (only the add when norm is null).
+struct MoeResidual {
+  float* x;
+  const uint16_t* norm;
+  float* h;
+  float eps;
+};
 // Bytes of tc_scratch launch_moe needs for n tokens (0 when it takes the CUDA-core kernels).
 size_t moe_tc_scratch_bytes(int64_t n, int k, int64_t hidden, const ExpertWeights& gate_up);
 // h_scratch: [n*k, gate_up.rows/2] f32, y_scratch: [n*k, hidden] f32, tc_scratch: moe_tc_scratch_bytes.
 void launch_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
                 const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* h_scratch,
-                float* y_scratch, void* tc_scratch, float* out, cudaStream_t s);
+                float* y_scratch, void* tc_scratch, float* out, const MoeResidual* residual, cudaStream_t s);
 
 }  // namespace gptoss::cuda

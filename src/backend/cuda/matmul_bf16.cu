@@ -17,15 +17,6 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kRows = 4;
 
-__device__ __forceinline__ void bf16x8(const uint4& p, float* w) {
-  const uint32_t v[4] = {p.x, p.y, p.z, p.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    w[2 * i] = __uint_as_float(v[i] << 16);
-    w[2 * i + 1] = __uint_as_float(v[i] & 0xffff0000u);
-  }
-}
-
 // vec: `in` % 8 == 0 and 16-byte aligned W and x, so a lane takes 8 elements per step.
 // kTok tokens per block row: a template parameter so the accumulators of a decode step (n = 1) take 4
 // registers, not 32 (at kTok = 8 the kernel used 128 registers a thread: 25 % occupancy, DRAM 29 % busy;
