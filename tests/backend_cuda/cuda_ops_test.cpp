@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -56,6 +57,34 @@ class CudaOps : public ::testing::Test {
     std::vector<float> h(n);
     b.to_host(h.data(), p, n * sizeof(float));
     return h;
+  }
+  // Random MXFP4 experts in the hub layout (gate_up [E, 2 inter, hidden], down [E, hidden, inter]; scales
+  // 2^-9 .. 2^-3; biases N(0, bias_scale), or zero for bias_scale 0) and their copies on a backend.
+  struct Mxfp4Experts {
+    int64_t hidden, inter;
+    int experts;
+    std::vector<uint8_t> gu_blocks, gu_scales, dn_blocks, dn_scales;
+    std::vector<uint16_t> gu_bias, dn_bias;
+    std::pair<ExpertWeights, ExpertWeights> on(Backend& b) const {  // gate_up, down
+      auto u8 = [&](const auto& v) { return static_cast<const uint8_t*>(b.prepare_weight(v.data(), v.size())); };
+      auto bf16 = [&](const auto& v) { return static_cast<const uint16_t*>(b.prepare_weight(v.data(), v.size() * 2)); };
+      return {{true, u8(gu_blocks), u8(gu_scales), nullptr, bf16(gu_bias), 2 * inter, hidden, experts},
+              {true, u8(dn_blocks), u8(dn_scales), nullptr, bf16(dn_bias), hidden, inter, experts}};
+    }
+  };
+  Mxfp4Experts rand_mxfp4_experts(int64_t hidden, int64_t inter, int experts, float bias_scale) {
+    Mxfp4Experts e{hidden, inter, experts, {}, {}, {}, {}, {}, {}};
+    e.gu_blocks = rand_u8(size_t(experts) * 2 * inter * hidden / 2);
+    e.gu_scales = rand_u8(size_t(experts) * 2 * inter * hidden / 32, 118, 124);
+    e.gu_bias = rand_bf16(size_t(experts) * 2 * inter, bias_scale > 0 ? bias_scale : 1.0f);
+    e.dn_blocks = rand_u8(size_t(experts) * hidden * inter / 2);
+    e.dn_scales = rand_u8(size_t(experts) * hidden * inter / 32, 118, 124);
+    e.dn_bias = rand_bf16(size_t(experts) * hidden, bias_scale > 0 ? bias_scale : 1.0f);
+    if (bias_scale == 0) {
+      std::fill(e.gu_bias.begin(), e.gu_bias.end(), uint16_t(0));
+      std::fill(e.dn_bias.begin(), e.dn_bias.end(), uint16_t(0));
+    }
+    return e;
   }
   static double rel_err(const std::vector<float>& a, const std::vector<float>& ref) {
     double num = 0, den = 0;
@@ -319,26 +348,13 @@ class CudaMoe : public CudaOps, public ::testing::WithParamInterface<MoeShape> {
     auto x = rand_f32(size_t(n * hidden));
     for (size_t i = 0; i < x.size(); ++i) x[i] *= x_scale * (outlier_every && i % size_t(outlier_every) == 5 ? 1000 : 1);
     auto logits = rand_f32(size_t(n * experts));
-    auto gu_blocks = rand_u8(size_t(experts) * 2 * inter * hidden / 2);
-    auto gu_scales = rand_u8(size_t(experts) * 2 * inter * hidden / 32, 118, 124);
-    auto gu_bias = rand_bf16(size_t(experts) * 2 * inter, bias_scale > 0 ? bias_scale : 1.0f);
-    auto dn_blocks = rand_u8(size_t(experts) * hidden * inter / 2);
-    auto dn_scales = rand_u8(size_t(experts) * hidden * inter / 32, 118, 124);
-    auto dn_bias = rand_bf16(size_t(experts) * hidden, bias_scale > 0 ? bias_scale : 1.0f);
-    if (bias_scale == 0) {
-      std::fill(gu_bias.begin(), gu_bias.end(), uint16_t(0));
-      std::fill(dn_bias.begin(), dn_bias.end(), uint16_t(0));
-    }
+    const Mxfp4Experts ex = rand_mxfp4_experts(hidden, inter, experts, bias_scale);
     std::vector<std::vector<float>> res;
     for (Backend* b : {cpu_.get(), gpu_.get()}) {
       int32_t* idx = static_cast<int32_t*>(b->alloc(size_t(n * k) * 4));
       float* w = out(*b, size_t(n * k));
       b->router_topk(put(*b, logits), n, experts, k, idx, w);
-      auto prep = [&](const auto& v) { return b->prepare_weight(v.data(), v.size() * sizeof(v[0])); };
-      ExpertWeights gu{true, static_cast<const uint8_t*>(prep(gu_blocks)), static_cast<const uint8_t*>(prep(gu_scales)),
-                       nullptr, static_cast<const uint16_t*>(prep(gu_bias)), 2 * inter, hidden, experts};
-      ExpertWeights dn{true, static_cast<const uint8_t*>(prep(dn_blocks)), static_cast<const uint8_t*>(prep(dn_scales)),
-                       nullptr, static_cast<const uint16_t*>(prep(dn_bias)), hidden, inter, experts};
+      const auto [gu, dn] = ex.on(*b);
       float* o = out(*b, size_t(n * hidden));
       b->moe(put(*b, x), n, hidden, idx, w, k, gu, dn, limit, o);
       auto r = get(*b, o, size_t(n * hidden));
@@ -472,26 +488,18 @@ TEST_F(CudaOps, MoeAddRmsNormMatchesCpu) {
       const int experts = 32, k = 4;
       auto x = rand_f32(size_t(n * hidden)), h = rand_f32(size_t(n * hidden)), logits = rand_f32(size_t(n * experts));
       auto norm = rand_bf16(size_t(hidden));
-      auto gu_blocks = rand_u8(size_t(experts) * 2 * inter * hidden / 2);
-      auto gu_scales = rand_u8(size_t(experts) * 2 * inter * hidden / 32, 118, 124);
-      auto gu_bias = rand_bf16(size_t(experts) * 2 * inter, 0.5f);
-      auto dn_blocks = rand_u8(size_t(experts) * hidden * inter / 2);
-      auto dn_scales = rand_u8(size_t(experts) * hidden * inter / 32, 118, 124);
-      auto dn_bias = rand_bf16(size_t(experts) * hidden, 0.5f);
+      const Mxfp4Experts ex = rand_mxfp4_experts(hidden, inter, experts, 0.5f);
       std::vector<std::vector<float>> res;
       for (Backend* b : {cpu_.get(), gpu_.get()}) {
         int32_t* idx = put(*b, std::vector<int32_t>(size_t(n * k), -1));
         float* w = out(*b, size_t(n * k));
         b->router_topk(put(*b, logits), n, experts, k, idx, w);
-        auto prep = [&](const auto& v) { return b->prepare_weight(v.data(), v.size() * sizeof(v[0])); };
-        ExpertWeights gu{true, static_cast<const uint8_t*>(prep(gu_blocks)), static_cast<const uint8_t*>(prep(gu_scales)),
-                         nullptr, static_cast<const uint16_t*>(prep(gu_bias)), 2 * inter, hidden, experts};
-        ExpertWeights dn{true, static_cast<const uint8_t*>(prep(dn_blocks)), static_cast<const uint8_t*>(prep(dn_scales)),
-                         nullptr, static_cast<const uint16_t*>(prep(dn_bias)), hidden, inter, experts};
+        const auto [gu, dn] = ex.on(*b);
+        const void* nw = with_norm ? b->prepare_weight(norm.data(), norm.size() * 2) : nullptr;
         float* xd = put(*b, x);
         float* hd = put(*b, h);
         b->moe_add_rms_norm(hd, n, hidden, idx, w, k, gu, dn, 7.0f, out(*b, size_t(n * hidden)), xd,
-                            with_norm ? static_cast<const uint16_t*>(prep(norm)) : nullptr, hd, 1e-5f);
+                            static_cast<const uint16_t*>(nw), hd, 1e-5f);
         auto r = get(*b, xd, size_t(n * hidden));
         auto hr = get(*b, hd, size_t(n * hidden));
         r.insert(r.end(), hr.begin(), hr.end());  // without a norm h stays the MoE's input

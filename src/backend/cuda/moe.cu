@@ -26,7 +26,8 @@ __device__ __forceinline__ bool router_better(float v, int e, float bv, int be) 
 
 // The top-k of one token's logits and their softmax into ti, tw [k], by one warp; lane l holds the logits
 // of experts l, l + 32, ... in v.
-__device__ __forceinline__ void router_select(const float (&v)[kRouterPerLane], int experts, int k, int32_t* ti, float* tw) {
+__device__ __forceinline__ void router_select(const float (&v)[kRouterPerLane], int experts, int k, int32_t* ti,
+                                              float* tw) {
   const int lane = threadIdx.x & 31;
   bool taken[kRouterPerLane];
 #pragma unroll
@@ -264,8 +265,8 @@ void launch_router_topk(const float* logits, int64_t n, int experts, int k, int3
 }
 
 bool add_rms_norm_router_applies(int64_t n, int64_t d, int experts, const void* router_w) {
-  return n >= kRouteMinTokens && n <= kRouteMaxTokens && d % 8 == 0 && d <= kRouteMaxWidth && experts <= 32 * kRouterPerLane &&
-         (reinterpret_cast<uintptr_t>(router_w) & 15) == 0;
+  return n >= kRouteMinTokens && n <= kRouteMaxTokens && d % 8 == 0 && d <= kRouteMaxWidth &&
+         experts <= 32 * kRouterPerLane && (reinterpret_cast<uintptr_t>(router_w) & 15) == 0;
 }
 
 void launch_add_rms_norm_router(float* x, const float* y, const uint16_t* norm_w, float* out, int64_t n, int64_t d,
