@@ -210,6 +210,31 @@ int main(int argc, char** argv) {
                 t * 1e3, gbs, 100 * gbs / bw);
     std::fflush(stdout);
   }
+  // MoE decode batch: n = 16, top-4 random routing (~28 of 32 experts, ~2 tokens each), new each call.
+  {
+    const int64_t hidden = mw.hidden, n = 16;
+    auto x = random_vec<float>(size_t(hidden * n), 13);
+    std::vector<float> y(size_t(hidden * n));
+    std::vector<float> wts(size_t(n * 4), 0.25f);
+    std::mt19937 g(14);
+    std::vector<std::vector<int32_t>> routings(8, std::vector<int32_t>(size_t(n * 4)));
+    for (auto& idx : routings)
+      for (int64_t t = 0; t < n; ++t) {
+        std::vector<int> perm(size_t(mw.experts));
+        for (int e = 0; e < mw.experts; ++e) perm[size_t(e)] = e;
+        std::shuffle(perm.begin(), perm.end(), g);
+        for (int j = 0; j < 4; ++j) idx[size_t(t * 4 + j)] = perm[size_t(j)];
+      }
+    size_t call = 0;
+    const double t = best_of(reps * 2, [&] {
+      const auto& idx = routings[call++ % routings.size()];
+      f32_mxfp4w_moe(x.data(), n, hidden, idx.data(), wts.data(), 4, gu, down, 7.0f, y.data());
+    });
+    const double gf = 2.0 * double(n) * 4 * double(3 * mw.inter * hidden) / t / 1e9;
+    std::printf("| f32_mxfp4w_moe n=16 top-4 (decode batch) | %.2f ms, %.1f GFLOP/s = %.0f%% of FMA peak |\n",
+                t * 1e3, gf, 100 * gf / peak);
+    std::fflush(stdout);
+  }
   // MoE prefill: n = 512, top-4 random routing.
   {
     const int64_t hidden = mw.hidden, n = 512;
