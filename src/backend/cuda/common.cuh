@@ -60,6 +60,19 @@ __device__ __forceinline__ float block_sum(float v, float* partial) {
   return partial[0];
 }
 
+// dst[i] = a[i] + b[i] for the elements of a row a thread takes (block-strided; dst may be a), and the
+// thread's part of the row's sum of squares.
+__device__ __forceinline__ float add_row_sumsq(const float* a, const float* b, float* dst, int64_t d) {
+  float ss = 0.f;
+#pragma unroll 4
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+    const float v = a[i] + b[i];
+    dst[i] = v;
+    ss += v * v;
+  }
+  return ss;
+}
+
 // A norm's weights for the elements a thread of a block-strided row loop takes (threadIdx.x, + blockDim.x,
 // ...): the first kNormPre of them go to registers before grid_wait (they are weights, so the kernel
 // before need not finish), and for_norm_row hands each element with its weight to f.

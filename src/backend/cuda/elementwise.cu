@@ -40,12 +40,7 @@ __global__ void add_rms_norm_kernel(float* x, const float* y, const uint16_t* w,
   float* xr = x + blockIdx.x * d;
   const float* yr = y + blockIdx.x * d;
   float* o = out + blockIdx.x * d;
-  float ss = 0.f;
-  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
-    const float v = xr[i] + yr[i];
-    xr[i] = v;
-    ss += v * v;
-  }
+  const float ss = add_row_sumsq(xr, yr, xr, d);
   const float inv = rsqrtf(block_sum(ss, partial) / float(d) + eps);
   for_norm_row(w, d, wp, [&](int64_t i, float wi) { o[i] = xr[i] * inv * wi; });
 }

@@ -131,13 +131,7 @@ __global__ void __launch_bounds__(kRouteWarps * 32)
   grid_wait();
   const float* xr = x + t * d;
   const float* yr = y + t * d;
-  float ss = 0.f;
-#pragma unroll 4
-  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
-    const float v = xr[i] + yr[i];
-    vs[i] = v;
-    ss += v * v;
-  }
+  const float ss = add_row_sumsq(xr, yr, vs, d);
   const float inv = rsqrtf(block_sum(ss, partial) / float(d) + eps);
   for_norm_row(norm_w, d, wp, [&](int64_t i, float wi) { hs[i] = vs[i] * inv * wi; });
   __syncthreads();
@@ -292,6 +286,8 @@ void launch_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, c
   if (n == 0) return;
   const int64_t inter = gate_up.rows / 2, slots = n * k;
   GPTOSS_CHECK(gate_up.mxfp4 == down.mxfp4, "cuda MoE: gate_up and down experts in different formats");
+  GPTOSS_CHECK(!residual || k <= kMaxTopK, "cuda MoE: top-{} experts (the residual sum takes at most {})", k,
+               kMaxTopK);
   if (use_tensor_cores(gate_up, slots)) {
     launch_moe_mxfp4(x, hidden, idx, k, gate_up, down, swiglu_limit, h_scratch, y_scratch, slots, tc_scratch, s);
   } else if (gate_up.mxfp4) {
@@ -302,8 +298,6 @@ void launch_moe(const float* x, int64_t n, int64_t hidden, const int32_t* idx, c
     launch(down_bf16_kernel, ceil_div(slots * hidden, 256), 256, 0, s, h_scratch, n, inter, idx, k, down, y_scratch,
            hidden);
   }
-  GPTOSS_CHECK(!residual || k <= kMaxTopK, "cuda MoE: top-{} experts (the residual sum takes at most {})", k,
-               kMaxTopK);
   if (residual)
     launch(combine_residual_kernel, unsigned(n), 1024, 0, s, y_scratch, w, k, hidden, residual->x, residual->norm,
            residual->h, residual->eps);
