@@ -8,6 +8,7 @@
 #include "harmony/harmony.h"
 #include "harmony/parser.h"
 #include "tokenizer/tokenizer.h"
+#include "test_util.h"
 
 namespace gptoss {
 namespace {
@@ -29,12 +30,7 @@ std::string render(const OJson& req, ChatMappingOptions opts = {}) {
 }
 
 std::string error_of(const OJson& req) {
-  try {
-    chat_to_harmony(req);
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "(no error)";
+  return input_error_of([&] { chat_to_harmony(req); });
 }
 
 TEST(ChatToHarmony, SystemDeveloperToolsAndEffort) {

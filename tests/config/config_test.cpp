@@ -7,22 +7,13 @@
 #include "config/recipes.h"
 #include "config/yaml_tree.h"
 #include "core/error.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 
 namespace gptoss {
 namespace {
 
-// The InputError message of fn(), or "" if it did not throw.
-template <typename F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 const char* kMinimal = "model:\n  model_name: openai/gpt-oss-20b\n";
 
@@ -93,10 +84,10 @@ TEST(Config, AliasesResolveToBundledRecipes) {
 }
 
 TEST(Config, UnknownNamesListWhatIsBundled) {
-  std::string e = error_of([] { resolve_config_path("oumi://configs/recipes/llama3_1/inference/8b_infer.yaml"); });
+  std::string e = input_error_of([] { resolve_config_path("oumi://configs/recipes/llama3_1/inference/8b_infer.yaml"); });
   EXPECT_NE(e.find("no such config file, bundled recipe or alias"), std::string::npos) << e;
   EXPECT_NE(e.find("oumi://configs/recipes/gpt_oss/inference/20b_infer.yaml"), std::string::npos) << e;
-  e = error_of([] { resolve_config_path("gpt-oss-20"); });
+  e = input_error_of([] { resolve_config_path("gpt-oss-20"); });
   EXPECT_NE(e.find("did you mean gpt-oss-20b?"), std::string::npos) << e;
 }
 
@@ -116,34 +107,34 @@ TEST(Config, OverridesWinOverTheFile) {
   EXPECT_EQ(c.generation.seed.value(), 7);
   EXPECT_EQ(c.generation.max_new_tokens, 8192);  // untouched file value survives
 
-  EXPECT_NE(error_of([] { parse_override_args({"stray"}); }).find("unexpected argument 'stray'"), std::string::npos);
-  EXPECT_NE(error_of([] { parse_override_args({"--engine"}); }).find("missing value"), std::string::npos);
-  std::string e = error_of([] { load_inference_config("gpt-oss-20b", {{"generation.temprature", "1"}}); });
+  EXPECT_NE(input_error_of([] { parse_override_args({"stray"}); }).find("unexpected argument 'stray'"), std::string::npos);
+  EXPECT_NE(input_error_of([] { parse_override_args({"--engine"}); }).find("missing value"), std::string::npos);
+  std::string e = input_error_of([] { load_inference_config("gpt-oss-20b", {{"generation.temprature", "1"}}); });
   EXPECT_NE(e.find("command line (--generation.temprature): unknown key generation.temprature; did you mean "
                    "generation.temperature?"),
             std::string::npos)
       << e;
-  e = error_of([] { load_inference_config("gpt-oss-20b", {{"generation.temperature", "hot"}}); });
+  e = input_error_of([] { load_inference_config("gpt-oss-20b", {{"generation.temperature", "hot"}}); });
   EXPECT_NE(e.find("generation.temperature is 'hot'; expected a number"), std::string::npos) << e;
 }
 
 TEST(Config, UnknownKeysSuggestTheNearestValidKey) {
-  std::string e = error_of([] {
+  std::string e = input_error_of([] {
     parse_inference_config("model:\n  model_name: x\ngeneration:\n  max_new_token: 10\n", "my.yaml");
   });
   EXPECT_EQ(e, "my.yaml:4: unknown key generation.max_new_token; did you mean generation.max_new_tokens?");
-  e = error_of([] { parse_inference_config("model:\n  model_nme: x\n", "a.yaml"); });
+  e = input_error_of([] { parse_inference_config("model:\n  model_nme: x\n", "a.yaml"); });
   EXPECT_EQ(e, "a.yaml:2: unknown key model.model_nme; did you mean model.model_name?");
-  e = error_of([] { parse_inference_config("modle:\n  model_name: x\n", "a.yaml"); });
+  e = input_error_of([] { parse_inference_config("modle:\n  model_name: x\n", "a.yaml"); });
   EXPECT_EQ(e, "a.yaml:1: unknown key modle; did you mean model?");
-  e = error_of([] { parse_inference_config(std::string(kMinimal) + "zzzzzz: 1\n", "a.yaml"); });
+  e = input_error_of([] { parse_inference_config(std::string(kMinimal) + "zzzzzz: 1\n", "a.yaml"); });
   EXPECT_NE(e.find("unknown key zzzzzz; valid keys are: engine, engine_params, generation, input_path, model,"),
             std::string::npos)
       << e;
-  e = error_of([] { parse_inference_config(std::string(kMinimal) + "engine: TOGTHER\n", "a.yaml"); });
+  e = input_error_of([] { parse_inference_config(std::string(kMinimal) + "engine: TOGTHER\n", "a.yaml"); });
   EXPECT_NE(e.find("a.yaml:3: engine is 'TOGTHER'; expected one of NATIVE, VLLM"), std::string::npos) << e;
   EXPECT_NE(e.find("(did you mean TOGETHER?)"), std::string::npos) << e;
-  e = error_of([] {
+  e = input_error_of([] {
     parse_training_config("model: {model_name: x}\ndata: {train: {datasets: [{dataset_name: d}]}}\n"
                           "peft:\n  lora_rank: 8\n",
                           "t.yaml");
@@ -153,7 +144,7 @@ TEST(Config, UnknownKeysSuggestTheNearestValidKey) {
 
 TEST(Config, TypeAndRangeErrorsNameKeyAndValue) {
   auto err = [](const std::string& gen) {
-    return error_of([&] { parse_inference_config(std::string(kMinimal) + "generation:\n" + gen, "c.yaml"); });
+    return input_error_of([&] { parse_inference_config(std::string(kMinimal) + "generation:\n" + gen, "c.yaml"); });
   };
   EXPECT_EQ(err("  temperature: -1\n"), "c.yaml:4: generation.temperature is -1; expected a number >= 0");
   EXPECT_EQ(err("  top_p: 0\n"), "c.yaml:4: generation.top_p is 0; expected a number > 0 and <= 1");
@@ -166,12 +157,12 @@ TEST(Config, TypeAndRangeErrorsNameKeyAndValue) {
   EXPECT_EQ(err("  num_beams: 4\n"), "c.yaml:4: generation.num_beams is 4; expected an integer in 1..1");
   EXPECT_NE(err("  reasoning_effort: extreme\n").find("expected one of low, medium, high"), std::string::npos);
   EXPECT_NE(err("  logit_bias: {abc: 1}\n").find("expected token ids"), std::string::npos);
-  EXPECT_EQ(error_of([] { parse_inference_config("generation: {}\n", "c.yaml"); }),
+  EXPECT_EQ(input_error_of([] { parse_inference_config("generation: {}\n", "c.yaml"); }),
             "c.yaml: model.model_name is empty; set it to a hub id (openai/gpt-oss-20b) or a model directory, "
             "e.g. --model.model_name openai/gpt-oss-20b");
-  EXPECT_NE(error_of([] { parse_inference_config("model: [1]\n", "c.yaml"); }).find("model is [1]; expected a mapping"),
+  EXPECT_NE(input_error_of([] { parse_inference_config("model: [1]\n", "c.yaml"); }).find("model is [1]; expected a mapping"),
             std::string::npos);
-  EXPECT_NE(error_of([] { parse_inference_config("model: {model_name: x\n", "c.yaml"); }).find("c.yaml:"),
+  EXPECT_NE(input_error_of([] { parse_inference_config("model: {model_name: x\n", "c.yaml"); }).find("c.yaml:"),
             std::string::npos);
 }
 
@@ -208,7 +199,7 @@ TEST(Config, ReasoningEffortFromEitherPlace) {
   EXPECT_EQ(effort("  chat_template_kwargs: {reasoning_effort: high}\n"), "high");  // Oumi's way
   EXPECT_EQ(effort("generation: {reasoning_effort: LOW}\n"), "low");
   EXPECT_EQ(effort("  chat_template_kwargs: {reasoning_effort: high}\ngeneration: {reasoning_effort: low}\n"), "low");
-  EXPECT_NE(error_of([&] { effort("  chat_template_kwargs: {reasoning_effort: max}\n"); })
+  EXPECT_NE(input_error_of([&] { effort("  chat_template_kwargs: {reasoning_effort: max}\n"); })
                 .find("model.chat_template_kwargs.reasoning_effort is 'max'; expected low, medium or high"),
             std::string::npos);
 }
@@ -246,12 +237,12 @@ TEST(Config, ToolUseInlineAndFromFile) {
       "o.yaml");
   EXPECT_EQ(ord.tool_use.tools[0]["function"]["parameters"]["properties"].dump(),
             R"({"zeta":{"type":"string"},"alpha":{"type":"number"}})");
-  std::string e = error_of([] {
+  std::string e = input_error_of([] {
     parse_inference_config(std::string(kMinimal) + "tool_use:\n  max_tools: 1\n  tools: [{name: a}, {name: b}]\n",
                            "i.yaml");
   });
   EXPECT_NE(e.find("tool_use.tools has 2 tools; expected at most tool_use.max_tools = 1"), std::string::npos) << e;
-  e = error_of([] { parse_inference_config(std::string(kMinimal) + "tool_use:\n  tools: [{type: function}]\n", "i.yaml"); });
+  e = input_error_of([] { parse_inference_config(std::string(kMinimal) + "tool_use:\n  tools: [{type: function}]\n", "i.yaml"); });
   EXPECT_NE(e.find("tools[0]"), std::string::npos) << e;
   fs::remove_all(dir);
 }
@@ -266,7 +257,7 @@ TEST(Config, EngineParams) {
   EXPECT_EQ(c.engine_params.max_model_len.value(), 4096);
   EXPECT_EQ(c.engine_params.device, "cuda");
   EXPECT_TRUE(c.engine_params.cpu_offload);
-  EXPECT_NE(error_of([] {
+  EXPECT_NE(input_error_of([] {
               parse_inference_config(std::string(kMinimal) + "engine_params: {gpu_memory_utilization: 1.5}\n", "e.yaml");
             }).find("engine_params.gpu_memory_utilization is 1.5"),
             std::string::npos);
@@ -280,7 +271,7 @@ TEST(Config, EngineParams) {
   EXPECT_EQ(c.engine_params.lora_modules[0], (std::pair<std::string, std::string>{"zeta", "./z"}));
   EXPECT_EQ(c.engine_params.lora_modules[1], (std::pair<std::string, std::string>{"alpha", "org/a"}));
   EXPECT_EQ(to_json(c)["engine_params"]["lora_modules"]["alpha"], "org/a");
-  EXPECT_NE(error_of([] {
+  EXPECT_NE(input_error_of([] {
               parse_inference_config(std::string(kMinimal) + "engine_params: {lora_modules: {x: 3}}\n", "e.yaml");
             }).find("engine_params.lora_modules.x is 3; expected the adapter's directory or hub id"),
             std::string::npos);
@@ -299,16 +290,16 @@ TEST(Config, TrainingAndQuantizationOverrides) {
   EXPECT_EQ(t.data.train.datasets[0].dataset_name, "HuggingFaceH4/Multilingual-Thinking");
   EXPECT_EQ(t.data.train.datasets[0].dataset_path, "/data/a.jsonl");
   EXPECT_EQ(t.data.train.datasets[1].dataset_path, "/data/b.jsonl");
-  EXPECT_NE(error_of([] { load_training_config("gpt-oss-20b-lora", {{"data.train.datasets[5].dataset_path", "x"}}); })
+  EXPECT_NE(input_error_of([] { load_training_config("gpt-oss-20b-lora", {{"data.train.datasets[5].dataset_path", "x"}}); })
                 .find("data.train.datasets has 1 items; index 5 is past its end"),
             std::string::npos);
-  EXPECT_NE(error_of([] { load_training_config("gpt-oss-20b-lora", {{"data.train[0].x", "x"}}); })
+  EXPECT_NE(input_error_of([] { load_training_config("gpt-oss-20b-lora", {{"data.train[0].x", "x"}}); })
                 .find("data.train is not a list"),
             std::string::npos);
   QuantizeConfig q = load_quantization_config("oumi://configs/recipes/gpt_oss/quantization/20b_mxfp4.yaml",
                                                   {{"output_path", "/tmp/q"}});
   EXPECT_EQ(q.output_path, "/tmp/q");
-  EXPECT_NE(error_of([] { load_quantization_config("oumi://configs/recipes/gpt_oss/quantization/20b_mxfp4.yaml",
+  EXPECT_NE(input_error_of([] { load_quantization_config("oumi://configs/recipes/gpt_oss/quantization/20b_mxfp4.yaml",
                                                    {{"method", "awq_q4_0"}}); })
                 .find("method is 'awq_q4_0'; expected one of mxfp4"),
             std::string::npos);

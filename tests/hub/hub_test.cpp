@@ -23,6 +23,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "hub/hub.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
@@ -221,15 +222,6 @@ class HubTest : public ::testing::Test {
   fs::path snapshot() const {
     return cache_ / "models--openai--gpt-oss-tiny" / "snapshots" / FakeHub::kCommit;
   }
-  template <typename F>
-  std::string error_of(F&& fn) {
-    try {
-      fn();
-    } catch (const InputError& e) {
-      return e.what();
-    }
-    return "";
-  }
   static inline int counter_ = 0;
   FakeHub hub_;
   HubOptions opt_;
@@ -280,11 +272,11 @@ TEST_F(HubTest, AdapterReposResolveLikeModels) {
   HubOptions off = o;
   off.offline = true;
   EXPECT_EQ(resolve_adapter_dir("someone/gpt-oss-tiny-lora", off), dir);  // from the cache
-  std::string e = error_of([&] { resolve_model_dir("someone/gpt-oss-tiny-lora", o); });
+  std::string e = input_error_of([&] { resolve_model_dir("someone/gpt-oss-tiny-lora", o); });
   EXPECT_NE(e.find("has no config.json; it is not a model gptoss can run"), std::string::npos) << e;
-  e = error_of([&] { resolve_adapter_dir("openai/gpt-oss-tiny", opt_); });
+  e = input_error_of([&] { resolve_adapter_dir("openai/gpt-oss-tiny", opt_); });
   EXPECT_NE(e.find("has no adapter_config.json; it is not a PEFT adapter"), std::string::npos) << e;
-  e = error_of([&] { resolve_adapter_dir("not-an-id", opt_); });
+  e = input_error_of([&] { resolve_adapter_dir("not-an-id", opt_); });
   EXPECT_NE(e.find("adapter not-an-id: no such directory"), std::string::npos) << e;
 }
 
@@ -304,7 +296,7 @@ TEST_F(HubTest, ResumesAcrossRuns) {
   const size_t cut = 123457;
   hub_.cut_after["model.safetensors"] = cut;
   opt_.max_attempts = 1;
-  std::string e = error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", opt_); });
+  std::string e = input_error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", opt_); });
   EXPECT_NE(e.find("downloading model.safetensors"), std::string::npos) << e;
   EXPECT_NE(e.find("is kept and the next run resumes it"), std::string::npos) << e;
   fs::path part = cache_ / "models--openai--gpt-oss-tiny" / "blobs" /
@@ -314,7 +306,7 @@ TEST_F(HubTest, ResumesAcrossRuns) {
   // Offline now: the snapshot is partial, so the error lists the missing weights and where they go.
   HubOptions off = opt_;
   off.offline = true;
-  e = error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", off); });
+  e = input_error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", off); });
   EXPECT_NE(e.find("downloads are off"), std::string::npos) << e;
   EXPECT_NE(e.find("missing: *.safetensors (model weights)"), std::string::npos) << e;
   EXPECT_NE(e.find(snapshot().string()), std::string::npos) << e;
@@ -327,7 +319,7 @@ TEST_F(HubTest, ResumesAcrossRuns) {
 
 TEST_F(HubTest, ChecksumMismatchFailsAndRemovesTheBadFile) {
   hub_.corrupt["model.safetensors"] = true;
-  std::string e = error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", opt_); });
+  std::string e = input_error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", opt_); });
   EXPECT_NE(e.find("model.safetensors failed its checksum"), std::string::npos) << e;
   EXPECT_NE(e.find(FakeHub::run_sha256(hub_.files["model.safetensors"])), std::string::npos) << e;
   for (const auto& f : fs::directory_iterator(cache_ / "models--openai--gpt-oss-tiny" / "blobs"))
@@ -337,34 +329,34 @@ TEST_F(HubTest, ChecksumMismatchFailsAndRemovesTheBadFile) {
   hub_.corrupt.clear();
   hub_.corrupt["config.json"] = true;
   fs::remove_all(cache_);
-  e = error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", opt_); });
+  e = input_error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", opt_); });
   EXPECT_NE(e.find("config.json failed its checksum"), std::string::npos) << e;
 }
 
 TEST_F(HubTest, ClearErrorsWhenOfflineGatedOrUnreachable) {
   HubOptions off = opt_;
   off.offline = true;
-  std::string e = error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", off); });
+  std::string e = input_error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", off); });
   EXPECT_NE(e.find("model openai/gpt-oss-tiny is not in the cache and downloads are off"), std::string::npos) << e;
   EXPECT_NE(e.find("missing: config.json, tokenizer.json, *.safetensors"), std::string::npos) << e;
   EXPECT_NE(e.find("models--openai--gpt-oss-tiny/snapshots/<commit>"), std::string::npos) << e;
   EXPECT_TRUE(hub_.requests.empty());
 
   hub_.status_override = 401;
-  e = error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", opt_); });
+  e = input_error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", opt_); });
   EXPECT_NE(e.find("gated or private"), std::string::npos) << e;
   EXPECT_NE(e.find("HF_TOKEN"), std::string::npos) << e;
   hub_.status_override = 0;
 
-  e = error_of([&] { resolve_model_dir("openai/no-such-model", opt_); });
+  e = input_error_of([&] { resolve_model_dir("openai/no-such-model", opt_); });
   EXPECT_NE(e.find("404"), std::string::npos) << e;
 
   HubOptions dead = opt_;
   dead.endpoint = "http://127.0.0.1:1";
-  e = error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", dead); });
+  e = input_error_of([&] { resolve_model_dir("openai/gpt-oss-tiny", dead); });
   EXPECT_NE(e.find("cannot reach http://127.0.0.1:1"), std::string::npos) << e;
 
-  e = error_of([&] { resolve_model_dir("./no/such/dir", opt_); });
+  e = input_error_of([&] { resolve_model_dir("./no/such/dir", opt_); });
   EXPECT_NE(e.find("no such directory"), std::string::npos) << e;
 }
 

@@ -12,6 +12,7 @@
 #include "model/gpt_oss.h"
 #include "model/kv_pool.h"
 #include "model_test_util.h"
+#include "test_util.h"
 
 namespace gptoss {
 namespace {
@@ -52,12 +53,7 @@ void write_variant(const std::string& variant, const std::string& out_dir,
 
 std::string load_error(const std::string& dir) {
   auto be = make_cpu_backend();
-  try {
-    GptOssModel::load(dir, *be);
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "(no error)";
+  return input_error_of([&] { GptOssModel::load(dir, *be); });
 }
 
 TEST(Weights, ViewsPointIntoTheMappedFileWithoutCopies) {

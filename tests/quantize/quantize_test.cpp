@@ -20,6 +20,7 @@
 #include "model/config.h"
 #include "model/gpt_oss.h"
 #include "model/kv_pool.h"
+#include "test_util.h"
 
 namespace gptoss {
 namespace {
@@ -59,16 +60,6 @@ QuantizeOptions opts(const std::string& out, Mxfp4Rounding r = Mxfp4Rounding::Be
   return o;
 }
 
-template <class F>
-std::string input_error(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an InputError";
-  return "";
-}
 
 // Relative RMS error of the dequantized MXFP4 experts of `q` against the bf16 experts of `ref`.
 double expert_rel_rms(const Checkpoint& q, const Checkpoint& ref) {
@@ -186,7 +177,7 @@ TEST(Quantize, Refusals) {
   // Existing output without --overwrite: refused, left untouched.
   fs::create_directory(d / "out");
   write_file_atomic(d / "out/keep.txt", "x");
-  std::string m = input_error([&] { quantize_checkpoint(opts(d / "out")); });
+  std::string m = input_error_of([&] { quantize_checkpoint(opts(d / "out")); });
   EXPECT_NE(m.find("--overwrite"), std::string::npos) << m;
   EXPECT_TRUE(fs::exists(d / "out/keep.txt"));
   // With overwrite: replaced.
@@ -198,18 +189,18 @@ TEST(Quantize, Refusals) {
   // Already MXFP4.
   o = opts(d / "again");
   o.model = tiny("mxfp4");
-  m = input_error([&] { quantize_checkpoint(o); });
+  m = input_error_of([&] { quantize_checkpoint(o); });
   EXPECT_NE(m.find("already quantized"), std::string::npos) << m;
   // Unsupported method: the message lists the supported ones.
   o = opts(d / "again");
   o.method = "awq_q4_0";
-  m = input_error([&] { quantize_checkpoint(o); });
+  m = input_error_of([&] { quantize_checkpoint(o); });
   EXPECT_NE(m.find("'awq_q4_0'"), std::string::npos) << m;
   EXPECT_NE(m.find("supported: mxfp4"), std::string::npos) << m;
   // Missing input.
   o = opts(d / "again");
   o.model = d / "nope";
-  m = input_error([&] { quantize_checkpoint(o); });
+  m = input_error_of([&] { quantize_checkpoint(o); });
   EXPECT_NE(m.find("nope"), std::string::npos) << m;
   // No expert tensors.
   fs::create_directory(d / "noexp");
@@ -218,7 +209,7 @@ TEST(Quantize, Refusals) {
   write_safetensors(d / "noexp/model.safetensors", {{"model.embed_tokens.weight", DType::BF16, {1024, 128}, emb.data()}});
   o = opts(d / "again");
   o.model = d / "noexp";
-  m = input_error([&] { quantize_checkpoint(o); });
+  m = input_error_of([&] { quantize_checkpoint(o); });
   EXPECT_NE(m.find("no expert weights"), std::string::npos) << m;
   EXPECT_FALSE(fs::exists(d / "again"));
   // Nothing left behind by the refused runs.
@@ -231,7 +222,7 @@ TEST(Quantize, CancelledRunLeavesNothing) {
   std::atomic<bool> cancel{true};
   QuantizeOptions o = opts(d / "out");
   o.cancel = &cancel;
-  std::string m = input_error([&] { quantize_checkpoint(o); });
+  std::string m = input_error_of([&] { quantize_checkpoint(o); });
   EXPECT_NE(m.find("interrupted"), std::string::npos) << m;
   EXPECT_TRUE(fs::is_empty(d.path()));
 }
@@ -273,14 +264,14 @@ TEST(Quantize, OumiConfig) {
   EXPECT_EQ(o.output, d / "out");
   EXPECT_EQ(o.method, "mxfp4");
   write_file_atomic(d / "bad.yaml", "model:\n  model_name: x\nmethod: mxfp4\noutput_pth: y\n");
-  std::string m = input_error([&] { load_quantize_config(d / "bad.yaml"); });
+  std::string m = input_error_of([&] { load_quantize_config(d / "bad.yaml"); });
   EXPECT_NE(m.find("'output_pth'"), std::string::npos) << m;
   EXPECT_NE(m.find("output_path"), std::string::npos) << m;
   write_file_atomic(d / "gguf.yaml", "model:\n  model_name: x\nmethod: mxfp4\noutput_format: gguf\n");
-  m = input_error([&] { load_quantize_config(d / "gguf.yaml"); });
+  m = input_error_of([&] { load_quantize_config(d / "gguf.yaml"); });
   EXPECT_NE(m.find("output_format is 'gguf'"), std::string::npos) << m;
   write_file_atomic(d / "nomodel.yaml", "method: mxfp4\n");
-  m = input_error([&] { load_quantize_config(d / "nomodel.yaml"); });
+  m = input_error_of([&] { load_quantize_config(d / "nomodel.yaml"); });
   EXPECT_NE(m.find("model.model_name"), std::string::npos) << m;
 }
 
