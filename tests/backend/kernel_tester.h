@@ -27,6 +27,13 @@ class Rng {
     for (auto& x : v) x = d(gen_);
     return v;
   }
+  // Normal with mean 0 (a fresh Rng(seed).normal(n, s) draws what a fresh std::mt19937(seed) would).
+  std::vector<float> normal(int64_t n, float stddev = 1.0f) {
+    std::normal_distribution<float> d(0.0f, stddev);
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) x = d(gen_);
+    return v;
+  }
   std::vector<uint16_t> bf16(int64_t n, float lo = -1.0f, float hi = 1.0f) {
     std::uniform_real_distribution<float> d(lo, hi);
     std::vector<uint16_t> v(static_cast<size_t>(n));

@@ -5,6 +5,7 @@
 #include <map>
 #include <random>
 
+#include "backend/kernel_tester.h"
 #include "core/error.h"
 #include "engine/kv_cache.h"
 #include "engine/sampling.h"
@@ -176,11 +177,7 @@ TEST(KvCache, PrefixHitFallsBackWhenSlidingBlocksWereEvicted) {
 // ---- sampler --------------------------------------------------------------------------------------
 
 std::vector<float> random_logits(int v, uint32_t seed, float scale = 2.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> l(v);
-  for (auto& x : l) x = d(rng);
-  return l;
+  return cpu::testing::Rng(seed).normal(v, scale);
 }
 
 TEST(Sampler, GreedyIsArgmaxWithLowestIdOnTies) {

@@ -10,6 +10,7 @@
 #include "backend/kernel_tester.h"
 #include "model/rope.h"
 #include "train/grad_ops.h"
+#include "train/finite_difference.h"
 
 namespace gptoss::train {
 namespace {
@@ -182,19 +183,7 @@ TEST(AttentionGrad, BackwardMatchesFiniteDifferences) {
     std::vector<double> q = to_double(in.q), k = to_double(in.k), v = to_double(in.v);
     const Loss loss{d, in};
     const double h = 1e-5;
-    auto fd = [&](std::vector<double>& x) {
-      std::vector<double> grad(x.size());
-      for (size_t i = 0; i < x.size(); ++i) {
-        const double x0 = x[i];
-        x[i] = x0 + h;
-        const double lp = loss(q, k, v);
-        x[i] = x0 - h;
-        const double lm = loss(q, k, v);
-        x[i] = x0;
-        grad[i] = (lp - lm) / (2 * h);
-      }
-      return grad;
-    };
+    auto fd = [&](std::vector<double>& x) { return testing::central_gradient(x, h, [&] { return loss(q, k, v); }); };
     const double eq = rel_error_vs(g.dq, fd(q)), ek = rel_error_vs(g.dk, fd(k)), ev = rel_error_vs(g.dv, fd(v));
     EXPECT_LE(eq, 1e-6) << "dq";
     EXPECT_LE(ek, 1e-6) << "dk";

@@ -10,16 +10,13 @@
 #include "core/dtype.h"
 #include "backend/kernel_tester.h"
 #include "train/grad_ops.h"
+#include "train/finite_difference.h"
 
 namespace gptoss::train {
 namespace {
 
 std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
+  return cpu::testing::Rng(seed).normal(int64_t(n), scale);
 }
 
 std::vector<uint16_t> bf16_of(const std::vector<float>& v) {
@@ -68,14 +65,8 @@ TEST(DenseGrad, RmsNormGradientMatchesFiniteDifferences) {
     }
     return l;
   };
-  std::vector<double> xd(x.begin(), x.end()), want(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    const double h = 1e-6;
-    auto p = xd, m = xd;
-    p[i] += h;
-    m[i] -= h;
-    want[i] = (loss(p) - loss(m)) / (2 * h);
-  }
+  std::vector<double> xd(x.begin(), x.end());
+  const std::vector<double> want = testing::central_gradient(xd, 1e-6, [&] { return loss(xd); });
   std::vector<float> dx(x.size(), 0.0f);
   rms_norm_backward(x.data(), w.data(), dy.data(), n, d, eps, dx.data());
   EXPECT_LT(rel(want, dx), 1e-6);
@@ -100,15 +91,9 @@ TEST(DenseGrad, CrossEntropyIsTheMeanOverLabelledRowsWithItsGradient) {
     }
     return l / c;
   };
-  std::vector<double> zd(z.begin(), z.end()), want(z.size());
+  std::vector<double> zd(z.begin(), z.end());
   EXPECT_NEAR(loss, ce(zd), 1e-9 * ce(zd));
-  for (size_t i = 0; i < z.size(); ++i) {
-    const double h = 1e-6;
-    auto p = zd, m = zd;
-    p[i] += h;
-    m[i] -= h;
-    want[i] = (ce(p) - ce(m)) / (2 * h);
-  }
+  const std::vector<double> want = testing::central_gradient(zd, 1e-6, [&] { return ce(zd); });
   EXPECT_LT(rel(want, g), 1e-6);
   for (int64_t v = 0; v < vocab; ++v) EXPECT_EQ(g[size_t(vocab + v)], 0.0f);  // the ignored row
   std::vector<int32_t> none(size_t(n), -100);

@@ -19,6 +19,7 @@
 #include "backend/kernel_tester.h"
 #include "core/dtype.h"
 #include "train/grad_ops.h"
+#include "train/finite_difference.h"
 
 namespace gptoss::train {
 namespace {
@@ -293,13 +294,7 @@ TEST_P(MoeBackwardCase, GradientsMatchFiniteDifferences) {
     P.token_loss(t, x, l, &st);
     // d token_loss / d v[i] by central differences (v is x or l).
     auto central = [&](std::vector<double>& v, size_t i) {
-      const double v0 = v[i];
-      v[i] = v0 + eps;
-      const double lp = P.token_loss(t, x, l);
-      v[i] = v0 - eps;
-      const double lm = P.token_loss(t, x, l);
-      v[i] = v0;
-      return (lp - lm) / (2 * eps);
+      return testing::central_difference(v, i, eps, [&] { return P.token_loss(t, x, l); });
     };
     for (int64_t i = 0; i < c.hidden; ++i) fd_h[size_t(t * c.hidden + i)] = central(x, size_t(i));
     for (int j = 0; j < c.k; ++j) fd_l[size_t(t * c.experts + P.idx[size_t(t * c.k + j)])] = central(l, size_t(j));
