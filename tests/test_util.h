@@ -1,11 +1,37 @@
 // Helpers shared by the test suites.
 #pragma once
 
+#include <stdlib.h>
+
+#include <filesystem>
 #include <string>
+#include <system_error>
 
 #include "core/error.h"
 
 namespace gptoss {
+
+// A fresh directory under the system's temporary directory (mkdtemp: unique across processes and
+// objects), removed with everything in it when the object goes.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag = "test") {
+    std::string t = (std::filesystem::temp_directory_path() / ("gptoss_" + tag + "_XXXXXX")).string();
+    GPTOSS_CHECK(::mkdtemp(t.data()) != nullptr, "cannot make a temporary directory {}", t);
+    path_ = t;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& str() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
 
 // The message of the InputError fn() throws, or "" when it throws none (other exceptions pass through).
 template <class F>

@@ -25,6 +25,7 @@
 #include "model/config.h"
 #include "model/random_model.h"
 #include "tokenizer/tokenizer.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using OJson = nlohmann::ordered_json;
@@ -54,21 +55,6 @@ std::vector<OJson> read_jsonl(const std::string& p) {
   while (std::getline(in, l)) out.push_back(OJson::parse(l));
   return out;
 }
-
-class TempDir {
- public:
-  explicit TempDir(const std::string& tag) {
-    path_ = fs::temp_directory_path() / fmt::format("gptoss_{}_{}", tag, ::getpid());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& n) const { return (path_ / n).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
-};
 
 TEST(InferCli, BatchOnARandomTinyModelWithTheRealTokenizer) {
   TempDir d("infer_pipeline");

@@ -20,6 +20,7 @@
 // The batch front end and request builder live in the CLI; compile them into this test.
 #include "cli/infer_batch.cpp"
 #include "cli/infer_request.cpp"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 
@@ -308,16 +309,9 @@ class Batch : public Scripted {
  protected:
   void SetUp() override {
     Scripted::SetUp();
-    dir_ = fs::temp_directory_path() / ("gptoss_batch_test_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
     cfg_ = parse_inference_config("model: {model_name: scripted}\ngeneration: {max_new_tokens: 200}\n", "b.yaml");
   }
-  void TearDown() override {
-    fs::remove_all(dir_);
-    Scripted::TearDown();
-  }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::string path(const std::string& name) const { return dir_ / name; }
   void script_row(const std::string& line, const std::string& harmony) {
     OJson row = OJson::parse(line);
     OJson msgs = OJson::array();
@@ -331,7 +325,7 @@ class Batch : public Scripted {
     while (std::getline(in, l)) out.push_back(OJson::parse(l));
     return out;
   }
-  fs::path dir_;
+  TempDir dir_{"batch_test"};
   InferenceConfig cfg_;
 };
 

@@ -13,6 +13,7 @@
 
 #include "core/atomic_file.h"
 #include "core/dtype.h"
+#include "test_util.h"
 
 namespace gptoss {
 namespace {
@@ -26,24 +27,6 @@ std::string shared_dir() {
 std::string fixture(const std::string& variant) {
   return shared_dir() + "/fixtures/gpt-oss-tiny/" + variant;
 }
-
-class TempDir {
- public:
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "gptoss-io-XXXXXX").string();
-    GPTOSS_CHECK(::mkdtemp(t.data()) != nullptr, "mkdtemp failed");
-    path_ = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // Writes a file with the given header text and `data_bytes` zero bytes of data.
 void write_raw(const std::string& path, const std::string& header, size_t data_bytes) {
@@ -181,7 +164,7 @@ TEST(Writer, NoPartialFileOnFailure) {
   }
   EXPECT_FALSE(fs::exists(d / "p.safetensors"));
   EXPECT_FALSE(fs::exists(d / "q.safetensors"));
-  EXPECT_TRUE(fs::is_empty(d.path())) << "temporary files left behind";
+  EXPECT_TRUE(fs::is_empty(d.str())) << "temporary files left behind";
   expect_input_error([&] { SafetensorsWriter w(d / "r.safetensors", {{"x", DType::F32, {1}}, {"x", DType::F32, {1}}}); },
                      {"'x'", "twice"});
 }
@@ -198,7 +181,7 @@ TEST(Reader, Sharded) {
   TempDir d;
   write_sharded(d, R"({"metadata": {"total_size": 20}, "weight_map": {
       "layer.0.w": "model-00001-of-00002.safetensors", "layer.1.w": "model-00002-of-00002.safetensors"}})");
-  Checkpoint c = Checkpoint::open(d.path());
+  Checkpoint c = Checkpoint::open(d.str());
   EXPECT_TRUE(c.sharded());
   EXPECT_EQ(c.size(), 2u);
   EXPECT_EQ(c.files().size(), 2u);
@@ -215,24 +198,24 @@ TEST(Reader, ShardedIndexErrors) {
     TempDir d;
     write_sharded(d, R"({"weight_map": {"layer.0.w": "model-00001-of-00002.safetensors",
         "layer.1.w": "model-00009-of-00009.safetensors"}})");
-    expect_input_error([&] { Checkpoint::open(d.path()); },
+    expect_input_error([&] { Checkpoint::open(d.str()); },
                        {"model.safetensors.index.json", "'layer.1.w'", "model-00009-of-00009.safetensors", "does not exist"});
   }
   {
     TempDir d;
     write_sharded(d, R"({"weight_map": {"layer.0.w": "model-00001-of-00002.safetensors",
         "layer.1.w": "model-00001-of-00002.safetensors"}})");
-    expect_input_error([&] { Checkpoint::open(d.path()); },
+    expect_input_error([&] { Checkpoint::open(d.str()); },
                        {"model-00001-of-00002.safetensors", "'layer.1.w'", "missing from that shard"});
   }
   {
     TempDir d;
     write_sharded(d, R"({"weights": {}})");
-    expect_input_error([&] { Checkpoint::open(d.path()); }, {"model.safetensors.index.json", "weight_map"});
+    expect_input_error([&] { Checkpoint::open(d.str()); }, {"model.safetensors.index.json", "weight_map"});
   }
   {
     TempDir d;
-    expect_input_error([&] { Checkpoint::open(d.path()); }, {d.path(), "model.safetensors"});
+    expect_input_error([&] { Checkpoint::open(d.str()); }, {d.str(), "model.safetensors"});
     expect_input_error([&] { Checkpoint::open(d / "none.safetensors"); }, {"none.safetensors", "no such file"});
   }
 }
@@ -308,7 +291,7 @@ TEST(Reader, BadHeaderLengthAndTruncation) {
     std::string src = read_file(fixture("mxfp4") + "/model.safetensors");
     std::string path = d / "model.safetensors";
     std::ofstream(path, std::ios::binary) << src.substr(0, src.size() / 2);
-    expect_input_error([&] { Checkpoint::open(d.path()); }, {path, "tensor '", "past the end", "truncated"});
+    expect_input_error([&] { Checkpoint::open(d.str()); }, {path, "tensor '", "past the end", "truncated"});
   }
 }
 

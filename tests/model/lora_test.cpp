@@ -21,6 +21,7 @@
 #include "model/lora_merge.h"
 #include "model_test_util.h"
 #include "random_model.h"
+#include "test_util.h"
 
 namespace gptoss {
 namespace {
@@ -31,16 +32,13 @@ using testing::rel_err;
 class Lora : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() / ("gptoss_lora_" + std::to_string(::getpid()));
-    fs::create_directories(root_);
     cfg_ = GptOssConfig::preset("tiny");
     testing::write_random_model(base(), cfg_, /*mxfp4=*/true, 11);
     backend_ = make_cpu_backend();
   }
-  void TearDown() override { fs::remove_all(root_); }
 
-  std::string base() const { return (root_ / "base").string(); }
-  std::string path(const std::string& name) const { return (root_ / name).string(); }
+  std::string base() const { return dir_ / "base"; }
+  std::string path(const std::string& name) const { return dir_ / name; }
 
   // Writes an adapter directory: config keys over the defaults, tensors as given.
   void write_adapter(const std::string& dir, const nlohmann::json& extra, const std::vector<TensorData>& tensors) {
@@ -142,7 +140,7 @@ class Lora : public ::testing::Test {
     write_safetensors(path("merged") + "/model.safetensors", merged);
   }
 
-  fs::path root_;
+  TempDir dir_{"lora"};
   GptOssConfig cfg_;
   std::unique_ptr<Backend> backend_;
   std::vector<int32_t> tokens_ = {5, 900, 17, 3, 1000, 64, 2, 777, 31};
@@ -184,7 +182,7 @@ TEST_F(Lora, MergeWritesTheExactMergeAndCopiesTheRest) {
     EXPECT_NE(std::string(e.what()).find("--overwrite"), std::string::npos) << e.what();
   }
   size_t entries = 0;
-  for (const auto& e : fs::directory_iterator(root_)) entries += e.path().filename().string().find("out.tmp") == 0;
+  for (const auto& e : fs::directory_iterator(dir_.str())) entries += e.path().filename().string().find("out.tmp") == 0;
   EXPECT_EQ(entries, 0u);
 }
 

@@ -4,7 +4,6 @@
 
 #include <filesystem>
 #include <functional>
-#include <unistd.h>
 
 #include "backend/backend.h"
 #include "core/atomic_file.h"
@@ -18,21 +17,6 @@ namespace gptoss {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() / ("gptoss_model_test_" + std::to_string(::getpid()) + "_" +
-                                         std::to_string(counter_++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
-  static inline int counter_ = 0;
-};
 
 // Copies the fixture checkpoint `variant` into a temp dir, letting `edit` change the tensor list.
 void write_variant(const std::string& variant, const std::string& out_dir,

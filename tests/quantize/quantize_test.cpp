@@ -33,24 +33,6 @@ std::string tiny(const std::string& variant) {
   return std::string(e && *e ? e : GPTOSS_SHARED_DIR) + "/fixtures/gpt-oss-tiny/" + variant;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "gptoss-quant-XXXXXX").string();
-    GPTOSS_CHECK(::mkdtemp(t.data()) != nullptr, "mkdtemp");
-    path_ = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& n) const { return path_ + "/" + n; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 QuantizeOptions opts(const std::string& out, Mxfp4Rounding r = Mxfp4Rounding::Best) {
   QuantizeOptions o;
   o.model = tiny("bf16");
@@ -213,7 +195,7 @@ TEST(Quantize, Refusals) {
   EXPECT_NE(m.find("no expert weights"), std::string::npos) << m;
   EXPECT_FALSE(fs::exists(d / "again"));
   // Nothing left behind by the refused runs.
-  for (const auto& e : fs::directory_iterator(d.path()))
+  for (const auto& e : fs::directory_iterator(d.str()))
     EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
 }
 
@@ -224,7 +206,7 @@ TEST(Quantize, CancelledRunLeavesNothing) {
   o.cancel = &cancel;
   std::string m = input_error_of([&] { quantize_checkpoint(o); });
   EXPECT_NE(m.find("interrupted"), std::string::npos) << m;
-  EXPECT_TRUE(fs::is_empty(d.path()));
+  EXPECT_TRUE(fs::is_empty(d.str()));
 }
 
 TEST(Quantize, ShardsCopiesFilesAndStaysLoadable) {

@@ -8,7 +8,6 @@
 #include <random>
 #include <set>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -20,6 +19,7 @@
 #include "model/config.h"
 #include "model/lora.h"
 #include "train/adapter_io.h"
+#include "test_util.h"
 
 namespace gptoss::train {
 namespace {
@@ -51,14 +51,8 @@ PeftParams peft_params(int r, int alpha, std::vector<std::string> targets) {
 
 class AdapterIo : public ::testing::Test {
  protected:
-  void SetUp() override {
-    root_ = fs::temp_directory_path() / ("gptoss_adapter_io_" + std::to_string(::getpid()));
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-    backend_ = make_cpu_backend();
-  }
-  void TearDown() override { fs::remove_all(root_); }
-  std::string path(const std::string& name) const { return (root_ / name).string(); }
+  void SetUp() override { backend_ = make_cpu_backend(); }
+  std::string path(const std::string& name) const { return dir_ / name; }
 
   // Random A and B (B non-zero, unlike init_lora's) for every module of init_lora's list.
   static std::vector<LoraWeights> random_modules(const PeftParams& p, const GptOssConfig& cfg, unsigned seed) {
@@ -95,7 +89,7 @@ class AdapterIo : public ::testing::Test {
     }
   }
 
-  fs::path root_;
+  TempDir dir_{"adapter_io"};
   std::unique_ptr<Backend> backend_;
 };
 
@@ -178,7 +172,7 @@ TEST_F(AdapterIo, SaveIntoExistingDirReplacesOnlyTheAdapterFiles) {
   expect_deltas(*LoraAdapter::load(path("out"), cfg, *backend_), mods2, 2.0);
   // Nothing but the final directory is left beside it.
   std::set<std::string> names;
-  for (const auto& e : fs::directory_iterator(root_)) names.insert(e.path().filename().string());
+  for (const auto& e : fs::directory_iterator(dir_.str())) names.insert(e.path().filename().string());
   EXPECT_EQ(names, std::set<std::string>{"out"});
 }
 
@@ -194,7 +188,7 @@ TEST_F(AdapterIo, BadModulesWriteNothing) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what() << " (looked for: " << needle << ")";
     }
     EXPECT_FALSE(fs::exists(path("bad")));
-    EXPECT_EQ(std::distance(fs::directory_iterator(root_), fs::directory_iterator()), 0);
+    EXPECT_EQ(std::distance(fs::directory_iterator(dir_.str()), fs::directory_iterator()), 0);
   };
   auto m = mods;
   m[1].b[3] = std::nanf("");

@@ -9,13 +9,13 @@
 #include <filesystem>
 #include <set>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "tokenizer/tokenizer.h"
 #include "train/dataset.h"
+#include "test_util.h"
 
 namespace gptoss::train {
 namespace {
@@ -60,17 +60,10 @@ const std::string kToolTurn =
 
 class Dataset : public ::testing::Test {
  protected:
-  void SetUp() override {
-    root_ = fs::temp_directory_path() / ("gptoss_dataset_" + std::to_string(::getpid()));
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-  }
-  void TearDown() override { fs::remove_all(root_); }
-
   std::string write(const std::string& name, const std::vector<std::string>& lines) {
     std::string text;
     for (const auto& l : lines) text += l + "\n";
-    const std::string p = (root_ / name).string();
+    const std::string p = dir_ / name;
     write_file_atomic(p, text);
     return p;
   }
@@ -107,15 +100,10 @@ class Dataset : public ::testing::Test {
   }
 
   std::string error_of(const DataParams& d, int64_t max_len = 4096) {
-    try {
-      load_train_examples(d, tokenizer(), max_len);
-    } catch (const InputError& e) {
-      return e.what();
-    }
-    return "";
+    return input_error_of([&] { load_train_examples(d, tokenizer(), max_len); });
   }
 
-  fs::path root_;
+  TempDir dir_{"dataset"};
 };
 
 // system + user + assistant (thinking + final): rendered as gpt-oss's chat template renders a training
@@ -269,7 +257,7 @@ TEST_F(Dataset, ConfigErrorsNameTheKey) {
   EXPECT_NE(e.find("local JSONL"), std::string::npos) << e;
   EXPECT_NE(e.find("data.train.datasets[0].dataset_path"), std::string::npos) << e;
 
-  e = error_of(data_for((root_ / "missing.jsonl").string()));
+  e = error_of(data_for(dir_ / "missing.jsonl"));
   EXPECT_NE(e.find("data.train.datasets[0].dataset_path is"), std::string::npos) << e;
   EXPECT_NE(e.find("no such file"), std::string::npos) << e;
 
