@@ -7,13 +7,13 @@
 #include <numbers>
 #include <set>
 #include <system_error>
-#include <unistd.h>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "io/checkpoint_writer.h"
 #include "io/safetensors.h"
 
 namespace gptoss::train {
@@ -39,17 +39,6 @@ struct SplitMix64 {
 };
 
 std::string accepted_targets() { return "q_proj, k_proj, v_proj, o_proj, router, or the single item all-linear"; }
-
-// The stage directory beside the final one, removed unless the save got through.
-struct StageGuard {
-  fs::path path;
-  bool keep = false;
-  ~StageGuard() {
-    if (keep) return;
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 }  // namespace
 
@@ -220,23 +209,16 @@ void save_peft_adapter(const std::string& dir, const PeftParams& peft, const Gpt
   fs::create_directories(parent, ec);
   if (ec) fail_input("cannot create {}: {}", parent.string(), ec.message());
 
-  StageGuard stage{parent / (final_path.filename().string() + ".tmp-" + std::to_string(::getpid()))};
-  fs::remove_all(stage.path, ec);  // left by an earlier run of this pid's number that crashed
-  if (!fs::create_directory(stage.path, ec) || ec)
-    fail_input("cannot create {}: {}", stage.path.string(), ec ? ec.message() : "it exists");
-  write_safetensors((stage.path / "adapter_model.safetensors").string(), tensors);
-  write_file_atomic((stage.path / "adapter_config.json").string(), config.dump(2) + "\n");
-
-  if (!fs::exists(final_path, ec)) {
-    fs::rename(stage.path, final_path, ec);
-    if (ec) fail_input("cannot rename {} to {}: {}", stage.path.string(), final_path.string(), ec.message());
-    stage.keep = true;
-    return;
-  }
+  // Staged beside the final directory (removed unless committed); overwrite: an existing directory is
+  // not refused, but only its two adapter files are replaced (below), never the whole directory.
+  StagedDir stage(final_path.string(), /*overwrite=*/true);
+  write_safetensors(stage.file("adapter_model.safetensors"), tensors);
+  write_file_atomic(stage.file("adapter_config.json"), config.dump(2) + "\n");
+  if (!fs::exists(final_path, ec) || fs::is_empty(final_path, ec)) return stage.commit();
   // An existing directory (a checkpoint or output_dir with other contents): replace the two files only.
   for (const char* name : {"adapter_model.safetensors", "adapter_config.json"}) {
-    fs::rename(stage.path / name, final_path / name, ec);
-    if (ec) fail_input("cannot rename {} into {}: {}", (stage.path / name).string(), dir, ec.message());
+    fs::rename(stage.file(name), final_path / name, ec);
+    if (ec) fail_input("cannot rename {} into {}: {}", stage.file(name), dir, ec.message());
   }
 }
 
