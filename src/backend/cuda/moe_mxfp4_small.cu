@@ -10,15 +10,18 @@
 // in one f32 multiply-add.
 //
 // Grid (thread blocks a slot, token-slots), 32 warps a block, one block an SM: a block splits its slot's x
-// into limbs in shared memory (104 bytes a block of 32: the 8-byte reads of 16 lanes fall on distinct
-// banks), then each warp walks the slot's rows; lane l takes whole blocks l, l + 32, l + 64 of a row (one
-// 16-byte load each), and the next row's loads go out before the current row is multiplied.
+// into limbs in shared memory (XBlock: two loads a word of codes), then each warp walks the slot's rows;
+// lane l takes whole blocks l, l + 32, l + 64 of a row (one 16-byte load each), and the next row's loads go
+// out before the current row is multiplied. Offsets within an expert are int32, the e8m0 scales go through
+// a table in shared memory, and the two register sets of loads take turns (no copy).
 // H200, 20b shape, Nsight Compute at batch 1: gate_up 22.8 / down 13.9 us a layer, against 28.75 / 18.3
 // for the kernels this replaced (a warp per row pair, the e2m1 value looked up in a shared-memory table
 // a weight: ~8 instructions a weight, issue-bound); decode batch 1 / 2 / 4 398 / 600 / 886 tok/s against
-// 367 / 533 / 738. Measured on the way: the same integer kernel with one row pair a warp and x split in
-// every thread block (no faster than the table: the split cost as much as the dot products), 16 warps a
-// block (equal).
+// 367 / 533 / 738. Then 11.7 -> 9.8 M instructions for gate_up (three limb loads a word -> two, int64
+// offsets and the e8m0 branches out, no Pass copy): batch 1 / 4 / 8 468 / 947 / 1270 against 455 / 908 /
+// 1206. Measured on the way: the same integer kernel with one row pair a warp and x split in every thread
+// block (no faster than the table: the split cost as much as the dot products), 16 warps a block (equal);
+// see docs/performance.md for the tensor-core and shared-memory-ring variants that lost.
 #include <algorithm>
 
 #include "backend/cuda/common.cuh"
@@ -30,32 +33,36 @@
 namespace gptoss::cuda {
 namespace {
 
-// One block of x: limb l of values 4j .. 4j + 3 in word l[.][j] (value 4j + i in byte i), and its factor.
+// One block of x, read by one lane: for word q (values 8q .. 8q + 7), limbs 0 and 1 in l01[q] = {limb 0 of
+// values 8q .. 8q + 3, of 8q + 4 .. 8q + 7, limb 1 of the same} and limb 2 in l2[q] (value 8q + i in byte
+// i % 4), so a word's limbs take two loads; factor = 2^(e - 21) (the limbs' 2^(e - 20), halved for
+// k = 2 x value). 112 bytes: the 16-byte reads of 8 lanes (blocks b .. b + 7) fall on distinct banks.
 struct XBlock {
-  int32_t limb[3][8];
-  float factor;  // 2^(e - 20)
-  float pad;
+  uint4 l01[4];
+  uint2 l2[4];
+  float factor, pad[3];
 };
-static_assert(sizeof(XBlock) == 104);
+static_assert(sizeof(XBlock) == 112);
 
 // x[0 .. 32 nb) of one token into xq (a warp a block); every thread of the thread block calls it. The
 // powers of two are built from exponent bits: e = max(exponent of m + 1, -100) keeps 2^(6 - e) and
-// 2^(e - 20) normal floats (blocks below 2^-100 lose their low limbs); inf or NaN in a block makes its
+// 2^(e - 21) normal floats (blocks below 2^-100 lose their low limbs); inf or NaN in a block makes its
 // factor NaN (fmaxf would pass over a NaN).
-__device__ void load_limbs(const float* x, int64_t nb, XBlock* xq) {
+__device__ void load_limbs(const float* x, int nb, XBlock* xq) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
-  for (int64_t b = warp; b < nb; b += warps) {
+  for (int b = warp; b < nb; b += warps) {
     const float v = x[32 * b + lane];
     const int biased = (__float_as_int(warp_max(fabsf(v))) >> 23) & 0xff;
     const int e = max(biased - 126, -100);  // max |v| < 2^e
     const float u = v * __int_as_float((133 - e) << 23);
     const float l0 = rintf(u), r1 = (u - l0) * 128.f, l1 = rintf(r1), l2 = rintf((r1 - l1) * 128.f);
-    int8_t* bytes = reinterpret_cast<int8_t*>(xq[b].limb);
-    bytes[lane] = int8_t(l0);
-    bytes[32 + lane] = int8_t(l1);
-    bytes[64 + lane] = int8_t(l2);
+    int8_t* bytes = reinterpret_cast<int8_t*>(&xq[b]);
+    const int q = lane >> 3, i = lane & 7;
+    bytes[16 * q + i] = int8_t(l0);
+    bytes[16 * q + 8 + i] = int8_t(l1);
+    bytes[64 + 8 * q + i] = int8_t(l2);
     const bool not_finite = __any_sync(0xffffffffu, !isfinite(v));
-    if (lane == 0) xq[b].factor = not_finite ? __int_as_float(0x7fc00000) : __int_as_float((107 + e) << 23);
+    if (lane == 0) xq[b].factor = not_finite ? __int_as_float(0x7fc00000) : __int_as_float((106 + e) << 23);
   }
   __syncthreads();
 }
@@ -81,111 +88,119 @@ __device__ __forceinline__ void decode8(uint32_t w, int& lo, int& hi) {
 
 constexpr int kWarps = 32;
 constexpr int kChunk = 3;  // blocks a lane per pass
+constexpr int kSpan = 32 * kChunk;
+constexpr int kTableBytes = 256 * sizeof(float);  // e8m0 -> f32
 
-// The weights of one pass over a row (blocks b0, b0 + 32, b0 + 64) in registers, and their products.
+// The weights of one pass over a row (blocks b0, b0 + 32, b0 + 64) in registers: codes and scale bytes.
 struct Pass {
   uint4 wv[kChunk];
-  float sc[kChunk];
+  uint32_t sb[kChunk];
 
-  __device__ __forceinline__ void load(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t b0) {
+  // Row `row` of an expert whose codes and scales start at blocks / scales (offsets within an expert fit
+  // an int32).
+  __device__ __forceinline__ void load(const uint8_t* blocks, const uint8_t* scales, int nb, int row, int b0) {
 #pragma unroll
     for (int c = 0; c < kChunk; ++c) {
-      const int64_t b = b0 + 32 * c;
+      const int b = b0 + 32 * c;
       if (b < nb) {
-        wv[c] = *reinterpret_cast<const uint4*>(blocks + b * 16);
-        sc[c] = e8m0(scales[b]);
+        wv[c] = __ldg(reinterpret_cast<const uint4*>(blocks) + (row * nb + b));
+        sb[c] = __ldg(scales + row * nb + b);
       }
     }
   }
 
-  __device__ __forceinline__ float dot(const XBlock* xq, int64_t nb, int64_t b0) const {
+  __device__ __forceinline__ float dot(const XBlock* xq, const float* table, int nb, int b0) const {
     float acc = 0.f;
 #pragma unroll
     for (int c = 0; c < kChunk; ++c) {
-      const int64_t b = b0 + 32 * c;
+      const int b = b0 + 32 * c;
       if (b >= nb) break;
       const XBlock& xb = xq[b];
-      int s[3] = {0, 0, 0};
+      int s0 = 0, s1 = 0, s2 = 0;
 #pragma unroll
       for (int q = 0; q < 4; ++q) {  // word q: codes 8q .. 8q + 7
         const uint32_t w = q == 0 ? wv[c].x : q == 1 ? wv[c].y : q == 2 ? wv[c].z : wv[c].w;
         int lo, hi;
         decode8(w, lo, hi);
-#pragma unroll
-        for (int l = 0; l < 3; ++l) {
-          const int2 xl = *reinterpret_cast<const int2*>(&xb.limb[l][2 * q]);
-          s[l] = __dp4a(hi, xl.y, __dp4a(lo, xl.x, s[l]));
-        }
+        const uint4 l01 = xb.l01[q];
+        const uint2 l2 = xb.l2[q];
+        s0 = __dp4a(hi, int(l01.y), __dp4a(lo, int(l01.x), s0));
+        s1 = __dp4a(hi, int(l01.w), __dp4a(lo, int(l01.z), s1));
+        s2 = __dp4a(hi, int(l2.y), __dp4a(lo, int(l2.x), s2));
       }
-      const int sum = s[0] * 16384 + s[1] * 128 + s[2];
-      acc = fmaf(float(sum), sc[c] * (xb.factor * 0.5f), acc);  // k = 2 x value
+      acc = fmaf(float(s0 * 16384 + s1 * 128 + s2), table[sb[c]] * xb.factor, acc);
     }
     return acc;
   }
 };
 
+// A warp's units in order: (group g, its row r, pass j), g = its index among the slot's warps, + stride.
+struct Unit {
+  int g, r, j;
+  __device__ __forceinline__ Unit next(int rows_a_group, int passes, int stride) const {
+    Unit n = *this;
+    if (++n.j == passes) {
+      n.j = 0;
+      if (++n.r == rows_a_group) n.r = 0, n.g += stride;
+    }
+    return n;
+  }
+};
+
 // A warp walks its slot's row groups g = its index among the slot's warps, + their number, ... (R rows: a
 // gate/up pair, or one down row). out[ts][g] = SwiGLU(gate + bias, up + bias) (kGateUp, R = 2) or
-// out[ts][R g + r] = row + bias.
+// out[ts][R g + r] = row + bias. Each unit's loads go out before the previous one is multiplied, so a warp
+// always has one unit of weights in flight (two Pass buffers taking turns).
 template <int R, bool kGateUp>
 __global__ void __launch_bounds__(32 * kWarps, 1) small_kernel(const float* x, int x_div, const int32_t* idx,
-                                                              ExpertWeights W, float limit, float* out,
-                                                              int64_t groups) {
-  extern __shared__ XBlock xq[];
+                                                              ExpertWeights W, float limit, float* out, int groups) {
+  extern __shared__ __align__(16) uint8_t smem[];
+  float* table = reinterpret_cast<float*>(smem);
+  XBlock* xq = reinterpret_cast<XBlock*>(smem + kTableBytes);
+  for (int i = threadIdx.x; i < 256; i += blockDim.x) table[i] = e8m0(uint32_t(i));
   grid_wait();
-  const int64_t ts = blockIdx.y;
+  const int ts = int(blockIdx.y);
   const int e = idx[ts];
   const int lane = threadIdx.x & 31;
-  const int64_t nb = W.cols / 32, span = 32 * kChunk, passes = (nb + span - 1) / span;
-  const int64_t stride = int64_t(gridDim.x) * kWarps;
+  const int nb = int(W.cols / 32), passes = (nb + kSpan - 1) / kSpan, stride = int(gridDim.x) * kWarps;
   const uint8_t* blocks = W.blocks + int64_t(e) * W.rows * nb * 16;
   const uint8_t* scales = W.scales + int64_t(e) * W.rows * nb;
   const uint16_t* bias = W.bias + int64_t(e) * W.rows;
-  // Units (group g, its row r, pass j) in order; each unit's loads go out before the previous one is
-  // multiplied, so a warp always has one unit of weights in flight.
-  auto load = [&](Pass& p, int64_t g, int r, int64_t j) {
-    const int64_t row = g * R + r;
-    p.load(blocks + row * nb * 16, scales + row * nb, nb, lane + j * span);
-  };
-  int64_t g = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5), j = 0;
-  int r = 0;
-  Pass cur, next;
-  if (g < groups) load(cur, g, 0, 0);
-  load_limbs(x + (ts / x_div) * W.cols, nb, xq);
+  Unit u{int(blockIdx.x) * kWarps + int(threadIdx.x >> 5), 0, 0};
+  Pass pa, pb;
+  if (u.g < groups) pa.load(blocks, scales, nb, u.g * R, lane);
+  load_limbs(x + int64_t(ts / x_div) * W.cols, nb, xq);  // and its barrier covers the table
   float acc[R];
 #pragma unroll
   for (int i = 0; i < R; ++i) acc[i] = 0.f;
-  while (g < groups) {
-    int64_t gn = g, jn = j + 1;
-    int rn = r;
-    if (jn == passes) {
-      jn = 0;
-      if (++rn == R) rn = 0, gn += stride;
-    }
-    if (gn < groups) load(next, gn, rn, jn);
-    const float a = cur.dot(xq, nb, lane + j * span);
+  auto step = [&](const Pass& cur, Pass& next) {
+    const Unit n = u.next(R, passes, stride);
+    if (n.g < groups) next.load(blocks, scales, nb, n.g * R + n.r, lane + n.j * kSpan);
+    const float a = cur.dot(xq, table, nb, lane + u.j * kSpan);
 #pragma unroll
     for (int i = 0; i < R; ++i)
-      if (i == r) acc[i] += a;
-    if (gn != g) {  // the group's last unit: reduce, store, start the next group
+      if (i == u.r) acc[i] += a;
+    if (n.g != u.g) {  // the group's last unit: reduce, store, start the next group
 #pragma unroll
       for (int i = 0; i < R; ++i) acc[i] = warp_sum(acc[i]);
       if (lane == 0) {
+        const int g = u.g;
         if constexpr (kGateUp)
-          out[ts * groups + g] =
+          out[int64_t(ts) * groups + g] =
               swiglu(acc[0] + bf16_to_f32(bias[2 * g]), acc[1] + bf16_to_f32(bias[2 * g + 1]), limit);
         else
 #pragma unroll
-          for (int i = 0; i < R; ++i) out[ts * W.rows + g * R + i] = acc[i] + bf16_to_f32(bias[g * R + i]);
+          for (int i = 0; i < R; ++i) out[int64_t(ts) * W.rows + g * R + i] = acc[i] + bf16_to_f32(bias[g * R + i]);
       }
 #pragma unroll
       for (int i = 0; i < R; ++i) acc[i] = 0.f;
     }
-    cur = next;
-    g = gn;
-    r = rn;
-    j = jn;
-  }
+    u = n;
+    return u.g < groups;
+  };
+  if (u.g < groups)
+    while (step(pa, pb) && step(pb, pa)) {
+    }
 }
 
 }  // namespace
@@ -196,7 +211,11 @@ void launch_moe_mxfp4_small(const float* x, int k, const int32_t* idx, const Exp
   GPTOSS_CHECK(gate_up.cols % 32 == 0 && down.cols % 32 == 0 && gate_up.rows == 2 * down.cols,
                "cuda MXFP4 MoE: gate_up [{} x {}] / down [{} x {}] are not MXFP4 expert shapes", gate_up.rows,
                gate_up.cols, down.rows, down.cols);
-  const size_t smem_gu = size_t(gate_up.cols / 32) * sizeof(XBlock), smem_dn = size_t(down.cols / 32) * sizeof(XBlock);
+  GPTOSS_CHECK(std::max(gate_up.rows * gate_up.cols, down.rows * down.cols) / 2 < (int64_t(1) << 31),
+               "cuda MXFP4 MoE: an expert of [{} x {}] / [{} x {}] is over 2 GB", gate_up.rows, gate_up.cols,
+               down.rows, down.cols);
+  const size_t smem_gu = kTableBytes + size_t(gate_up.cols / 32) * sizeof(XBlock);
+  const size_t smem_dn = kTableBytes + size_t(down.cols / 32) * sizeof(XBlock);
   GPTOSS_CHECK(std::max(smem_gu, smem_dn) <= 48 * 1024,
                "cuda MXFP4 MoE: hidden {} / intermediate {} do not fit the kernels' 48 KB of shared memory",
                gate_up.cols, down.cols);
@@ -205,7 +224,7 @@ void launch_moe_mxfp4_small(const float* x, int k, const int32_t* idx, const Exp
                  int64_t groups, size_t smem) {
     const int64_t per_slot = std::clamp<int64_t>(num_sms() / slots, 1, ceil_div(groups, kWarps));
     launch(kernel, dim3(unsigned(per_slot), unsigned(slots)), 32 * kWarps, smem, s, in, x_div, idx, W, limit, o,
-           groups);
+           int(groups));
   };
   run(small_kernel<2, true>, x, k, gate_up, swiglu_limit, h, gate_up.rows / 2, smem_gu);
   run(small_kernel<1, false>, h, 1, down, 0.f, y, down.rows, smem_dn);
