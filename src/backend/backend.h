@@ -154,6 +154,13 @@ class Backend {
     add(x, y, n * d);
     rms_norm(x, w, out, n, d, eps);
   }
+  // The residual step that ends a block: add_rms_norm with w, or only x += y without one (the last layer).
+  void add_then_rms_norm(float* x, const float* y, const uint16_t* w, float* out, int64_t n, int64_t d, float eps) {
+    if (w)
+      add_rms_norm(x, y, w, out, n, d, eps);
+    else
+      add(x, y, n * d);
+  }
   // rope on q [n, q_heads, head_dim] and k [n, kv_heads, head_dim] at the same positions (host).
   virtual void rope_qk(float* q, int q_heads, float* k, int kv_heads, int64_t n, int head_dim,
                        const int32_t* positions, const float* inv_freq, float attn_factor) {
@@ -194,10 +201,7 @@ class Backend {
                                 const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* y,
                                 float* x, const uint16_t* norm_w, float* out, float eps) {
     moe(h, n, hidden, idx, w, k, gate_up, down, swiglu_limit, y);
-    if (norm_w)
-      add_rms_norm(x, y, norm_w, out, n, hidden, eps);
-    else
-      add(x, y, n * hidden);
+    add_then_rms_norm(x, y, norm_w, out, n, hidden, eps);
   }
   // Several linears of the same input: y_i[n, out_i] = x[n, in] W_i^T + bias_i (q, k and v).
   struct Linear {

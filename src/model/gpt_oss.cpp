@@ -151,10 +151,7 @@ void GptOssModel::moe_block(int layer) {
     backend_.moe_keep_gate_up(s_.h.f32(), n_, H, s_.expert_idx.get<int32_t>(), s_.expert_w.f32(), k, L.gate_up,
                               L.down, float(cfg_.swiglu_limit), s_.t.f32(), s_.gate_up.f32());
     keep(train_->layers[size_t(layer)].gate_up, s_.gate_up.f32(), width);
-    if (next_norm)
-      backend_.add_rms_norm(s_.x.f32(), s_.t.f32(), next_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps));
-    else
-      backend_.add(s_.x.f32(), s_.t.f32(), n_ * H);
+    backend_.add_then_rms_norm(s_.x.f32(), s_.t.f32(), next_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps));
   } else {
     backend_.moe_add_rms_norm(s_.h.f32(), n_, H, s_.expert_idx.get<int32_t>(), s_.expert_w.f32(), k, L.gate_up,
                               L.down, float(cfg_.swiglu_limit), s_.t.f32(), s_.x.f32(), next_norm, s_.h.f32(),
