@@ -308,17 +308,8 @@ class CudaBackend final : public Backend {
   // last_block_of): zero when allocated, and each kernel leaves them zero.
   int32_t* counters(int64_t count) {
     if (count <= 0) return nullptr;
-    if (count > counters_cap_) {
-      not_capturing("the counters growing");
-      if (counters_) {
-        GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream_));
-        GPTOSS_CUDA_CHECK(cudaFree(counters_));
-        graphs_.clear();
-      }
-      counters_cap_ = std::max<int64_t>(count, 2 * counters_cap_);
-      GPTOSS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&counters_), size_t(counters_cap_) * sizeof(int32_t)));
-      GPTOSS_CUDA_CHECK(cudaMemsetAsync(counters_, 0, size_t(counters_cap_) * sizeof(int32_t), stream_));
-    }
+    if (grow(counters_, counters_cap_, size_t(count)))
+      GPTOSS_CUDA_CHECK(cudaMemsetAsync(counters_, 0, counters_cap_ * sizeof(int32_t), stream_));
     return counters_;
   }
 
@@ -410,16 +401,19 @@ class CudaBackend final : public Backend {
     return st;
   }
 
-  void grow(float*& p, size_t& cap, size_t floats) {
-    if (floats <= cap) return;
+  // Makes p hold at least `count` elements (doubling); returns whether it reallocated (contents lost).
+  template <class T>
+  bool grow(T*& p, size_t& cap, size_t count) {
+    if (count <= cap) return false;
     not_capturing("a scratch buffer growing");
     if (p) {
       GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream_));
       GPTOSS_CUDA_CHECK(cudaFree(p));
       graphs_.clear();
     }
-    cap = std::max(floats, cap * 2);
-    GPTOSS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p), cap * sizeof(float)));
+    cap = std::max(count, cap * 2);
+    GPTOSS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p), cap * sizeof(T)));
+    return true;
   }
 
   // Records ops() on the stream into a graph for key, keeps it and launches it. A failure while
@@ -474,7 +468,7 @@ class CudaBackend final : public Backend {
   float* attn_scratch_ = nullptr;  // the parts of a split attention (attention.cu)
   size_t h_cap_ = 0, y_cap_ = 0, tc_cap_ = 0, attn_cap_ = 0;
   int32_t* counters_ = nullptr;
-  int64_t counters_cap_ = 0;
+  size_t counters_cap_ = 0;
   OpProfile profile_;
 };
 
