@@ -105,6 +105,17 @@ __device__ __forceinline__ void bf16x8(const uint4& p, float* w) {
   }
 }
 
+// w[0 .. 8) . (a, b), summed in order (the f32 weights of one 16-byte bf16 chunk against 8 activations).
+__device__ __forceinline__ float dot8(const float* w, const float4& a, const float4& b) {
+  return w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x + w[5] * b.y + w[6] * b.z + w[7] * b.w;
+}
+// The same for the chunk's 8 bf16 weights p.
+__device__ __forceinline__ float dot8(const uint4& p, const float4& a, const float4& b) {
+  float w[8];
+  bf16x8(p, w);
+  return dot8(w, a, b);
+}
+
 inline unsigned ceil_div(int64_t a, int64_t b) { return unsigned((a + b - 1) / b); }
 
 }  // namespace gptoss::cuda

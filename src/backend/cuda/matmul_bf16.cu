@@ -67,9 +67,7 @@ __global__ void matmul_kernel(const float* x, int64_t n, int64_t in, MatmulSegme
           const float4* xr = reinterpret_cast<const float4*>(x + (t0 + j) * in + i);
           const float4 a = xr[0], b = xr[1];
 #pragma unroll
-          for (int r = 0; r < kRows; ++r)
-            acc[r][j] += wv[r][0] * a.x + wv[r][1] * a.y + wv[r][2] * a.z + wv[r][3] * a.w + wv[r][4] * b.x +
-                         wv[r][5] * b.y + wv[r][6] * b.z + wv[r][7] * b.w;
+          for (int r = 0; r < kRows; ++r) acc[r][j] += dot8(wv[r], a, b);
         }
       }
     }
@@ -125,12 +123,6 @@ __global__ void matmul_kernel(const float* x, int64_t n, int64_t in, MatmulSegme
 // multiplied. H200, 20b shape, decode batch 1: 436-444 tok/s against 399-401; its matmuls 944 against
 // 1137 us a step.)
 constexpr int kGemvRows = kRows, kGemvChunks = 2, kGemvThreads = 256;  // the same row blocks (segments)
-
-__device__ __forceinline__ float dot8(const uint4& p, const float4& a, const float4& b) {
-  float w[8];
-  bf16x8(p, w);
-  return w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x + w[5] * b.y + w[6] * b.z + w[7] * b.w;
-}
 
 __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const float* x, int64_t in, MatmulSegments segs) {
   __shared__ float part[kGemvThreads / 32][kGemvRows];

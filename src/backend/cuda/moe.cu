@@ -137,13 +137,7 @@ __global__ void __launch_bounds__(kRouteWarps * 32)
   __syncthreads();
   if (r < experts) {
     float dot = 0.f;
-    auto add8 = [&](const uint4& p, int64_t c) {
-      float wv[8];
-      bf16x8(p, wv);
-      const float4 a = hs4[2 * c], b = hs4[2 * c + 1];
-      dot += wv[0] * a.x + wv[1] * a.y + wv[2] * a.z + wv[3] * a.w + wv[4] * b.x + wv[5] * b.y + wv[6] * b.z +
-             wv[7] * b.w;
-    };
+    auto add8 = [&](const uint4& p, int64_t c) { dot += dot8(p, hs4[2 * c], hs4[2 * c + 1]); };
 #pragma unroll
     for (int j = 0; j < kRoutePre; ++j)
       if (lane + 32 * j < chunks) add8(pre[j], lane + 32 * j);
