@@ -13,9 +13,7 @@ std::unique_ptr<Backend> make_backend(const std::string& device) {
 
 void Backend::moe_keep_gate_up(const float*, int64_t, int64_t, const int32_t*, const float*, int, const ExpertWeights&,
                                const ExpertWeights&, float, float*, float*) {
-  fail("the {} backend does not keep the MoE's intermediate values for training (gptoss train runs on the CPU "
-       "backend)",
-       name());
+  fail("the {} backend cannot train: it does not keep the MoE's intermediate values", name());
 }
 
 }  // namespace gptoss

@@ -23,6 +23,8 @@
 
 namespace gptoss {
 
+class TrainOps;  // backend/train_ops.h
+
 // Paged KV pool (see model/batch.h): K of (block b, group-layer g, slot s, kv head h) starts at
 // pool + ((((b*Lg + g)*2 + 0)*block_size + s)*kv_heads + h)*head_dim; V uses 1 instead of 0.
 struct KvView {
@@ -140,12 +142,16 @@ class Backend {
                    const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* out) = 0;
   // moe, also keeping every token-slot's gate_up output as the SwiGLU took it (bias added) in
   // gate_up_out [n*k, gate_up.rows] (slot t*k+j): what the LoRA trainer's backward reuses instead of
-  // recomputing it. A backend without it throws (the trainer runs on the CPU backend).
+  // recomputing it. A backend without it throws (one whose train_ops() is null).
   virtual void moe_keep_gate_up(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
                                 const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit,
                                 float* out, float* gate_up_out);
   // dst[i, :] = src[rows[i], :] for i < n_rows; rows in host memory.
   virtual void gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) = 0;
+
+  // --- training: the LoRA trainer's backward ops (backend/train_ops.h); null when this backend has none.
+  // Owned by the backend, made on first use.
+  virtual TrainOps* train_ops() { return nullptr; }
 
   // --- fused ops: one launch where a backend has a kernel for them, else the plain ops ---------------
   // x[n, d] += y, then out = rms_norm(x) with w (out must not alias x or y).

@@ -42,8 +42,9 @@ void GptOssModel::forward(const ForwardBatch& batch, KvPool& kv, float* logits, 
   grow_scratch(n_, int64_t(logit_rows_.size()));
   if (capture) *capture = HiddenCapture{};
   if (train) {
-    const bool keep = train->keep_gate_up;
-    *train = TrainCapture{std::vector<TrainCapture::Layer>(size_t(cfg_.num_hidden_layers)), {}, keep};
+    train_ops_ = backend_.train_ops();
+    if (!train_ops_) fail_input("the {} backend cannot train (use --device cpu or cuda)", backend_.name());
+    while (train->layers.size() < size_t(cfg_.num_hidden_layers)) train->layers.emplace_back(backend_);
   }
   train_ = train;
   struct EndTrain {
@@ -76,7 +77,7 @@ void GptOssModel::forward(const ForwardBatch& batch, KvPool& kv, float* logits, 
       moe_block(l);
       capture_residual(capture);
     }
-    if (train_) keep(train_->x_final, s_.x.f32(), n_ * cfg_.hidden_size);
+    if (train_) keep(train_->x_final, s_.x.f32(), size_t(n_ * cfg_.hidden_size) * 4);
     unembed(capture);
   });
   const int64_t r = int64_t(logit_rows_.size());
@@ -91,7 +92,7 @@ void GptOssModel::attention_block(int layer, KvPool& kv) {
   const int g = kv.group_layer(layer);
   auto& seqs = sliding ? seqs_swa_ : seqs_full_;
 
-  if (train_) keep(train_->layers[size_t(layer)].x_attn, s_.x.f32(), n_ * H);
+  if (train_) keep(train_->layers[size_t(layer)].x_attn, s_.x.f32(), size_t(n_ * H) * 4);
   // h = rms_norm(x) of this layer's attention comes from the previous layer's last op (fused with its add).
   if (layer == 0) backend_.rms_norm(s_.x.f32(), L.attn_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps));
   const Backend::Linear qkv[3] = {{L.q_w, L.q_b, s_.q.f32(), Q}, {L.k_w, L.k_b, s_.k.f32(), KV},
@@ -106,14 +107,14 @@ void GptOssModel::attention_block(int layer, KvPool& kv) {
                             seqs.data(), int(seqs.size()));
   if (train_) {
     TrainCapture::Layer& c = train_->layers[size_t(layer)];
-    keep(c.q, s_.q.f32(), n_ * Q);
-    keep(c.k, s_.k.f32(), n_ * KV);
-    keep(c.v, s_.v.f32(), n_ * KV);
+    keep(c.q, s_.q.f32(), size_t(n_ * Q) * 4);
+    keep(c.k, s_.k.f32(), size_t(n_ * KV) * 4);
+    keep(c.v, s_.v.f32(), size_t(n_ * KV) * 4);
   }
   backend_.attention(s_.q.f32(), n_, cfg_.num_attention_heads, kv.view(), g, seqs.data(), int(seqs.size()),
                      L.sinks, sliding ? cfg_.sliding_window : 0, 1.0f / std::sqrt(float(cfg_.head_dim)),
                      s_.attn.f32());
-  if (train_) keep(train_->layers[size_t(layer)].attn, s_.attn.f32(), n_ * Q);
+  if (train_) keep(train_->layers[size_t(layer)].attn, s_.attn.f32(), size_t(n_ * Q) * 4);
   linear(s_.attn.f32(), Q, L.o_w, L.o_b, s_.t.f32(), H, n_);
   lora(layer, LoraModule::kO, s_.attn.f32(), s_.t.f32());
   // x += attention, and h = the MoE block's rms_norm(x), in one op; with the router too when no adapter
@@ -124,7 +125,7 @@ void GptOssModel::attention_block(int layer, KvPool& kv) {
     backend_.add_rms_norm_router(s_.x.f32(), s_.t.f32(), L.mlp_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps),
                                  L.router_w, L.router_b, s_.router_logits.f32(), cfg_.num_local_experts,
                                  cfg_.num_experts_per_tok, s_.expert_idx.get<int32_t>(), s_.expert_w.f32());
-  if (train_) keep(train_->layers[size_t(layer)].x_moe, s_.x.f32(), n_ * H);
+  if (train_) keep(train_->layers[size_t(layer)].x_moe, s_.x.f32(), size_t(n_ * H) * 4);
 }
 
 // x += sum over the top-k experts of rms_norm(x) (h, from attention_block), weighted by the router's
@@ -142,15 +143,14 @@ void GptOssModel::moe_block(int layer) {
     backend_.router_topk(s_.router_logits.f32(), n_, E, k, s_.expert_idx.get<int32_t>(), s_.expert_w.f32());
   }
   if (train_) {
-    keep(train_->layers[size_t(layer)].expert_idx, s_.expert_idx.get<int32_t>(), n_ * k);
-    keep(train_->layers[size_t(layer)].expert_w, s_.expert_w.f32(), n_ * k);
+    keep(train_->layers[size_t(layer)].expert_idx, s_.expert_idx.get(), size_t(n_ * k) * 4);
+    keep(train_->layers[size_t(layer)].expert_w, s_.expert_w.f32(), size_t(n_ * k) * 4);
   }
   if (train_ && train_->keep_gate_up) {  // the trainer's backward reuses the experts' gate_up outputs
-    const int64_t width = n_ * k * L.gate_up.rows;
-    s_.gate_up.reserve(size_t(width) * sizeof(float));
+    BackendBuffer& gate_up = train_->layers[size_t(layer)].gate_up;
+    gate_up.reserve(size_t(n_ * k * L.gate_up.rows) * sizeof(float));
     backend_.moe_keep_gate_up(s_.h.f32(), n_, H, s_.expert_idx.get<int32_t>(), s_.expert_w.f32(), k, L.gate_up,
-                              L.down, float(cfg_.swiglu_limit), s_.t.f32(), s_.gate_up.f32());
-    keep(train_->layers[size_t(layer)].gate_up, s_.gate_up.f32(), width);
+                              L.down, float(cfg_.swiglu_limit), s_.t.f32(), gate_up.f32());
     backend_.add_then_rms_norm(s_.x.f32(), s_.t.f32(), next_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps));
   } else {
     backend_.moe_add_rms_norm(s_.h.f32(), n_, H, s_.expert_idx.get<int32_t>(), s_.expert_w.f32(), k, L.gate_up,
@@ -197,10 +197,9 @@ void GptOssModel::lora(int layer, LoraModule m, const float* x, float* y) {
   }
 }
 
-template <typename T>
-void GptOssModel::keep(std::vector<T>& v, const T* src, int64_t count) {
-  v.resize(size_t(count));
-  backend_.to_host(v.data(), src, size_t(count) * sizeof(T));
+void GptOssModel::keep(BackendBuffer& buf, const void* src, size_t bytes) {
+  buf.reserve(bytes);
+  train_ops_->copy(buf.get(), src, bytes);
 }
 
 void GptOssModel::capture_residual(HiddenCapture* capture) {

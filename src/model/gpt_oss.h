@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/train_ops.h"
 #include "model/batch.h"
 #include "model/config.h"
 #include "model/kv_pool.h"
@@ -33,21 +34,25 @@ struct HiddenCapture {
   std::vector<float> final_norm;  // [total_tokens, hidden]: the final RMSNorm of the last residual
 };
 
-// Per-layer activations of a forward, as host copies, for the LoRA trainer's backward pass
-// (train/backward.h); the rest it recomputes. n = the batch's tokens.
+// Per-layer activations of a forward, in the backend's memory, for the LoRA trainer's backward pass
+// (train/backward.h); the rest it recomputes. n = the batch's tokens. The buffers are kept between
+// forwards (grown when a batch needs more), so a trainer reuses one capture for every micro-batch.
 struct TrainCapture {
   struct Layer {
-    std::vector<float> x_attn;         // [n, hidden] residual entering the layer (attention norm input)
-    std::vector<float> q, k, v;        // [n, q_dim], [n, kv_dim] x2: q and k after RoPE, v as projected
-    std::vector<float> attn;           // [n, q_dim] attention output (o_proj input)
-    std::vector<float> x_moe;          // [n, hidden] residual entering the MoE block (its norm input)
-    std::vector<int32_t> expert_idx;   // [n, k] the router's choice
-    std::vector<float> expert_w;       // [n, k] its softmax weights
-    std::vector<float> gate_up;        // [n * k, 2 * intermediate] each token-slot's gate_up output (+ bias)
+    explicit Layer(Backend& b)
+        : x_attn(b), q(b), k(b), v(b), attn(b), x_moe(b), expert_idx(b), expert_w(b), gate_up(b) {}
+    BackendBuffer x_attn;           // [n, hidden] f32 residual entering the layer (attention norm input)
+    BackendBuffer q, k, v;          // [n, q_dim], [n, kv_dim] x2: q and k after RoPE, v as projected
+    BackendBuffer attn;             // [n, q_dim] attention output (o_proj input)
+    BackendBuffer x_moe;            // [n, hidden] residual entering the MoE block (its norm input)
+    BackendBuffer expert_idx;       // [n, k] int32 the router's choice
+    BackendBuffer expert_w;         // [n, k] its softmax weights
+    BackendBuffer gate_up;          // [n * k, 2 * intermediate] each token-slot's gate_up output (+ bias)
   };
+  explicit TrainCapture(Backend& b) : x_final(b) {}
   std::vector<Layer> layers;
-  std::vector<float> x_final;  // [n, hidden] the last residual (final norm input)
-  bool keep_gate_up = true;    // false: Layer::gate_up stays empty (the backward recomputes it)
+  BackendBuffer x_final;       // [n, hidden] the last residual (final norm input)
+  bool keep_gate_up = true;    // false: Layer::gate_up is not filled (the backward recomputes it)
 };
 
 class GptOssModel {
@@ -89,9 +94,8 @@ class GptOssModel {
   // Whether an adapter of this forward changes module m of the layer.
   bool adapted(int layer, LoraModule m) const;
   void capture_residual(HiddenCapture* capture);
-  // A host copy of backend memory [count] into v when training (train_ set), else nothing.
-  template <typename T>
-  void keep(std::vector<T>& v, const T* src, int64_t count);
+  // A copy of `bytes` of backend memory at src into the training capture's buffer.
+  void keep(BackendBuffer& buf, const void* src, size_t bytes);
 
   GptOssConfig cfg_;
   std::unique_ptr<Weights> w_;
@@ -111,15 +115,15 @@ class GptOssModel {
   std::vector<AdapterRun> adapter_runs_;
   int64_t n_ = 0;
   TrainCapture* train_ = nullptr;  // the current forward's, or null
+  TrainOps* train_ops_ = nullptr;  // the backend's, while train_ is set
 
   // Backend scratch, grown on demand.
   struct Scratch {
     explicit Scratch(Backend& b)
         : x(b), h(b), q(b), k(b), v(b), attn(b), t(b), router_logits(b), expert_idx(b), expert_w(b), rows(b),
-          logits(b), lora_t{BackendBuffer(b), BackendBuffer(b), BackendBuffer(b)}, lora_u(b), gate_up(b) {}
+          logits(b), lora_t{BackendBuffer(b), BackendBuffer(b), BackendBuffer(b)}, lora_u(b) {}
     BackendBuffer x, h, q, k, v, attn, t, router_logits, expert_idx, expert_w, rows, logits;
     BackendBuffer lora_t[3], lora_u;  // the adapter's intermediates (model/lora.h), when there is one
-    BackendBuffer gate_up;            // the MoE's gate_up outputs, when training (TrainCapture)
   } s_;
   int64_t scratch_tokens_ = 0, scratch_rows_ = 0;
 };

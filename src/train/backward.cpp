@@ -9,12 +9,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
-#include "core/dtype.h"
+#include "backend/train_ops.h"
 #include "core/error.h"
-#include "core/thread_pool.h"
 #include "model/kv_pool.h"
-#include "train/grad_ops.h"
 
 namespace gptoss::train {
 
@@ -39,50 +38,56 @@ void LoraState::apply_to(GptOssModel& model) const {
 
 namespace {
 
-// The LoRA term of module (layer, m) on input x [n, in] with output gradient dy [n, out]: adds into the
-// module's gradients (times grad_scale) and dx [n, in] (the input's gradient, unscaled).
-void lora_backward(LoraState& st, int layer, LoraModule m, const float* x, const float* dy, int64_t n, float* dx,
-                   double grad_scale) {
-  const int i = st.find(layer, m);
-  if (i < 0) return;
-  const LoraWeights& W = st.weights[size_t(i)];
-  LoraWeights& G = st.grads[size_t(i)];
-  const int64_t r = st.rank, in = int64_t(W.a.size()) / r, out = int64_t(W.b.size()) / r;
-  const double s = st.scale();
-  std::vector<double> u(size_t(n * r)), du(size_t(n * r));
-  ThreadPool::global().parallel_for(n, [&](int64_t t0, int64_t t1, int) {
-    for (int64_t t = t0; t < t1; ++t)
-      for (int64_t k = 0; k < r; ++k) {
-        double a = 0, b = 0;
-        for (int64_t c = 0; c < in; ++c) a += double(W.a[size_t(k * in + c)]) * x[t * in + c];
-        for (int64_t o = 0; o < out; ++o) b += double(dy[t * out + o]) * W.b[size_t(o * r + k)];
-        u[size_t(t * r + k)] = a;
-        du[size_t(t * r + k)] = s * b;
-      }
-  });
-  ThreadPool::global().parallel_for(out, [&](int64_t o0, int64_t o1, int) {  // dB
-    for (int64_t o = o0; o < o1; ++o)
-      for (int64_t k = 0; k < r; ++k) {
-        double g = 0;
-        for (int64_t t = 0; t < n; ++t) g += double(dy[t * out + o]) * u[size_t(t * r + k)];
-        G.b[size_t(o * r + k)] += float(grad_scale * s * g);
-      }
-  });
-  ThreadPool::global().parallel_for(in, [&](int64_t c0, int64_t c1, int) {  // dA and dx, by input column
-    for (int64_t c = c0; c < c1; ++c) {
-      for (int64_t k = 0; k < r; ++k) {
-        double g = 0;
-        for (int64_t t = 0; t < n; ++t) g += du[size_t(t * r + k)] * x[t * in + c];
-        G.a[size_t(k * in + c)] += float(grad_scale * g);
-      }
-      for (int64_t t = 0; t < n; ++t) {
-        double g = 0;
-        for (int64_t k = 0; k < r; ++k) g += du[size_t(t * r + k)] * W.a[size_t(k * in + c)];
-        dx[t * in + c] += float(g);
-      }
+// The adapter's f32 weights in the backend's memory and their gradients for one call, which end up added
+// to the LoraState's host gradients (the optimizer and the checkpoints stay on the host: a few MB).
+class BackendLora {
+ public:
+  BackendLora(Backend& b, const LoraState& st) : backend_(b), st_(st) {
+    for (const LoraWeights& w : st.weights) {
+      a_.push_back(upload(w.a));
+      b_.push_back(upload(w.b));
+      ga_.push_back(upload(std::vector<float>(w.a.size(), 0.0f)));
+      gb_.push_back(upload(std::vector<float>(w.b.size(), 0.0f)));
     }
-  });
-}
+  }
+
+  // The LoRA term of module (layer, m) on input x [n, in] with output gradient dy [n, out]: adds into the
+  // module's gradients (times grad_scale) and dx [n, in] (the input's gradient, unscaled).
+  void backward(TrainOps& ops, int layer, LoraModule m, const float* x, const float* dy, int64_t n, float* dx,
+                double grad_scale) {
+    const int i = st_.find(layer, m);
+    if (i < 0) return;
+    const LoraWeights& W = st_.weights[size_t(i)];
+    const int64_t r = st_.rank, in = int64_t(W.a.size()) / r, out = int64_t(W.b.size()) / r;
+    ops.lora_backward(x, dy, n, in, out, a_[size_t(i)].f32(), b_[size_t(i)].f32(), st_.rank, st_.scale(), grad_scale,
+                      ga_[size_t(i)].f32(), gb_[size_t(i)].f32(), dx);
+  }
+
+  void add_grads_to(LoraState& st) {
+    std::vector<float> h;
+    auto add = [&](const BackendBuffer& g, std::vector<float>& into) {
+      h.resize(into.size());
+      backend_.to_host(h.data(), g.get(), h.size() * sizeof(float));
+      for (size_t j = 0; j < h.size(); ++j) into[j] += h[j];
+    };
+    for (size_t i = 0; i < st.grads.size(); ++i) {
+      add(ga_[i], st.grads[i].a);
+      add(gb_[i], st.grads[i].b);
+    }
+  }
+
+ private:
+  BackendBuffer upload(const std::vector<float>& v) {
+    BackendBuffer buf(backend_);
+    buf.reserve(v.size() * sizeof(float));
+    backend_.to_device(buf.get(), v.data(), v.size() * sizeof(float));
+    return buf;
+  }
+
+  Backend& backend_;
+  const LoraState& st_;
+  std::vector<BackendBuffer> a_, b_, ga_, gb_;
+};
 
 SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>& seqs, LoraState* st,
                             double grad_scale, int64_t logit_chunk, double keep_gate_up_bytes);
@@ -112,6 +117,10 @@ SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>
                             double grad_scale, int64_t logit_chunk, double keep_gate_up_bytes) {
   const GptOssConfig& cfg = model.config();
   const Weights& w = model.weights();
+  Backend& be = model.backend();
+  TrainOps* ops_ptr = be.train_ops();
+  if (!ops_ptr) fail_input("the {} backend cannot train (use --device cpu or cuda)", be.name());
+  TrainOps& ops = *ops_ptr;
   // The batch's tokens in sequence order: sequence s takes rows [start[s], start[s + 1]).
   std::vector<int64_t> start{0};
   std::vector<int32_t> labels, positions;
@@ -128,20 +137,19 @@ SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>
   const int k = cfg.num_experts_per_tok;
   const float eps = float(cfg.rms_norm_eps);
   GPTOSS_CHECK(n > 0, "training batch without sequences");
-  GPTOSS_CHECK(model.backend().name() == "cpu", "training runs on the CPU backend (got {})", model.backend().name());
 
   // Forward with the activations the backward needs (the logits of the last position only: those of the
   // labelled positions are made below, a chunk at a time, so [n, vocab] never exists at once).
   const int bs = 16;
   int blocks = 0;
   for (const TrainSequence& q : seqs) blocks += SequenceKv::blocks_needed(int64_t(q.tokens.size()), bs);
-  KvPool pool(cfg, model.backend(), blocks, bs);
+  KvPool pool(cfg, be, blocks, bs);
   LinearBlockAllocator alloc(pool.num_blocks());
   std::vector<SequenceKv> kv(seqs.size(), SequenceKv(alloc, bs));
   ForwardBatch batch;
   for (size_t s = 0; s < seqs.size(); ++s) batch.seqs.push_back(kv[s].chunk(seqs[s].tokens, 0, /*all_logits=*/false));
   std::vector<float> last(size_t(V) * seqs.size());
-  TrainCapture cap;
+  TrainCapture cap(be);
   // The experts' gate_up values save their recompute in the backward; kept up to keep_gate_up_bytes (by
   // default 4 GiB, the 20b's ~1900 tokens a micro-batch), beyond that recomputed, so long sequences still
   // fit the 24 GB machine.
@@ -150,80 +158,88 @@ SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>
   model.forward(batch, pool, last.data(), nullptr, &cap);
 
   SequenceLoss res;
-  std::vector<int64_t> rows;  // the labelled positions
+  std::vector<int32_t> rows;  // the labelled positions
   for (int64_t i = 0; i < n; ++i)
-    if (labels[size_t(i)] >= 0) rows.push_back(i);
+    if (labels[size_t(i)] >= 0) rows.push_back(int32_t(i));
   res.labelled = int64_t(rows.size());
   if (res.labelled == 0) return res;
 
+  // Backend buffers of f32 [count].
+  auto buffer = [&](int64_t count) {
+    BackendBuffer b(be);
+    b.reserve(size_t(count) * sizeof(float));
+    return b;
+  };
+  std::optional<BackendLora> lora;
+  if (st) lora.emplace(be, *st);
+
   // Final norm and unembedding, per chunk of labelled rows: logits, the loss (the chunk's mean weighted by
   // its share of the rows) and the gradient back to the final norm's output.
-  std::vector<float> dh(size_t(n * H), 0.0f), dx(size_t(n * H), 0.0f), h(size_t(n * H));
-  model.backend().rms_norm(cap.x_final.data(), w.norm, h.data(), n, H, eps);
+  BackendBuffer h = buffer(n * H), dh = buffer(n * H), dx = buffer(n * H);
+  be.rms_norm(cap.x_final.f32(), w.norm, h.f32(), n, H, eps);
   const int64_t chunk = std::max<int64_t>(1, logit_chunk);
-  std::vector<float> hc(size_t(chunk * H)), logits(size_t(chunk * V)), dlogits(size_t(chunk * V)),
-      dhc(size_t(chunk * H));
+  BackendBuffer hc = buffer(chunk * H), logits = buffer(chunk * V), dlogits = buffer(st ? chunk * V : 1),
+                dhc = buffer(chunk * H);
   std::vector<int32_t> target(static_cast<size_t>(chunk));
+  if (st) ops.zero(dh.f32(), n * H);
   for (int64_t r0 = 0; r0 < res.labelled; r0 += chunk) {
     const int64_t m = std::min(chunk, res.labelled - r0);
-    for (int64_t j = 0; j < m; ++j) {
-      const int64_t i = rows[size_t(r0 + j)];
-      std::copy(h.begin() + i * H, h.begin() + (i + 1) * H, hc.begin() + j * H);
-      target[size_t(j)] = labels[size_t(i)];
-    }
-    model.backend().matmul_bf16(hc.data(), m, H, w.lm_head, nullptr, logits.data(), V);
+    const int32_t* chunk_rows = rows.data() + r0;
+    for (int64_t j = 0; j < m; ++j) target[size_t(j)] = labels[size_t(chunk_rows[j])];
+    be.gather_rows(h.f32(), chunk_rows, m, H, hc.f32());
+    be.matmul_bf16(hc.f32(), m, H, w.lm_head, nullptr, logits.f32(), V);
     const double share = double(m) / double(res.labelled);
-    res.loss += share * cross_entropy(logits.data(), m, V, target.data(), dlogits.data());
+    res.loss += share * ops.cross_entropy(logits.f32(), m, V, target.data(), share, st ? dlogits.f32() : nullptr);
     if (!st) continue;
-    for (float& g : dlogits) g = float(g * share);
-    std::fill(dhc.begin(), dhc.begin() + m * H, 0.0f);
-    matmul_bf16_backward_x(dlogits.data(), m, V, w.lm_head, H, dhc.data());
-    for (int64_t j = 0; j < m; ++j) {
-      const int64_t i = rows[size_t(r0 + j)];
-      std::copy(dhc.begin() + j * H, dhc.begin() + (j + 1) * H, dh.begin() + i * H);
-    }
+    ops.zero(dhc.f32(), m * H);
+    ops.matmul_bf16_backward_x(dlogits.f32(), m, V, w.lm_head, H, dhc.f32());
+    ops.scatter_rows(dhc.f32(), chunk_rows, m, H, dh.f32());
   }
   if (!st) return res;
-  rms_norm_backward(cap.x_final.data(), w.norm, dh.data(), n, H, eps, dx.data());
+  ops.zero(dx.f32(), n * H);
+  ops.rms_norm_backward(cap.x_final.f32(), w.norm, dh.f32(), n, H, eps, dx.f32());
 
   const RopeTable& rope = model.rope_table();
-  std::vector<float> dlog(size_t(n * E)), dattn(size_t(n * Q));
-  std::vector<float> dq(size_t(n * Q)), dk(size_t(n * KV)), dv(size_t(n * KV));
+  BackendBuffer inv_freq = buffer(int64_t(rope.inv_freq.size()));
+  be.to_device(inv_freq.get(), rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float));
+  BackendBuffer dlog = buffer(n * E), dattn = buffer(n * Q), dq = buffer(n * Q), dk = buffer(n * KV),
+                dv = buffer(n * KV);
   for (int l = cfg.num_hidden_layers - 1; l >= 0; --l) {
     const LayerWeights& L = w.layers[size_t(l)];
     const TrainCapture::Layer& c = cap.layers[size_t(l)];
 
     // MoE block: dx is the gradient of its output (and of the residual it adds to).
-    model.backend().rms_norm(c.x_moe.data(), L.mlp_norm, h.data(), n, H, eps);
-    moe_backward(h.data(), n, H, c.expert_idx.data(), c.expert_w.data(), k, L.gate_up, L.down,
-                 float(cfg.swiglu_limit), dx.data(), dh.data(), dlog.data(),
-                 c.gate_up.empty() ? nullptr : c.gate_up.data());
-    matmul_bf16_backward_x(dlog.data(), n, E, L.router_w, H, dh.data());
-    lora_backward(*st, l, LoraModule::kRouter, h.data(), dlog.data(), n, dh.data(), grad_scale);
-    rms_norm_backward(c.x_moe.data(), L.mlp_norm, dh.data(), n, H, eps, dx.data());
+    be.rms_norm(c.x_moe.f32(), L.mlp_norm, h.f32(), n, H, eps);
+    ops.moe_backward(h.f32(), n, H, c.expert_idx.get<int32_t>(), c.expert_w.f32(), k, L.gate_up, L.down,
+                     float(cfg.swiglu_limit), dx.f32(), dh.f32(), dlog.f32(),
+                     cap.keep_gate_up ? c.gate_up.f32() : nullptr);
+    ops.matmul_bf16_backward_x(dlog.f32(), n, E, L.router_w, H, dh.f32());
+    lora->backward(ops, l, LoraModule::kRouter, h.f32(), dlog.f32(), n, dh.f32(), grad_scale);
+    ops.rms_norm_backward(c.x_moe.f32(), L.mlp_norm, dh.f32(), n, H, eps, dx.f32());
 
     // Attention block.
-    std::fill(dattn.begin(), dattn.end(), 0.0f);
-    matmul_bf16_backward_x(dx.data(), n, H, L.o_w, Q, dattn.data());
-    lora_backward(*st, l, LoraModule::kO, c.attn.data(), dx.data(), n, dattn.data(), grad_scale);
+    ops.zero(dattn.f32(), n * Q);
+    ops.matmul_bf16_backward_x(dx.f32(), n, H, L.o_w, Q, dattn.f32());
+    lora->backward(ops, l, LoraModule::kO, c.attn.f32(), dx.f32(), n, dattn.f32(), grad_scale);
     for (size_t s = 0; s < seqs.size(); ++s) {  // attention stays within its sequence
       const int64_t r = start[s], m = start[s + 1] - r;
-      attention_backward(c.q.data() + r * Q, c.k.data() + r * KV, c.v.data() + r * KV, m, heads, kvh, hd, L.sinks,
-                         cfg.is_sliding(l) ? cfg.sliding_window : 0, 1.0f / std::sqrt(float(hd)),
-                         dattn.data() + r * Q, dq.data() + r * Q, dk.data() + r * KV, dv.data() + r * KV);
+      ops.attention_backward(c.q.f32() + r * Q, c.k.f32() + r * KV, c.v.f32() + r * KV, m, heads, kvh, hd, L.sinks,
+                             cfg.is_sliding(l) ? cfg.sliding_window : 0, 1.0f / std::sqrt(float(hd)),
+                             dattn.f32() + r * Q, dq.f32() + r * Q, dk.f32() + r * KV, dv.f32() + r * KV);
     }
-    rope_backward(dq.data(), n, heads, hd, positions.data(), rope.inv_freq.data(), rope.attention_factor);
-    rope_backward(dk.data(), n, kvh, hd, positions.data(), rope.inv_freq.data(), rope.attention_factor);
-    model.backend().rms_norm(c.x_attn.data(), L.attn_norm, h.data(), n, H, eps);
-    std::fill(dh.begin(), dh.end(), 0.0f);
-    matmul_bf16_backward_x(dq.data(), n, Q, L.q_w, H, dh.data());
-    matmul_bf16_backward_x(dk.data(), n, KV, L.k_w, H, dh.data());
-    matmul_bf16_backward_x(dv.data(), n, KV, L.v_w, H, dh.data());
-    lora_backward(*st, l, LoraModule::kQ, h.data(), dq.data(), n, dh.data(), grad_scale);
-    lora_backward(*st, l, LoraModule::kK, h.data(), dk.data(), n, dh.data(), grad_scale);
-    lora_backward(*st, l, LoraModule::kV, h.data(), dv.data(), n, dh.data(), grad_scale);
-    rms_norm_backward(c.x_attn.data(), L.attn_norm, dh.data(), n, H, eps, dx.data());
+    ops.rope_backward(dq.f32(), n, heads, hd, positions.data(), inv_freq.f32(), rope.attention_factor);
+    ops.rope_backward(dk.f32(), n, kvh, hd, positions.data(), inv_freq.f32(), rope.attention_factor);
+    be.rms_norm(c.x_attn.f32(), L.attn_norm, h.f32(), n, H, eps);
+    ops.zero(dh.f32(), n * H);
+    ops.matmul_bf16_backward_x(dq.f32(), n, Q, L.q_w, H, dh.f32());
+    ops.matmul_bf16_backward_x(dk.f32(), n, KV, L.k_w, H, dh.f32());
+    ops.matmul_bf16_backward_x(dv.f32(), n, KV, L.v_w, H, dh.f32());
+    lora->backward(ops, l, LoraModule::kQ, h.f32(), dq.f32(), n, dh.f32(), grad_scale);
+    lora->backward(ops, l, LoraModule::kK, h.f32(), dk.f32(), n, dh.f32(), grad_scale);
+    lora->backward(ops, l, LoraModule::kV, h.f32(), dv.f32(), n, dh.f32(), grad_scale);
+    ops.rms_norm_backward(c.x_attn.f32(), L.attn_norm, dh.f32(), n, H, eps, dx.f32());
   }
+  lora->add_grads_to(*st);
   return res;
 }
 

@@ -1,7 +1,7 @@
 // Loss and LoRA gradients of one training sequence: the model's own forward (with TrainCapture), the
 // cross-entropy on the labelled positions, then the backward pass through the layers in reverse
-// (train/grad_ops.h) down to the embeddings, adding the gradients of every adapted module's A and B.
-// CPU backend only (the captured activations and the weights are read in host memory).
+// (the backend's TrainOps, backend/train_ops.h) down to the embeddings, adding the gradients of every
+// adapted module's A and B. Activations and gradients stay in the backend's memory (CPU or GPU).
 #pragma once
 
 #include <cstdint>

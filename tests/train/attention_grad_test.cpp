@@ -9,11 +9,15 @@
 #include "backend/cpu/kernels.h"
 #include "backend/kernel_tester.h"
 #include "model/rope.h"
-#include "train/grad_ops.h"
+#include "backend/cpu/grad_ops.h"
 #include "train/finite_difference.h"
 
 namespace gptoss::train {
 namespace {
+
+using cpu::attention_forward;
+using cpu::attention_backward;
+using cpu::rope_backward;
 using cpu::testing::Output;
 using cpu::testing::rel_error;
 using cpu::testing::Rng;

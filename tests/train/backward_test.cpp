@@ -56,10 +56,12 @@ std::vector<int32_t> selection(GptOssModel& model, const std::vector<int32_t>& t
   ForwardBatch batch;
   batch.seqs.push_back(seq.chunk(tokens, 0, /*all_logits=*/false));
   std::vector<float> logits(size_t(model.config().vocab_size));
-  TrainCapture cap;
+  TrainCapture cap(model.backend());
   model.forward(batch, pool, logits.data(), nullptr, &cap);
-  std::vector<int32_t> all;
-  for (const auto& l : cap.layers) all.insert(all.end(), l.expert_idx.begin(), l.expert_idx.end());
+  const size_t per_layer = tokens.size() * size_t(model.config().num_experts_per_tok);
+  std::vector<int32_t> all(per_layer * cap.layers.size());
+  for (size_t l = 0; l < cap.layers.size(); ++l)
+    model.backend().to_host(all.data() + l * per_layer, cap.layers[l].expert_idx.get(), per_layer * sizeof(int32_t));
   return all;
 }
 

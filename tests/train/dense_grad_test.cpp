@@ -1,4 +1,4 @@
-// The dense backward ops (train/grad_ops.h) against double-precision references: the bf16 linear's
+// The dense backward ops (backend/cpu/grad_ops.h) against double-precision references: the bf16 linear's
 // input gradient (register tiles, token tails, column tails, accumulation into dx), RMSNorm's gradient
 // and the cross-entropy against central finite differences.
 #include <gtest/gtest.h>
@@ -9,11 +9,15 @@
 
 #include "core/dtype.h"
 #include "backend/kernel_tester.h"
-#include "train/grad_ops.h"
+#include "backend/cpu/grad_ops.h"
 #include "train/finite_difference.h"
 
 namespace gptoss::train {
 namespace {
+
+using cpu::matmul_bf16_backward_x;
+using cpu::rms_norm_backward;
+using cpu::cross_entropy;
 
 std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
   return cpu::testing::Rng(seed).normal(int64_t(n), scale);

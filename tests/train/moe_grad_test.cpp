@@ -1,4 +1,4 @@
-// Tests of train::moe_backward against a double-precision reference of the MoE forward written here
+// Tests of cpu::moe_backward against a double-precision reference of the MoE forward written here
 // (same math as the backend's `moe` op; checked against the CPU backend's op itself), by central finite
 // differences of L = sum dout . out with respect to h and to the selected router logits.
 #include <gtest/gtest.h>
@@ -18,11 +18,13 @@
 #include "backend/backend.h"
 #include "backend/kernel_tester.h"
 #include "core/dtype.h"
-#include "train/grad_ops.h"
+#include "backend/cpu/grad_ops.h"
 #include "train/finite_difference.h"
 
 namespace gptoss::train {
 namespace {
+
+using cpu::moe_backward;
 
 constexpr double kAlpha = double(1.702f);  // the forward's f32 constant
 

@@ -1,4 +1,5 @@
 #include "backend/cpu/cpu_backend.h"
+#include "backend/train_ops.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -57,6 +58,8 @@ const void* CpuBackend::prepare_weight(const void* host, size_t bytes) {
 CpuBackend::CpuBackend() {
   if (const char* env = std::getenv("GPTOSS_PROFILE")) profile_.on = env[0] && env[0] != '0';
 }
+
+CpuBackend::~CpuBackend() = default;
 
 std::string CpuBackend::device_name() const {
   return fmt::format("{} ({} threads, {})", cpu_model_name(), ThreadPool::global().size(),
@@ -160,6 +163,11 @@ void CpuBackend::moe_keep_gate_up(const float* x, int64_t n, int64_t hidden, con
 void CpuBackend::gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) {
   auto t = profile_.scope(OpProfile::kGather);
   for (int64_t i = 0; i < n_rows; ++i) std::memcpy(dst + i * dim, src + int64_t(rows[i]) * dim, size_t(dim) * 4);
+}
+
+TrainOps* CpuBackend::train_ops() {
+  if (!train_ops_) train_ops_ = make_cpu_train_ops(*this);
+  return train_ops_.get();
 }
 
 std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }

@@ -5,6 +5,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <string>
 
 #include "backend/backend.h"
@@ -15,6 +16,7 @@ namespace gptoss {
 class CpuBackend final : public Backend {
  public:
   CpuBackend();
+  ~CpuBackend() override;
   std::string name() const override { return "cpu"; }
   std::string device_name() const override;
 
@@ -50,8 +52,10 @@ class CpuBackend final : public Backend {
                         const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* out,
                         float* gate_up_out) override;
   void gather_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) override;
+  TrainOps* train_ops() override;
 
  private:
+  std::unique_ptr<TrainOps> train_ops_;
   std::atomic<size_t> allocated_{0};
   size_t populated_bytes_ = 0;  // weights prefaulted by prepare_weight
   OpProfile profile_;

@@ -1,4 +1,4 @@
-// Backward of the dense ops (train/grad_ops.h): bf16 linears, RMSNorm, and the cross-entropy loss.
+// Backward of the dense ops (backend/cpu/grad_ops.h): bf16 linears, RMSNorm, and the cross-entropy loss.
 //
 // matmul_bf16_backward_x (dx += dy W, a contraction over W's rows): register tiles of 6 tokens x 16
 // columns of dx take W's rows in blocks of 64 (kept in L2 while every token tile passes over them); the
@@ -12,9 +12,9 @@
 
 #include "core/dtype.h"
 #include "core/thread_pool.h"
-#include "train/grad_ops.h"
+#include "backend/cpu/grad_ops.h"
 
-namespace gptoss::train {
+namespace gptoss::cpu {
 
 namespace {
 constexpr int64_t kRowBlock = 64;  // rows of W a pass keeps in L2 (64 x 2880 bf16 = 368 KB at most per core)
@@ -103,15 +103,16 @@ void rms_norm_backward(const float* x, const uint16_t* w, const float* dy, int64
   });
 }
 
-double cross_entropy(const float* logits, int64_t n, int64_t vocab, const int32_t* target, float* dlogits) {
+double cross_entropy(const float* logits, int64_t n, int64_t vocab, const int32_t* target, float* dlogits,
+                     double grad_scale) {
   int64_t count = 0;
   for (int64_t t = 0; t < n; ++t) count += target[t] >= 0;
   std::vector<double> loss(size_t(n), 0.0);
   ThreadPool::global().parallel_for(n, [&](int64_t t0, int64_t t1, int) {
     for (int64_t t = t0; t < t1; ++t) {
-      float* g = dlogits + t * vocab;
+      float* g = dlogits ? dlogits + t * vocab : nullptr;
       if (target[t] < 0 || count == 0) {
-        std::fill(g, g + vocab, 0.0f);
+        if (g) std::fill(g, g + vocab, 0.0f);
         continue;
       }
       const float* z = logits + t * vocab;
@@ -120,7 +121,8 @@ double cross_entropy(const float* logits, int64_t n, int64_t vocab, const int32_
       for (int64_t v = 0; v < vocab; ++v) sum += std::exp(double(z[v]) - mx);
       const double lse = double(mx) + std::log(sum);
       loss[size_t(t)] = lse - double(z[target[t]]);
-      const double inv = 1.0 / double(count);
+      if (!g) continue;
+      const double inv = grad_scale / double(count);
       for (int64_t v = 0; v < vocab; ++v) g[v] = float(std::exp(double(z[v]) - lse) * inv);
       g[target[t]] -= float(inv);
     }
@@ -130,4 +132,4 @@ double cross_entropy(const float* logits, int64_t n, int64_t vocab, const int32_
   return count ? total / double(count) : 0.0;
 }
 
-}  // namespace gptoss::train
+}  // namespace gptoss::cpu

@@ -28,9 +28,9 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
-#include "train/grad_ops.h"
+#include "backend/cpu/grad_ops.h"
 
-namespace gptoss::train {
+namespace gptoss::cpu {
 
 namespace {
 
@@ -267,4 +267,4 @@ void rope_backward(float* dx, int64_t n, int heads, int hd, const int32_t* posit
       16);
 }
 
-}  // namespace gptoss::train
+}  // namespace gptoss::cpu

@@ -1,4 +1,5 @@
-// Backward of the model's ops, for LoRA fine-tuning on the CPU (`gptoss train`). The forward is the model's
+// Backward of the model's ops, for LoRA fine-tuning (`gptoss train`): the CPU backend's
+// TrainOps (backend/train_ops.h) and the reference its CUDA kernels are tested against. The forward is the model's
 // own (model/gpt_oss.cpp, through the backend ops); these functions take what it computed (captured per
 // layer, see model/gpt_oss.h TrainCapture) and the gradient of the loss with respect to an op's output, and
 // return the gradient with respect to its inputs. All f32, row-major; nothing here allocates backend memory.
@@ -11,7 +12,7 @@
 
 #include "backend/backend.h"
 
-namespace gptoss::train {
+namespace gptoss::cpu {
 
 // --- dense (dense_grad.cpp) -------------------------------------------------------------------------
 // dx[n, in] += dy[n, out] W[out, in] (W bf16, as the model's linears: y = x W^T + b).
@@ -20,8 +21,10 @@ void matmul_bf16_backward_x(const float* dy, int64_t n, int64_t out, const uint1
 void rms_norm_backward(const float* x, const uint16_t* w, const float* dy, int64_t n, int64_t d, float eps,
                        float* dx);
 // Mean cross-entropy of logits[n, vocab] against target[i] over the rows with target[i] >= 0 (others
-// ignored); dlogits[n, vocab] = its gradient (0 on ignored rows). Returns the loss (0 when no row counts).
-double cross_entropy(const float* logits, int64_t n, int64_t vocab, const int32_t* target, float* dlogits);
+// ignored); dlogits[n, vocab] = grad_scale x its gradient (0 on ignored rows; null: not formed). Returns the
+// loss (0 when no row counts).
+double cross_entropy(const float* logits, int64_t n, int64_t vocab, const int32_t* target, float* dlogits,
+                     double grad_scale = 1.0);
 
 // --- attention (attention_grad.cpp) -----------------------------------------------------------------
 // One sequence of T tokens at positions 0 .. T-1, causal, window > 0: keys p - window < j <= p (as the
@@ -53,4 +56,4 @@ void moe_backward(const float* h, int64_t n, int64_t hidden, const int32_t* idx,
                   const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, const float* dout,
                   float* dh, float* d_logits, const float* gate_up_pre = nullptr);
 
-}  // namespace gptoss::train
+}  // namespace gptoss::cpu

@@ -44,9 +44,9 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
-#include "train/grad_ops.h"
+#include "backend/cpu/grad_ops.h"
 
-namespace gptoss::train {
+namespace gptoss::cpu {
 
 namespace {
 
@@ -383,4 +383,4 @@ void moe_backward(const float* h, int64_t n, int64_t hidden, const int32_t* idx,
   }
 }
 
-}  // namespace gptoss::train
+}  // namespace gptoss::cpu
