@@ -19,6 +19,7 @@
 #include "backend/cuda/graph_cache.h"
 #include "backend/cuda/kernels.cuh"
 #include "backend/cuda/launch.cuh"
+#include "backend/cuda/train_ops_cuda.h"
 
 namespace gptoss {
 namespace {
@@ -41,6 +42,7 @@ class CudaBackend final : public Backend {
   }
 
   ~CudaBackend() override {
+    train_ops_.reset();  // its buffers go back through free() while the backend is whole
     cudaStreamSynchronize(stream_);
     graphs_.clear();
     for (auto& [p, n] : sizes_) cudaFree(p);
@@ -277,6 +279,15 @@ class CudaBackend final : public Backend {
     cuda::launch_gather_rows(src, drows, n_rows, dim, dst, stream_);
   }
 
+  // Training (backend/train_ops.h, train_ops_cuda.cpp).
+  TrainOps* train_ops() override { return cuda_train_ops(); }
+  void moe_keep_gate_up(const float* x, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
+                        const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, float* out,
+                        float* gate_up_out) override {
+    auto t = op_scope(OpProfile::kMoe);
+    cuda_train_ops()->moe_keep_gate_up(x, n, hidden, idx, w, k, gate_up, down, swiglu_limit, out, gate_up_out);
+  }
+
  private:
   // Times the op while profiling (waiting for the stream before and after it).
   struct StreamSync {
@@ -284,6 +295,11 @@ class CudaBackend final : public Backend {
     void operator()() const { GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream)); }
   };
   OpProfile::Scope<StreamSync> op_scope(OpProfile::Op op) { return profile_.scope(op, StreamSync{stream_}); }
+
+  cuda::CudaTrainOps* cuda_train_ops() {
+    if (!train_ops_) train_ops_ = cuda::make_train_ops(*this, stream_);
+    return train_ops_.get();
+  }
 
   static int64_t total_rows(const Linear* linears, int count) {
     int64_t rows = 0;
@@ -470,6 +486,7 @@ class CudaBackend final : public Backend {
   int32_t* counters_ = nullptr;
   size_t counters_cap_ = 0;
   OpProfile profile_;
+  std::unique_ptr<cuda::CudaTrainOps> train_ops_;
 };
 
 }  // namespace
