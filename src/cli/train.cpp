@@ -28,11 +28,11 @@ int run(const Options& o, const std::vector<std::string>& extras) {
 }
 
 const cli::Registrar reg{
-    "train", "LoRA fine-tuning (SFT on harmony conversations, Oumi/TRL configs) on the CPU",
+    "train", "LoRA fine-tuning (SFT on harmony conversations, Oumi/TRL configs) on the CPU or a GPU",
     [](CLI::App& app) -> cli::Runner {
       auto o = std::make_shared<Options>();
       app.add_option("-c,--config", o->config, "training config file or oumi://configs/recipes/gpt_oss/sft/... name");
-      app.add_option("--device", o->device, "cpu (the trainer's only device for now)")->capture_default_str();
+      app.add_option("--device", o->device, "cpu, cuda, or auto (CUDA when a GPU is present)")->capture_default_str();
       app.allow_extras();
       app.footer("Config overrides: any key as --section.key VALUE, e.g. --training.max_steps 10 "
                  "--data.train.datasets[0].dataset_path data.jsonl --model.model_name ./model");

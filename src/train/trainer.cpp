@@ -287,8 +287,6 @@ double evaluate(GptOssModel& model, const std::vector<TrainExample>& examples, s
 
 TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, std::FILE* log) {
   check_supported(cfg);
-  if (device != "cpu")
-    fail_input("--device is '{}'; gptoss trains on the CPU for now (--device cpu)", device);
   const TrainingParams& tp = cfg.training;
   const std::string model_dir = resolve_model_dir(cfg.model.model_name);
   const Tokenizer tok = load_model_tokenizer(cfg.model.tokenizer_name, model_dir);
