@@ -7,6 +7,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <iterator>
 #include <string>
 
 #include <fmt/format.h>
@@ -15,7 +16,12 @@ namespace gptoss {
 
 class OpProfile {
  public:
-  enum Op { kEmbed, kRmsNorm, kMatmul, kAdd, kRope, kKvStore, kAttention, kRouter, kMoe, kGather, kNumOps };
+  enum Op {
+    kEmbed, kRmsNorm, kMatmul, kAdd, kRope, kKvStore, kAttention, kRouter, kMoe, kGather,
+    // the LoRA trainer's (backend/train_ops.h)
+    kMatmulBackward, kRmsNormBackward, kCrossEntropy, kAttentionBackward, kRopeBackward, kMoeBackward, kLoraBackward,
+    kCopy, kNumOps
+  };
 
   template <class Sync>
   class Scope {
@@ -52,15 +58,19 @@ class OpProfile {
   }
 
   std::string report() const {
-    static constexpr const char* kNames[] = {"embed", "rms_norm", "matmul_bf16", "add", "rope", "kv_store",
-                                             "attention", "router_topk", "moe", "gather_rows"};
+    static constexpr const char* kNames[] = {"embed",        "rms_norm",      "matmul_bf16",   "add",
+                                             "rope",         "kv_store",      "attention",     "router_topk",
+                                             "moe",          "gather_rows",   "matmul_bwd",    "rms_norm_bwd",
+                                             "cross_entropy", "attention_bwd", "rope_bwd",     "moe_bwd",
+                                             "lora_bwd",     "copy/scatter"};
+    static_assert(std::size(kNames) == kNumOps);
     double total = 0;
     for (auto& s : stats_) total += s.seconds;
-    std::string out = fmt::format("{:<12} {:>8} {:>10} {:>10} {:>6}\n", "op", "calls", "total ms", "us/call", "%");
+    std::string out = fmt::format("{:<14} {:>8} {:>10} {:>10} {:>6}\n", "op", "calls", "total ms", "us/call", "%");
     for (size_t i = 0; i < stats_.size(); ++i) {
       const auto& s = stats_[i];
       if (!s.calls) continue;
-      out += fmt::format("{:<12} {:>8} {:>10.1f} {:>10.1f} {:>5.1f}%\n", kNames[i], s.calls, s.seconds * 1e3,
+      out += fmt::format("{:<14} {:>8} {:>10.1f} {:>10.1f} {:>5.1f}%\n", kNames[i], s.calls, s.seconds * 1e3,
                          s.seconds * 1e6 / double(s.calls), total > 0 ? 100.0 * s.seconds / total : 0.0);
     }
     return out;

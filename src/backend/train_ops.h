@@ -11,10 +11,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "backend/backend.h"
 
 namespace gptoss {
+
+class OpProfile;
 
 class TrainOps {
  public:
@@ -62,7 +65,7 @@ class TrainOps {
                              const float* b, int r, double s, double grad_scale, float* ga, float* gb, float* dx) = 0;
 };
 
-// The CPU backend's (backend/cpu/train_ops.cpp).
-std::unique_ptr<TrainOps> make_cpu_train_ops(Backend& cpu);
+// The CPU backend's (backend/cpu/train_ops.cpp), timing its ops in the backend's profile.
+std::unique_ptr<TrainOps> make_cpu_train_ops(OpProfile& profile);
 
 }  // namespace gptoss

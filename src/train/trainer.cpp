@@ -285,13 +285,14 @@ double evaluate(GptOssModel& model, const std::vector<TrainExample>& examples, s
 
 }  // namespace
 
-TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, std::FILE* log) {
+TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, std::FILE* log, bool profile) {
   check_supported(cfg);
   const TrainingParams& tp = cfg.training;
   const std::string model_dir = resolve_model_dir(cfg.model.model_name);
   const Tokenizer tok = load_model_tokenizer(cfg.model.tokenizer_name, model_dir);
   auto backend = make_backend(device);
   auto model = GptOssModel::load(model_dir, *backend);
+  if (profile) backend->set_profiling(true);
   const GptOssConfig& mc = model->config();
   const int64_t max_len = cfg.model.model_max_length.value_or(mc.max_position_embeddings);
 
@@ -380,6 +381,7 @@ TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, 
                "model.adapter_model)\n",
                tp.output_dir);
   }
+  if (profile) fmt::print(log, "train: time by backend op ({}):\n{}", backend->device_name(), backend->profile_report());
   return sum;
 }
 

@@ -1,4 +1,4 @@
-// `gptoss train`: supervised LoRA fine-tuning (TRL's SFTTrainer with PEFT, as Oumi runs it) on the CPU.
+// `gptoss train`: supervised LoRA fine-tuning (TRL's SFTTrainer with PEFT, as Oumi runs it) on the CPU or a GPU.
 //
 // One optimizer step takes per_device_train_batch_size x gradient_accumulation_steps examples, in
 // micro-batches of per_device_train_batch_size sequences (one forward and backward each); the loss is
@@ -27,7 +27,8 @@ struct TrainSummary {
 };
 
 // Checks what gptoss trains (LoRA SFT; refused options are InputErrors naming the key), loads the model on
-// `device` (cpu), the tokenizer and the data, then runs the steps. Progress lines go to `log`.
-TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, std::FILE* log);
+// `device` (cpu, cuda, auto), the tokenizer and the data, then runs the steps. Progress lines go to `log`;
+// with `profile`, also the time of each backend op over the whole run at the end.
+TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, std::FILE* log, bool profile = false);
 
 }  // namespace gptoss::train

@@ -94,12 +94,16 @@ err=$("$BIN" train -c "$TMP/train.yaml" "--data.train.datasets[0].dataset_path" 
 [[ "$err" == *"data.validation.datasets is empty"* ]] || fail "bad eval error: $err"
 
 # Epochs bound the run when max_steps is unset: 3 conversations, 2 a step, 2 epochs = 4 steps (the second
-# of each epoch takes the one example left).
+# of each epoch takes the one example left); with --profile.
 sed -n 1p "$TMP/data.jsonl" > "$TMP/three.jsonl"; cat "$TMP/data.jsonl" >> "$TMP/three.jsonl"
 "$BIN" train -c "$TMP/train.yaml" "--data.train.datasets[0].dataset_path" "$TMP/three.jsonl" \
   --training.max_steps -1 --training.num_train_epochs 2 --training.save_steps 0 --training.output_dir "$TMP/epochs" \
-  >/dev/null 2>"$TMP/log5" || { cat "$TMP/log5" >&2; fail "epoch-bound run failed"; }
+  --profile >/dev/null 2>"$TMP/log5" || { cat "$TMP/log5" >&2; fail "epoch-bound run failed"; }
 [[ $(grep -c '^step [1-4]/4 ' "$TMP/log5") == 4 ]] || fail "expected 4 steps of 4: $(cat "$TMP/log5")"
+# --profile: the time of the forward's and the backward's ops at the end.
+for op in matmul_bf16 moe_bwd attention_bwd lora_bwd cross_entropy; do
+  grep -q "^$op " "$TMP/log5" || fail "--profile table has no $op row: $(cat "$TMP/log5")"
+done
 
 # The trained adapter loads and changes the model's output.
 "$BIN" score --model "$TMP/model" --tokens 200005,1234,5 --output "$TMP/base.safetensors" >/dev/null 2>&1

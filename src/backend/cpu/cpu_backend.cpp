@@ -166,7 +166,7 @@ void CpuBackend::gather_rows(const float* src, const int32_t* rows, int64_t n_ro
 }
 
 TrainOps* CpuBackend::train_ops() {
-  if (!train_ops_) train_ops_ = make_cpu_train_ops(*this);
+  if (!train_ops_) train_ops_ = make_cpu_train_ops(profile_);
   return train_ops_.get();
 }
 

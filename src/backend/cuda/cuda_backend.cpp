@@ -297,7 +297,7 @@ class CudaBackend final : public Backend {
   OpProfile::Scope<StreamSync> op_scope(OpProfile::Op op) { return profile_.scope(op, StreamSync{stream_}); }
 
   cuda::CudaTrainOps* cuda_train_ops() {
-    if (!train_ops_) train_ops_ = cuda::make_train_ops(*this, stream_);
+    if (!train_ops_) train_ops_ = cuda::make_train_ops(*this, stream_, profile_);
     return train_ops_.get();
   }
 

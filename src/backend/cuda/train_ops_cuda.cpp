@@ -9,6 +9,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/train_kernels.cuh"
+#include "backend/op_profile.h"
 #include "core/error.h"
 
 namespace gptoss::cuda {
@@ -16,28 +17,36 @@ namespace {
 
 class TrainOpsCuda final : public CudaTrainOps {
  public:
-  TrainOpsCuda(Backend& b, cudaStream_t s)
-      : b_(b), s_(s), rows_(b), offsets_dev_(b), order_dev_(b), tokens_dev_(b), row_loss_(b), attn_(b), g_(b), z_(b),
+  TrainOpsCuda(Backend& b, cudaStream_t s, OpProfile& profile)
+      : b_(b), s_(s), profile_(profile), rows_(b), offsets_dev_(b), order_dev_(b), tokens_dev_(b), row_loss_(b), attn_(b), g_(b), z_(b),
         dg_(b), dw_(b), y_(b), u_(b), du_(b), split_(b) {}
 
-  void zero(float* x, int64_t count) override { launch_zero(x, count, s_); }
+  void zero(float* x, int64_t count) override {
+    auto t = scope(OpProfile::kCopy);
+    launch_zero(x, count, s_);
+  }
   void copy(void* dst, const void* src, size_t bytes) override {
+    auto t = scope(OpProfile::kCopy);
     if (bytes) GPTOSS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s_));
   }
   void scatter_rows(const float* src, const int32_t* rows, int64_t n_rows, int64_t dim, float* dst) override {
+    auto t = scope(OpProfile::kCopy);
     launch_scatter_rows(src, upload(rows_, rows, n_rows), n_rows, dim, dst, s_);
   }
 
   void matmul_bf16_backward_x(const float* dy, int64_t n, int64_t out, const uint16_t* w, int64_t in,
                               float* dx) override {
+    auto t = scope(OpProfile::kMatmulBackward);
     gemm(n, {dy, out, 1}, {WFormat::kBf16, w, nullptr, out, in}, false, {}, 1.0f, true, dx, in);
   }
   void rms_norm_backward(const float* x, const uint16_t* w, const float* dy, int64_t n, int64_t d, float eps,
                          float* dx) override {
+    auto t = scope(OpProfile::kRmsNormBackward);
     launch_rms_norm_backward(x, w, dy, n, d, eps, dx, s_);
   }
   double cross_entropy(const float* logits, int64_t n, int64_t vocab, const int32_t* target, double grad_scale,
                        float* dlogits) override {
+    auto t = scope(OpProfile::kCrossEntropy);
     if (n <= 0) return 0.0;
     const int64_t count = std::count_if(target, target + n, [](int32_t t) { return t >= 0; });
     float* row_loss = scratch(row_loss_, n);
@@ -53,6 +62,7 @@ class TrainOpsCuda final : public CudaTrainOps {
   void attention_backward(const float* q, const float* k, const float* v, int64_t T, int heads, int kv_heads,
                           int head_dim, const float* sinks, int window, float scale, const float* dout, float* dq,
                           float* dk, float* dv) override {
+    auto t = scope(OpProfile::kAttentionBackward);
     GPTOSS_CHECK(head_dim % 2 == 0 && head_dim <= 128, "attention backward: head_dim {} (even, <= 128 on CUDA)",
                  head_dim);
     const size_t bytes = attention_backward_scratch_bytes(T, heads);
@@ -61,6 +71,7 @@ class TrainOpsCuda final : public CudaTrainOps {
   }
   void rope_backward(float* dx, int64_t n, int heads, int head_dim, const int32_t* positions, const float* inv_freq,
                      float attn_factor) override {
+    auto t = scope(OpProfile::kRopeBackward);
     launch_rope_backward(dx, n, heads, head_dim, upload(rows_, positions, n), inv_freq, attn_factor, s_);
   }
 
@@ -69,6 +80,7 @@ class TrainOpsCuda final : public CudaTrainOps {
   void moe_backward(const float* h, int64_t n, int64_t hidden, const int32_t* idx, const float* w, int k,
                     const ExpertWeights& gate_up, const ExpertWeights& down, float swiglu_limit, const float* dout,
                     float* dh, float* d_logits, const float* gate_up_pre) override {
+    auto t = scope(OpProfile::kMoeBackward);
     check_experts(gate_up, down, hidden, k);
     if (n <= 0) return;
     const int64_t slots = n * k, inter = down.cols;
@@ -104,6 +116,7 @@ class TrainOpsCuda final : public CudaTrainOps {
   // u = x A^T [n, r], du = s dy B [n, r]; gb += gs s dy^T u, ga += gs du^T x, dx += du A.
   void lora_backward(const float* x, const float* dy, int64_t n, int64_t in, int64_t out, const float* a,
                      const float* b, int r, double s, double grad_scale, float* ga, float* gb, float* dx) override {
+    auto t = scope(OpProfile::kLoraBackward);
     if (n <= 0) return;
     const GemmW wa{WFormat::kF32, a, nullptr, r, in, in, 1};
     float* u = scratch(u_, n * r);
@@ -116,6 +129,13 @@ class TrainOpsCuda final : public CudaTrainOps {
   }
 
  private:
+  // Times the op while profiling (waiting for the stream before and after it), as the backend's ops.
+  struct StreamSync {
+    cudaStream_t stream;
+    void operator()() const { GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream)); }
+  };
+  OpProfile::Scope<StreamSync> scope(OpProfile::Op op) { return profile_.scope(op, StreamSync{s_}); }
+
   // The token-slots of a MoE call grouped by expert (token order within an expert): product row i is slot
   // order[i]; by_token reads A's row of the slot's token (the layer input), by_slot A's row of the slot.
   struct Groups {
@@ -191,6 +211,7 @@ class TrainOpsCuda final : public CudaTrainOps {
 
   Backend& b_;
   cudaStream_t s_;
+  OpProfile& profile_;
   BackendBuffer rows_, offsets_dev_, order_dev_, tokens_dev_;        // uploaded host metadata
   BackendBuffer row_loss_, attn_, g_, z_, dg_, dw_, y_, u_, du_, split_;  // scratch
   std::vector<int32_t> choice_, offsets_, order_, tokens_;
@@ -198,8 +219,8 @@ class TrainOpsCuda final : public CudaTrainOps {
 
 }  // namespace
 
-std::unique_ptr<CudaTrainOps> make_train_ops(Backend& backend, cudaStream_t stream) {
-  return std::make_unique<TrainOpsCuda>(backend, stream);
+std::unique_ptr<CudaTrainOps> make_train_ops(Backend& backend, cudaStream_t stream, OpProfile& profile) {
+  return std::make_unique<TrainOpsCuda>(backend, stream, profile);
 }
 
 }  // namespace gptoss::cuda

@@ -6,6 +6,7 @@
 
 #include <cuda_runtime.h>
 
+#include "backend/op_profile.h"
 #include "backend/train_ops.h"
 
 namespace gptoss::cuda {
@@ -17,7 +18,8 @@ class CudaTrainOps : public TrainOps {
                                 float* gate_up_out) = 0;
 };
 
-// backend: the CUDA backend whose memory the ops use (their scratch is allocated through it).
-std::unique_ptr<CudaTrainOps> make_train_ops(Backend& backend, cudaStream_t stream);
+// backend: the CUDA backend whose memory the ops use (their scratch is allocated through it); profile: its
+// op timings (Backend::set_profiling).
+std::unique_ptr<CudaTrainOps> make_train_ops(Backend& backend, cudaStream_t stream, OpProfile& profile);
 
 }  // namespace gptoss::cuda
