@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (scripts/device_bundle.sh; the tokenizer in .device/tokenizer.json): `gptoss
 # train` on the CUDA backend against the CPU backend (same random tiny model with the real vocabulary,
-# same data and config: the logged losses and the saved adapters must agree), then the 20b shape's step
-# time on CUDA (random weights, synthetic conversations). Results go to $OUT.
-#   scripts/device/train_check.sh [--no-bench]
+# same data and config: the logged losses and the saved adapters must agree), then the step time on CUDA
+# of the 20b (and with TRAIN_BENCH the 120b) shape: random weights, synthetic conversations. Results go to $OUT.
+#   scripts/device/train_check.sh [--no-bench | --bench-only]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 R=.device/run
@@ -45,6 +45,7 @@ training:
 peft: {lora_r: $5, lora_alpha: $((2 * $5)), lora_target_modules: [q_proj, k_proj, v_proj, o_proj]}
 YAML
 }
+if [[ "${1:-}" != --bench-only ]]; then
 echo "== gptoss train: CUDA vs CPU (random tiny model, real vocabulary, 6 steps)" | tee "$OUT/train_check.txt"
 make_data $T/data_small.jsonl 4 40
 for d in cpu cuda; do
@@ -60,17 +61,28 @@ num = sum(float(((a[k].float() - b[k].float()) ** 2).sum()) for k in a)
 den = sum(float((a[k].float() ** 2).sum()) for k in a)
 print(f"adapter after 6 steps: cuda vs cpu rel error {(num / den) ** 0.5:.3e} over {len(a)} tensors")
 PY
+fi
 [[ "${1:-}" == --no-bench ]] && exit 0
-echo "== gptoss train on the 20b shape (CUDA; random weights; MXFP4 experts)" | tee "$OUT/train_20b.txt"
-$R gptoss make-random --shape 20b --output /tmp/r20b --seed 1 2>&1 | tail -1
-for words in 400 1600; do
-  make_data $T/data_w$words.jsonl 16 $words
-  config /tmp/r20b $T/out20b_$words 4 4 8 w$words > $T/20b_$words.yaml
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > $T/mem_$words.txt &
-  smi=$!
-  $R gptoss train -c $T/20b_$words.yaml --device cuda > /dev/null 2> $T/log20b_$words.txt || tail -5 $T/log20b_$words.txt
-  kill $smi
-  grep -E '^step|^train: [0-9]' $T/log20b_$words.txt | head -8
-  echo "peak GPU memory used: $(sort -n $T/mem_$words.txt | tail -1) MiB"
-done 2>&1 | tee -a "$OUT/train_20b.txt"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> "$OUT/train_20b.txt"
+# Shapes and conversation lengths to time: TRAIN_BENCH="20b:400,1600 120b:400" (the default: 20b only);
+# TRAIN_PROFILE=1 runs each again with --profile (the time of every backend op).
+for spec in ${TRAIN_BENCH:-20b:400,1600}; do
+  shape=${spec%%:*}
+  dir=/tmp/r$shape; [[ $shape == 120b ]] && dir=/dev/shm/r120b  # the 120b's 65 GB do not fit /tmp
+  echo "== gptoss train on the $shape shape (CUDA; random weights; MXFP4 experts)"
+  [[ -d $dir ]] || $R gptoss make-random --shape $shape --output $dir --seed 1 2>&1 | tail -1
+  lengths=${spec#*:}
+  for w in ${lengths//,/ }; do
+      make_data $T/data_w$w.jsonl 16 $w
+      config $dir $T/out_${shape}_$w 4 4 8 w$w > $T/${shape}_$w.yaml
+      nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > $T/mem.txt &
+      smi=$!
+      $R gptoss train -c $T/${shape}_$w.yaml --device cuda > /dev/null 2> $T/log.txt || tail -5 $T/log.txt
+      kill $smi
+      if [[ -n "${TRAIN_PROFILE:-}" ]]; then  # the same run with every op timed (gptoss train --profile)
+        $R gptoss train -c $T/${shape}_$w.yaml --device cuda --profile 2>&1 >/dev/null | sed -n '/time by backend op/,$p'
+      fi
+      grep -E '^step|^train: [0-9]' $T/log.txt | head -8
+      echo "peak GPU memory used: $(sort -n $T/mem.txt | tail -1) MiB"
+  done
+done 2>&1 | tee "$OUT/train_bench.txt"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> "$OUT/train_bench.txt"
