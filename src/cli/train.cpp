@@ -34,7 +34,8 @@ const cli::Registrar reg{
       auto o = std::make_shared<Options>();
       app.add_option("-c,--config", o->config, "training config file or oumi://configs/recipes/gpt_oss/sft/... name");
       app.add_option("--device", o->device, "cpu, cuda, or auto (CUDA when a GPU is present)")->capture_default_str();
-      app.add_flag("--profile", o->profile, "time every backend op (synchronizing around each) and print the table at the end");
+      app.add_flag("--profile", o->profile,
+                   "time every backend op (synchronizing around each) and print the table at the end");
       app.allow_extras();
       app.footer("Config overrides: any key as --section.key VALUE, e.g. --training.max_steps 10 "
                  "--data.train.datasets[0].dataset_path data.jsonl --model.model_name ./model");

@@ -177,7 +177,7 @@ SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>
   // its share of the rows) and the gradient back to the final norm's output.
   BackendBuffer h = buffer(n * H), dh = buffer(n * H), dx = buffer(n * H);
   be.rms_norm(cap.x_final.f32(), w.norm, h.f32(), n, H, eps);
-  const int64_t chunk = std::max<int64_t>(1, logit_chunk);
+  const int64_t chunk = logit_chunk > 0 ? logit_chunk : be.memory_info().total > 0 ? 512 : 64;
   BackendBuffer hc = buffer(chunk * H), logits = buffer(chunk * V), dlogits = buffer(st ? chunk * V : 1),
                 dhc = buffer(chunk * H);
   std::vector<int32_t> target(static_cast<size_t>(chunk));

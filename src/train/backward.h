@@ -33,7 +33,9 @@ struct LoraState {
 // The model must carry st's current adapter (LoraState::apply_to). Adds d(loss)/d(A, B) into st.grads,
 // each multiplied by grad_scale (the caller's mean over a batch), and returns the sequence's mean loss
 // over its labelled positions and their count. The logits of the labelled positions are made
-// logit_chunk rows at a time (memory: 2 x logit_chunk x vocab floats, not n x vocab).
+// logit_chunk rows at a time (memory: 2 x logit_chunk x vocab floats, not n x vocab); kLogitChunkAuto:
+// 64 on the CPU (100 MB at the real vocabulary), 512 on a GPU (0.8 GB: the unembedding's products then
+// fill the tensor cores).
 struct SequenceLoss {
   double loss = 0;
   int64_t labelled = 0;
@@ -41,9 +43,11 @@ struct SequenceLoss {
 // The forward's expert gate_up values are kept for the backward while they take at most
 // keep_gate_up_bytes (else the backward recomputes them).
 inline constexpr double kKeepGateUpBytes = 4.0 * (1 << 30);
+inline constexpr int64_t kLogitChunkAuto = 0;
 SequenceLoss sequence_loss_and_grads(GptOssModel& model, const std::vector<int32_t>& tokens,
                                      const std::vector<int32_t>& labels, LoraState& st, double grad_scale = 1.0,
-                                     int64_t logit_chunk = 64, double keep_gate_up_bytes = kKeepGateUpBytes);
+                                     int64_t logit_chunk = kLogitChunkAuto,
+                                     double keep_gate_up_bytes = kKeepGateUpBytes);
 
 // Several sequences in one forward and one backward (each weight read once for all of them; attention
 // stays within a sequence): the loss is the mean over all their labelled positions.
@@ -51,9 +55,10 @@ struct TrainSequence {
   std::span<const int32_t> tokens, labels;
 };
 SequenceLoss batch_loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>& seqs, LoraState& st,
-                                  double grad_scale = 1.0, int64_t logit_chunk = 64,
+                                  double grad_scale = 1.0, int64_t logit_chunk = kLogitChunkAuto,
                                   double keep_gate_up_bytes = kKeepGateUpBytes);
 // The loss alone (the evaluation loss: no backward).
-SequenceLoss batch_loss(GptOssModel& model, const std::vector<TrainSequence>& seqs, int64_t logit_chunk = 64);
+SequenceLoss batch_loss(GptOssModel& model, const std::vector<TrainSequence>& seqs,
+                        int64_t logit_chunk = kLogitChunkAuto);
 
 }  // namespace gptoss::train

@@ -381,7 +381,8 @@ TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, 
                "model.adapter_model)\n",
                tp.output_dir);
   }
-  if (profile) fmt::print(log, "train: time by backend op ({}):\n{}", backend->device_name(), backend->profile_report());
+  if (profile)
+    fmt::print(log, "train: time by backend op ({}):\n{}", backend->device_name(), backend->profile_report());
   return sum;
 }
 

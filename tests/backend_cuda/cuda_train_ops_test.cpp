@@ -27,7 +27,10 @@ class CudaTrainOps : public testing::CudaOps {
       std::shuffle(all.begin(), all.end(), rng_);
       float sum = 0;
       std::vector<float> ws;
-      for (int j = 0; j < k; ++j) ws.push_back(std::uniform_real_distribution<float>(0.1f, 1.0f)(rng_)), sum += ws.back();
+      for (int j = 0; j < k; ++j) {
+        ws.push_back(std::uniform_real_distribution<float>(0.1f, 1.0f)(rng_));
+        sum += ws.back();
+      }
       for (int j = 0; j < k; ++j) {
         idx.push_back(all[size_t(j)]);
         w.push_back(ws[size_t(j)] / sum);
@@ -86,8 +89,9 @@ TEST_F(CudaTrainOps, AttentionAndRopeBackward) {
   };
   // The 20b's heads with full and sliding attention, a sequence longer than a tile, the tiny model's shape
   // (window 8), a single token.
-  for (auto [T, heads, kvh, hd, window] : {Shape{150, 64, 8, 64, 0}, Shape{150, 64, 8, 64, 128}, Shape{300, 8, 2, 64, 0},
-                                           Shape{37, 4, 2, 64, 8}, Shape{1, 4, 2, 64, 8}, Shape{20, 6, 3, 32, 5}}) {
+  for (auto [T, heads, kvh, hd, window] : {Shape{150, 64, 8, 64, 0}, Shape{150, 64, 8, 64, 128},
+                                           Shape{300, 8, 2, 64, 0}, Shape{37, 4, 2, 64, 8}, Shape{1, 4, 2, 64, 8},
+                                           Shape{20, 6, 3, 32, 5}}) {
     auto q = rand_f32(size_t(T * heads * hd)), k = rand_f32(size_t(T * kvh * hd)), v = rand_f32(size_t(T * kvh * hd));
     auto dout = rand_f32(size_t(T * heads * hd)), sinks = rand_f32(size_t(heads));
     std::vector<int32_t> pos(static_cast<size_t>(T));
@@ -193,7 +197,8 @@ TEST_F(CudaTrainOps, LoraBackwardAndBuffers) {
       float* ga = put(*b, ga0);
       float* gb = put(*b, gb0);
       float* dx = put(*b, dx0);
-      ops(*b).lora_backward(put(*b, x), put(*b, dy), n, in, outd, put(*b, a), put(*b, bw), r, 2.0, 1.0 / 3.0, ga, gb, dx);
+      ops(*b).lora_backward(put(*b, x), put(*b, dy), n, in, outd, put(*b, a), put(*b, bw), r, 2.0, 1.0 / 3.0, ga, gb,
+                            dx);
       std::vector<float> all = get(*b, ga, ga0.size());
       for (auto [p, count] : {std::pair{gb, gb0.size()}, std::pair{dx, dx0.size()}}) {
         auto v = get(*b, p, count);

@@ -18,8 +18,8 @@ namespace {
 class TrainOpsCuda final : public CudaTrainOps {
  public:
   TrainOpsCuda(Backend& b, cudaStream_t s, OpProfile& profile)
-      : b_(b), s_(s), profile_(profile), rows_(b), offsets_dev_(b), order_dev_(b), tokens_dev_(b), row_loss_(b), attn_(b), g_(b), z_(b),
-        dg_(b), dw_(b), y_(b), u_(b), du_(b), split_(b) {}
+      : b_(b), s_(s), profile_(profile), rows_(b), offsets_dev_(b), order_dev_(b), tokens_dev_(b), row_loss_(b),
+        attn_(b), g_(b), z_(b), dg_(b), dw_(b), y_(b), u_(b), du_(b), split_(b) {}
 
   void zero(float* x, int64_t count) override {
     auto t = scope(OpProfile::kCopy);
