@@ -12,7 +12,7 @@ namespace gptoss {
 namespace {
 
 struct Options {
-  std::string config, device = "cpu";
+  std::string config, device = "auto";
   bool profile = false;
 };
 
