@@ -4,37 +4,18 @@
 // without a GPU (CI), runs on the device.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <random>
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/kernel_tester.h"
 #include "model/gpt_oss.h"
 #include "model/model_test_util.h"
 #include "train/backward.h"
+#include "train/lora_state_util.h"
 
 namespace gptoss {
 namespace {
-
-train::LoraState random_state(const GptOssConfig& cfg, int r, uint32_t seed) {
-  train::LoraState st;
-  st.rank = r;
-  st.alpha = 2.0 * r;
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-0.3f, 0.3f);
-  for (int l = 0; l < cfg.num_hidden_layers; ++l)
-    for (LoraModule m : {LoraModule::kQ, LoraModule::kK, LoraModule::kV, LoraModule::kO, LoraModule::kRouter}) {
-      const auto [out, in] = lora_module_shape(cfg, m);
-      LoraWeights w{l, m, std::vector<float>(size_t(r * in)), std::vector<float>(size_t(out * r))};
-      for (float& v : w.a) v = u(rng);
-      for (float& v : w.b) v = u(rng);
-      st.weights.push_back(w);
-      std::fill(w.a.begin(), w.a.end(), 0.0f);
-      std::fill(w.b.begin(), w.b.end(), 0.0f);
-      st.grads.push_back(std::move(w));
-    }
-  return st;
-}
 
 // Every gradient of st, in order.
 std::vector<float> flat_grads(const train::LoraState& st) {
@@ -44,16 +25,6 @@ std::vector<float> flat_grads(const train::LoraState& st) {
     all.insert(all.end(), g.b.begin(), g.b.end());
   }
   return all;
-}
-
-double rel_err(const std::vector<float>& a, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    num += double(a[i] - ref[i]) * (a[i] - ref[i]);
-    den += double(ref[i]) * ref[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
 }
 
 class CudaTrain : public ::testing::TestWithParam<std::string> {};
@@ -73,7 +44,7 @@ TEST_P(CudaTrain, LossAndLoraGradientsMatchCpu) {
     for (const char* device : {"cpu", "cuda"}) {
       auto backend = make_backend(device);
       auto model = GptOssModel::load(testing::tiny_dir() + "/" + GetParam(), *backend);
-      train::LoraState st = random_state(model->config(), 2, 11);
+      train::LoraState st = testing::random_lora_state(model->config(), 2, 11);
       st.apply_to(*model);
       const train::SequenceLoss res = train::batch_loss_and_grads(*model, seqs, st, 0.5, 8, keep);
       EXPECT_EQ(res.labelled, 18 + 5);
@@ -83,7 +54,7 @@ TEST_P(CudaTrain, LossAndLoraGradientsMatchCpu) {
     }
     EXPECT_NEAR(loss[1], loss[0], 1e-5 * loss[0]) << GetParam() << " keep " << keep;
     EXPECT_NEAR(eval[1], eval[0], 1e-5 * eval[0]) << GetParam() << " keep " << keep;
-    EXPECT_LT(rel_err(grads[1], grads[0]), 1e-5) << GetParam() << " keep " << keep;
+    EXPECT_LT(cpu::testing::rel_error(grads[1].data(), grads[0].data(), int64_t(grads[0].size())), 1e-5) << GetParam() << " keep " << keep;
     EXPECT_GT(loss[0], 1.0);
   }
 }

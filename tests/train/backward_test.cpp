@@ -13,6 +13,7 @@
 #include "model/model_test_util.h"
 #include "train/adapter_io.h"
 #include "train/backward.h"
+#include "train/lora_state_util.h"
 
 namespace gptoss::train {
 namespace {
@@ -24,26 +25,6 @@ std::vector<int32_t> fixture_ids(const std::string& name) {
   for (size_t i = 0; i < ids.size(); ++i)
     ids[i] = t.dtype == DType::I64 ? int32_t(t.as<int64_t>()[i]) : t.as<int32_t>()[i];
   return ids;
-}
-
-LoraState random_state(const GptOssConfig& cfg, int r, uint32_t seed) {
-  LoraState st;
-  st.rank = r;
-  st.alpha = 2.0 * r;  // scale 2
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-0.3f, 0.3f);
-  for (int l = 0; l < cfg.num_hidden_layers; ++l)
-    for (LoraModule m : {LoraModule::kQ, LoraModule::kK, LoraModule::kV, LoraModule::kO, LoraModule::kRouter}) {
-      const auto [out, in] = lora_module_shape(cfg, m);
-      LoraWeights w{l, m, std::vector<float>(size_t(r * in)), std::vector<float>(size_t(out * r))};
-      for (float& v : w.a) v = u(rng);
-      for (float& v : w.b) v = u(rng);
-      st.weights.push_back(w);
-      std::fill(w.a.begin(), w.a.end(), 0.0f);
-      std::fill(w.b.begin(), w.b.end(), 0.0f);
-      st.grads.push_back(std::move(w));
-    }
-  return st;
 }
 
 // The experts every layer's router picks for every token (the selection is piecewise constant in the
@@ -75,7 +56,7 @@ TEST_P(Backward, LoraGradientsMatchFiniteDifferences) {
   std::vector<int32_t> labels(tokens.size(), -100);
   for (size_t i = 4; i + 1 < tokens.size(); ++i) labels[i] = tokens[i + 1];
 
-  LoraState st = random_state(cfg, 2, 7);
+  LoraState st = testing::random_lora_state(cfg, 2, 7);
   st.apply_to(*model);
   const SequenceLoss res = sequence_loss_and_grads(*model, tokens, labels, st);
   EXPECT_EQ(res.labelled, int64_t(tokens.size()) - 5);
@@ -144,7 +125,7 @@ TEST(BackwardBatch, TwoSequencesEqualTheirTokenWeightedSeparateRuns) {
     return l;
   };
   const std::vector<int32_t> la = next_tokens(a, 4), lb = next_tokens(b, 9);
-  LoraState st = random_state(model->config(), 2, 11);
+  LoraState st = testing::random_lora_state(model->config(), 2, 11);
   st.apply_to(*model);
   const SequenceLoss ra = sequence_loss_and_grads(*model, a, la, st);
   LoraState sep = st;
