@@ -151,6 +151,31 @@ __device__ __forceinline__ void store_rows(float* out, const float (&acc)[kSub][
   }
 }
 
+// The shared-memory tiles of the query-tile kernels (stats, dq), each [64][kD + kPad]: the q and dout rows
+// of the block's 64 query tokens, and the key tile's k and v rows.
+template <int kD>
+struct QueryTiles {
+  float *qs, *dos, *ks, *vs;
+  __device__ explicit QueryTiles(float* smem)
+      : qs(smem),
+        dos(qs + kTile * kRowStride<kD>),
+        ks(dos + kTile * kRowStride<kD>),
+        vs(ks + kTile * kRowStride<kD>) {}
+  __device__ float* end() const { return vs + kTile * kRowStride<kD>; }
+
+  // Stages key tile k0 (KV head kvh) once the block is done with the previous one, then this thread's
+  // s = q . k and dp = dout . v.
+  __device__ __forceinline__ void scores(const float* k, const float* v, int64_t k0, int64_t T, int kv_heads, int kvh,
+                                         int hd, int ty, int tx, float (&s)[kSub][kSub], float (&dp)[kSub][kSub]) {
+    __syncthreads();
+    load_rows<kD>(ks, k, k0, T, kv_heads, kvh, hd);
+    load_rows<kD>(vs, v, k0, T, kv_heads, kvh, hd);
+    __syncthreads();
+    tile_dot<kD>(qs, ks, ty, tx, s);
+    tile_dot<kD>(dos, vs, ty, tx, dp);
+  }
+};
+
 // Grid (ceil(T / 64), heads): 64 query tokens of head h. lse[h * T + t] = L, dsum[h * T + t] = D.
 template <int kD>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<kD>)
@@ -158,15 +183,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<kD>)
                            int kv_heads, int hd, const float* sinks, int window, float scale, float* lse,
                            float* dsum) {
   extern __shared__ float4 smem4[];
-  float* qs = reinterpret_cast<float*>(smem4);  // [64][kD + kPad] each
-  float* dos = qs + kTile * kRowStride<kD>;
-  float* ks = dos + kTile * kRowStride<kD>;
-  float* vs = ks + kTile * kRowStride<kD>;
+  QueryTiles<kD> tiles(reinterpret_cast<float*>(smem4));
   const int h = int(blockIdx.y), kvh = h / (heads / kv_heads);
   const int ty = int(threadIdx.x) / 16, tx = int(threadIdx.x) % 16;
   const int64_t t0 = int64_t(blockIdx.x) * kTile, t_last = min(T - 1, t0 + kTile - 1);
-  load_rows<kD>(qs, q, t0, T, heads, h, hd);
-  load_rows<kD>(dos, dout, t0, T, heads, h, hd);
+  load_rows<kD>(tiles.qs, q, t0, T, heads, h, hd);
+  load_rows<kD>(tiles.dos, dout, t0, T, heads, h, hd);
   // Per row, this thread's share of the keys: m (a running max; the sink only seeds it, so every
   // exponent below stays <= 0), l = sum exp(s - m), a = sum exp(s - m) dp.
   const float sink = sinks[h];
@@ -174,13 +196,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<kD>)
 #pragma unroll
   for (int i = 0; i < kSub; ++i) m[i] = sink, l[i] = 0.f, a[i] = 0.f;
   for (int64_t k0 = first_key(t0, window); k0 <= t_last; k0 += kTile) {
-    __syncthreads();  // the previous key tile is used up
-    load_rows<kD>(ks, k, k0, T, kv_heads, kvh, hd);
-    load_rows<kD>(vs, v, k0, T, kv_heads, kvh, hd);
-    __syncthreads();
     float s[kSub][kSub], dp[kSub][kSub];
-    tile_dot<kD>(qs, ks, ty, tx, s);
-    tile_dot<kD>(dos, vs, ty, tx, dp);
+    tiles.scores(k, v, k0, T, kv_heads, kvh, hd, ty, tx, s, dp);
 #pragma unroll
     for (int i = 0; i < kSub; ++i) {
       const int64_t t = t0 + ty + 16 * i, lo = first_key(t, window);
@@ -234,16 +251,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<kD>)
     attention_dq_kernel(const float* q, const float* k, const float* v, const float* dout, int64_t T, int heads,
                         int kv_heads, int hd, int window, float scale, const float* lse, const float* dsum, float* dq) {
   extern __shared__ float4 smem4[];
-  float* qs = reinterpret_cast<float*>(smem4);  // [64][kD + kPad] each
-  float* dos = qs + kTile * kRowStride<kD>;
-  float* ks = dos + kTile * kRowStride<kD>;
-  float* vs = ks + kTile * kRowStride<kD>;
-  float* dss = vs + kTile * kRowStride<kD>;  // [64 queries][kPStride]
+  QueryTiles<kD> tiles(reinterpret_cast<float*>(smem4));
+  float* dss = tiles.end();  // [64 queries][kPStride]
   const int h = int(blockIdx.y), kvh = h / (heads / kv_heads);
   const int ty = int(threadIdx.x) / 16, tx = int(threadIdx.x) % 16;
   const int64_t t0 = int64_t(blockIdx.x) * kTile, t_last = min(T - 1, t0 + kTile - 1);
-  load_rows<kD>(qs, q, t0, T, heads, h, hd);
-  load_rows<kD>(dos, dout, t0, T, heads, h, hd);
+  load_rows<kD>(tiles.qs, q, t0, T, heads, h, hd);
+  load_rows<kD>(tiles.dos, dout, t0, T, heads, h, hd);
   float row_l[kSub], row_d[kSub];
 #pragma unroll
   for (int i = 0; i < kSub; ++i) {
@@ -257,13 +271,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<kD>)
 #pragma unroll
     for (int c = 0; c < kD / 16; ++c) acc[i][c] = 0.f;
   for (int64_t k0 = first_key(t0, window); k0 <= t_last; k0 += kTile) {
-    __syncthreads();  // the previous key tile and ds tile are used up
-    load_rows<kD>(ks, k, k0, T, kv_heads, kvh, hd);
-    load_rows<kD>(vs, v, k0, T, kv_heads, kvh, hd);
-    __syncthreads();
     float s[kSub][kSub], dp[kSub][kSub];
-    tile_dot<kD>(qs, ks, ty, tx, s);
-    tile_dot<kD>(dos, vs, ty, tx, dp);
+    tiles.scores(k, v, k0, T, kv_heads, kvh, hd, ty, tx, s, dp);  // (its first sync: the ds tile is used up too)
 #pragma unroll
     for (int i = 0; i < kSub; ++i) {
       const int64_t t = t0 + ty + 16 * i, lo = first_key(t, window);
@@ -276,7 +285,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<kD>)
       }
     }
     __syncthreads();
-    tile_accumulate<kD>(dss, ks, ty, tx, acc);
+    tile_accumulate<kD>(dss, tiles.ks, ty, tx, acc);
   }
   store_rows<kD>(dq, acc, scale, t0, T, heads, h, hd, ty, tx);
 }
