@@ -1,116 +1,52 @@
-// C = alpha A op(W) (+ C) for the LoRA trainer's backward (contract: train_kernels.cuh). One f32 CUDA-core
-// kernel serves every product of the trainer: the dense input gradients (bf16 W), the MoE experts grouped by
-// expert (MXFP4 or input-major bf16, both orientations, rows gathered and scattered) and the LoRA terms (f32 W,
-// any strides). It favours generality and plain correctness: a classic shared-memory tiled SGEMM.
+// C = alpha A op(W) (+ C) for the LoRA trainer's backward (contract: train_kernels.cuh). Two kernels share
+// the work (train_gemm.cuh: the product as both take it):
+// - bf16 and MXFP4 W (the dense input gradients, the MoE experts grouped by expert, both orientations, rows
+//   gathered and scattered: nearly all the trainer's FLOPs) go to the tensor cores (train_gemm_tc.cu), exact
+//   to f32 level;
+// - f32 W (the LoRA terms: rank-sized, any strides) stays on this file's CUDA-core kernel, a classic
+//   shared-memory tiled SGEMM.
 //
-// A thread block computes 64 product rows x 64 columns of C with 256 threads, each a 4 x 4 register block
-// (tile rows 4 ty .. 4 ty + 3, columns 4 tx .. 4 tx + 3). Per step of 32 along K the A tile and the op(W) tile
-// go to shared memory k-major (as[k][i], ws[k][n]), W decoded to f32 on the way; the next step's elements
-// are loaded into registers while the current step is multiplied.
-//
-// W is read as lines: the stored matrix's runs along its contiguous dimension (the rows of kBf16, kMxfp4 and
-// of kF32 with unit column stride; the columns of kBf16InputMajor and of other kF32). A thread loads 8
-// consecutive elements of one line a step (one 16-byte load of bf16, one word of MXFP4 codes and its scale);
-// kLineIsK says whether a line is one k of op(W) (running along N) or one n (running along K).
+// The CUDA-core kernel: a thread block computes 64 product rows x 64 columns of C with 256 threads, each a
+// 4 x 4 register block (tile rows 4 ty .. 4 ty + 3, columns 4 tx .. 4 tx + 3). Per step of 32 along K the A
+// tile and the op(W) tile go to shared memory k-major (as[k][i], ws[k][n]); the next step's elements are
+// loaded into registers while the current step is multiplied. W is read as lines (train_gemm.cuh): a thread
+// loads 8 consecutive elements of one line a step; kLineIsK says whether a line is one k of op(W) (running
+// along N) or one n (running along K).
 //
 // Determinism: each C element is written by one thread, from its own sum in K order. An ungrouped product
 // with too few tiles to fill the GPU and a long K is split over K: split s writes its range's sums to
 // partial [s, m, N] in the scratch, and sum_splits_kernel adds the splits in order 0 .. S-1, then applies
-// alpha and accumulate. The split depends on the shape and the SM count only.
+// alpha and accumulate. The split depends on the shape, the W format (which kernel, so which tile) and the
+// SM count only.
 #include <algorithm>
 
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.cuh"
+#include "backend/cuda/train_gemm.cuh"
 #include "backend/cuda/train_kernels.cuh"
 
 namespace gptoss::cuda {
 namespace {
 
 constexpr int kBM = 64, kBN = 64, kBK = 32, kThreads = 256;
+constexpr TrainGemmTile kF32Tile{kBM, kBN, 2};
 // Shared rows of 68 floats: 16-byte aligned for the float4 reads, and the A stores of a warp (a_slot) fall
 // on 32 distinct banks.
 constexpr int kPad = 4;
 // The shortest K range of a split: 32 steps, so the partials' round trip stays small next to the sums.
 constexpr int64_t kMinSplitK = 1024;
 
-// The stored W as `lines` lines of `len` elements (see the top). kBf16 (either layout) and kMxfp4: element x
-// of line l is element l * len + x of the matrix; kF32: at l * ld_line + x * ld_x.
-struct WLines {
-  const void* w;
-  const uint8_t* scales;  // kMxfp4
-  int64_t lines, len;
-  int64_t ld_line, ld_x;  // kF32
-};
-
-struct GemmArgs {
-  int64_t m, n, k;  // product rows, C columns, K
-  const float* a;
-  int64_t lda_m, lda_k;
-  bool a_k_contig;  // lda_k == 1: a thread's A loads run along k, else along rows
-  WLines w;
-  const int32_t* offsets;  // null: one group of m rows
-  const int32_t* a_rows;
-  const int32_t* c_rows;
-  float alpha;
-  bool accumulate;
-  float* c;
-  int64_t ldc;
-  float* partial;   // split over K: [splits, m, n] sums of K ranges of k_split (blockIdx.z the split); null: no split
-  int64_t k_split;
-};
-
-// An e2m1 code as f32 (bit 3 the sign): magnitude codes 2..7 are exponent (code >> 1) + 126 with mantissa
-// bit code & 1, the f32 bits (code + 252) << 22; codes 0 and 1 are 0 and 0.5. Code 8 is -0, as the CPU's table.
-__device__ __forceinline__ float e2m1(uint32_t code) {
-  const uint32_t mag = code & 7;
-  const float v = mag >= 2 ? __uint_as_float((mag + 252) << 22) : 0.5f * float(mag);
-  return __uint_as_float(__float_as_uint(v) | (code & 8) << 28);
-}
-
-// One group's matrix of a stack (train_kernels.cuh GemmGroups).
-template <WFormat F>
-__device__ __forceinline__ WLines group_w(WLines w, int g) {
-  const int64_t elems = w.lines * w.len;
-  if constexpr (F == WFormat::kBf16) {
-    w.w = static_cast<const uint16_t*>(w.w) + g * elems;
-  } else if constexpr (F == WFormat::kMxfp4) {
-    w.w = static_cast<const uint8_t*>(w.w) + g * elems / 2;
-    w.scales += g * elems / 32;
-  }
-  return w;
-}
-
-// Elements x0 .. x0 + 7 of line `line` as f32 (x0 % 8 == 0), zero from line_end and x_end on. MXFP4 lines
-// are whole blocks of 32 and x_end is a multiple of 32 (the line's end or a split boundary), so its 8 codes
-// are all in or all out.
-template <WFormat F>
-__device__ __forceinline__ void load_w8(const WLines& w, int64_t line, int64_t x0, int64_t line_end, int64_t x_end,
-                                        float (&v)[8]) {
+// Elements x0 .. x0 + 7 of line `line` of f32 W, zero from line_end and x_end on.
+__device__ __forceinline__ void load_w8(const TrainGemmW& w, int64_t line, int64_t x0, int64_t line_end,
+                                        int64_t x_end, float (&v)[8]) {
 #pragma unroll
   for (int j = 0; j < 8; ++j) v[j] = 0.f;
   if (line >= line_end || x0 >= x_end) return;
-  if constexpr (F == WFormat::kBf16) {
-    const uint16_t* p = static_cast<const uint16_t*>(w.w) + line * w.len + x0;
-    if (x0 + 8 <= x_end && (reinterpret_cast<uintptr_t>(p) & 15) == 0) {
-      bf16x8(__ldg(reinterpret_cast<const uint4*>(p)), v);
-    } else {
+  const float* p = static_cast<const float*>(w.w) + line * w.ld_line;
 #pragma unroll
-      for (int j = 0; j < 8; ++j)
-        if (x0 + j < x_end) v[j] = bf16_to_f32(p[j]);
-    }
-  } else if constexpr (F == WFormat::kMxfp4) {
-    const int64_t at = line * w.len + x0;  // codes at byte at / 2 (4-byte aligned), scale at / 32
-    const uint32_t codes = __ldg(reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(w.w) + at / 2));
-    const float scale = e8m0(__ldg(w.scales + at / 32));
-#pragma unroll
-    for (int j = 0; j < 8; ++j) v[j] = e2m1(codes >> (4 * j)) * scale;
-  } else {
-    const float* p = static_cast<const float*>(w.w) + line * w.ld_line;
-#pragma unroll
-    for (int j = 0; j < 8; ++j)
-      if (x0 + j < x_end) v[j] = p[(x0 + j) * w.ld_x];
-  }
+  for (int j = 0; j < 8; ++j)
+    if (x0 + j < x_end) v[j] = p[(x0 + j) * w.ld_x];
 }
 
 // Tile row i and k of the j-th of a thread's 8 A elements: along k when A's rows are contiguous (8 threads
@@ -126,34 +62,21 @@ __device__ __forceinline__ void a_slot(bool k_contig, int j, int& i, int& k) {
   }
 }
 
-// Grid (N tiles, row tiles, groups or splits).
-template <WFormat F, bool kLineIsK>
-__global__ void __launch_bounds__(kThreads, 2) train_gemm_kernel(const GemmArgs p) {
+// Grid (N tiles, row tiles, splits); f32 W is never grouped.
+template <bool kLineIsK>
+__global__ void __launch_bounds__(kThreads, 2) train_gemm_f32_kernel(const TrainGemmArgs p) {
   __shared__ __align__(16) float as[kBK][kBM + kPad];  // A(row0 + i, k0 + k) at as[k][i]
   __shared__ __align__(16) float ws[kBK][kBN + kPad];  // op(W)(k0 + k, n0 + n) at ws[k][n]
-  __shared__ int64_t a_off[kBM], c_off[kBM];           // a tile row's offset in A and in C or partial; -1: none
+  __shared__ int64_t a_off[kBM], c_off[kBM];
   const int t = threadIdx.x;
-  int64_t row_begin = 0, row_end = p.m, k_begin = 0, k_end = p.k;
-  WLines w = p.w;
-  if (p.offsets) {
-    row_begin = p.offsets[blockIdx.z];
-    row_end = p.offsets[blockIdx.z + 1];
-    w = group_w<F>(w, int(blockIdx.z));
-  } else if (p.partial) {
-    k_begin = blockIdx.z * p.k_split;
-    k_end = min(p.k, k_begin + p.k_split);
-  }
-  const int64_t row0 = row_begin + int64_t(blockIdx.y) * kBM, n0 = int64_t(blockIdx.x) * kBN;
-  if (row0 >= row_end) return;
-  if (t < kBM) {
-    const int64_t i = row0 + t;
-    const bool in = i < row_end;
-    a_off[t] = in ? (p.a_rows ? p.a_rows[i] : i) * p.lda_m : -1;
-    c_off[t] = !in ? -1 : p.partial ? (blockIdx.z * p.m + i) * p.n : (p.c_rows ? p.c_rows[i] : i) * p.ldc;
-  }
+  const TrainGemmBlock b = train_gemm_block(p, WFormat::kF32, kBM);
+  const int64_t n0 = int64_t(blockIdx.x) * kBN, k_end = b.k_end;
+  if (b.row0 >= b.row_end) return;
+  train_gemm_row_offsets(p, b, kBM, a_off, c_off);
   __syncthreads();
 
   // This thread's 8 elements of W a step: a line's x .. x + 7 from tile position (wk, wn), along n or along k.
+  const bool a_k_contig = p.lda_k == 1;
   const int wk = kLineIsK ? t / 8 : t % 4 * 8;
   const int wn = kLineIsK ? t % 8 * 8 : t / 4;
   float av[8], wv[8];
@@ -161,24 +84,24 @@ __global__ void __launch_bounds__(kThreads, 2) train_gemm_kernel(const GemmArgs 
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       int i, kk;
-      a_slot(p.a_k_contig, j, i, kk);
+      a_slot(a_k_contig, j, i, kk);
       const int64_t off = a_off[i], k = k0 + kk;
       av[j] = off >= 0 && k < k_end ? p.a[off + k * p.lda_k] : 0.f;
     }
     if constexpr (kLineIsK)
-      load_w8<F>(w, k0 + wk, n0 + wn, k_end, p.n, wv);
+      load_w8(b.w, k0 + wk, n0 + wn, k_end, p.n, wv);
     else
-      load_w8<F>(w, n0 + wn, k0 + wk, p.n, k_end, wv);
+      load_w8(b.w, n0 + wn, k0 + wk, p.n, k_end, wv);
   };
 
   const int tx = t % 16, ty = t / 16;
   float acc[4][4] = {};
-  load(k_begin);
-  for (int64_t k0 = k_begin; k0 < k_end; k0 += kBK) {
+  load(b.k_begin);
+  for (int64_t k0 = b.k_begin; k0 < k_end; k0 += kBK) {
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       int i, kk;
-      a_slot(p.a_k_contig, j, i, kk);
+      a_slot(a_k_contig, j, i, kk);
       as[kk][i] = av[j];
     }
     if constexpr (kLineIsK) {
@@ -210,14 +133,7 @@ __global__ void __launch_bounds__(kThreads, 2) train_gemm_kernel(const GemmArgs 
 #pragma unroll
     for (int c = 0; c < 4; ++c) {
       const int64_t n = n0 + 4 * tx + c;
-      if (n >= p.n) continue;
-      if (p.partial) {
-        p.partial[off + n] = acc[r][c];
-      } else {
-        float v = p.alpha * acc[r][c];
-        if (p.accumulate) v += p.c[off + n];
-        p.c[off + n] = v;
-      }
+      if (n < p.n) train_gemm_store(p, off, n, acc[r][c]);
     }
   }
 }
@@ -236,43 +152,37 @@ __global__ void sum_splits_kernel(const float* partial, int64_t splits, int64_t 
   *dst = v;
 }
 
+// The tensor cores take every W but f32.
+TrainGemmTile tile_of(WFormat format) { return format == WFormat::kF32 ? kF32Tile : kTrainGemmTcTile; }
+
 struct Split {
   int64_t splits, k_split;  // k_split: the K range of a split, a multiple of kBK (the last may be shorter)
 };
 
-// Ungrouped products only: as many splits as fill one wave of two thread blocks an SM (the kernel's launch
-// bounds), each at least kMinSplitK long. Ranges are whole steps, so a split boundary is a tile boundary.
-Split plan_split(int64_t m, int64_t n, int64_t k, bool grouped) {
+// Ungrouped products only: as many splits as fill one wave of the kernel's blocks, each at least kMinSplitK
+// long. Ranges are whole steps of 32 (both kernels'), so a split boundary is a tile boundary.
+Split plan_split(int64_t m, int64_t n, int64_t k, bool grouped, TrainGemmTile tile) {
   if (grouped || m == 0 || n == 0) return {1, k};
-  const int64_t tiles = int64_t(ceil_div(m, kBM)) * ceil_div(n, kBN);
-  const int64_t want = std::min<int64_t>(2 * num_sms() / tiles, k / kMinSplitK);
+  const int64_t tiles = int64_t(ceil_div(m, tile.rows)) * ceil_div(n, tile.cols);
+  const int64_t want = std::min<int64_t>(tile.blocks_per_sm * num_sms() / tiles, k / kMinSplitK);
   if (want < 2) return {1, k};
   const int64_t k_split = int64_t(ceil_div(k, want * kBK)) * kBK;
   return {int64_t(ceil_div(k, k_split)), k_split};
 }
 
-// W's lines (see the top), and whether a line runs along the rows of W.
-WLines lines_of(const GemmW& w, bool& along_rows) {
+// W's lines (train_gemm.cuh), and whether a line runs along the rows of W.
+TrainGemmW lines_of(const GemmW& w, bool& along_rows) {
   along_rows = w.format == WFormat::kBf16 || w.format == WFormat::kMxfp4 ||
                (w.format == WFormat::kF32 && w.ld_c == 1);
-  return along_rows ? WLines{w.w, w.scales, w.rows, w.cols, w.ld_r, w.ld_c}
-                    : WLines{w.w, w.scales, w.cols, w.rows, w.ld_c, w.ld_r};
-}
-
-template <WFormat F>
-void launch_gemm_kernel(const GemmArgs& p, bool line_is_k, dim3 grid, cudaStream_t s) {
-  if (line_is_k)
-    train_gemm_kernel<F, true><<<grid, kThreads, 0, s>>>(p);
-  else
-    train_gemm_kernel<F, false><<<grid, kThreads, 0, s>>>(p);
-  GPTOSS_CUDA_CHECK(cudaGetLastError());
+  return along_rows ? TrainGemmW{w.w, w.scales, w.rows, w.cols, w.ld_r, w.ld_c}
+                    : TrainGemmW{w.w, w.scales, w.cols, w.rows, w.ld_c, w.ld_r};
 }
 
 }  // namespace
 
 size_t train_gemm_scratch_bytes(int64_t m, const GemmW& w, bool transposed, const GemmGroups& g) {
   const int64_t n = transposed ? w.rows : w.cols, k = transposed ? w.cols : w.rows;
-  const Split split = plan_split(m, n, k, g.offsets != nullptr);
+  const Split split = plan_split(m, n, k, g.offsets != nullptr, tile_of(w.format));
   return split.splits == 1 ? 0 : size_t(split.splits * m * n) * sizeof(float);
 }
 
@@ -285,23 +195,25 @@ void launch_train_gemm(int64_t m, const GemmA& a, const GemmW& w, bool transpose
                "cuda train_gemm: MXFP4 W [{} x {}]; expected columns in whole blocks of 32", w.rows, w.cols);
   GPTOSS_CHECK(!grouped || w.format != WFormat::kF32, "cuda train_gemm: f32 W is never grouped ({} groups)",
                g.groups);
-  const Split split = plan_split(m, n, k, grouped);
+  const TrainGemmTile tile = tile_of(w.format);
+  const Split split = plan_split(m, n, k, grouped, tile);
   GPTOSS_CHECK(split.splits == 1 || scratch,
                "cuda train_gemm: [{} x {}] x [{} x {}] splits over K into {} bytes of scratch; got none", m, k, k, n,
                train_gemm_scratch_bytes(m, w, transposed, g));
-  const dim3 grid(ceil_div(n, kBN), ceil_div(grouped ? g.max_rows : m, kBM), unsigned(grouped ? g.groups : split.splits));
-  GPTOSS_CHECK(grid.y <= 65535 && grid.z <= 65535, "cuda train_gemm: {} rows and {} groups / splits (at most {} and 65535)",
-               grouped ? g.max_rows : m, grid.z, 65535 * kBM);
+  const int64_t rows = grouped ? g.max_rows : m;
+  const dim3 grid(ceil_div(n, tile.cols), ceil_div(rows, tile.rows), unsigned(grouped ? g.groups : split.splits));
+  GPTOSS_CHECK(grid.y <= 65535 && grid.z <= 65535,
+               "cuda train_gemm: {} rows and {} groups / splits (at most {} and 65535)", rows, grid.z,
+               65535 * int64_t(tile.rows));
 
   bool along_rows = false;
-  GemmArgs p{};
+  TrainGemmArgs p{};
   p.m = m;
   p.n = n;
   p.k = k;
   p.a = a.a;
   p.lda_m = a.ld_m;
   p.lda_k = a.ld_k;
-  p.a_k_contig = a.ld_k == 1;
   p.w = lines_of(w, along_rows);
   p.offsets = g.offsets;
   p.a_rows = g.a_rows;
@@ -315,11 +227,14 @@ void launch_train_gemm(int64_t m, const GemmA& a, const GemmW& w, bool transpose
   // A line of W is one k of op(W) when it runs along W's rows and W is not transposed, or along its columns
   // and W is.
   const bool line_is_k = along_rows != transposed;
-  switch (w.format) {
-    case WFormat::kBf16:
-    case WFormat::kBf16InputMajor: launch_gemm_kernel<WFormat::kBf16>(p, line_is_k, grid, s); break;
-    case WFormat::kMxfp4: launch_gemm_kernel<WFormat::kMxfp4>(p, line_is_k, grid, s); break;
-    case WFormat::kF32: launch_gemm_kernel<WFormat::kF32>(p, line_is_k, grid, s); break;
+  if (w.format != WFormat::kF32) {
+    launch_train_gemm_tc(p, w.format, line_is_k, grid, s);
+  } else {
+    if (line_is_k)
+      train_gemm_f32_kernel<true><<<grid, kThreads, 0, s>>>(p);
+    else
+      train_gemm_f32_kernel<false><<<grid, kThreads, 0, s>>>(p);
+    GPTOSS_CUDA_CHECK(cudaGetLastError());
   }
   if (split.splits > 1) {
     sum_splits_kernel<<<ceil_div(m * n, kThreads), kThreads, 0, s>>>(p.partial, split.splits, m, n, g.c_rows, alpha,
