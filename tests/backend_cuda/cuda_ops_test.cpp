@@ -71,6 +71,25 @@ TEST_F(CudaOps, MatmulBf16DecodeAndPrefillShapes) {
   }
 }
 
+TEST_F(CudaOps, MatmulBf16ManyTokensShortInputs) {
+  // Prefill-sized inputs whose width the prefill kernel does not take (a LoRA term's rank, odd widths),
+  // without bias: the tensor-core GEMM of the trainer.
+  for (int64_t n : {65, 300})
+    for (int64_t in : {8, 100, 1}) {
+      const int64_t outd = 4096 + 3;
+      auto x = rand_f32(size_t(n * in));
+      auto wb = rand_bf16(size_t(outd * in), 0.02f);
+      std::vector<std::vector<float>> res;
+      for (Backend* b : {cpu_.get(), gpu_.get()}) {
+        float* o = out(*b, size_t(n * outd));
+        b->matmul_bf16(put(*b, x), n, in, static_cast<const uint16_t*>(b->prepare_weight(wb.data(), wb.size() * 2)),
+                       nullptr, o, outd);
+        res.push_back(get(*b, o, size_t(n * outd)));
+      }
+      EXPECT_LT(rel_err(res[1], res[0]), 1e-5) << "n=" << n << " in=" << in;
+    }
+}
+
 TEST_F(CudaOps, FusedAddRmsNormAndMultiMatmul) {
   // add_rms_norm: the CUDA kernel against the CPU backend (add, then rms_norm); x is updated in place.
   for (int64_t n : {1, 5}) {

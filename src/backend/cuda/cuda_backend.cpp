@@ -19,6 +19,7 @@
 #include "backend/cuda/graph_cache.h"
 #include "backend/cuda/kernels.cuh"
 #include "backend/cuda/launch.cuh"
+#include "backend/cuda/train_kernels.cuh"
 #include "backend/cuda/train_ops_cuda.h"
 
 namespace gptoss {
@@ -184,8 +185,10 @@ class CudaBackend final : public Backend {
   void matmul_bf16_multi(const float* x, int64_t n, int64_t in, const Linear* linears, int count) override {
     auto t = op_scope(OpProfile::kMatmul);
     const bool skinny = cuda::matmul_bf16_skinny_applies(n, in, total_rows(linears, count));
-    if (!skinny && !cuda::matmul_bf16_tc_applies(n, in))
+    if (!skinny && !cuda::matmul_bf16_tc_applies(n, in)) {
+      if (n > cuda::kSkinnyMaxTokens && !has_bias(linears, count)) return matmul_any_shape(x, n, in, linears, count);
       return cuda::launch_matmul_bf16_multi(x, n, in, linears, count, stream_);
+    }
     grow(tc_scratch_, tc_cap_, (cuda::matmul_bf16_tc_scratch_bytes(n, in) + 3) / 4);  // x's bf16 limbs
     if (skinny)
       cuda::launch_matmul_bf16_skinny(x, n, in, linears, count, tc_scratch_, stream_);
@@ -299,6 +302,23 @@ class CudaBackend final : public Backend {
   cuda::CudaTrainOps* cuda_train_ops() {
     if (!train_ops_) train_ops_ = cuda::make_train_ops(*this, stream_, profile_);
     return train_ops_.get();
+  }
+
+  static bool has_bias(const Linear* linears, int count) {
+    return std::any_of(linears, linears + count, [](const Linear& l) { return l.bias != nullptr; });
+  }
+
+  // Many tokens of an input too short or odd for the prefill kernel (`in` % 32 != 0: a LoRA term's rank-wide
+  // input): the trainer's tensor-core GEMM, which takes any shape (each block of the decode kernel would do
+  // one step of `in`: a rank-8 input of 1800 tokens took ~1 ms a call).
+  void matmul_any_shape(const float* x, int64_t n, int64_t in, const Linear* linears, int count) {
+    for (int i = 0; i < count; ++i) {
+      const cuda::GemmW w{cuda::WFormat::kBf16, linears[i].w, nullptr, linears[i].out, in};
+      if (const size_t bytes = cuda::train_gemm_scratch_bytes(n, w, true, {}))
+        grow(tc_scratch_, tc_cap_, (bytes + 3) / 4);
+      cuda::launch_train_gemm(n, {x, in, 1}, w, true, {}, 1.0f, false, linears[i].y, linears[i].out, tc_scratch_,
+                              stream_);
+    }
   }
 
   static int64_t total_rows(const Linear* linears, int count) {
