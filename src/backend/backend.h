@@ -152,6 +152,8 @@ class Backend {
   // --- training: the LoRA trainer's backward ops (backend/train_ops.h); null when this backend has none.
   // Owned by the backend, made on first use.
   virtual TrainOps* train_ops() { return nullptr; }
+  // train_ops(), or an InputError naming the backend when it has none.
+  TrainOps& require_train_ops();
 
   // --- fused ops: one launch where a backend has a kernel for them, else the plain ops ---------------
   // x[n, d] += y, then out = rms_norm(x) with w (out must not alias x or y).

@@ -42,8 +42,7 @@ void GptOssModel::forward(const ForwardBatch& batch, KvPool& kv, float* logits, 
   grow_scratch(n_, int64_t(logit_rows_.size()));
   if (capture) *capture = HiddenCapture{};
   if (train) {
-    train_ops_ = backend_.train_ops();
-    if (!train_ops_) fail_input("the {} backend cannot train (use --device cpu or cuda)", backend_.name());
+    train_ops_ = &backend_.require_train_ops();
     while (train->layers.size() < size_t(cfg_.num_hidden_layers)) train->layers.emplace_back(backend_);
   }
   train_ = train;

@@ -118,9 +118,7 @@ SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>
   const GptOssConfig& cfg = model.config();
   const Weights& w = model.weights();
   Backend& be = model.backend();
-  TrainOps* ops_ptr = be.train_ops();
-  if (!ops_ptr) fail_input("the {} backend cannot train (use --device cpu or cuda)", be.name());
-  TrainOps& ops = *ops_ptr;
+  TrainOps& ops = be.require_train_ops();
   // The batch's tokens in sequence order: sequence s takes rows [start[s], start[s + 1]).
   std::vector<int64_t> start{0};
   std::vector<int32_t> labels, positions;
