@@ -35,8 +35,8 @@ struct HiddenCapture {
 };
 
 // Per-layer activations of a forward, in the backend's memory, for the LoRA trainer's backward pass
-// (train/backward.h); the rest it recomputes. n = the batch's tokens. The buffers are kept between
-// forwards (grown when a batch needs more), so a trainer reuses one capture for every micro-batch.
+// (train/backward.h); the rest it recomputes. n = the batch's tokens. A forward fills the buffers it is
+// given, growing those too short for its batch.
 struct TrainCapture {
   struct Layer {
     explicit Layer(Backend& b)
@@ -67,6 +67,7 @@ class GptOssModel {
   Backend& backend() { return backend_; }
   const Weights& weights() const { return *w_; }
   const RopeTable& rope_table() const { return rope_; }
+  const float* rope_inv_freq() const { return inv_freq_.f32(); }  // rope_table().inv_freq in backend memory
   // LoRA adapters applied on top of the weights: index 0 is the default one (null: none), used by every
   // sequence that names no other (SeqChunk::adapter); 1.. are the named ones added with add_adapter().
   const LoraAdapter* adapter(int index = 0) const { return lora_.at(size_t(index)).get(); }

@@ -46,8 +46,8 @@ class BackendLora {
     for (const LoraWeights& w : st.weights) {
       a_.push_back(upload(w.a));
       b_.push_back(upload(w.b));
-      ga_.push_back(upload(std::vector<float>(w.a.size(), 0.0f)));
-      gb_.push_back(upload(std::vector<float>(w.b.size(), 0.0f)));
+      ga_.push_back(zeros(w.a.size()));
+      gb_.push_back(zeros(w.b.size()));
     }
   }
 
@@ -77,9 +77,13 @@ class BackendLora {
   }
 
  private:
-  BackendBuffer upload(const std::vector<float>& v) {
+  BackendBuffer zeros(size_t count) {  // Backend::alloc zero-fills
     BackendBuffer buf(backend_);
-    buf.reserve(v.size() * sizeof(float));
+    buf.reserve(count * sizeof(float));
+    return buf;
+  }
+  BackendBuffer upload(const std::vector<float>& v) {
+    BackendBuffer buf = zeros(v.size());
     backend_.to_device(buf.get(), v.data(), v.size() * sizeof(float));
     return buf;
   }
@@ -198,8 +202,6 @@ SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>
   ops.rms_norm_backward(cap.x_final.f32(), w.norm, dh.f32(), n, H, eps, dx.f32());
 
   const RopeTable& rope = model.rope_table();
-  BackendBuffer inv_freq = buffer(int64_t(rope.inv_freq.size()));
-  be.to_device(inv_freq.get(), rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float));
   BackendBuffer dlog = buffer(n * E), dattn = buffer(n * Q), dq = buffer(n * Q), dk = buffer(n * KV),
                 dv = buffer(n * KV);
   for (int l = cfg.num_hidden_layers - 1; l >= 0; --l) {
@@ -225,8 +227,8 @@ SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>
                              cfg.is_sliding(l) ? cfg.sliding_window : 0, 1.0f / std::sqrt(float(hd)),
                              dattn.f32() + r * Q, dq.f32() + r * Q, dk.f32() + r * KV, dv.f32() + r * KV);
     }
-    ops.rope_backward(dq.f32(), n, heads, hd, positions.data(), inv_freq.f32(), rope.attention_factor);
-    ops.rope_backward(dk.f32(), n, kvh, hd, positions.data(), inv_freq.f32(), rope.attention_factor);
+    ops.rope_backward(dq.f32(), n, heads, hd, positions.data(), model.rope_inv_freq(), rope.attention_factor);
+    ops.rope_backward(dk.f32(), n, kvh, hd, positions.data(), model.rope_inv_freq(), rope.attention_factor);
     be.rms_norm(c.x_attn.f32(), L.attn_norm, h.f32(), n, H, eps);
     ops.zero(dh.f32(), n * H);
     ops.matmul_bf16_backward_x(dq.f32(), n, Q, L.q_w, H, dh.f32());
