@@ -293,11 +293,9 @@ class CudaBackend final : public Backend {
 
  private:
   // Times the op while profiling (waiting for the stream before and after it).
-  struct StreamSync {
-    cudaStream_t stream;
-    void operator()() const { GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream)); }
-  };
-  OpProfile::Scope<StreamSync> op_scope(OpProfile::Op op) { return profile_.scope(op, StreamSync{stream_}); }
+  OpProfile::Scope<cuda::StreamSync> op_scope(OpProfile::Op op) {
+    return profile_.scope(op, cuda::StreamSync{stream_});
+  }
 
   cuda::CudaTrainOps* cuda_train_ops() {
     if (!train_ops_) train_ops_ = cuda::make_train_ops(*this, stream_, profile_);

@@ -130,10 +130,6 @@ class TrainOpsCuda final : public CudaTrainOps {
 
  private:
   // Times the op while profiling (waiting for the stream before and after it), as the backend's ops.
-  struct StreamSync {
-    cudaStream_t stream;
-    void operator()() const { GPTOSS_CUDA_CHECK(cudaStreamSynchronize(stream)); }
-  };
   OpProfile::Scope<StreamSync> scope(OpProfile::Op op) { return profile_.scope(op, StreamSync{s_}); }
 
   // The token-slots of a MoE call grouped by expert (token order within an expert): product row i is slot
