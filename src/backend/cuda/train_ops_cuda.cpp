@@ -1,12 +1,13 @@
 // CudaTrainOps: the LoRA trainer's ops as launches of train_kernels.cuh on the backend's stream. The
 // products (dense input gradients, the experts, the LoRA terms) are all one grouped GEMM
 // (train_gemm.cu); the MoE groups its token-slots by expert on the host (the choices are copied back
-// once per call: n * k ints), as the CPU reference does.
+// once per call: n * k ints) with the CPU kernels' cpu::moe::Routing.
 #include "backend/cuda/train_ops_cuda.h"
 
 #include <algorithm>
 #include <vector>
 
+#include "backend/cpu/kernels_moe.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/train_kernels.cuh"
 #include "backend/op_profile.h"
@@ -141,27 +142,12 @@ class TrainOpsCuda final : public CudaTrainOps {
     const int64_t slots = n * k;
     choice_.resize(size_t(slots));
     b_.to_host(choice_.data(), idx, size_t(slots) * sizeof(int32_t));
-    offsets_.assign(size_t(experts) + 1, 0);
-    for (int32_t e : choice_) {
-      GPTOSS_CHECK(e >= 0 && e < experts, "MoE backward: expert choice {} outside 0 .. {}", e, experts - 1);
-      ++offsets_[size_t(e) + 1];
-    }
+    routing_.build(choice_.data(), n, k, experts);
     int64_t max_rows = 0;
-    for (int e = 0; e < experts; ++e) {
-      max_rows = std::max<int64_t>(max_rows, offsets_[size_t(e) + 1]);
-      offsets_[size_t(e) + 1] += offsets_[size_t(e)];
-    }
-    order_.resize(size_t(slots));
-    tokens_.resize(size_t(slots));
-    std::vector<int32_t> next(offsets_.begin(), offsets_.end() - 1);
-    for (int64_t s = 0; s < slots; ++s) {
-      const int32_t i = next[size_t(choice_[size_t(s)])]++;
-      order_[size_t(i)] = int32_t(s);
-      tokens_[size_t(i)] = int32_t(s / k);
-    }
-    const int32_t* offsets = upload(offsets_dev_, offsets_.data(), experts + 1);
-    const int32_t* order = upload(order_dev_, order_.data(), slots);
-    const int32_t* tokens = upload(tokens_dev_, tokens_.data(), slots);
+    for (int e : routing_.active) max_rows = std::max<int64_t>(max_rows, routing_.count(e));
+    const int32_t* offsets = upload(offsets_dev_, routing_.start.data(), experts + 1);
+    const int32_t* order = upload(order_dev_, routing_.sorted.data(), slots);
+    const int32_t* tokens = upload(tokens_dev_, routing_.tokens.data(), slots);
     return {{experts, offsets, max_rows, tokens, order}, {experts, offsets, max_rows, order, order}};
   }
 
@@ -210,7 +196,8 @@ class TrainOpsCuda final : public CudaTrainOps {
   OpProfile& profile_;
   BackendBuffer rows_, offsets_dev_, order_dev_, tokens_dev_;        // uploaded host metadata
   BackendBuffer row_loss_, attn_, g_, z_, dg_, dw_, y_, u_, du_, split_;  // scratch
-  std::vector<int32_t> choice_, offsets_, order_, tokens_;
+  std::vector<int32_t> choice_;  // the MoE call's expert choices, copied back
+  cpu::moe::Routing routing_;     // grouped by expert
 };
 
 }  // namespace
