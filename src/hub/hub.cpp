@@ -59,8 +59,8 @@ bool wanted(const std::string& path) {
   return ends(".safetensors") || ends(".safetensors.index.json");
 }
 
-std::string repo_folder(const std::string& repo) {
-  std::string f = "models--" + repo;
+std::string repo_folder(const std::string& repo, RepoKind kind) {
+  std::string f = (kind == RepoKind::kDataset ? "datasets--" : "models--") + repo;
   size_t p;
   while ((p = f.find('/')) != std::string::npos) f.replace(p, 1, "--");
   return f;
@@ -68,6 +68,10 @@ std::string repo_folder(const std::string& repo) {
 
 // The config file of a kind of repo.
 const char* config_file(RepoKind kind) { return kind == RepoKind::kModel ? "config.json" : "adapter_config.json"; }
+
+// The hub's URL paths of a kind of repo: /api/<api>/ORG/NAME and /<prefix>ORG/NAME/resolve/.
+const char* api_kind(RepoKind kind) { return kind == RepoKind::kDataset ? "datasets" : "models"; }
+const char* resolve_prefix(RepoKind kind) { return kind == RepoKind::kDataset ? "datasets/" : ""; }
 
 // The files a snapshot must hold: a model's config and weights (the index's shards, else any
 // *.safetensors), or an adapter's config and adapter_model.safetensors.
@@ -215,13 +219,13 @@ std::string http_error_advice(long code, const std::string& repo, const std::str
     return fmt::format("the hub answered {} for {}: {} is gated or private; accept its license on the hub and set "
                        "HF_TOKEN to an access token",
                        code, what, repo);
-  if (code == 404) return fmt::format("the hub answered 404 for {}: no such model, revision or file", what);
+  if (code == 404) return fmt::format("the hub answered 404 for {}: no such repo, revision or file", what);
   return fmt::format("the hub answered HTTP {} for {}", code, what);
 }
 
 // Downloads one file into blobs/<name>, resuming blobs/<name>.incomplete. Returns the blob path.
-std::string fetch_file(const std::string& repo, const std::string& commit, const HubFile& file, const fs::path& blobs,
-                       const HubOptions& opt, ProgressBar* bar, uint64_t bar_base) {
+std::string fetch_file(const std::string& repo, RepoKind kind, const std::string& commit, const HubFile& file,
+                       const fs::path& blobs, const HubOptions& opt, ProgressBar* bar, uint64_t bar_base) {
   std::string blob_name = !file.sha256.empty() ? file.sha256 : file.git_sha1;
   if (blob_name.empty()) blob_name = "nohash-" + file.path;
   fs::path blob = blobs / blob_name;
@@ -229,7 +233,8 @@ std::string fetch_file(const std::string& repo, const std::string& commit, const
   if (fs::is_regular_file(blob, ec) && fs::file_size(blob, ec) == file.size) return blob.string();
   fs::path part = blob;
   part += ".incomplete";
-  std::string url = fmt::format("{}/{}/resolve/{}/{}", hub_endpoint(opt), repo, commit, file.path);
+  std::string url =
+      fmt::format("{}/{}{}/resolve/{}/{}", hub_endpoint(opt), resolve_prefix(kind), repo, commit, file.path);
 
   std::string last_error;
   for (int attempt = 1; attempt <= std::max(1, opt.max_attempts); ++attempt) {
@@ -345,17 +350,26 @@ bool looks_like_repo_id(const std::string& name) {
          name.find('/', slash + 1) == std::string::npos;
 }
 
+std::string repo_cache_dir(const std::string& repo, RepoKind kind, const HubOptions& opt) {
+  return (fs::path(hub_cache_dir(opt)) / repo_folder(repo, kind)).string();
+}
+
+std::string snapshot_dir(const std::string& repo, RepoKind kind, const HubOptions& opt) {
+  return snapshot_for(repo_cache_dir(repo, kind, opt), revision(opt));
+}
+
 std::string find_cached_snapshot(const std::string& repo, const std::string& rev, const std::string& cache_dir,
                                  RepoKind kind) {
   std::error_code ec;
-  fs::path snap = snapshot_for(fs::path(cache_dir) / repo_folder(repo), rev);
+  fs::path snap = snapshot_for(fs::path(cache_dir) / repo_folder(repo, kind), rev);
   if (!fs::is_directory(snap, ec)) return "";
   return missing_in_snapshot(snap, kind).empty() ? snap.string() : "";
 }
 
 HubListing fetch_listing(const std::string& repo, const HubOptions& opt, RepoKind kind) {
   curl_init_once();
-  std::string url = fmt::format("{}/api/models/{}/revision/{}?blobs=true", hub_endpoint(opt), repo, revision(opt));
+  std::string url = fmt::format("{}/api/{}/{}/revision/{}?blobs=true", hub_endpoint(opt), api_kind(kind), repo,
+                                revision(opt));
   CurlHandle c;
   setup_common(c, url, opt);
   curl_easy_setopt(c.h, CURLOPT_HTTPHEADER, c.headers);
@@ -374,7 +388,7 @@ HubListing fetch_listing(const std::string& repo, const HubOptions& opt, RepoKin
     for (const auto& s : j.at("siblings")) {
       HubFile f;
       f.path = s.at("rfilename").get<std::string>();
-      if (!wanted(f.path)) continue;
+      if (kind != RepoKind::kDataset && !wanted(f.path)) continue;
       f.size = s.value("size", uint64_t(0));
       f.git_sha1 = s.value("blobId", "");
       if (s.contains("lfs") && s["lfs"].is_object()) {
@@ -388,6 +402,7 @@ HubListing fetch_listing(const std::string& repo, const HubOptions& opt, RepoKin
   }
   // Small files first: config and index land before the shards, so a cut run is recognised as partial.
   std::stable_sort(out.files.begin(), out.files.end(), [](const HubFile& a, const HubFile& b) { return a.size < b.size; });
+  if (kind == RepoKind::kDataset) return out;
   const std::string cfg = config_file(kind);
   bool has_config = std::any_of(out.files.begin(), out.files.end(), [&](const HubFile& f) { return f.path == cfg; });
   if (!has_config)
@@ -396,9 +411,10 @@ HubListing fetch_listing(const std::string& repo, const HubOptions& opt, RepoKin
   return out;
 }
 
-std::string download_snapshot(const std::string& repo, const HubListing& listing, const HubOptions& opt) {
+std::string download_snapshot(const std::string& repo, const HubListing& listing, const HubOptions& opt,
+                              RepoKind kind) {
   curl_init_once();
-  fs::path repo_dir = fs::path(hub_cache_dir(opt)) / repo_folder(repo);
+  fs::path repo_dir = repo_cache_dir(repo, kind, opt);
   fs::path blobs = repo_dir / "blobs", snap = repo_dir / "snapshots" / listing.commit;
   std::error_code ec;
   fs::create_directories(blobs, ec);
@@ -421,9 +437,10 @@ std::string download_snapshot(const std::string& repo, const HubListing& listing
       bar.set(done);
       continue;
     }
-    std::string blob = fetch_file(repo, listing.commit, f, blobs, opt, &bar, done);
+    std::string blob = fetch_file(repo, kind, listing.commit, f, blobs, opt, &bar, done);
     fs::remove(link, ec);
-    fs::create_symlink(fs::relative(blob, snap), link, ec);
+    fs::create_directories(link.parent_path(), ec);  // a dataset's data/train-*.parquet
+    fs::create_symlink(fs::relative(blob, link.parent_path()), link, ec);
     if (ec) fs::copy_file(blob, link, fs::copy_options::overwrite_existing);  // filesystems without symlinks
     done += f.size;
     bar.set(done);
@@ -443,7 +460,7 @@ std::string resolve_dir(const std::string& name, const HubOptions& opt, RepoKind
     fail_input("{} {}: no such directory; give a{} directory or a hub id such as {}", what, name,
                model ? " model" : "n adapter", model ? "openai/gpt-oss-20b" : "ORG/NAME");
   std::string cache = hub_cache_dir(opt), rev = revision(opt);
-  fs::path repo_dir = fs::path(cache) / repo_folder(name);
+  fs::path repo_dir = fs::path(cache) / repo_folder(name, kind);
   if (std::string snap = find_cached_snapshot(name, rev, cache, kind); !snap.empty()) return snap;
 
   fs::path snap = snapshot_for(repo_dir, rev);
@@ -466,7 +483,7 @@ std::string resolve_dir(const std::string& name, const HubOptions& opt, RepoKind
   } catch (const InputError& e) {
     fail_input("{} {}: not in the cache and the download failed: {}; {}", what, name, e.what(), advice());
   }
-  std::string dir = download_snapshot(name, listing, opt);
+  std::string dir = download_snapshot(name, listing, opt, kind);
   auto still = missing_in_snapshot(dir, kind);
   if (!still.empty()) fail_input("{} {}: downloaded, but {} still lacks {}", what, name, dir, fmt::join(still, ", "));
   return dir;

@@ -39,9 +39,10 @@ struct HubOptions {
 
 std::string resolve_model_dir(const std::string& name, const HubOptions& opt = {});
 
-// What a repo holds: a model (config.json and safetensors weights) or a PEFT adapter (adapter_config.json
-// and adapter_model.safetensors).
-enum class RepoKind { kModel, kAdapter };
+// What a repo holds: a model (config.json and safetensors weights), a PEFT adapter (adapter_config.json
+// and adapter_model.safetensors) or a dataset (data files; hub/dataset_files.h says which a split needs).
+// Datasets live under /api/datasets/, /datasets/ORG/NAME/resolve/ and <cache>/datasets--ORG--NAME/.
+enum class RepoKind { kModel, kAdapter, kDataset };
 // resolve_model_dir for a PEFT LoRA adapter: a local directory, the cache, or a download, the same way.
 std::string resolve_adapter_dir(const std::string& name, const HubOptions& opt = {});
 
@@ -49,7 +50,12 @@ std::string resolve_adapter_dir(const std::string& name, const HubOptions& opt =
 std::string hub_cache_dir(const HubOptions& opt = {});
 std::string hub_endpoint(const HubOptions& opt = {});
 bool looks_like_repo_id(const std::string& name);  // "ORG/NAME", no leading '.', '/', '~'
-// The snapshot directory for repo@revision if the cache has a complete one, else "".
+// <cache>/models--ORG--NAME (datasets--ORG--NAME for a dataset).
+std::string repo_cache_dir(const std::string& repo, RepoKind kind, const HubOptions& opt = {});
+// <repo_cache_dir>/snapshots/<commit of refs/revision> (the revision itself when no ref names it); it may
+// not exist.
+std::string snapshot_dir(const std::string& repo, RepoKind kind, const HubOptions& opt = {});
+// The snapshot directory for repo@revision if the cache has a complete one, else "" (models and adapters).
 std::string find_cached_snapshot(const std::string& repo, const std::string& revision, const std::string& cache_dir,
                                  RepoKind kind = RepoKind::kModel);
 
@@ -61,11 +67,13 @@ struct HubFile {
 };
 struct HubListing {
   std::string commit;
-  std::vector<HubFile> files;  // only the files gptoss needs
+  std::vector<HubFile> files;  // a model's or adapter's: the top-level files gptoss needs; a dataset's: all
 };
 HubListing fetch_listing(const std::string& repo, const HubOptions& opt = {}, RepoKind kind = RepoKind::kModel);
-// Downloads everything the listing names into the cache; returns the snapshot directory.
-std::string download_snapshot(const std::string& repo, const HubListing& listing, const HubOptions& opt = {});
+// Downloads everything the listing names into the cache (files in folders keep their paths); returns the
+// snapshot directory.
+std::string download_snapshot(const std::string& repo, const HubListing& listing, const HubOptions& opt = {},
+                              RepoKind kind = RepoKind::kModel);
 
 std::string sha256_hex_of_file(const std::string& path);
 
