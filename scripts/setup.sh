@@ -11,7 +11,7 @@ export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}"
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libcpp-httplib-dev libssl-dev
-  libcurl4-openssl-dev libpcre2-dev libfmt-dev libedit-dev
+  libcurl4-openssl-dev libpcre2-dev libfmt-dev libedit-dev libsnappy-dev libzstd-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev tmux python3
 )
