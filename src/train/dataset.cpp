@@ -1,14 +1,18 @@
 #include "train/dataset.h"
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "api/chat_mapping.h"
 #include "core/error.h"
+#include "hub/dataset_files.h"
+#include "io/parquet.h"
 
 namespace gptoss::train {
 namespace {
@@ -100,17 +104,75 @@ bool check_split(const DatasetSplitParams& split, const std::string& where) {
   if (split.pack)
     fail_input("{}.pack is true; gptoss train trains one conversation per sequence (set it false)", where);
   if (split.datasets.empty())
-    fail_input("{}.datasets is empty; list at least one dataset with a local dataset_path (JSONL)", where);
+    fail_input("{}.datasets is empty; list at least one dataset (a dataset_path or a hub dataset_name)", where);
   return only_assistant;
 }
 
-// The JSONL file of datasets[i], checked.
-std::string dataset_file(const DatasetParams& d, const std::string& where, size_t i) {
-  const std::string key = fmt::format("{}.datasets[{}]", where, i);
-  if (d.dataset_path.empty())
-    fail_input("{}.dataset_name is '{}' and there is no dataset_path: gptoss train reads local JSONL only (one "
-               "{{\"messages\": [...]}} per line); download the dataset and set {}.dataset_path to the .jsonl file",
-               key, d.dataset_name, key);
+// A split name with an optional slice, as the datasets library takes it: "train", "train[:100]",
+// "train[10:20]", "train[-50:]", "train[:10%]".
+struct SplitSpec {
+  std::string name;
+  bool sliced = false;
+  std::optional<double> from, to;  // rows, or percent when `percent`
+  bool percent = false;
+};
+
+SplitSpec parse_split(const std::string& text, const std::string& key) {
+  SplitSpec s;
+  const size_t open = text.find('[');
+  s.name = text.substr(0, open);
+  auto bad = [&] {
+    fail_input("{}.split is '{}'; expected a split name with an optional slice such as train, train[:100], "
+               "train[10:20] or train[:10%]",
+               key, text);
+  };
+  if (s.name.empty()) bad();
+  if (open == std::string::npos) return s;
+  if (text.back() != ']') bad();
+  const std::string inner = text.substr(open + 1, text.size() - open - 2);
+  const size_t colon = inner.find(':');
+  if (colon == std::string::npos) bad();
+  s.sliced = true;
+  auto bound = [&](std::string b, bool* pct) -> std::optional<double> {
+    *pct = !b.empty() && b.back() == '%';
+    if (*pct) b.pop_back();
+    if (b.empty()) {
+      if (*pct) bad();
+      return std::nullopt;
+    }
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(b, &used);
+    } catch (const std::exception&) {
+      bad();
+    }
+    if (used != b.size()) bad();
+    return double(v);
+  };
+  bool from_pct = false, to_pct = false;
+  s.from = bound(inner.substr(0, colon), &from_pct);
+  s.to = bound(inner.substr(colon + 1), &to_pct);
+  if (s.from && s.to && from_pct != to_pct) bad();  // rows and percent mixed
+  s.percent = from_pct || to_pct;
+  return s;
+}
+
+// The rows [from, to) of n that a slice selects (Python's rules: negative counts from the end, clamped).
+std::pair<size_t, size_t> slice_range(const SplitSpec& s, size_t n) {
+  auto at = [&](std::optional<double> b, size_t fallback) {
+    if (!b) return fallback;
+    double v = s.percent ? *b * double(n) / 100.0 : *b;
+    if (v < 0) v += double(n);
+    return size_t(std::clamp(v, 0.0, double(n)));
+  };
+  const size_t from = at(s.from, 0), to = at(s.to, n);
+  return {from, std::max(from, to)};
+}
+
+// The data files of datasets[i], checked: dataset_path (a file, or a folder whose files are chosen by
+// split), else dataset_name as a hub dataset (hub/dataset_files.h).
+std::vector<std::string> dataset_files(const DatasetParams& d, const std::string& key, const SplitSpec& split) {
   if (d.mixture_proportion)
     fail_input("{}.mixture_proportion is {}; gptoss train concatenates the datasets in order (remove it)", key,
                *d.mixture_proportion);
@@ -118,18 +180,46 @@ std::string dataset_file(const DatasetParams& d, const std::string& where, size_
     fail_input("{}.sample_count is {}; expected a positive number of examples (or leave it out)", key,
                *d.sample_count);
   std::error_code ec;
-  if (!fs::exists(d.dataset_path, ec))
-    fail_input("{}.dataset_path is '{}': no such file; expected a local JSONL file", key, d.dataset_path);
-  if (fs::is_directory(d.dataset_path, ec))
-    fail_input("{}.dataset_path is '{}', a directory; expected a JSONL file (one conversation per line)", key,
-               d.dataset_path);
-  return d.dataset_path;
+  if (!d.dataset_path.empty()) {
+    if (!fs::exists(d.dataset_path, ec))
+      fail_input("{}.dataset_path is '{}': no such file or folder; expected a JSONL or Parquet file, or a folder "
+                 "of them",
+                 key, d.dataset_path);
+    try {
+      return resolve_dataset_files(d.dataset_path, d.subset, split.name);
+    } catch (const InputError& e) {
+      fail_input("{}.dataset_path: {}", key, e.what());
+    }
+  }
+  if (d.dataset_name.empty())
+    fail_input("{} has neither dataset_path nor dataset_name; set dataset_path to a JSONL or Parquet file, or "
+               "dataset_name to a hub dataset (ORG/NAME)",
+               key);
+  if (!looks_like_repo_id(d.dataset_name))
+    fail_input("{}.dataset_name is '{}', not a hub dataset id (ORG/NAME); gptoss has no dataset classes by name: "
+               "set {}.dataset_path to a JSONL or Parquet file of conversations",
+               key, d.dataset_name, key);
+  try {
+    return resolve_dataset_files(d.dataset_name, d.subset, split.name);
+  } catch (const InputError& e) {
+    fail_input("{}.dataset_name: {}", key, e.what());
+  }
 }
 
 struct Row {
   OJson json;
-  size_t line = 0;
+  size_t line = 0;      // line of a JSONL file, else row of a Parquet file or JSON array (1-based)
+  bool by_row = false;  // `line` is a row: "path row 12", not "path:12"
 };
+
+std::string where_of(const std::string& path, const Row& r) {
+  return r.by_row ? fmt::format("{} row {}", path, r.line) : fmt::format("{}:{}", path, r.line);
+}
+
+bool ends_with(const std::string& s, const char* suffix) {
+  const size_t n = std::char_traits<char>::length(suffix);
+  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+}
 
 std::vector<Row> read_jsonl(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -155,6 +245,54 @@ std::vector<Row> read_jsonl(const std::string& path) {
   }
   if (f.bad()) fail_input("{}: read error after line {}", path, line);
   return rows;
+}
+
+// A .json file: JSON lines, or one array of row objects.
+std::vector<Row> read_json(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail_input("{}: cannot open for reading", path);
+  char c = 0;
+  while (f.get(c) && std::isspace(static_cast<unsigned char>(c))) {
+  }
+  if (c != '[') return read_jsonl(path);
+  f.seekg(0);
+  OJson all;
+  try {
+    all = OJson::parse(f);
+  } catch (const nlohmann::json::exception& e) {
+    fail_input("{}: not valid JSON ({}); expected an array of {{\"messages\": [...]}} objects or JSON lines", path,
+               json_error_text(e));
+  }
+  std::vector<Row> rows;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (!all[i].is_object())
+      fail_input("{}: element {} is a JSON {}; expected an object {{\"messages\": [...]}}", path, i,
+                 all[i].type_name());
+    rows.push_back(Row{std::move(all[i]), i + 1, true});
+  }
+  return rows;
+}
+
+// A Parquet file's rows, only the columns a conversation reads.
+std::vector<Row> read_parquet(const std::string& path, const std::string& messages_key) {
+  io::ParquetReader reader(path);
+  std::vector<std::string> columns;
+  for (const std::string& f : reader.fields())
+    if (f == messages_key || f == "tools" || f == "reasoning_effort") columns.push_back(f);
+  if (std::find(columns.begin(), columns.end(), messages_key) == columns.end())
+    fail_input("{}: no column '{}'; its columns: {} (data.train.target_col names the column of messages)", path,
+               messages_key, fmt::join(reader.fields(), ", "));
+  std::vector<Row> rows;
+  for (int g = 0; g < reader.num_row_groups(); ++g)
+    for (auto& json : reader.read_row_group(g, columns)) rows.push_back(Row{std::move(json), rows.size() + 1, true});
+  return rows;
+}
+
+// The rows of one data file, by its extension.
+std::vector<Row> read_rows(const std::string& path, const std::string& messages_key) {
+  if (ends_with(path, ".parquet")) return read_parquet(path, messages_key);
+  if (ends_with(path, ".json")) return read_json(path);
+  return read_jsonl(path);  // .jsonl, and any other name given as dataset_path
 }
 
 }  // namespace
@@ -249,12 +387,30 @@ std::vector<TrainExample> load_examples(const DatasetSplitParams& split, const s
   ro.auto_drop_analysis = false;  // training_conversation already chose which chain of thought stays
   for (size_t di = 0; di < split.datasets.size(); ++di) {
     const DatasetParams& d = split.datasets[di];
-    const std::string path = dataset_file(d, where, di);
-    std::vector<Row> rows = read_jsonl(path);
-    if (rows.empty()) fail_input("{}: no conversations ({}.datasets[{}].dataset_path)", path, where, di);
-    std::vector<size_t> order(rows.size());
-    std::iota(order.begin(), order.end(), size_t(0));
-    if (d.shuffle) order = permutation(rows.size(), uint64_t(d.seed));
+    const std::string dkey = fmt::format("{}.datasets[{}]", where, di);
+    const SplitSpec spec = parse_split(d.split, dkey);
+    std::vector<Row> rows;
+    std::vector<std::string> row_file;  // the file of each row, for messages
+    const std::vector<std::string> files = dataset_files(d, dkey, spec);
+    for (const std::string& path : files) {
+      std::vector<Row> more = read_rows(path, key);
+      for (auto& r : more) {
+        rows.push_back(std::move(r));
+        row_file.push_back(path);
+      }
+    }
+    const std::string named = d.dataset_path.empty() ? d.dataset_name : d.dataset_path;
+    if (rows.empty()) fail_input("{}: no conversations ({})", named, dkey);
+    auto [from, to] = spec.sliced ? slice_range(spec, rows.size()) : std::pair<size_t, size_t>{0, rows.size()};
+    if (from == to) fail_input("{}.split '{}' selects none of the {} conversations of {}", dkey, d.split, rows.size(), named);
+    std::vector<size_t> order(to - from);
+    std::iota(order.begin(), order.end(), from);
+    if (d.shuffle) {
+      const std::vector<size_t> p = permutation(order.size(), uint64_t(d.seed));
+      std::vector<size_t> shuffled(order.size());
+      for (size_t i = 0; i < p.size(); ++i) shuffled[i] = order[p[i]];
+      order = std::move(shuffled);
+    }
     if (d.sample_count && size_t(*d.sample_count) < order.size()) order.resize(size_t(*d.sample_count));
     for (size_t idx : order) {
       const Row& row = rows[idx];
@@ -268,7 +424,7 @@ std::vector<TrainExample> load_examples(const DatasetSplitParams& split, const s
           fail_input("no assistant message; nothing to train on (only the assistant's messages are trained)");
         ids = harmony::render_for_training_tokens(conv, tok, ro);
       } catch (const InputError& e) {
-        fail_input("{}:{}: {}", path, row.line, e.what());
+        fail_input("{}: {}", where_of(row_file[idx], row), e.what());
       }
       TrainExample ex;
       ex.tokens.assign(ids.begin(), ids.end());

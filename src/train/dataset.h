@@ -1,8 +1,8 @@
-// Training examples for `gptoss train`: chat conversations from local JSONL files, rendered in harmony and
-// labelled for completion-only SFT, as Oumi's "text_completions_only_with_padding" collator (TRL's
-// DataCollatorForCompletionOnlyLM) labels them.
+// Training examples for `gptoss train`: chat conversations from JSONL or Parquet files (local, or a hub
+// dataset), rendered in harmony and labelled for completion-only SFT, as Oumi's
+// "text_completions_only_with_padding" collator (TRL's DataCollatorForCompletionOnlyLM) labels them.
 //
-// Input (Oumi's text_sft / TRL's conversational format): one JSON object per line,
+// Input (Oumi's text_sft / TRL's conversational format): one JSON object per line (or per Parquet row),
 //   {"messages": [{"role": "system"|"developer"|"user"|"assistant"|"tool", "content": ...}, ...]}
 // (data.train.target_col names another key than "messages"). An assistant message's "thinking" (also
 // "reasoning_content" / "reasoning") is its chain of thought, the analysis channel; "tool_calls" and tool
@@ -57,13 +57,18 @@ struct DatasetStats {
   int64_t trained_tokens = 0;     // labels != kIgnoreLabel over the returned examples
 };
 
-// Every example of data.train, dataset after dataset in the config's order. Per dataset: dataset_path (a
-// local .jsonl) is read; a dataset_name without dataset_path is an InputError asking for a local file
-// (gptoss reads no hub datasets); shuffle (with the dataset's seed; deterministic, not HF datasets' order)
-// then sample_count (the first n). collator_name text_completions_only_with_padding labels the assistant's
-// tokens (below); text_with_padding, or none, labels every token (TRL's default for conversations).
-// Rejected: other collator names, pack: true, mixture_proportion. Each example is cut to max_len tokens (max_len >= 2); examples with no
-// trained token left are dropped (counted in stats).
+// Every example of data.train, dataset after dataset in the config's order. Per dataset: the rows of
+// dataset_path (a JSONL, JSON or Parquet file, or a folder whose files for `split` are chosen as the datasets
+// library chooses them), else of dataset_name, a Hugging Face hub dataset (ORG/NAME) from the cache or
+// downloaded (hub/dataset_files.h: README configs / `subset`, `split`); `split` may slice as the library's
+// does (train[:100], train[10%:20%]); then shuffle (with the dataset's seed; deterministic, not HF
+// datasets' order) then sample_count (the first n). A Parquet file's rows are its columns as JSON (the
+// messages column a list of structs), so the hub's conversational datasets (e.g. the recipe's
+// HuggingFaceH4/Multilingual-Thinking, whose messages carry `thinking`) read like the JSONL form.
+// collator_name text_completions_only_with_padding labels the assistant's tokens (below);
+// text_with_padding, or none, labels every token (TRL's default for conversations). Rejected: other
+// collator names, pack: true, mixture_proportion. Each example is cut to max_len tokens (max_len >= 2);
+// examples with no trained token left are dropped (counted in stats).
 std::vector<TrainExample> load_train_examples(const DataParams& data, const Tokenizer& tok, int64_t max_len,
                                               DatasetStats* stats = nullptr);
 // The same for any split (data.validation for the evaluation loss); `where` names it in messages.

@@ -201,18 +201,24 @@ TEST_F(HubTest, LocalDirectoriesAndAPrefilledCache) {
   off.offline = true;
   EXPECT_EQ(resolve_model_dir("someone/model", off), (repo / "snapshots" / "abc123").string());
   EXPECT_TRUE(hub_.requests.empty());
-  // Environment: HF_HOME/hub unless HF_HUB_CACHE.
-  ::setenv("HF_HOME", "/x/hf", 1);
-  ::unsetenv("HF_HUB_CACHE");
-  EXPECT_EQ(hub_cache_dir(), "/x/hf/hub");
-  ::setenv("HF_HUB_CACHE", "/y/cache", 1);
-  EXPECT_EQ(hub_cache_dir(), "/y/cache");
-  ::unsetenv("HF_HUB_CACHE");
-  ::unsetenv("HF_HOME");
-  ::setenv("HF_ENDPOINT", "http://mirror.example/", 1);
-  EXPECT_EQ(hub_endpoint(), "http://mirror.example");
-  ::unsetenv("HF_ENDPOINT");
-  EXPECT_EQ(hub_endpoint(), "https://huggingface.co");
+  // Environment: HF_HOME/hub unless HF_HUB_CACHE (empty is unset).
+  {
+    ScopedEnv home("HF_HOME", "/x/hf");
+    {
+      ScopedEnv cache("HF_HUB_CACHE", "");
+      EXPECT_EQ(hub_cache_dir(), "/x/hf/hub");
+    }
+    ScopedEnv cache("HF_HUB_CACHE", "/y/cache");
+    EXPECT_EQ(hub_cache_dir(), "/y/cache");
+  }
+  {
+    ScopedEnv endpoint("HF_ENDPOINT", "http://mirror.example/");
+    EXPECT_EQ(hub_endpoint(), "http://mirror.example");
+  }
+  {
+    ScopedEnv endpoint("HF_ENDPOINT", "");
+    EXPECT_EQ(hub_endpoint(), "https://huggingface.co");
+  }
   EXPECT_TRUE(looks_like_repo_id("openai/gpt-oss-20b"));
   EXPECT_FALSE(looks_like_repo_id("./openai/gpt-oss-20b"));
   EXPECT_FALSE(looks_like_repo_id("gpt-oss-20b"));

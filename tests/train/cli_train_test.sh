@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gptoss train end to end on a random tiny model with the real tokenizer (vocab 201088): LoRA SFT on two
 # harmony conversations lowers the loss, saves PEFT adapters (a checkpoint and the final one) that
-# score/infer load, overrides reach list items, and bad configs fail with a message and no output dir.
+# score/infer load, a hub dataset's Parquet shard trains from the hub cache, overrides reach list items,
+# and bad configs fail with a message and no output dir.
 # Env: GPTOSS_BINARY, GPTOSS_SHARED_DIR.
 set -euo pipefail
 BIN=${GPTOSS_BINARY:?set GPTOSS_BINARY}
@@ -40,10 +41,22 @@ peft:
   lora_target_modules: [q_proj, k_proj, v_proj, o_proj]
 YAML
 
-# The recipe's hub dataset without a local file: a clear error, nothing written.
-err=$("$BIN" train -c "$TMP/train.yaml" 2>&1 >/dev/null) && fail "a hub dataset without dataset_path trained"
-[[ "$err" == *"dataset_path"* ]] || fail "hub dataset error does not name dataset_path: $err"
+# The recipe's hub dataset, not in the cache and offline: a clear error, nothing written.
+err=$(HF_HUB_OFFLINE=1 HF_HUB_CACHE="$TMP/cache" "$BIN" train -c "$TMP/train.yaml" 2>&1 >/dev/null) \
+  && fail "a hub dataset that is not in the cache trained offline"
+[[ "$err" == *"HuggingFaceH4/Multilingual-Thinking"* && "$err" == *"HF_HUB_OFFLINE"* && "$err" == *"dataset_path"* ]] \
+  || fail "offline hub dataset error: $err"
 [[ ! -e "$TMP/out" ]] || fail "a failed run left $TMP/out"
+# The same dataset from the hub cache (the layout huggingface_hub writes), offline: its Parquet shard
+# (Multilingual-Thinking's columns, tests/io/data; its first 3 rows, as row 4 has no messages) trains.
+snap="$TMP/cache/datasets--HuggingFaceH4--Multilingual-Thinking/snapshots/0123456789abcdef0123456789abcdef01234567"
+mkdir -p "$snap/data" "$TMP/cache/datasets--HuggingFaceH4--Multilingual-Thinking/refs"
+echo -n 0123456789abcdef0123456789abcdef01234567 > "$TMP/cache/datasets--HuggingFaceH4--Multilingual-Thinking/refs/main"
+cp "$(dirname "${BASH_SOURCE[0]}")/../io/data/mt_snappy_dict_v1.parquet" "$snap/data/train-00000-of-00001.parquet"
+HF_HUB_OFFLINE=1 HF_HUB_CACHE="$TMP/cache" "$BIN" train -c "$TMP/train.yaml" --training.max_steps 2 \
+  "--data.train.datasets[0].split" "train[:3]" --training.output_dir "$TMP/hubdata" >/dev/null 2>"$TMP/log0" || { cat "$TMP/log0" >&2; fail "train on the cached hub dataset failed"; }
+[[ $(grep -c '^step [12]/2 ' "$TMP/log0") == 2 ]] || fail "expected 2 steps on the hub dataset: $(cat "$TMP/log0")"
+[[ -f "$TMP/hubdata/adapter_model.safetensors" ]] || fail "no adapter from the hub dataset run"
 err=$("$BIN" train -c "$TMP/train.yaml" --training.use_peft false 2>&1 >/dev/null) && fail "use_peft false trained"
 [[ "$err" == *"training.use_peft"* ]] || fail "use_peft error: $err"
 

@@ -1,7 +1,8 @@
 // train/dataset.h with the real o200k_harmony tokenizer: JSONL conversations render as gpt-oss's chat
 // template renders them for training, the labels cover exactly the assistant's spans (checked on the
 // detokenized labelled text), chain of thought survives only where the template keeps it, truncation and
-// untrained examples, and every bad line or config value is an InputError naming where it is.
+// untrained examples, Parquet files, JSON arrays, folders and split slices, and every bad line or config
+// value is an InputError naming where it is.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -250,11 +251,20 @@ TEST_F(Dataset, ConfigErrorsNameTheKey) {
   d.train.collator_kwargs = {{"response_template", "<|start|>assistant"}};
   EXPECT_NE(error_of(d).find("text_with_padding takes no options"), std::string::npos);
 
+  // A hub dataset that is not in the cache, offline: the dataset, the cache and the way out.
   d = data_for("");
   d.train.datasets[0].dataset_name = "HuggingFaceH4/Multilingual-Thinking";
+  {
+    ScopedEnv offline("HF_HUB_OFFLINE", "1"), cache("HF_HUB_CACHE", dir_ / "hub-cache");
+    e = error_of(d);
+  }
+  EXPECT_NE(e.find("data.train.datasets[0].dataset_name: dataset HuggingFaceH4/Multilingual-Thinking"),
+            std::string::npos) << e;
+  EXPECT_NE(e.find("HF_HUB_OFFLINE"), std::string::npos) << e;
+  EXPECT_NE(e.find("dataset_path"), std::string::npos) << e;
+  d.train.datasets[0].dataset_name = "text_sft";  // an Oumi dataset class, without its file
   e = error_of(d);
-  EXPECT_NE(e.find("HuggingFaceH4/Multilingual-Thinking"), std::string::npos) << e;
-  EXPECT_NE(e.find("local JSONL"), std::string::npos) << e;
+  EXPECT_NE(e.find("'text_sft', not a hub dataset id"), std::string::npos) << e;
   EXPECT_NE(e.find("data.train.datasets[0].dataset_path"), std::string::npos) << e;
 
   e = error_of(data_for(dir_ / "missing.jsonl"));
@@ -305,6 +315,93 @@ TEST_F(Dataset, TargetColTemplatesAndSampling) {
   std::vector<std::string> tf;
   for (auto& e : first) tf.push_back(text_of(e));
   EXPECT_NE(ta, tf);  // but not the file order
+}
+
+// split slices rows as the datasets library does; a .json file may be one array of rows; a folder's files
+// are chosen by split.
+TEST_F(Dataset, SplitSlicesJsonArraysAndFolders) {
+  std::vector<std::string> lines;
+  for (int i = 0; i < 10; ++i) {
+    std::string l = kSingleTurn;
+    l.replace(l.find("What is 2+2?"), 12, "Question " + std::to_string(i));
+    lines.push_back(l);
+  }
+  DataParams d = data_for(write("ten.jsonl", lines));
+  auto questions = [&](const DataParams& params) {
+    std::vector<int> out;
+    for (const auto& ex : load_train_examples(params, tokenizer(), 4096)) {
+      const std::string t = text_of(ex);
+      out.push_back(std::stoi(t.substr(t.find("Question ") + 9, 1)));
+    }
+    return out;
+  };
+  d.train.datasets[0].split = "train[2:5]";
+  EXPECT_EQ(questions(d), (std::vector<int>{2, 3, 4}));
+  d.train.datasets[0].split = "train[-2:]";
+  EXPECT_EQ(questions(d), (std::vector<int>{8, 9}));
+  d.train.datasets[0].split = "train[:30%]";
+  EXPECT_EQ(questions(d), (std::vector<int>{0, 1, 2}));
+  d.train.datasets[0].split = "train[50%:]";
+  d.train.datasets[0].sample_count = 2;
+  EXPECT_EQ(questions(d), (std::vector<int>{5, 6}));  // the slice, then the sample
+  d.train.datasets[0].sample_count.reset();
+  for (const char* bad : {"train[a:b]", "train[3]", "train[:5", "[1:2]", "train[1:50%]"}) {
+    d.train.datasets[0].split = bad;
+    const std::string e = error_of(d);
+    EXPECT_NE(e.find(std::string("data.train.datasets[0].split is '") + bad + "'"), std::string::npos) << e;
+  }
+  d.train.datasets[0].split = "train[9:2]";
+  EXPECT_NE(error_of(d).find("selects none of the 10 conversations"), std::string::npos);
+
+  // The same rows as one JSON array.
+  std::string array = "[";
+  for (size_t i = 0; i < lines.size(); ++i) array += (i ? ",\n" : "\n") + lines[i];
+  const std::string json_path = dir_ / "ten.json";
+  write_file_atomic(json_path, array + "\n]\n");
+  EXPECT_EQ(questions(data_for(json_path)), (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  write_file_atomic(json_path, "[" + lines[0] + ", 7]");
+  EXPECT_NE(error_of(data_for(json_path)).find("ten.json: element 1 is a JSON number"), std::string::npos);
+
+  // A folder with a train and a test file: split picks.
+  fs::create_directories(dir_ / "folder");
+  write_file_atomic(dir_ / "folder/train.jsonl", lines[1] + "\n");
+  write_file_atomic(dir_ / "folder/test.jsonl", lines[7] + "\n" + lines[8] + "\n");
+  d = data_for(dir_ / "folder");
+  EXPECT_EQ(questions(d), std::vector<int>{1});
+  d.train.datasets[0].split = "test";
+  EXPECT_EQ(questions(d), (std::vector<int>{7, 8}));
+  d.train.datasets[0].split = "validation";
+  const std::string e = error_of(d);
+  EXPECT_NE(e.find("data.train.datasets[0].dataset_path: dataset"), std::string::npos) << e;
+  EXPECT_NE(e.find("no split 'validation'; its splits: test, train"), std::string::npos) << e;
+}
+
+// A Parquet file (Multilingual-Thinking's columns, from tests/io/data) trains exactly as the same rows
+// written as JSON lines: its first three rows, the ones with messages.
+TEST_F(Dataset, ParquetRowsTrainAsTheirJsonLines) {
+  const std::string data = std::string(GPTOSS_SOURCE_DIR) + "/tests/io/data/";
+  const nlohmann::json expected = nlohmann::json::parse(read_file(data + "mt.expected.json"));
+  std::vector<std::string> lines;
+  for (size_t i = 0; i < 3; ++i) lines.push_back(expected.at(i).dump());
+  DataParams from_parquet = data_for(data + "mt_snappy_dict_v1.parquet");
+  from_parquet.train.datasets[0].split = "train[:3]";
+  const auto a = load_train_examples(from_parquet, tokenizer(), 4096);
+  const auto b = load_train_examples(data_for(write("mt.jsonl", lines)), tokenizer(), 4096);
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 3u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].tokens, b[i].tokens) << "row " << i;
+    EXPECT_EQ(a[i].labels, b[i].labels) << "row " << i;
+  }
+  EXPECT_NE(text_of(a[0]).find("Grüße aus München"), std::string::npos) << text_of(a[0]);
+
+  // Row 4 has an empty list of messages: named by file and row.
+  from_parquet.train.datasets[0].split = "train[:4]";
+  const std::string e = error_of(from_parquet);
+  EXPECT_NE(e.find("mt_snappy_dict_v1.parquet row 4: messages is empty"), std::string::npos) << e;
+  from_parquet.train.target_col = "conversation";
+  EXPECT_NE(error_of(from_parquet).find("no column 'conversation'; its columns: reasoning_language, developer"),
+            std::string::npos);
 }
 
 // The span rule on plain ids: response template R = [1, 2], instruction template I = [1, 3] (no
