@@ -2,7 +2,10 @@
 // patterns), and hub datasets resolved from the cache or downloaded through the loopback hub.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
+
+#include <fmt/format.h>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -191,6 +194,29 @@ TEST_F(HubDataset, ErrorsNameTheDatasetAndTheFix) {
   EXPECT_NE(e.find("HF_TOKEN"), std::string::npos) << e;
   e = input_error_of([&] { resolve_dataset_files("not-a-repo-or-file", "", "train", opt_); });
   EXPECT_NE(e.find("no such file or folder, and not a hub id"), std::string::npos) << e;
+}
+
+// `gptoss download --repo-type dataset` fetches the split's files and prints them, one a line.
+TEST_F(HubDataset, DownloadSubcommandPrintsTheFiles) {
+  const std::string cmd = fmt::format(
+      "HF_ENDPOINT={} HF_TOKEN= {} download HuggingFaceH4/Multilingual-Thinking --repo-type dataset --cache-dir {} "
+      "2>&1",
+      hub_.endpoint(), GPTOSS_BINARY, opt_.cache_dir);
+  std::string out;
+  std::FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  EXPECT_EQ(::pclose(p), 0) << out;
+  EXPECT_EQ(out, (snapshot() / "data/train-00000-of-00002.parquet").string() + "\n" +
+                     (snapshot() / "data/train-00001-of-00002.parquet").string() + "\n");
+  std::string bad = cmd;
+  bad.replace(bad.find("--repo-type dataset"), 19, "--repo-type space");
+  p = ::popen(bad.c_str(), "r");
+  out.clear();
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  EXPECT_NE(::pclose(p), 0);
+  EXPECT_NE(out.find("--repo-type is 'space'; expected model, adapter or dataset"), std::string::npos) << out;
 }
 
 TEST_F(HubDataset, LocalFilesAndFolders) {
