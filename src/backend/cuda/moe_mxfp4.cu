@@ -228,7 +228,8 @@ __device__ __forceinline__ void store_columns(const ExpertWeights& W, const Slot
 // chunk's expert for all its slots. All limbs of a block are loaded before its first mma (loading them
 // per column group measured 1460 vs 1818 tok/s at batch 64; two or four row tiles a warp sharing the
 // limbs, 1700 / 1400: fewer warps; at pp2048 6956 / 5877 vs 7010, docs/performance.md). Limbs of slot sl:
-// row sl / x_div of xf; gate_up (rows = gate/up pairs interleaved) writes out[slot * rows / 2 + pair] = SwiGLU, down out[slot * rows + row].
+// row sl / x_div of xf; gate_up (rows = gate/up pairs interleaved) writes out[slot * rows / 2 + pair] =
+// SwiGLU, down out[slot * rows + row].
 template <bool kGateUp>
 __global__ void __launch_bounds__(32 * kTcWarps) mxfp4_grouped_kernel(const uint4* xf, const float* unscale,
                                                                       int x_div, const int32_t* order,
