@@ -1,5 +1,5 @@
-// Parquet reader: fixtures from three independent writers (tests/io/data/make_parquet_fixtures.mjs:
-// parquet-wasm/arrow-rs, hyparquet-writer, parquetjs) compared row for row with their expected JSON; the
+// Parquet reader: fixtures from four independent writers (tests/io/data/make_parquet_fixtures.mjs:
+// parquet-wasm/arrow-rs, hyparquet-writer, parquetjs; tests/io/data/pyarrow: pyarrow) compared row for row with their expected JSON; the
 // pieces (thrift compact protocol, RLE/bit-packed hybrid, DELTA_BINARY_PACKED, ...) on hand-made bytes;
 // corruptions of a hand-built file; a robustness loop of byte flips and truncations.
 #include "io/parquet.h"
@@ -112,6 +112,20 @@ INSTANTIATE_TEST_SUITE_P(
                       Fixture{"legacy_parquetjs_v1", "legacy_parquetjs", 3},
                       Fixture{"legacy_parquetjs_v2", "legacy_parquetjs", 3}),
     [](const ::testing::TestParamInfo<Fixture>& i) { return std::string(i.param.file); });
+
+// Files pyarrow wrote (tests/io/data/pyarrow/make_pyarrow_fixtures.py, run on the GPU box: the writer
+// behind the hub's Parquet conversions), each against the rows pyarrow read back.
+TEST(ParquetReader, PyarrowFilesMatchTheirExpectedRows) {
+  int files = 0;
+  for (const auto& entry : fs::directory_iterator(data_dir() + "pyarrow")) {
+    if (entry.path().extension() != ".parquet") continue;
+    const std::string stem = entry.path().stem().string();
+    SCOPED_TRACE(stem);
+    expect_same_rows(read_parquet_rows(entry.path().string()), expected_rows("pyarrow/" + stem), stem);
+    ++files;
+  }
+  EXPECT_EQ(files, 6);
+}
 
 TEST(ParquetReader, MultilingualThinkingShapes) {
   // The cases train reads: null thinking, empty and null message lists, a null message, non-ASCII text.
