@@ -99,21 +99,25 @@ size_t need_bytes(size_t count, size_t each, size_t size, const char* what) {
   return count * each;
 }
 
+// count little-endian T values, appended to out.
+template <class T, class V>
+void plain_fixed(const uint8_t* data, size_t size, size_t count, const char* what, std::vector<V>& out) {
+  need_bytes(count, sizeof(T), size, what);
+  for (size_t i = 0; i < count; ++i) out.push_back(load<T>(data + sizeof(T) * i));
+}
+
 void decode_plain(int type, int type_length, const uint8_t* data, size_t size, size_t count, Values& out) {
   switch (type) {
     case kBoolean: {
-      if ((count + 7) / 8 > size) fail_input("PLAIN BOOLEAN: {} values need {} bytes; only {} are there", count, (count + 7) / 8, size);
+      if ((count + 7) / 8 > size)
+        fail_input("PLAIN BOOLEAN: {} values need {} bytes; only {} are there", count, (count + 7) / 8, size);
       for (size_t i = 0; i < count; ++i) out.bools.push_back((data[i >> 3] >> (i & 7)) & 1);
       return;
     }
     case kInt32:
-      need_bytes(count, 4, size, "PLAIN INT32");
-      for (size_t i = 0; i < count; ++i) out.ints.push_back(load<int32_t>(data + 4 * i));
-      return;
+      return plain_fixed<int32_t>(data, size, count, "PLAIN INT32", out.ints);
     case kInt64:
-      need_bytes(count, 8, size, "PLAIN INT64");
-      for (size_t i = 0; i < count; ++i) out.ints.push_back(load<int64_t>(data + 8 * i));
-      return;
+      return plain_fixed<int64_t>(data, size, count, "PLAIN INT64", out.ints);
     case kInt96:
       need_bytes(count, 12, size, "PLAIN INT96");
       for (size_t i = 0; i < count; ++i) {
@@ -126,13 +130,9 @@ void decode_plain(int type, int type_length, const uint8_t* data, size_t size, s
       }
       return;
     case kFloat:
-      need_bytes(count, 4, size, "PLAIN FLOAT");
-      for (size_t i = 0; i < count; ++i) out.reals.push_back(load<float>(data + 4 * i));
-      return;
+      return plain_fixed<float>(data, size, count, "PLAIN FLOAT", out.reals);
     case kDouble:
-      need_bytes(count, 8, size, "PLAIN DOUBLE");
-      for (size_t i = 0; i < count; ++i) out.reals.push_back(load<double>(data + 8 * i));
-      return;
+      return plain_fixed<double>(data, size, count, "PLAIN DOUBLE", out.reals);
     case kByteArray: {
       size_t pos = 0;
       out.bytes.reserve(out.bytes.size() + std::min(count, size / 4));
