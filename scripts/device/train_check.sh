@@ -64,7 +64,8 @@ PY
 fi
 [[ "${1:-}" == --no-bench ]] && exit 0
 # Shapes and conversation lengths to time: TRAIN_BENCH="20b:400,1600 120b:400" (the default: 20b only);
-# TRAIN_PROFILE=1 runs each again with --profile (the time of every backend op).
+# TRAIN_PROFILE=1 runs each again with --profile (the time of every backend op); TRAIN_CKPT="false true"
+# runs each without and with gradient checkpointing (default: without).
 for spec in ${TRAIN_BENCH:-20b:400,1600}; do
   shape=${spec%%:*}
   dir=/tmp/r$shape; [[ $shape == 120b ]] && dir=/dev/shm/r120b  # the 120b's 65 GB do not fit /tmp
@@ -72,17 +73,21 @@ for spec in ${TRAIN_BENCH:-20b:400,1600}; do
   [[ -d $dir ]] || $R gptoss make-random --shape $shape --output $dir --seed 1 2>&1 | tail -1
   lengths=${spec#*:}
   for w in ${lengths//,/ }; do
+    for ckpt in ${TRAIN_CKPT:-false}; do
       make_data $T/data_w$w.jsonl 16 $w
       config $dir $T/out_${shape}_$w 4 4 8 w$w > $T/${shape}_$w.yaml
+      echo "-- $w words a conversation, gradient checkpointing $ckpt"
       nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > $T/mem.txt &
       smi=$!
-      $R gptoss train -c $T/${shape}_$w.yaml --device cuda > /dev/null 2> $T/log.txt || tail -5 $T/log.txt
+      $R gptoss train -c $T/${shape}_$w.yaml --device cuda --training.enable_gradient_checkpointing $ckpt \
+        > /dev/null 2> $T/log.txt || tail -5 $T/log.txt
       kill $smi
       if [[ -n "${TRAIN_PROFILE:-}" ]]; then  # the same run with every op timed (gptoss train --profile)
         $R gptoss train -c $T/${shape}_$w.yaml --device cuda --profile 2>&1 >/dev/null | sed -n '/time by backend op/,$p'
       fi
       grep -E '^step|^train: [0-9]' $T/log.txt | head -8
       echo "peak GPU memory used: $(sort -n $T/mem.txt | tail -1) MiB"
+    done
   done
 done 2>&1 | tee "$OUT/train_bench.txt"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> "$OUT/train_bench.txt"

@@ -41,16 +41,55 @@ void GptOssModel::forward(const ForwardBatch& batch, KvPool& kv, float* logits, 
   if (n_ == 0) return;
   grow_scratch(n_, int64_t(logit_rows_.size()));
   if (capture) *capture = HiddenCapture{};
-  if (train) {
-    train_ops_ = &backend_.require_train_ops();
+  if (train)
     while (train->layers.size() < size_t(cfg_.num_hidden_layers)) train->layers.emplace_back(backend_);
-  }
-  train_ = train;
-  struct EndTrain {
-    TrainCapture*& t;
-    ~EndTrain() { t = nullptr; }
-  } end_train{train_};
+  with_train(train, /*recomputing=*/false, [&] {
+    backend_.run_forward(forward_meta(kv, capture == nullptr && train == nullptr), [&] {
+      backend_.embed(tokens_.data(), n_, w_->embed, cfg_.hidden_size, s_.x.f32());
+      capture_residual(capture);
+      for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
+        attention_block(l, kv);
+        moe_block(l);
+        capture_residual(capture);
+      }
+      if (train_) keep(train_->x_final, s_.x.f32(), size_t(n_ * cfg_.hidden_size) * 4);
+      unembed(capture);
+    });
+  });
+  const int64_t r = int64_t(logit_rows_.size());
+  backend_.to_host(logits, s_.logits.f32(), size_t(r * cfg_.vocab_size) * sizeof(float));
+}
 
+void GptOssModel::recompute_layer(int layer, KvPool& kv, TrainCapture& train) {
+  GPTOSS_CHECK(n_ > 0 && train.checkpoint && layer >= 0 && layer < cfg_.num_hidden_layers &&
+                   train.layers.size() == size_t(cfg_.num_hidden_layers) &&
+                   train.layers[size_t(layer)].x_attn.bytes() >= size_t(n_ * cfg_.hidden_size) * 4,
+               "recompute_layer({}): no checkpointed forward of {} tokens to recompute", layer, n_);
+  with_train(&train, /*recomputing=*/true, [&] {
+    backend_.run_forward(forward_meta(kv, false), [&] {
+      train_ops_->copy(s_.x.f32(), train.layers[size_t(layer)].x_attn.f32(), size_t(n_ * cfg_.hidden_size) * 4);
+      attention_block(layer, kv);
+      moe_block(layer);
+    });
+  });
+}
+
+void GptOssModel::with_train(TrainCapture* train, bool recomputing, const std::function<void()>& ops) {
+  train_ops_ = train ? &backend_.require_train_ops() : nullptr;
+  train_ = train;
+  recomputing_ = recomputing;
+  struct End {
+    GptOssModel& m;
+    ~End() {
+      m.train_ = nullptr;
+      m.train_ops_ = nullptr;
+      m.recomputing_ = false;
+    }
+  } end{*this};
+  ops();
+}
+
+ForwardMeta GptOssModel::forward_meta(const KvPool& kv, bool replayable) const {
   ForwardMeta meta;
   meta.owner = this;
   meta.kv_pool = kv.view().pool;
@@ -67,20 +106,8 @@ void GptOssModel::forward(const ForwardBatch& batch, KvPool& kv, float* logits, 
   for (const AdapterRun& r : adapter_runs_)  // the adapters' row ranges shape the op sequence
     meta.variant = (meta.variant ^ uint64_t(r.begin) * 0x9e3779b97f4a7c15ull ^ uint64_t(r.end) << 20 ^
                     uint64_t(r.index) << 48) * 0xff51afd7ed558ccdull;
-  meta.replayable = capture == nullptr && train == nullptr;
-  backend_.run_forward(meta, [&] {
-    backend_.embed(tokens_.data(), n_, w_->embed, cfg_.hidden_size, s_.x.f32());
-    capture_residual(capture);
-    for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
-      attention_block(l, kv);
-      moe_block(l);
-      capture_residual(capture);
-    }
-    if (train_) keep(train_->x_final, s_.x.f32(), size_t(n_ * cfg_.hidden_size) * 4);
-    unembed(capture);
-  });
-  const int64_t r = int64_t(logit_rows_.size());
-  backend_.to_host(logits, s_.logits.f32(), size_t(r * cfg_.vocab_size) * sizeof(float));
+  meta.replayable = replayable;
+  return meta;
 }
 
 // x += o_proj(attention(rope(q), rope(k), v)) of h = rms_norm(x); K and V go to the paged cache first.
@@ -91,9 +118,10 @@ void GptOssModel::attention_block(int layer, KvPool& kv) {
   const int g = kv.group_layer(layer);
   auto& seqs = sliding ? seqs_swa_ : seqs_full_;
 
-  if (train_) keep(train_->layers[size_t(layer)].x_attn, s_.x.f32(), size_t(n_ * H) * 4);
-  // h = rms_norm(x) of this layer's attention comes from the previous layer's last op (fused with its add).
-  if (layer == 0) backend_.rms_norm(s_.x.f32(), L.attn_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps));
+  if (train_ && !recomputing_) keep(train_->layers[size_t(layer)].x_attn, s_.x.f32(), size_t(n_ * H) * 4);
+  // h = rms_norm(x) of this layer's attention comes from the previous layer's last op (fused with its add),
+  // except in the first layer and in a recompute.
+  if (layer == 0 || recomputing_) backend_.rms_norm(s_.x.f32(), L.attn_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps));
   const Backend::Linear qkv[3] = {{L.q_w, L.q_b, s_.q.f32(), Q}, {L.k_w, L.k_b, s_.k.f32(), KV},
                                   {L.v_w, L.v_b, s_.v.f32(), KV}};
   backend_.matmul_bf16_multi(s_.h.f32(), n_, H, qkv, 3);
@@ -104,7 +132,7 @@ void GptOssModel::attention_block(int layer, KvPool& kv) {
   backend_.rope_qk_kv_store(s_.q.f32(), cfg_.num_attention_heads, s_.k.f32(), s_.v.f32(), cfg_.num_key_value_heads,
                             n_, cfg_.head_dim, positions_.data(), inv_freq, rope_.attention_factor, kv.view(), g,
                             seqs.data(), int(seqs.size()));
-  if (train_) {
+  if (keep_layer_activations()) {
     TrainCapture::Layer& c = train_->layers[size_t(layer)];
     keep(c.q, s_.q.f32(), size_t(n_ * Q) * 4);
     keep(c.k, s_.k.f32(), size_t(n_ * KV) * 4);
@@ -113,7 +141,7 @@ void GptOssModel::attention_block(int layer, KvPool& kv) {
   backend_.attention(s_.q.f32(), n_, cfg_.num_attention_heads, kv.view(), g, seqs.data(), int(seqs.size()),
                      L.sinks, sliding ? cfg_.sliding_window : 0, 1.0f / std::sqrt(float(cfg_.head_dim)),
                      s_.attn.f32());
-  if (train_) keep(train_->layers[size_t(layer)].attn, s_.attn.f32(), size_t(n_ * Q) * 4);
+  if (keep_layer_activations()) keep(train_->layers[size_t(layer)].attn, s_.attn.f32(), size_t(n_ * Q) * 4);
   linear(s_.attn.f32(), Q, L.o_w, L.o_b, s_.t.f32(), H, n_);
   lora(layer, LoraModule::kO, s_.attn.f32(), s_.t.f32());
   // x += attention, and h = the MoE block's rms_norm(x), in one op; with the router too when no adapter
@@ -124,7 +152,7 @@ void GptOssModel::attention_block(int layer, KvPool& kv) {
     backend_.add_rms_norm_router(s_.x.f32(), s_.t.f32(), L.mlp_norm, s_.h.f32(), n_, H, float(cfg_.rms_norm_eps),
                                  L.router_w, L.router_b, s_.router_logits.f32(), cfg_.num_local_experts,
                                  cfg_.num_experts_per_tok, s_.expert_idx.get<int32_t>(), s_.expert_w.f32());
-  if (train_) keep(train_->layers[size_t(layer)].x_moe, s_.x.f32(), size_t(n_ * H) * 4);
+  if (keep_layer_activations()) keep(train_->layers[size_t(layer)].x_moe, s_.x.f32(), size_t(n_ * H) * 4);
 }
 
 // x += sum over the top-k experts of rms_norm(x) (h, from attention_block), weighted by the router's
@@ -141,11 +169,11 @@ void GptOssModel::moe_block(int layer) {
     lora(layer, LoraModule::kRouter, s_.h.f32(), s_.router_logits.f32());
     backend_.router_topk(s_.router_logits.f32(), n_, E, k, s_.expert_idx.get<int32_t>(), s_.expert_w.f32());
   }
-  if (train_) {
+  if (keep_layer_activations()) {
     keep(train_->layers[size_t(layer)].expert_idx, s_.expert_idx.get(), size_t(n_ * k) * 4);
     keep(train_->layers[size_t(layer)].expert_w, s_.expert_w.f32(), size_t(n_ * k) * 4);
   }
-  if (train_ && train_->keep_gate_up) {  // the trainer's backward reuses the experts' gate_up outputs
+  if (keep_layer_activations() && train_->keep_gate_up) {  // the trainer's backward reuses the experts' gate_up outputs
     BackendBuffer& gate_up = train_->layers[size_t(layer)].gate_up;
     gate_up.reserve(size_t(n_ * k * L.gate_up.rows) * sizeof(float));
     backend_.moe_keep_gate_up(s_.h.f32(), n_, H, s_.expert_idx.get<int32_t>(), s_.expert_w.f32(), k, L.gate_up,

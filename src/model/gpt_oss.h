@@ -11,6 +11,7 @@
 // demand; nothing is allocated per token).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -53,6 +54,9 @@ struct TrainCapture {
   std::vector<Layer> layers;
   BackendBuffer x_final;       // [n, hidden] the last residual (final norm input)
   bool keep_gate_up = true;    // false: Layer::gate_up is not filled (the backward recomputes it)
+  // Gradient checkpointing: the forward keeps only each layer's x_attn (and x_final);
+  // GptOssModel::recompute_layer fills the rest of one layer when the backward reaches it.
+  bool checkpoint = false;
 };
 
 class GptOssModel {
@@ -81,9 +85,19 @@ class GptOssModel {
   // With `train`, also keeps what the trainer's backward needs (TrainCapture).
   void forward(const ForwardBatch& batch, KvPool& kv, float* logits, HiddenCapture* capture = nullptr,
                TrainCapture* train = nullptr);
+  // Runs layer `layer` of the last forward again from train.layers[layer].x_attn and fills the rest of
+  // that layer's capture (train.checkpoint: the forward kept only x_attn). The same ops as the forward, on
+  // the same batch and KV pool, so no other forward may run in between.
+  void recompute_layer(int layer, KvPool& kv, TrainCapture& train);
 
  private:
   void prepare_batch(const ForwardBatch& batch, const KvPool& kv);
+  ForwardMeta forward_meta(const KvPool& kv, bool replayable) const;
+  // Runs ops with train_ (and train_ops_) set to train, cleared again after, even on an exception.
+  void with_train(TrainCapture* train, bool recomputing, const std::function<void()>& ops);
+  // Whether this forward keeps the layer activations beyond x_attn (train_ and not checkpointing, or a
+  // recompute).
+  bool keep_layer_activations() const { return train_ && (!train_->checkpoint || recomputing_); }
   void grow_scratch(int64_t n_tokens, int64_t n_rows);
   void attention_block(int layer, KvPool& kv);
   void moe_block(int layer);
@@ -117,6 +131,7 @@ class GptOssModel {
   int64_t n_ = 0;
   TrainCapture* train_ = nullptr;  // the current forward's, or null
   TrainOps* train_ops_ = nullptr;  // the backend's, while train_ is set
+  bool recomputing_ = false;       // inside recompute_layer
 
   // Backend scratch, grown on demand.
   struct Scratch {

@@ -94,31 +94,33 @@ class BackendLora {
 };
 
 SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>& seqs, LoraState* st,
-                            double grad_scale, int64_t logit_chunk, double keep_gate_up_bytes);
+                            const BackwardOptions& opt);
 
 }  // namespace
 
 SequenceLoss sequence_loss_and_grads(GptOssModel& model, const std::vector<int32_t>& tokens,
-                                     const std::vector<int32_t>& labels, LoraState& st, double grad_scale,
-                                     int64_t logit_chunk, double keep_gate_up_bytes) {
-  return batch_loss_and_grads(model, {TrainSequence{tokens, labels}}, st, grad_scale, logit_chunk,
-                              keep_gate_up_bytes);
+                                     const std::vector<int32_t>& labels, LoraState& st, const BackwardOptions& opt) {
+  return batch_loss_and_grads(model, {TrainSequence{tokens, labels}}, st, opt);
 }
 
 SequenceLoss batch_loss(GptOssModel& model, const std::vector<TrainSequence>& seqs, int64_t logit_chunk) {
-  return loss_and_grads(model, seqs, nullptr, 1.0, logit_chunk, 0);
+  BackwardOptions opt;
+  opt.logit_chunk = logit_chunk;
+  opt.keep_gate_up_bytes = 0;
+  opt.checkpoint_layers = true;  // no backward: the layers' activations are never needed
+  return loss_and_grads(model, seqs, nullptr, opt);
 }
 
 SequenceLoss batch_loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>& seqs, LoraState& st,
-                                  double grad_scale, int64_t logit_chunk, double keep_gate_up_bytes) {
-  return loss_and_grads(model, seqs, &st, grad_scale, logit_chunk, keep_gate_up_bytes);
+                                  const BackwardOptions& opt) {
+  return loss_and_grads(model, seqs, &st, opt);
 }
 
 namespace {
 
 // Both of the above: with st null, the loss alone (no gradient is formed).
 SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>& seqs, LoraState* st,
-                            double grad_scale, int64_t logit_chunk, double keep_gate_up_bytes) {
+                            const BackwardOptions& opt) {
   const GptOssConfig& cfg = model.config();
   const Weights& w = model.weights();
   Backend& be = model.backend();
@@ -152,11 +154,12 @@ SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>
   for (size_t s = 0; s < seqs.size(); ++s) batch.seqs.push_back(kv[s].chunk(seqs[s].tokens, 0, /*all_logits=*/false));
   std::vector<float> last(size_t(V) * seqs.size());
   TrainCapture cap(be);
+  cap.checkpoint = opt.checkpoint_layers;
   // The experts' gate_up values save their recompute in the backward; kept up to keep_gate_up_bytes (by
-  // default 4 GiB, the 20b's ~1900 tokens a micro-batch), beyond that recomputed, so long sequences still
-  // fit the 24 GB machine.
-  cap.keep_gate_up =
-      double(n) * k * double(2 * cfg.intermediate_size) * cfg.num_hidden_layers * 4 <= keep_gate_up_bytes;
+  // default 4 GiB, the 20b's ~1900 tokens a micro-batch; with checkpointing one layer's at a time), beyond
+  // that recomputed, so long sequences still fit the 24 GB machine.
+  const int layers_kept = cap.checkpoint ? 1 : cfg.num_hidden_layers;
+  cap.keep_gate_up = double(n) * k * double(2 * cfg.intermediate_size) * layers_kept * 4 <= opt.keep_gate_up_bytes;
   model.forward(batch, pool, last.data(), nullptr, &cap);
 
   SequenceLoss res;
@@ -179,7 +182,7 @@ SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>
   // its share of the rows) and the gradient back to the final norm's output.
   BackendBuffer h = buffer(n * H), dh = buffer(n * H), dx = buffer(n * H);
   be.rms_norm(cap.x_final.f32(), w.norm, h.f32(), n, H, eps);
-  const int64_t chunk = logit_chunk > 0 ? logit_chunk : be.memory_info().total > 0 ? 512 : 64;
+  const int64_t chunk = opt.logit_chunk > 0 ? opt.logit_chunk : be.memory_info().total > 0 ? 512 : 64;
   BackendBuffer hc = buffer(chunk * H), logits = buffer(chunk * V), dlogits = buffer(st ? chunk * V : 1),
                 dhc = buffer(chunk * H);
   std::vector<int32_t> target(static_cast<size_t>(chunk));
@@ -206,6 +209,7 @@ SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>
                 dv = buffer(n * KV);
   for (int l = cfg.num_hidden_layers - 1; l >= 0; --l) {
     const LayerWeights& L = w.layers[size_t(l)];
+    if (cap.checkpoint) model.recompute_layer(l, pool, cap);
     const TrainCapture::Layer& c = cap.layers[size_t(l)];
 
     // MoE block: dx is the gradient of its output (and of the residual it adds to).
@@ -214,13 +218,13 @@ SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>
                      float(cfg.swiglu_limit), dx.f32(), dh.f32(), dlog.f32(),
                      cap.keep_gate_up ? c.gate_up.f32() : nullptr);
     ops.matmul_bf16_backward_x(dlog.f32(), n, E, L.router_w, H, dh.f32());
-    lora->backward(ops, l, LoraModule::kRouter, h.f32(), dlog.f32(), n, dh.f32(), grad_scale);
+    lora->backward(ops, l, LoraModule::kRouter, h.f32(), dlog.f32(), n, dh.f32(), opt.grad_scale);
     ops.rms_norm_backward(c.x_moe.f32(), L.mlp_norm, dh.f32(), n, H, eps, dx.f32());
 
     // Attention block.
     ops.zero(dattn.f32(), n * Q);
     ops.matmul_bf16_backward_x(dx.f32(), n, H, L.o_w, Q, dattn.f32());
-    lora->backward(ops, l, LoraModule::kO, c.attn.f32(), dx.f32(), n, dattn.f32(), grad_scale);
+    lora->backward(ops, l, LoraModule::kO, c.attn.f32(), dx.f32(), n, dattn.f32(), opt.grad_scale);
     for (size_t s = 0; s < seqs.size(); ++s) {  // attention stays within its sequence
       const int64_t r = start[s], m = start[s + 1] - r;
       ops.attention_backward(c.q.f32() + r * Q, c.k.f32() + r * KV, c.v.f32() + r * KV, m, heads, kvh, hd, L.sinks,
@@ -234,10 +238,11 @@ SequenceLoss loss_and_grads(GptOssModel& model, const std::vector<TrainSequence>
     ops.matmul_bf16_backward_x(dq.f32(), n, Q, L.q_w, H, dh.f32());
     ops.matmul_bf16_backward_x(dk.f32(), n, KV, L.k_w, H, dh.f32());
     ops.matmul_bf16_backward_x(dv.f32(), n, KV, L.v_w, H, dh.f32());
-    lora->backward(ops, l, LoraModule::kQ, h.f32(), dq.f32(), n, dh.f32(), grad_scale);
-    lora->backward(ops, l, LoraModule::kK, h.f32(), dk.f32(), n, dh.f32(), grad_scale);
-    lora->backward(ops, l, LoraModule::kV, h.f32(), dv.f32(), n, dh.f32(), grad_scale);
+    lora->backward(ops, l, LoraModule::kQ, h.f32(), dq.f32(), n, dh.f32(), opt.grad_scale);
+    lora->backward(ops, l, LoraModule::kK, h.f32(), dk.f32(), n, dh.f32(), opt.grad_scale);
+    lora->backward(ops, l, LoraModule::kV, h.f32(), dv.f32(), n, dh.f32(), opt.grad_scale);
     ops.rms_norm_backward(c.x_attn.f32(), L.attn_norm, dh.f32(), n, H, eps, dx.f32());
+    cap.layers[size_t(l)] = TrainCapture::Layer(be);  // this layer's activations are done with
   }
   lora->add_grads_to(*st);
   return res;

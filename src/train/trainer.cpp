@@ -222,11 +222,14 @@ void for_each_micro_batch(const std::vector<TrainExample>& examples, const std::
 // The step's gradients into st.grads (zeroed first), each micro-batch weighted by its share of the step's
 // labelled tokens; returns the step's loss.
 double accumulate_gradients(GptOssModel& model, const std::vector<TrainExample>& examples,
-                            const std::vector<size_t>& batch, size_t micro, LoraState& st) {
+                            const std::vector<size_t>& batch, size_t micro, bool checkpoint_layers, LoraState& st) {
   st.zero_grads();
   double loss = 0;
   for_each_micro_batch(examples, batch, micro, [&](const std::vector<TrainSequence>& seqs, double share) {
-    loss += share * batch_loss_and_grads(model, seqs, st, share).loss;
+    BackwardOptions opt;
+    opt.grad_scale = share;
+    opt.checkpoint_layers = checkpoint_layers;
+    loss += share * batch_loss_and_grads(model, seqs, st, opt).loss;
   });
   return loss;
 }
@@ -320,9 +323,10 @@ TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, 
   for (const LoraWeights& w : st.weights) sizes.push_back(w.a.size()), sizes.push_back(w.b.size());
   AdamW opt(tp, sizes);
   st.apply_to(*model);
-  fmt::print(log, "train: {} on {} ({}), {} steps of {} examples, lr {} ({}), output {}\n",
+  fmt::print(log, "train: {} on {} ({}), {} steps of {} examples, lr {} ({}){}, output {}\n",
              model->adapter()->describe(), model_dir, backend->device_name(), total_steps, per_step,
-             tp.learning_rate, tp.lr_scheduler_type, tp.output_dir);
+             tp.learning_rate, tp.lr_scheduler_type,
+             tp.enable_gradient_checkpointing ? ", gradient checkpointing" : "", tp.output_dir);
 
   const uint64_t data_seed = uint64_t(tp.data_seed.value_or(tp.seed));
   Progress pr;
@@ -347,7 +351,8 @@ TrainSummary run_sft_lora(const TrainingConfig& cfg, const std::string& device, 
     int64_t tokens = 0;
     for (size_t i : batch) tokens += int64_t(examples[i].tokens.size());
     const double loss =
-        accumulate_gradients(*model, examples, batch, size_t(tp.per_device_train_batch_size), st);
+        accumulate_gradients(*model, examples, batch, size_t(tp.per_device_train_batch_size),
+                             tp.enable_gradient_checkpointing, st);
     const double lr = lr_at(tp, step, total_steps);
     const double norm = update(*model, st, opt, tp.max_grad_norm, lr);
     if (!std::isfinite(norm)) fmt::print(log, "train: step {}: gradient norm {}; update skipped\n", step + 1, norm);

@@ -38,7 +38,12 @@ TEST_P(CudaTrain, LossAndLoraGradientsMatchCpu) {
   for (size_t i = 2; i + 1 < a.size(); ++i) la[i] = a[i + 1];
   for (size_t i = 0; i + 1 < b.size(); ++i) lb[i] = b[i + 1];
   const std::vector<train::TrainSequence> seqs = {{a, la}, {b, lb}};
-  for (double keep : {train::kKeepGateUpBytes, 0.0}) {
+  for (int variant = 0; variant < 3; ++variant) {  // gate_up kept, recomputed; gradient checkpointing
+    train::BackwardOptions opt;
+    opt.grad_scale = 0.5;
+    opt.logit_chunk = 8;
+    opt.keep_gate_up_bytes = variant == 1 ? 0.0 : train::kKeepGateUpBytes;
+    opt.checkpoint_layers = variant == 2;
     std::vector<std::vector<float>> grads;
     std::vector<double> loss, eval;
     for (const char* device : {"cpu", "cuda"}) {
@@ -46,15 +51,15 @@ TEST_P(CudaTrain, LossAndLoraGradientsMatchCpu) {
       auto model = GptOssModel::load(testing::tiny_dir() + "/" + GetParam(), *backend);
       train::LoraState st = testing::random_lora_state(model->config(), 2, 11);
       st.apply_to(*model);
-      const train::SequenceLoss res = train::batch_loss_and_grads(*model, seqs, st, 0.5, 8, keep);
+      const train::SequenceLoss res = train::batch_loss_and_grads(*model, seqs, st, opt);
       EXPECT_EQ(res.labelled, 18 + 5);
       loss.push_back(res.loss);
       eval.push_back(train::batch_loss(*model, seqs, 8).loss);
       grads.push_back(flat_grads(st));
     }
-    EXPECT_NEAR(loss[1], loss[0], 1e-5 * loss[0]) << GetParam() << " keep " << keep;
-    EXPECT_NEAR(eval[1], eval[0], 1e-5 * eval[0]) << GetParam() << " keep " << keep;
-    EXPECT_LT(cpu::testing::rel_error(grads[1].data(), grads[0].data(), int64_t(grads[0].size())), 1e-5) << GetParam() << " keep " << keep;
+    EXPECT_NEAR(loss[1], loss[0], 1e-5 * loss[0]) << GetParam() << " variant " << variant;
+    EXPECT_NEAR(eval[1], eval[0], 1e-5 * eval[0]) << GetParam() << " variant " << variant;
+    EXPECT_LT(cpu::testing::rel_error(grads[1].data(), grads[0].data(), int64_t(grads[0].size())), 1e-5) << GetParam() << " variant " << variant;
     EXPECT_GT(loss[0], 1.0);
   }
 }

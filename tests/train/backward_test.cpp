@@ -111,6 +111,89 @@ TEST_P(Backward, LoraGradientsMatchFiniteDifferences) {
               GetParam().c_str(), res.loss, (long long)res.labelled, worst, skipped, checked + skipped);
 }
 
+// Gradient checkpointing: the forward keeps each layer's input only, recompute_layer fills the rest of a
+// layer as the full capture had it, and the backward over recomputed layers gives the same loss and
+// gradients (two sequences; a LoRA on all five modules, the router's too, which routes outside the fused
+// norm; gate_up kept and recomputed).
+TEST_P(Backward, CheckpointedLayersGiveTheSameActivationsAndGradients) {
+  auto backend = make_backend("cpu");
+  auto model = GptOssModel::load(testing::tiny_dir() + "/" + GetParam(), *backend);
+  const GptOssConfig& cfg = model->config();
+  const std::vector<int32_t> a = fixture_ids(GetParam() + ".seq2.input_ids"),
+                             b = fixture_ids(GetParam() + ".seq1.input_ids");
+  std::vector<int32_t> la(a.size(), -100), lb(b.size(), -100);
+  for (size_t i = 3; i + 1 < a.size(); ++i) la[i] = a[i + 1];
+  for (size_t i = 0; i + 1 < b.size(); ++i) lb[i] = b[i + 1];
+  LoraState st = testing::random_lora_state(cfg, 2, 5);
+  st.apply_to(*model);
+
+  // The activations: one forward with the full capture, one checkpointed, then each layer recomputed.
+  const int bs = 16;
+  KvPool pool(cfg, *backend, SequenceKv::blocks_needed(int64_t(a.size()), bs), bs);
+  LinearBlockAllocator alloc(pool.num_blocks());
+  SequenceKv seq(alloc, bs);
+  ForwardBatch batch;
+  batch.seqs.push_back(seq.chunk(a, 0, /*all_logits=*/false));
+  std::vector<float> logits(size_t(cfg.vocab_size)), logits_ckpt(logits.size());
+  TrainCapture full(*backend), ckpt(*backend);
+  ckpt.checkpoint = true;
+  model->forward(batch, pool, logits.data(), nullptr, &full);
+  model->forward(batch, pool, logits_ckpt.data(), nullptr, &ckpt);
+  EXPECT_EQ(logits_ckpt, logits);
+  auto host = [&](const BackendBuffer& buf, size_t floats) {
+    std::vector<float> v(floats);
+    backend->to_host(v.data(), buf.get(), floats * 4);
+    return v;
+  };
+  const size_t n = a.size();
+  for (int l = cfg.num_hidden_layers - 1; l >= 0; --l) {
+    TrainCapture::Layer& c = ckpt.layers[size_t(l)];
+    const TrainCapture::Layer& f = full.layers[size_t(l)];
+    EXPECT_EQ(c.q.bytes() + c.attn.bytes() + c.x_moe.bytes() + c.gate_up.bytes(), 0u) << "layer " << l;
+    EXPECT_EQ(host(c.x_attn, n * cfg.hidden_size), host(f.x_attn, n * cfg.hidden_size)) << "layer " << l;
+    model->recompute_layer(l, pool, ckpt);
+    const size_t q = n * size_t(cfg.q_dim()), kv = n * size_t(cfg.kv_dim()), h = n * size_t(cfg.hidden_size);
+    EXPECT_LT(testing::rel_err(host(c.q, q), host(f.q, q)), 1e-6) << "layer " << l;
+    EXPECT_LT(testing::rel_err(host(c.k, kv), host(f.k, kv)), 1e-6) << "layer " << l;
+    EXPECT_LT(testing::rel_err(host(c.v, kv), host(f.v, kv)), 1e-6) << "layer " << l;
+    EXPECT_LT(testing::rel_err(host(c.attn, q), host(f.attn, q)), 1e-6) << "layer " << l;
+    EXPECT_LT(testing::rel_err(host(c.x_moe, h), host(f.x_moe, h)), 1e-6) << "layer " << l;
+    EXPECT_LT(testing::rel_err(host(c.gate_up, n * cfg.num_experts_per_tok * 2 * cfg.intermediate_size),
+                               host(f.gate_up, n * cfg.num_experts_per_tok * 2 * cfg.intermediate_size)),
+              1e-6)
+        << "layer " << l;
+    std::vector<int32_t> ic(n * cfg.num_experts_per_tok), iff(ic.size());
+    backend->to_host(ic.data(), c.expert_idx.get(), ic.size() * 4);
+    backend->to_host(iff.data(), f.expert_idx.get(), iff.size() * 4);
+    EXPECT_EQ(ic, iff) << "layer " << l;
+  }
+  TrainCapture not_ckpt(*backend);
+  EXPECT_THROW(model->recompute_layer(0, pool, not_ckpt), Error);
+
+  // The gradients.
+  const std::vector<TrainSequence> seqs = {{a, la}, {b, lb}};
+  auto flat = [](const LoraState& s) {
+    std::vector<float> g;
+    for (const LoraWeights& w : s.grads) {
+      g.insert(g.end(), w.a.begin(), w.a.end());
+      g.insert(g.end(), w.b.begin(), w.b.end());
+    }
+    return g;
+  };
+  const SequenceLoss want = batch_loss_and_grads(*model, seqs, st);
+  const std::vector<float> want_grads = flat(st);
+  for (double keep : {kKeepGateUpBytes, 0.0}) {
+    BackwardOptions opt;
+    opt.checkpoint_layers = true;
+    opt.keep_gate_up_bytes = keep;
+    st.zero_grads();
+    const SequenceLoss got = batch_loss_and_grads(*model, seqs, st, opt);
+    EXPECT_EQ(got.labelled, want.labelled);
+    EXPECT_NEAR(got.loss, want.loss, 1e-6 * want.loss) << "keep " << keep;
+    EXPECT_LT(testing::rel_err(flat(st), want_grads), 1e-6) << "keep " << keep;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, Backward, ::testing::Values("mxfp4", "bf16"));
 
 // Two sequences in one forward and backward give the token-weighted mean of their separate losses and
@@ -184,19 +267,24 @@ TEST(BackwardOracle, LossAndGradientsMatchTransformersPeft) {
   const double want = f32(oracle, "loss")[0];
   double worst = 0;
   SequenceLoss res;
-  // The logits of all 28 labelled rows at once with the forward's expert gate_up values kept, and in
-  // chunks of 5 with them recomputed.
-  for (int64_t chunk : {64, 5}) {
+  // The logits of all 28 labelled rows at once with the forward's expert gate_up values kept, in chunks
+  // of 5 with them recomputed, and in chunks of 5 with gradient checkpointing (each layer run again).
+  for (int variant = 0; variant < 3; ++variant) {
+    const int64_t chunk = variant == 0 ? 64 : 5;
+    BackwardOptions opt;
+    opt.logit_chunk = chunk;
+    opt.keep_gate_up_bytes = variant == 1 ? 0.0 : kKeepGateUpBytes;
+    opt.checkpoint_layers = variant == 2;
     st.zero_grads();
-    res = sequence_loss_and_grads(*model, tokens, labels, st, 1.0, chunk, chunk == 64 ? kKeepGateUpBytes : 0.0);
-    EXPECT_NEAR(res.loss, want, 1e-5 * want) << "logit chunk " << chunk;
+    res = sequence_loss_and_grads(*model, tokens, labels, st, opt);
+    EXPECT_NEAR(res.loss, want, 1e-5 * want) << "variant " << variant;
     for (size_t i = 0; i < st.grads.size(); ++i) {
       const LoraWeights& g = st.grads[i];
       for (char which : {'A', 'B'}) {
         const std::vector<float> ref = f32(oracle, "grad." + lora_tensor_name(g.layer, g.module, which));
         const double err = testing::rel_err(which == 'A' ? g.a : g.b, ref);
         worst = std::max(worst, err);
-        EXPECT_LT(err, 1e-4) << lora_tensor_name(g.layer, g.module, which) << ", logit chunk " << chunk;
+        EXPECT_LT(err, 1e-4) << lora_tensor_name(g.layer, g.module, which) << ", variant " << variant;
       }
     }
   }

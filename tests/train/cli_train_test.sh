@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # gptoss train end to end on a random tiny model with the real tokenizer (vocab 201088): LoRA SFT on two
 # harmony conversations lowers the loss, saves PEFT adapters (a checkpoint and the final one) that
-# score/infer load, a hub dataset's Parquet shard trains from the hub cache, overrides reach list items,
-# and bad configs fail with a message and no output dir.
+# score/infer load, gradient checkpointing gives the same losses, a hub dataset's Parquet shard trains
+# from the hub cache, overrides reach list items, and bad configs fail with a message and no output dir.
 # Env: GPTOSS_BINARY, GPTOSS_SHARED_DIR.
 set -euo pipefail
 BIN=${GPTOSS_BINARY:?set GPTOSS_BINARY}
@@ -73,6 +73,15 @@ for d in "$TMP/out" "$TMP/out/checkpoint-3"; do
 done
 grep -q '"peft_type": "LORA"' "$TMP/out/adapter_config.json" || fail "adapter_config.json: $(cat "$TMP/out/adapter_config.json")"
 ls "$TMP/out" | grep -q tmp && fail "temporary files left in $TMP/out: $(ls "$TMP/out")"
+
+# Gradient checkpointing (the recipe's enable_gradient_checkpointing): the same losses.
+"$BIN" train -c "$TMP/train.yaml" "--data.train.datasets[0].dataset_path" "$TMP/data.jsonl" \
+  --training.enable_gradient_checkpointing true --training.save_steps 0 --training.output_dir "$TMP/ckpt" \
+  >/dev/null 2>"$TMP/log_ckpt" || { cat "$TMP/log_ckpt" >&2; fail "train with gradient checkpointing failed"; }
+grep -q "gradient checkpointing" "$TMP/log_ckpt" || fail "no gradient checkpointing in the log: $(cat "$TMP/log_ckpt")"
+python3 -c "import sys; a, b = sys.argv[1].split(), sys.argv[2].split(); sys.exit(0 if len(a) == 6 and len(a) == len(b) and max(abs(float(x) - float(y)) for x, y in zip(a, b)) < 1e-3 else 1)" \
+  "$losses" "$(grep -o 'loss [0-9.]*' "$TMP/log_ckpt" | awk '{print $2}')" \
+  || fail "checkpointed losses differ: $losses vs $(grep -o 'loss [0-9.]*' "$TMP/log_ckpt")"
 
 # Resuming from checkpoint-3 (adapter, AdamW moments, data position) ends where the straight run ended.
 [[ -f "$TMP/out/checkpoint-3/trainer_state.json" && -f "$TMP/out/checkpoint-3/optimizer.safetensors" ]] \
