@@ -88,6 +88,10 @@ class Backend {
   virtual void to_device(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void to_host(void* host_dst, const void* src, size_t bytes) = 0;  // waits for pending work
   virtual const void* prepare_weight(const void* host, size_t bytes) = 0;   // see the header comment
+  // A weight read only by embed(), a few rows a token: a GPU backend may leave it in pinned host memory
+  // that its kernels read over the bus instead of spending device memory on it (the default: as
+  // prepare_weight).
+  virtual const void* prepare_gather_table(const void* host, size_t bytes) { return prepare_weight(host, bytes); }
   virtual void synchronize() {}
   // Bytes of backend memory allocated through alloc()/prepare_weight() that are not mapped weights.
   virtual size_t allocated_bytes() const = 0;

@@ -37,6 +37,10 @@ class TensorGetter {
     const TensorView& t = view(name, DType::BF16, shape);
     return static_cast<const uint16_t*>(backend_.prepare_weight(t.as<uint16_t>(), t.nbytes));
   }
+  const uint16_t* gather_table(const std::string& name, const std::vector<int64_t>& shape) const {
+    const TensorView& t = view(name, DType::BF16, shape);
+    return static_cast<const uint16_t*>(backend_.prepare_gather_table(t.as<uint16_t>(), t.nbytes));
+  }
   const uint8_t* u8(const std::string& name, const std::vector<int64_t>& shape) const {
     const TensorView& t = view(name, DType::U8, shape);
     return static_cast<const uint8_t*>(backend_.prepare_weight(t.data, t.nbytes));
@@ -64,10 +68,13 @@ std::unique_ptr<Weights> Weights::from_checkpoint(Checkpoint ckpt, const GptOssC
   const int64_t H = cfg.hidden_size, V = cfg.vocab_size, Q = cfg.q_dim(), KV = cfg.kv_dim();
   const int64_t E = cfg.num_local_experts, I = cfg.intermediate_size;
 
-  w->embed = get.bf16("model.embed_tokens.weight", {V, H});
+  // The embedding table is only gathered from (Backend::prepare_gather_table: it may stay in host
+  // memory), unless lm_head shares it.
+  const bool tied = cfg.tie_word_embeddings && !get.has("lm_head.weight");
+  w->embed = tied ? get.bf16("model.embed_tokens.weight", {V, H})
+                  : get.gather_table("model.embed_tokens.weight", {V, H});
   w->norm = get.bf16("model.norm.weight", {H});
-  w->lm_head = (cfg.tie_word_embeddings && !get.has("lm_head.weight")) ? w->embed
-                                                                        : get.bf16("lm_head.weight", {V, H});
+  w->lm_head = tied ? w->embed : get.bf16("lm_head.weight", {V, H});
 
   // The expert layout is decided once, from layer 0, so a checkpoint mixing layouts is an error.
   const std::string probe = "model.layers.0.mlp.experts.gate_up_proj_blocks";

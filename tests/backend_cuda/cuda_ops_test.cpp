@@ -44,6 +44,28 @@ TEST_F(CudaOps, RmsNormAndAddAndEmbed) {
   EXPECT_LT(rel_err(res[1], res[0]), 1e-5);
 }
 
+// The embedding table where Weights puts it (prepare_gather_table: pinned host memory read over the
+// bus): the same rows as from a table in device memory and as the CPU's, in one launch and in several.
+TEST_F(CudaOps, EmbedFromGatherTable) {
+  const int64_t d = 2880, vocab = 4000;
+  const auto table = rand_bf16(size_t(vocab * d));
+  std::vector<int32_t> toks = {3, 3999, 0, 17, 3, 2048, 1};
+  const int64_t n = int64_t(toks.size());
+  std::vector<std::vector<float>> res;
+  for (Backend* b : {cpu_.get(), gpu_.get()}) {
+    const auto* t = static_cast<const uint16_t*>(b->prepare_gather_table(table.data(), table.size() * 2));
+    float* e = out(*b, size_t(n * d));
+    b->embed(toks.data(), n, t, d, e);
+    float* e1 = out(*b, size_t(d));
+    b->embed(toks.data() + 1, 1, t, d, e1);  // a decode step's one token
+    auto r = get(*b, e, size_t(n * d));
+    auto r1 = get(*b, e1, size_t(d));
+    EXPECT_TRUE(std::equal(r1.begin(), r1.end(), r.begin() + d)) << b->name();
+    res.push_back(r);
+  }
+  EXPECT_EQ(res[1], res[0]);
+}
+
 TEST_F(CudaOps, MatmulBf16DecodeAndPrefillShapes) {
   // Widths: the real ones (2880 in, 4096 in for o_proj), a short row (72) and one that is not a multiple
   // of 8 (100: the scalar path). From 64 tokens (and in % 32 == 0) the tensor-core kernel runs: token counts
