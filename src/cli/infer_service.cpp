@@ -128,8 +128,14 @@ std::unique_ptr<ChatService> make_local(const InferenceConfig& cfg, bool quiet) 
   bar.set(2);
   std::string describe = runner->describe();
   EngineConfig ec;
-  if (cfg.engine_params.max_model_len)
+  // engine_params.max_model_len is a requirement (an error when the KV cache cannot hold it);
+  // model.model_max_length only bounds it (recipes set the model's 131072, more than a 16 GB GPU holds).
+  if (cfg.engine_params.max_model_len) {
     ec.max_model_len = int(std::min<int64_t>(*cfg.engine_params.max_model_len, runner->max_position()));
+  } else if (cfg.model.model_max_length) {
+    ec.max_model_len = int(std::min<int64_t>(*cfg.model.model_max_length, runner->max_position()));
+    ec.max_model_len_is_bound = true;
+  }
   ec.max_num_seqs = int(cfg.engine_params.max_num_seqs);
   ec.gpu_memory_utilization = cfg.engine_params.gpu_memory_utilization;
   ec.kv_cache_bytes = int64_t(cfg.engine_params.kv_cache_gb * 1e9);
@@ -140,6 +146,11 @@ std::unique_ptr<ChatService> make_local(const InferenceConfig& cfg, bool quiet) 
   bar.finish();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!quiet) std::fprintf(stderr, "gptoss: loaded %s in %.1fs: %s\n", dir.c_str(), secs, describe.c_str());
+  if (ec.max_model_len_is_bound && engine->config().max_model_len < ec.max_model_len)
+    std::fprintf(stderr,
+                 "gptoss: context %d tokens, not model.model_max_length %d: the KV cache holds no more (raise "
+                 "engine_params.gpu_memory_utilization, or kv_cache_gb on a CPU, for longer)\n",
+                 engine->config().max_model_len, ec.max_model_len);
   return std::make_unique<LocalChatService>(engine, tok, cfg.model.model_name, names);
 }
 

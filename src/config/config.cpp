@@ -424,7 +424,6 @@ InferenceConfig parse_inference_config(const std::string& yaml, const std::strin
     fail_input("{}: model.model_name is empty; set it to a hub id (openai/gpt-oss-20b) or a model directory, "
                "e.g. --model.model_name openai/gpt-oss-20b",
                source);
-  if (!c.engine_params.max_model_len && c.model.model_max_length) c.engine_params.max_model_len = c.model.model_max_length;
   return c;
 }
 

@@ -557,31 +557,37 @@ Engine::Engine(std::unique_ptr<ModelRunner> runner, EngineConfig config)
     fail_input("engine: gpu_memory_utilization is {}; expected (0, 1]", c.gpu_memory_utilization);
   int64_t blocks = c.num_blocks;
   const size_t per_block = runner_->kv_bytes_per_block(c.block_size);
+  const char* budget_key = "num_blocks";  // what sizes the pool, for messages
   if (blocks <= 0) {
     std::optional<size_t> budget = runner_->device_kv_budget(c.gpu_memory_utilization);
+    budget_key = budget ? "engine_params.gpu_memory_utilization" : "engine_params.kv_cache_gb";
     int64_t bytes = budget ? int64_t(*budget) : c.kv_cache_bytes;
     blocks = per_block ? bytes / int64_t(per_block) : 0;
     if (blocks < 1)
       fail_input("engine: the KV budget of {} bytes holds no block of {} bytes; raise {}", bytes, per_block,
-                 budget ? "gpu_memory_utilization" : "kv_cache_bytes");
+                 budget_key);
   }
   blocks = std::min<int64_t>(blocks, 1 << 24);
-  // max_model_len must fit in the pool; when it was not given, take the longest that fits.
+  // max_model_len must fit in the pool; when it was not given (or only bounds it), take the longest that fits.
   KvCacheManager probe(1, c.block_size, runner_->sliding_window(), runner_->has_full_attention(), false);
   auto fits = [&](int64_t len) { return probe.max_blocks_for(len, c.max_num_batched_tokens) <= blocks; };
-  if (c.max_model_len == 0) {
-    int64_t lo = 0, hi = max_pos;
+  auto longest_fit = [&](int64_t hi) {
+    int64_t lo = 0;
     while (lo < hi) {
       int64_t mid = (lo + hi + 1) / 2;
       if (fits(mid)) lo = mid; else hi = mid - 1;
     }
-    if (lo < 1) fail_input("engine: {} KV blocks hold no sequence; raise kv_cache_bytes or num_blocks", blocks);
+    return lo;
+  };
+  if (c.max_model_len == 0 || (c.max_model_len_is_bound && !fits(c.max_model_len))) {
+    const int64_t lo = longest_fit(c.max_model_len ? c.max_model_len : max_pos);
+    if (lo < 1) fail_input("engine: {} KV blocks hold no sequence; raise {}", blocks, budget_key);
     c.max_model_len = int(lo);
   } else if (!fits(c.max_model_len)) {
-    fail_input("engine: max_model_len {} needs {} KV blocks of {} tokens but the pool has {} ({} bytes each); "
-               "lower max_model_len or raise kv_cache_bytes/num_blocks",
+    fail_input("engine: max_model_len {} needs {} KV blocks of {} tokens but the pool has {} ({} bytes each), "
+               "which hold {} tokens a sequence; lower engine_params.max_model_len or raise {}",
                c.max_model_len, probe.max_blocks_for(c.max_model_len, c.max_num_batched_tokens), c.block_size,
-               blocks, per_block);
+               blocks, per_block, longest_fit(c.max_model_len), budget_key);
   }
   c.num_blocks = blocks;
   runner_->allocate_kv(int(blocks), c.block_size);

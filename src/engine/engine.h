@@ -42,7 +42,10 @@ namespace gptoss {
 class Tokenizer;
 
 struct EngineConfig {
-  int max_model_len = 0;                   // 0: the runner's max_position()
+  int max_model_len = 0;                   // 0: the longest the KV pool holds, up to the runner's max_position()
+  // max_model_len is an upper bound (it came from the model's model_max_length, not the engine's own
+  // setting): when the pool cannot hold it, the longest length that fits is taken instead of an error.
+  bool max_model_len_is_bound = false;
   int max_num_seqs = 256;                  // requests running at once
   int max_num_batched_tokens = 2048;       // tokens per forward (decodes + prefill chunks)
   int block_size = 16;                     // positions per KV block

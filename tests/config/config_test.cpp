@@ -55,7 +55,7 @@ TEST(Config, RecipeValuesMirrorOumi) {
   EXPECT_EQ(c.engine, "NATIVE");
   EXPECT_EQ(c.generation.max_new_tokens, 8192);
   EXPECT_EQ(c.model.model_max_length.value(), 131072);
-  EXPECT_EQ(c.engine_params.max_model_len.value(), 131072);  // defaults to model_max_length
+  EXPECT_FALSE(c.engine_params.max_model_len);  // the engine takes model_max_length (as an upper bound)
   // Oumi defaults for everything the file does not set.
   EXPECT_EQ(c.generation.temperature, 0.0);
   EXPECT_EQ(c.generation.top_p, 1.0);

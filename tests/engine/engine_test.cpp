@@ -6,11 +6,14 @@
 #include <random>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "core/error.h"
 #include "engine/engine.h"
 #include "engine/fake_runners.h"
 #include "engine/kv_cache.h"
 #include "engine_test_util.h"
+#include "test_util.h"
 
 namespace gptoss {
 namespace {
@@ -340,7 +343,17 @@ TEST(Engine, LimitsAreReportedAtOnce) {
   EXPECT_LE(KvCacheManager(20, 4, 8, true, false).max_blocks_for(e2.config().max_model_len, 64), 20);
   EngineConfig c3 = small_config(/*num_blocks=*/20);
   c3.max_model_len = 400;
-  EXPECT_THROW(Engine(fake(), c3), InputError);
+  const std::string e3 = input_error_of([&] { Engine(fake(), c3); });
+  EXPECT_NE(e3.find(fmt::format("which hold {} tokens a sequence; lower engine_params.max_model_len or raise "
+                                "num_blocks", e2.config().max_model_len)),
+            std::string::npos)
+      << e3;
+  // The same length as a bound only (model.model_max_length): shortened to the longest that fits; a bound
+  // that fits stays.
+  c3.max_model_len_is_bound = true;
+  EXPECT_EQ(Engine(fake(), c3).config().max_model_len, e2.config().max_model_len);
+  c3.max_model_len = 9;
+  EXPECT_EQ(Engine(fake(), c3).config().max_model_len, 9);
   // Explicit budgets in bytes.
   EngineConfig c4 = small_config(0);
   c4.max_model_len = 0;

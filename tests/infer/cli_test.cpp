@@ -130,6 +130,25 @@ TEST(InferCli, BatchOnARandomTinyModelWithTheRealTokenizer) {
       << read_file(d / "err3.log");
   EXPECT_EQ(read_jsonl(d / "out3.jsonl").size(), 3u);
   EXPECT_NE(read_file(d / "out.jsonl"), read_file(d / "out3.jsonl"));
+
+  // A KV cache too small for the recipe's model_max_length (131072, as on a 16 GB GPU): the context is
+  // shortened to what it holds, with a note; an explicit engine_params.max_model_len is an error that
+  // names the length that fits.
+  const std::string small = fmt::format(
+      "{} infer -c gpt-oss-20b --model.model_name {} --engine_params.device cpu --engine_params.kv_cache_gb 0.001 "
+      "--generation.max_new_tokens 4 --input_path {} --output_path {} -q {} 2> {}",
+      binary(), d / "model", d / "in.jsonl", d / "out4.jsonl", "{}", d / "err4.log");
+  ASSERT_EQ(sh(fmt::format(fmt::runtime(small), "")), 0) << read_file(d / "err4.log");
+  EXPECT_NE(read_file(d / "err4.log").find("tokens, not model.model_max_length 131072: the KV cache holds no more"),
+            std::string::npos)
+      << read_file(d / "err4.log");
+  EXPECT_EQ(read_jsonl(d / "out4.jsonl").size(), 3u);
+  fs::remove(d / "out4.jsonl");
+  EXPECT_NE(sh(fmt::format(fmt::runtime(small), "--engine_params.max_model_len 100000")), 0);
+  EXPECT_NE(read_file(d / "err4.log").find("lower engine_params.max_model_len or raise engine_params.kv_cache_gb"),
+            std::string::npos)
+      << read_file(d / "err4.log");
+  EXPECT_FALSE(fs::exists(d / "out4.jsonl"));
 }
 
 TEST(InferCli, ListAndConfigErrors) {
