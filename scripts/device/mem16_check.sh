@@ -3,8 +3,8 @@
 # shape on a GPU with 16 GiB. A torch process holds all device memory but 16 GiB, so every allocation of
 # ours beyond that fails as on a 16 GiB card; gpu_memory_utilization is scaled so that the engine's KV
 # budget is what 0.9 (or $UTIL) of a 16 GiB card gives. Then: gptoss bench (prefill 2048 tokens, decode
-# at batch 1 and 8), and gptoss serve: its KV pool (/metrics), a 3000-token prompt answered, and the
-# peak GPU memory of our process. Output in $OUT/mem16.txt.
+# at batch 1 and 8), and gptoss serve: its KV pool (/metrics), a 3000-token prompt answered, 64 requests at
+# once, and the peak GPU memory of our process. Output in $OUT/mem16.txt.
 #   scripts/device/mem16_check.sh [BINARY=gptoss]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -61,6 +61,18 @@ req = urllib.request.Request(base + "/v1/completions", method="POST", headers={"
 t = time.time()
 r = json.loads(urllib.request.urlopen(req, timeout=300).read())
 print("3000-token prompt:", r["usage"], f"{time.time() - t:.1f} s")
+# 64 requests at once (the engine's max_num_seqs): prompts of ~400 tokens, 64 new tokens each.
+from concurrent.futures import ThreadPoolExecutor
+def one(i):
+    body = {"model": model, "prompt": f"{i} " + " ".join(["alpha beta gamma delta"] * 100), "max_tokens": 64,
+            "temperature": 0}
+    q = urllib.request.Request(base + "/v1/completions", method="POST", headers={"Content-Type": "application/json"},
+                               data=json.dumps(body).encode())
+    return json.loads(urllib.request.urlopen(q, timeout=600).read())["usage"]["completion_tokens"]
+t = time.time()
+with ThreadPoolExecutor(64) as ex:
+    done = list(ex.map(one, range(64)))
+print(f"64 concurrent requests: {sum(done)} tokens in {time.time() - t:.1f} s, all answered: {len(done) == 64}")
 PY
 kill $srv; sleep 1; kill $smi
 echo "peak GPU memory of gptoss serve (pid, MiB): $(grep -v "^$ballast," /tmp/apps.txt | sort -t, -k2 -n | tail -1)"

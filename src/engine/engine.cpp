@@ -559,7 +559,8 @@ Engine::Engine(std::unique_ptr<ModelRunner> runner, EngineConfig config)
   const size_t per_block = runner_->kv_bytes_per_block(c.block_size);
   const char* budget_key = "num_blocks";  // what sizes the pool, for messages
   if (blocks <= 0) {
-    std::optional<size_t> budget = runner_->device_kv_budget(c.gpu_memory_utilization);
+    std::optional<size_t> budget =
+        runner_->device_kv_budget(c.gpu_memory_utilization, c.max_num_batched_tokens, c.max_num_seqs);
     budget_key = budget ? "engine_params.gpu_memory_utilization" : "engine_params.kv_cache_gb";
     int64_t bytes = budget ? int64_t(*budget) : c.kv_cache_bytes;
     blocks = per_block ? bytes / int64_t(per_block) : 0;

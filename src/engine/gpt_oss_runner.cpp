@@ -1,5 +1,9 @@
 #include "engine/gpt_oss_runner.h"
 
+#include <algorithm>
+#include <span>
+#include <vector>
+
 #include "core/error.h"
 
 namespace gptoss {
@@ -53,18 +57,38 @@ std::string GptOssRunner::describe() const {
                      c.vocab_size, lora, backend_->device_name());
 }
 
-std::optional<size_t> GptOssRunner::device_kv_budget(double gpu_memory_utilization) const {
+std::optional<size_t> GptOssRunner::device_kv_budget(double gpu_memory_utilization, int max_step_tokens,
+                                                     int max_step_seqs) {
+  if (backend_->memory_info().total == 0) return std::nullopt;  // host memory: kv_cache_bytes decides
+  run_largest_step(max_step_tokens, max_step_seqs);
   const Backend::MemoryInfo m = backend_->memory_info();
-  if (m.total == 0) return std::nullopt;  // host memory: kv_cache_bytes decides
-  // Activations and scratch of the largest step: a generous fixed reserve (vLLM profiles a dummy run).
-  const size_t reserve = size_t(1) << 30;
+  // What the largest step did not show: CUDA graphs of decode steps, the allocator's slack.
+  const size_t reserve = size_t(256) << 20;
   const double allowed = gpu_memory_utilization * double(m.total);
   const double used = double(m.total - m.free);
   const double budget = allowed - used - double(reserve);
   if (budget <= 0)
-    fail_input("gpu_memory_utilization {} allows {:.1f} GB of {:.1f} GB but the weights already use {:.1f} GB; "
-               "raise gpu_memory_utilization", gpu_memory_utilization, allowed / 1e9, double(m.total) / 1e9, used / 1e9);
+    fail_input("gpu_memory_utilization {} allows {:.1f} GB of {:.1f} GB but the weights and a step's activations "
+               "already use {:.1f} GB; raise gpu_memory_utilization (or lower max_num_batched_tokens)",
+               gpu_memory_utilization, allowed / 1e9, double(m.total) / 1e9, used / 1e9);
   return size_t(budget);
+}
+
+void GptOssRunner::run_largest_step(int tokens, int seqs) {
+  seqs = std::clamp(seqs, 1, std::max(tokens, 1));
+  const int bs = 16;
+  const int64_t first = std::max(tokens - (seqs - 1), 1);
+  KvPool pool(model_->config(), *backend_,
+              SequenceKv::blocks_needed(first, bs) + SequenceKv::blocks_needed(1, bs, seqs - 1) + 1, bs);
+  LinearBlockAllocator alloc(pool.num_blocks());
+  std::vector<SequenceKv> kv(size_t(seqs), SequenceKv(alloc, bs));
+  const std::vector<int32_t> ids(size_t(first), 0);
+  ForwardBatch batch;
+  for (int s = 0; s < seqs; ++s)
+    batch.seqs.push_back(kv[size_t(s)].chunk(std::span<const int32_t>(ids).first(s == 0 ? size_t(first) : 1), 0,
+                                             /*all_logits=*/false));
+  std::vector<float> logits(size_t(seqs) * size_t(model_->config().vocab_size));
+  model_->forward(batch, pool, logits.data());
 }
 
 }  // namespace gptoss

@@ -1,8 +1,9 @@
 // ModelRunner over the real model: GptOssModel + its KvPool on one backend (CPU or CUDA).
 //
 // The runner owns the backend, the model and (after allocate_kv) the pool. On a GPU the KV budget is
-// device_kv_budget(): gpu_memory_utilization x device memory, less what is already used (weights) and a
-// reserve for activations; the CPU backend sizes the pool from EngineConfig::kv_cache_bytes.
+// device_kv_budget(): gpu_memory_utilization x device memory, less what is in use after one forward of
+// the engine's largest step (weights, the backend's and the model's scratch at their largest) and a small
+// reserve; the CPU backend sizes the pool from EngineConfig::kv_cache_bytes.
 #pragma once
 
 #include <memory>
@@ -31,7 +32,8 @@ class GptOssRunner : public ModelRunner {
   std::vector<int> eos_token_ids() const override;
   int max_position() const override;
   size_t kv_bytes_per_block(int block_size) const override;
-  std::optional<size_t> device_kv_budget(double gpu_memory_utilization) const override;
+  std::optional<size_t> device_kv_budget(double gpu_memory_utilization, int max_step_tokens,
+                                         int max_step_seqs) override;
   int num_adapters() const override { return model_->num_adapters(); }
   void allocate_kv(int num_blocks, int block_size) override;
   void forward(const ForwardBatch& batch, float* logits) override;
@@ -41,6 +43,10 @@ class GptOssRunner : public ModelRunner {
   Backend& backend() { return *backend_; }
 
  private:
+  // One forward of `tokens` tokens over `seqs` sequences (a prefill chunk and single tokens, as a mixed
+  // step): the scratch buffers grow to the engine's largest step before the KV budget is measured.
+  void run_largest_step(int tokens, int seqs);
+
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<GptOssModel> model_;
   std::unique_ptr<KvPool> pool_;

@@ -39,9 +39,14 @@ class ModelRunner {
 
   // Bytes one KV block of `block_size` positions takes (one layer group).
   virtual size_t kv_bytes_per_block(int block_size) const = 0;
-  // Bytes available for the KV pool on a GPU at this memory utilisation, after weights; nullopt on
-  // backends without a fixed device memory (CPU: the engine uses EngineConfig::kv_cache_bytes).
-  virtual std::optional<size_t> device_kv_budget(double gpu_memory_utilization) const { return std::nullopt; }
+  // Bytes available for the KV pool on a GPU at this memory utilisation, after the weights and the
+  // activations of the engine's largest step (max_step_tokens tokens of max_step_seqs sequences, which a
+  // runner may run once to measure, as vLLM profiles a step); nullopt on backends without a fixed device
+  // memory (CPU: the engine uses EngineConfig::kv_cache_bytes).
+  virtual std::optional<size_t> device_kv_budget(double gpu_memory_utilization, int max_step_tokens,
+                                                 int max_step_seqs) {
+    return std::nullopt;
+  }
 
   // LoRA adapters a request may name (Request::adapter): index 0 is the default one (or none).
   virtual int num_adapters() const { return 1; }

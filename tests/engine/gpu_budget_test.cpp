@@ -1,4 +1,5 @@
-// The GPU KV budget (gpu_memory_utilization): a CPU backend dressed up as a device with 8 GB of memory.
+// The GPU KV budget (gpu_memory_utilization): a CPU backend dressed up as a device with 8 GB of memory, its
+// allocations (the step's scratch) taken from the device's free memory.
 #include <gtest/gtest.h>
 
 #include "backend/backend.h"
@@ -16,7 +17,7 @@ class FakeDeviceBackend final : public Backend {
   FakeDeviceBackend(size_t free, size_t total) : cpu_(make_cpu_backend()), info_{free, total} {}
   std::string name() const override { return "fake-device"; }
   std::string device_name() const override { return "fake 8 GB device"; }
-  MemoryInfo memory_info() const override { return info_; }
+  MemoryInfo memory_info() const override { return {info_.free - cpu_->allocated_bytes(), info_.total}; }
   void* alloc(size_t b) override { return cpu_->alloc(b); }
   void free(void* p) override { cpu_->free(p); }
   void to_device(void* d, const void* s, size_t b) override { cpu_->to_device(d, s, b); }
@@ -72,25 +73,38 @@ std::unique_ptr<GptOssRunner> runner_on(size_t free, size_t total) {
 
 constexpr size_t kGB = size_t(1) << 30;
 
-TEST(GpuKvBudget, UtilizationOfDeviceMemoryLessUsedAndReserve) {
+constexpr size_t kReserve = size_t(256) << 20;
+
+TEST(GpuKvBudget, UtilizationOfDeviceMemoryLessUsedStepAndReserve) {
   auto r = runner_on(/*free=*/6 * kGB, /*total=*/8 * kGB);
-  // 0.75 x 8 GB = 6 GB allowed, 2 GB already used (weights), 1 GB activation reserve -> 3 GB of KV.
-  EXPECT_EQ(*r->device_kv_budget(0.75), 3 * kGB);
-  EXPECT_THROW(r->device_kv_budget(0.3), InputError);  // 2.4 GB allowed < 2 GB used + 1 GB reserve
+  const size_t loaded = r->backend().allocated_bytes();  // the model's own small buffers
+  // 0.75 x 8 GB = 6 GB allowed, 2 GB already used (weights), the largest step's scratch (kept by the
+  // backend and the model after the step ran; its KV pool freed), a 256 MiB reserve.
+  const size_t budget = *r->device_kv_budget(0.75, 300, 8);
+  const size_t scratch = r->backend().allocated_bytes() - loaded;
+  EXPECT_GT(scratch, size_t(300) * r->model().config().hidden_size * 4);  // at least the step's residuals
+  EXPECT_EQ(budget, 4 * kGB - loaded - scratch - kReserve);
+  EXPECT_THROW(r->device_kv_budget(0.26, 300, 8), InputError);  // 2.08 GB allowed < 2 GB used + reserve
 }
 
 TEST(GpuKvBudget, HostBackendHasNoDeviceBudget) {
   auto r = GptOssRunner::load(tiny_dir(), "cpu");
-  EXPECT_FALSE(r->device_kv_budget(0.9).has_value());
+  const size_t loaded = r->backend().allocated_bytes();
+  EXPECT_FALSE(r->device_kv_budget(0.9, 2048, 64).has_value());
+  EXPECT_EQ(r->backend().allocated_bytes(), loaded);  // and no step was run for it
 }
 
 TEST(GpuKvBudget, EngineSizesThePoolFromIt) {
   auto r = runner_on(/*free=*/7 * kGB, /*total=*/8 * kGB);
   const size_t per_block = r->kv_bytes_per_block(16);
   EngineConfig c;
-  c.gpu_memory_utilization = 0.5;  // 4 GB - 1 GB used - 1 GB reserve = 2 GB
+  c.gpu_memory_utilization = 0.5;  // 4 GB - 1 GB used - the step's scratch - the reserve
+  c.max_num_batched_tokens = 64;
+  c.max_num_seqs = 4;
+  Backend& backend = r->backend();
   Engine e(std::move(r), c);
-  EXPECT_EQ(e.metrics().kv_blocks_total, int64_t(2 * kGB / per_block));
+  const size_t in_use = backend.allocated_bytes() - size_t(e.metrics().kv_blocks_total) * per_block;
+  EXPECT_EQ(e.metrics().kv_blocks_total, int64_t((3 * kGB - in_use - kReserve) / per_block));
 }
 
 }  // namespace
