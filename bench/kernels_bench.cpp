@@ -18,6 +18,7 @@
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/kernels_simd.h"
+#include "backend/cpu/probes.h"
 #include "core/dtype.h"
 #include "core/thread_pool.h"
 
@@ -81,26 +82,17 @@ double bandwidth_probe(int reps) {
   return double(bytes) / t / 1e9;
 }
 
-// Independent FMA chains on every thread: 2 FMA ports x 8 lanes x 2 flops per core per cycle.
+// Independent FMA chains on every thread, in the widest vectors the kernels use (backend/cpu/probes.h).
 double fma_probe(int reps) {
   const int64_t iters = 20'000'000;
   std::vector<float> sink(64);
   const int threads = ThreadPool::global().size();
   double t = best_of(reps, [&] {
     ThreadPool::global().parallel_for(threads, [&](int64_t, int64_t, int th) {
-      __m256 a[10];
-      for (int j = 0; j < 10; ++j) a[j] = _mm256_set1_ps(float(j) * 1e-3f);
-      const __m256 b = _mm256_set1_ps(0.9999f), c = _mm256_set1_ps(1e-4f);
-      for (int64_t k = 0; k < iters; ++k) {
-#pragma GCC unroll 10  // keeps a[] in registers
-        for (int j = 0; j < 10; ++j) a[j] = _mm256_fmadd_ps(a[j], b, c);
-      }
-      __m256 s = a[0];
-      for (int j = 1; j < 10; ++j) s = _mm256_add_ps(s, a[j]);
-      sink[size_t(th)] = _mm256_cvtss_f32(s);
+      sink[size_t(th)] = fma_chains(iters, float(th) * 1e-3f);
     });
   });
-  return double(threads) * double(iters) * 10 * 16 / t / 1e9;
+  return double(threads) * double(iters) * fma_chain_step_flops() / t / 1e9;
 }
 
 struct MoeWeights {

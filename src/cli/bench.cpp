@@ -6,8 +6,8 @@
 // tokenization and sampling are excluded.
 //
 // In the same run two probes measure this machine: memory bandwidth (a multi-threaded streaming read
-// of a buffer much larger than the last-level cache) and the FMA peak (independent AVX2 FMA chains on
-// every thread). Results print as fractions of those rooflines:
+// of a buffer much larger than the last-level cache) and the FMA peak (independent FMA chains on every
+// thread, in the widest vectors the CPU kernels use: zmm with AVX-512). Results print as fractions of those rooflines:
 //   decode:  (weight bytes read per step / bandwidth) / measured step time. At batch 1 the bytes are
 //            decode_bytes_per_token(); at batch B the non-expert weights are read once per step and
 //            the experts once per distinct expert selected, estimated for uniform routing as
@@ -19,7 +19,6 @@
 // CPU time per pool thread (`*_cpu_time` fields), probes included, with the cpu share of each test.
 // --json prints {date, commit, card, command, bandwidth_gb_s, fma_peak_gflops, results: [...]}, the
 // schema of bench/results/*.json.
-#include <immintrin.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -36,6 +35,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/kernels_simd.h"
+#include "backend/cpu/probes.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -107,44 +107,19 @@ Rate probe_bandwidth(size_t mb) {
   return best;
 }
 
-// Best of several runs of 10 independent AVX2 FMA chains per thread. Returns FLOP/s.
+// Best of several runs of 10 independent FMA chains per thread, in the widest vectors the CPU kernels use
+// (backend/cpu/probes.h). Returns FLOP/s.
 Rate probe_fma_peak() {
   auto& pool = ThreadPool::global();
   const int64_t iters = 50'000'000;
   std::vector<float> sink(size_t(pool.size()) * 16);
   Rate best;
   for (int rep = 0; rep < 3; ++rep) {
-    measure(best, double(pool.size()) * double(iters) * 10 * 8 * 2, [&] {
-    pool.parallel_for(pool.size(), [&](int64_t b, int64_t e, int t) {
-      for (int64_t w = b; w < e; ++w) {
-        // Ten independent chains in named registers (an array would live in memory, and equal
-        // starting values would let the compiler merge the chains).
-        const __m256 m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-7f);
-        const float v = sink[size_t(t) * 16] + 0.1f;
-        __m256 a0 = _mm256_set1_ps(v), a1 = _mm256_set1_ps(v + 1), a2 = _mm256_set1_ps(v + 2),
-               a3 = _mm256_set1_ps(v + 3), a4 = _mm256_set1_ps(v + 4), a5 = _mm256_set1_ps(v + 5),
-               a6 = _mm256_set1_ps(v + 6), a7 = _mm256_set1_ps(v + 7), a8 = _mm256_set1_ps(v + 8),
-               a9 = _mm256_set1_ps(v + 9);
-        for (int64_t i = 0; i < iters; ++i) {
-          a0 = _mm256_fmadd_ps(a0, m, a);
-          a1 = _mm256_fmadd_ps(a1, m, a);
-          a2 = _mm256_fmadd_ps(a2, m, a);
-          a3 = _mm256_fmadd_ps(a3, m, a);
-          a4 = _mm256_fmadd_ps(a4, m, a);
-          a5 = _mm256_fmadd_ps(a5, m, a);
-          a6 = _mm256_fmadd_ps(a6, m, a);
-          a7 = _mm256_fmadd_ps(a7, m, a);
-          a8 = _mm256_fmadd_ps(a8, m, a);
-          a9 = _mm256_fmadd_ps(a9, m, a);
-        }
-        __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                                 _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(_mm256_add_ps(a6, a7),
-                                                                                    _mm256_add_ps(a8, a9))));
-        float f[8];
-        _mm256_storeu_ps(f, s);
-        sink[size_t(t) * 16] += f[0];
-      }
-    });
+    measure(best, double(pool.size()) * double(iters) * cpu::fma_chain_step_flops(), [&] {
+      pool.parallel_for(pool.size(), [&](int64_t b, int64_t e, int t) {
+        for (int64_t w = b; w < e; ++w)
+          sink[size_t(t) * 16] += cpu::fma_chains(iters, sink[size_t(t) * 16] + 0.1f);
+      });
     });
   }
   return best;

@@ -4,6 +4,7 @@
 #include <numeric>
 #include <set>
 
+#include "backend/cpu/gemm_avx512.h"
 #include "backend/cpu/isa.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/mxfp4_avx512.h"
@@ -122,6 +123,64 @@ TEST(Mxfp4Avx512, NanScaleGivesNan) {
   float got = 0;
   avx512::mxfp4_dot_rows(blocks.data(), scales.data(), nb, 0, 1, xr, 1, &got);
   EXPECT_TRUE(std::isnan(got));
+}
+
+TEST(Mxfp4Avx512, PackPanelPlacesEveryScaledWeightInGroupOrder) {
+  SKIP_WITHOUT_AVX512();
+  // Block counts around the 4-block group (the last group partial), full and partial panels, a row offset.
+  for (int64_t nb : {1, 3, 4, 5, 90})
+    for (int rows : {16, 5}) {
+      SCOPED_TRACE("nb=" + std::to_string(nb) + " rows=" + std::to_string(rows));
+      Rng rng(uint32_t(nb * 31 + rows));
+      const int64_t r0 = 3, all_rows = r0 + rows, cols = nb * 32, groups = (nb + 3) / 4;
+      auto blocks = rng.bytes(all_rows * nb * 16);
+      auto scales = rng.bytes(all_rows * nb, 0x70, 0x88);
+      const auto w = dequantized(blocks, scales, all_rows, nb);
+      for (int64_t g0 = 0; g0 < groups; g0 += 2) {
+        const int64_t g1 = std::min(groups, g0 + 2);
+        // 64-byte aligned and NaN-poisoned: every element must be written.
+        std::vector<float> buf(size_t((g1 - g0) * avx512::kGroup * 16 + 16), NAN);
+        float* panel = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
+        avx512::mxfp4_pack_panel(blocks.data(), scales.data(), nb, r0, rows, g0, g1, panel);
+        for (int64_t k = 0; k < (g1 - g0) * avx512::kGroup; ++k)
+          for (int i = 0; i < 16; ++i) {
+            const float got = panel[k * 16 + i];
+            // The element at group position k: c with group_pos(c) == g0 * 128 + k.
+            const int64_t kk = g0 * avx512::kGroup + k, p = kk % avx512::kGroup / 16, d = kk % 16;
+            const int64_t c = kk / avx512::kGroup * avx512::kGroup + 8 * d + p;
+            ASSERT_EQ(avx512::group_pos(c), kk);
+            const float want = (i < rows && c < cols) ? w[size_t((r0 + i) * cols + c)] : 0.0f;
+            ASSERT_EQ(got, want) << "k " << k << " row " << i << " element " << c;
+          }
+      }
+    }
+}
+
+TEST(GemmAvx512, TileMatchesScalarForEveryTokenCount) {
+  SKIP_WITHOUT_AVX512();
+  const int64_t K = 256, k0 = 32, lda = K + k0 + 8;
+  for (int M = 1; M <= avx512::kGemmTileTokens; ++M)
+    for (bool accumulate : {false, true}) {
+      SCOPED_TRACE("M=" + std::to_string(M) + (accumulate ? " accumulate" : ""));
+      Rng rng(uint32_t(M * 2 + accumulate));
+      auto a = rng.f32(M * lda);
+      auto pbuf = rng.f32(K * 16 + 16);
+      const float* panel =
+          reinterpret_cast<const float*>((reinterpret_cast<uintptr_t>(pbuf.data()) + 63) & ~uintptr_t(63));
+      auto c0 = rng.f32(M * 16);
+      std::vector<const float*> rows(static_cast<size_t>(M));
+      for (int m = 0; m < M; ++m) rows[size_t(m)] = a.data() + m * lda;
+      Output got(M * 16), ref(M * 16);
+      for (int64_t i = 0; i < M * 16; ++i) got.data()[i] = c0[size_t(i)];
+      avx512::gemm_tile(M, accumulate, panel, rows.data(), k0, K, got.data());
+      for (int m = 0; m < M; ++m)
+        for (int i = 0; i < 16; ++i) {
+          double s = accumulate ? c0[size_t(m * 16 + i)] : 0.0;
+          for (int64_t k = 0; k < K; ++k) s += double(a[size_t(m * lda + k0 + k)]) * panel[k * 16 + i];
+          ref.data()[m * 16 + i] = float(s);
+        }
+      expect_close(got, ref, 1e-6, "avx512::gemm_tile");
+    }
 }
 
 TEST(CpuIsa, SwitchesBetweenSupportedSets) {

@@ -6,7 +6,7 @@
 // - Few tokens (n < kGemmMinTokens; decode): dot-product tiles (simd::dot_tile) of R rows x T tokens keep
 //   R*T ymm accumulators over the whole row; a decoded weight vector feeds T FMAs; W is read once.
 // - Many tokens (prefill): 16 rows at a time are decoded into an f32 panel in K chunks that stay in L1,
-//   and a 6 x 16 outer-product tile runs every token over it (simd::gemm_panel).
+//   and a 6 x 16 (AVX2) or 12 x 16 (AVX-512) outer-product tile runs every token over it (simd::gemm_panel).
 #include <algorithm>
 
 #include "backend/cpu/bf16_avx512.h"
@@ -79,14 +79,16 @@ void bf16w_matmul(const float* x, int64_t n, int64_t in, const uint16_t* w, cons
     for (int64_t t = 0; t < n; ++t) xrows[size_t(t)] = xp + t * k_main;
     ThreadPool::global().parallel_for(units, [&](int64_t u0, int64_t u1, int) {
       static thread_local std::vector<float> panel_tl, c_tl;
-      float* panel = simd::aligned_scratch(panel_tl, size_t(simd::kChunkBlocks * simd::kBlock * simd::kPanelRows));
-      float* cbuf = simd::scratch(c_tl, size_t(n * simd::kPanelRows));
-      for (int64_t rb = u0 * kRowGrain; rb < std::min(out, u1 * kRowGrain); rb += simd::kPanelRows) {
-        const int rows = int(std::min<int64_t>(simd::kPanelRows, out - rb));
-        simd::gemm_panel(dec, rb, rows, nb, xrows.data(), n, panel, cbuf, [&](int64_t t, int M, const float* res) {
-          for (int m = 0; m < M; ++m)
-            for (int i = 0; i < rows; ++i) finish(t + m, rb + i, res[m * simd::kPanelRows + i]);
-        });
+      float* panel = simd::aligned_scratch(panel_tl, simd::kPanelScratch);
+      float* cbuf = simd::scratch(c_tl, simd::gemm_c_scratch(n));
+      const int64_t r_end = std::min(out, u1 * kRowGrain);
+      for (int64_t rb = u0 * kRowGrain; rb < r_end; rb += simd::kGemmRows) {
+        const int rows = int(std::min<int64_t>(simd::kGemmRows, r_end - rb));
+        simd::gemm_panel(dec, rb, rows, nb, xrows.data(), n, panel, cbuf,
+                         [&](int64_t r, int R, int64_t t, int M, const float* res) {
+                           for (int m = 0; m < M; ++m)
+                             for (int i = 0; i < R; ++i) finish(t + m, r + i, res[m * simd::kPanelRows + i]);
+                         });
       }
     });
     return;

@@ -2,10 +2,12 @@
 // and mxfp4_dequantize.
 //
 // Flow: (1) assignments (token, slot) are grouped by expert; (2) activations are permuted once into the
-// MXFP4 decoder's order (and, where the CPU has AVX-512, into the group order of its few-token kernel); (3) gate_up: for each active expert, the rows (gate/up pairs) are split over the
-// threads by cost; each thread walks its rows in blocks of 8, and for every block runs all of the expert's
-// tokens in groups of <= 4 (dot-product tiles, simd::dot_tile), so the decoded weights feed up to 4 FMAs
-// and a block's bytes are reused from L1 across token groups; the clamped SwiGLU is fused in the epilogue
+// AVX2 MXFP4 decoder's order or, where the CPU has AVX-512, into the group order of its kernels (few-token
+// dot products and the GEMM's panels, see mxfp4_avx512.h); (3) gate_up: for each active expert, the rows
+// (gate/up pairs) are split over the threads by cost; an expert with >= 8 tokens runs the packed GEMM
+// (simd::gemm_panel), one with fewer walks its rows in blocks of 8 and for every block runs its tokens in
+// small groups (dot-product tiles), so the decoded weights feed several FMAs and a block's bytes are
+// reused from L1 across token groups; the clamped SwiGLU is fused in the epilogue
 // and writes h (already permuted for the down projection); (4) down: the hidden rows are split over the
 // threads, each thread loops over the active experts and adds w * (D h + b) into its rows of out, so no
 // two threads write the same element. Decode (n = 1) streams each selected expert's bytes exactly once.
@@ -55,6 +57,11 @@ void few_token_dots(bool group_order, const simd::Mxfp4Decoder& dec, int64_t r0,
   });
 }
 
+simd::Mxfp4GroupDecoder group_decoder(const Mxfp4Experts& m, int e) {
+  const int64_t nb = m.cols / simd::kBlock;
+  return {m.blocks + int64_t(e) * m.rows * nb * 16, m.scales + int64_t(e) * m.rows * nb, nb};
+}
+
 inline float swiglu(float gate, float up, float limit) {
   gate = std::min(gate, limit);
   up = std::clamp(up, -limit, limit);
@@ -85,12 +92,10 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
   moe::Routing& rt = rt_tl;
   rt.build(idx, n, k, gate_up.experts);
   float* hp = simd::scratch(h_buf, size_t(n * k * ldh));  // [sorted assignment][ldh], permuted
-  // x in the AVX2 decoder's order, for GEMM experts and, without AVX-512, for all (a decode step with
-  // AVX-512 reads only the group order below).
+  // x in the AVX2 decoder's order without AVX-512; with it, in the group order of its kernels (few-token
+  // dot products and the GEMM's group-order panels alike).
   float* xp = nullptr;
-  const bool gemm_experts =
-      std::any_of(rt.active.begin(), rt.active.end(), [&](int e) { return rt.count(e) >= kGemmMinTokens; });
-  if (!wide || gemm_experts) {
+  if (!wide) {
     xp = simd::scratch(xp_buf, size_t(n * hidden));
     simd::permute_rows(x, n, hidden, nb_in, simd::kMxfp4Perm, xp);
   }
@@ -119,12 +124,12 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
         const int64_t r_lo = u0 * kRowUnit, r_hi = std::min(gate_up.rows, u1 * kRowUnit);
         // SwiGLU of rows [rb, rb + rows) (whole gate/up pairs) for tokens p .. p+T-1: blk[row][token],
         // written in the order the down projection of this expert reads.
-        auto swiglu_out = [&](int64_t rb, int64_t rows, int32_t p, int T, const float* blk, int ld, bool group_order) {
+        auto swiglu_out = [&](int64_t rb, int64_t rows, int32_t p, int T, const float* blk, int ld) {
           for (int64_t i = 0; i + 1 < rows; i += 2) {
             const float bg = bf16_to_f32(bias[rb + i]), bu = bf16_to_f32(bias[rb + i + 1]);
             const int64_t c = (rb + i) / 2;
-            const int64_t pos = group_order ? avx512::group_pos(c)
-                                            : (c / simd::kBlock) * simd::kBlock + inv[size_t(c % simd::kBlock)];
+            const int64_t pos = wide ? avx512::group_pos(c)
+                                 : (c / simd::kBlock) * simd::kBlock + inv[size_t(c % simd::kBlock)];
             for (int j = 0; j < T; ++j) {
               const float g = blk[i * ld + j] + bg, u = blk[(i + 1) * ld + j] + bu;
               hp[int64_t(p + j) * ldh + pos] = swiglu(g, u, swiglu_limit);
@@ -138,18 +143,23 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
         if (s1 - s0 >= kGemmMinTokens) {
           static thread_local std::vector<float> panel_tl, c_tl;  // this worker's own
           static thread_local std::vector<const float*> rows_tl;
-          float* panel = simd::aligned_scratch(panel_tl, size_t(simd::kChunkBlocks * simd::kBlock * simd::kPanelRows));
-          float* cbuf = simd::scratch(c_tl, size_t((s1 - s0) * simd::kPanelRows));
+          float* panel = simd::aligned_scratch(panel_tl, simd::kPanelScratch);
+          float* cbuf = simd::scratch(c_tl, simd::gemm_c_scratch(s1 - s0));
           const float** xr = simd::scratch(rows_tl, size_t(s1 - s0));
-          for (int32_t i = s0; i < s1; ++i) xr[i - s0] = xp + int64_t(rt.tokens[size_t(i)]) * hidden;
-          for (int64_t rb = r_lo; rb < r_hi; rb += simd::kPanelRows) {
-            const int rows = int(std::min<int64_t>(simd::kPanelRows, r_hi - rb));
-            simd::gemm_panel(dec, rb, rows, nb_in, xr, s1 - s0, panel, cbuf, [&](int64_t t, int M, const float* res) {
-              float blk[simd::kPanelRows][simd::kTileTokens];  // transpose to [row][token]
-              for (int m = 0; m < M; ++m)
-                for (int i = 0; i < rows; ++i) blk[i][m] = res[m * simd::kPanelRows + i];
-              swiglu_out(rb, rows, s0 + int32_t(t), M, &blk[0][0], simd::kTileTokens, false);
-            });
+          for (int32_t i = s0; i < s1; ++i)
+            xr[i - s0] = wide ? xq + int64_t(rt.tokens[size_t(i)]) * ldx : xp + int64_t(rt.tokens[size_t(i)]) * hidden;
+          auto emit = [&](int64_t r, int R, int64_t t, int M, const float* res) {
+            float blk[simd::kPanelRows][simd::kTileTokens];  // transpose to [row][token]
+            for (int m = 0; m < M; ++m)
+              for (int i = 0; i < R; ++i) blk[i][m] = res[m * simd::kPanelRows + i];
+            swiglu_out(r, R, s0 + int32_t(t), M, &blk[0][0], simd::kTileTokens);
+          };
+          for (int64_t rb = r_lo; rb < r_hi; rb += simd::kGemmRows) {
+            const int rows = int(std::min<int64_t>(simd::kGemmRows, r_hi - rb));
+            if (wide)
+              simd::gemm_panel(group_decoder(gate_up, e), rb, rows, nb_in, xr, s1 - s0, panel, cbuf, emit);
+            else
+              simd::gemm_panel(dec, rb, rows, nb_in, xr, s1 - s0, panel, cbuf, emit);
           }
           return;
         }
@@ -165,7 +175,7 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
               // Results of the whole row block first: the tiles may split gate/up pairs.
               float blk[8 * simd::kMaxTokens];
               few_token_dots(wide, dec, rb, rows, xr, T, blk);
-              swiglu_out(rb, rows, p, T, blk, T, wide);
+              swiglu_out(rb, rows, p, T, blk, T);
             }
           }
         }
@@ -185,19 +195,23 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
       if (s1 - s0 >= kGemmMinTokens) {
         static thread_local std::vector<float> panel_tl, c_tl;  // this worker's own
         static thread_local std::vector<const float*> rows_tl;
-        float* panel = simd::aligned_scratch(panel_tl, size_t(simd::kChunkBlocks * simd::kBlock * simd::kPanelRows));
-        float* cbuf = simd::scratch(c_tl, size_t((s1 - s0) * simd::kPanelRows));
+        float* panel = simd::aligned_scratch(panel_tl, simd::kPanelScratch);
+        float* cbuf = simd::scratch(c_tl, simd::gemm_c_scratch(s1 - s0));
         const float** hr = simd::scratch(rows_tl, size_t(s1 - s0));
         for (int32_t i = s0; i < s1; ++i) hr[i - s0] = hp + int64_t(i) * ldh;
-        for (int64_t rb = r_begin; rb < r_end; rb += simd::kPanelRows) {
-          const int rows = int(std::min<int64_t>(simd::kPanelRows, r_end - rb));
-          simd::gemm_panel(dec, rb, rows, nb_h, hr, s1 - s0, panel, cbuf, [&](int64_t t, int M, const float* res) {
-            for (int m = 0; m < M; ++m) {
-              const int32_t a = rt.sorted[size_t(s0 + t + m)];
-              float* o = out + int64_t(a / k) * hidden + rb;
-              for (int i = 0; i < rows; ++i) o[i] += w[a] * (res[m * simd::kPanelRows + i] + bf16_to_f32(bias[rb + i]));
-            }
-          });
+        auto emit = [&](int64_t r, int R, int64_t t, int M, const float* res) {
+          for (int m = 0; m < M; ++m) {
+            const int32_t a = rt.sorted[size_t(s0 + t + m)];
+            float* o = out + int64_t(a / k) * hidden + r;
+            for (int i = 0; i < R; ++i) o[i] += w[a] * (res[m * simd::kPanelRows + i] + bf16_to_f32(bias[r + i]));
+          }
+        };
+        for (int64_t rb = r_begin; rb < r_end; rb += simd::kGemmRows) {
+          const int rows = int(std::min<int64_t>(simd::kGemmRows, r_end - rb));
+          if (wide)
+            simd::gemm_panel(group_decoder(down, e), rb, rows, nb_h, hr, s1 - s0, panel, cbuf, emit);
+          else
+            simd::gemm_panel(dec, rb, rows, nb_h, hr, s1 - s0, panel, cbuf, emit);
         }
         continue;
       }

@@ -134,7 +134,78 @@ GPTOSS_AVX512 void dot_row(const uint8_t* blk, const uint8_t* sc, int64_t nb, co
   for (int t = 0; t < T; ++t) res[t] = _mm512_reduce_add_ps(_mm512_add_ps(tot[t][0], tot[t][1]));
 }
 
+// Lanes 0..15 of v[0..15] (v[r] = row r) transposed in place: afterwards v[d] lane r = old v[r] lane d.
+GPTOSS_AVX512_INLINE void transpose16(__m512* v) {
+  __m512 t[16];
+  // 1: interleave pairs of rows (32-bit elements)
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+  }
+  // 2: 64-bit pairs of pairs
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a0 = _mm512_castps_pd(t[4 * i]), a1 = _mm512_castps_pd(t[4 * i + 1]);
+    const __m512d b0 = _mm512_castps_pd(t[4 * i + 2]), b1 = _mm512_castps_pd(t[4 * i + 3]);
+    v[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, b0));
+    v[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, b0));
+    v[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, b1));
+    v[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, b1));
+  }
+  // Now v[4i + j] holds, in each 128-bit lane L, element 4L + j of rows 4i .. 4i+3.
+  // 3 and 4: 128-bit lanes across the four row quads.
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    const __m512 q0 = _mm512_shuffle_f32x4(v[j], v[4 + j], 0x44), q1 = _mm512_shuffle_f32x4(v[j], v[4 + j], 0xee);
+    const __m512 q2 = _mm512_shuffle_f32x4(v[8 + j], v[12 + j], 0x44),
+                 q3 = _mm512_shuffle_f32x4(v[8 + j], v[12 + j], 0xee);
+    // q0 lanes: (rows 0-3, L0), (rows 0-3, L1), (rows 4-7, L0), (rows 4-7, L1); q2 likewise for rows 8-15.
+    t[j] = _mm512_shuffle_f32x4(q0, q2, 0x88);       // L0 of rows 0-3, 4-7, 8-11, 12-15
+    t[4 + j] = _mm512_shuffle_f32x4(q0, q2, 0xdd);   // L1
+    t[8 + j] = _mm512_shuffle_f32x4(q1, q3, 0x88);   // L2
+    t[12 + j] = _mm512_shuffle_f32x4(q1, q3, 0xdd);  // L3
+  }
+#pragma GCC unroll 16
+  for (int d = 0; d < 16; ++d) v[d] = t[d];  // t[4L + j] = element 4L + j of rows 0..15
+}
+
 }  // namespace
+
+GPTOSS_AVX512 void mxfp4_pack_panel(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t r0, int rows,
+                                    int64_t g0, int64_t g1, float* panel) {
+  const __m512 table = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f,
+                                      -2.0f, -3.0f, -4.0f, -6.0f);
+  const __m512i lanes = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  for (int64_t g = g0; g < g1; ++g) {
+    const int m = int(std::min<int64_t>(4, nb - 4 * g));  // blocks of this group (the last may be partial)
+    const __mmask16 bytes_mask = __mmask16(m == 4 ? 0xffff : (1u << (4 * m)) - 1);
+    __m512i z[16];
+    __m512 sc[16];
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; ++r) {
+      if (r < rows) {
+        const int64_t row = r0 + r;
+        z[r] = _mm512_maskz_loadu_epi32(bytes_mask, blocks + (row * nb + 4 * g) * 16);
+        sc[r] = _mm512_permutexvar_ps(lanes, scales16(scales + row * nb + 4 * g, m));
+      } else {
+        z[r] = _mm512_setzero_si512();
+        sc[r] = _mm512_setzero_ps();
+      }
+    }
+    float* dst = panel + (g - g0) * kGroup * 16;
+#pragma GCC unroll 1
+    for (int p = 0; p < 8; ++p) {  // elements 8d + p of the group: panel rows k = p*16 + d
+      __m512 v[16];
+#pragma GCC unroll 16
+      for (int r = 0; r < 16; ++r)
+        v[r] = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srlv_epi32(z[r], _mm512_set1_epi32(4 * p)), table), sc[r]);
+      transpose16(v);
+#pragma GCC unroll 16
+      for (int d = 0; d < 16; ++d) _mm512_store_ps(dst + (p * 16 + d) * 16, v[d]);
+    }
+  }
+}
 
 GPTOSS_AVX512 void mxfp4_dot_rows(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t r0,
                                   int64_t rows, const float* const* xq, int T, float* out) {

@@ -28,4 +28,11 @@ void permute_rows(const float* x, int64_t n, int64_t ld, int64_t cols, float* xq
 void mxfp4_dot_rows(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t r0, int64_t rows,
                     const float* const* xq, int T, float* out);
 
+// The packed GEMM's panel (simd::gemm_panel) in group order: panel[(g - g0) * 128 + k][16] = row r0 + i
+// (i < rows <= 16; missing rows are zero) of one MXFP4 expert at group position k of group g, block scale
+// applied, for groups [g0, g1) (the last group may be partial: its missing blocks are zero). Rows are
+// decoded a group at a time as in mxfp4_dot_rows and transposed 16 x 16; panel is 64-byte aligned.
+void mxfp4_pack_panel(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t r0, int rows, int64_t g0,
+                      int64_t g1, float* panel);
+
 }  // namespace gptoss::cpu::avx512
