@@ -5,7 +5,7 @@
 # budget is what 0.9 (or $UTIL) of a 16 GiB card gives. Then: gptoss bench (prefill 2048 tokens, decode
 # at batch 1 and 8), and gptoss serve: its KV pool (/metrics), a 3000-token prompt answered, 64 requests at
 # once, and the peak GPU memory of our process. Output in $OUT/mem16.txt.
-#   scripts/device/mem16_check.sh [BINARY=gptoss]
+#   [KV=auto|float32|bfloat16] scripts/device/mem16_check.sh [BINARY=gptoss]   (KV: the KV cache type)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${1:-gptoss}
@@ -13,6 +13,7 @@ R=.device/run
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 MODEL=${MODEL:-/tmp/r20b}
 UTIL=${UTIL:-0.9}
+KV=${KV:-auto}
 LIMIT=$((16 << 30))
 [[ -d $MODEL ]] || $R gptoss make-random --shape 20b --output $MODEL --seed 1 2>&1 | tail -1
 {
@@ -30,12 +31,12 @@ read -r total held < /tmp/ballast.txt
 echo "$BIN: device $((total >> 20)) MiB, held by the ballast $((held >> 20)) MiB: $(((total - held) >> 20)) MiB left"
 util=$(python3 -c "t, l = $total, $LIMIT; print(($UTIL * l + (t - l)) / t)")
 echo "== gptoss bench (16 GiB)"
-$R $BIN bench --model $MODEL --device cuda --prompt 2048 --gen 32 --repeats 2 --batch 1,8 2>&1 | grep -E '^\||error' | head -12
-echo "== gptoss serve (16 GiB, gpu_memory_utilization $UTIL of 16 GiB = $util of the device)"
+$R $BIN bench --model $MODEL --device cuda --prompt 2048 --gen 32 --repeats 2 --batch 1,8 --kv-cache-dtype $KV 2>&1 | grep -E '^\||error' | head -12
+echo "== gptoss serve (16 GiB, gpu_memory_utilization $UTIL of 16 GiB = $util of the device, $KV KV cache)"
 nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits -lms 200 > /tmp/apps.txt &
 smi=$!
 $R $BIN serve -c gpt-oss-20b --model.model_name $MODEL --model.tokenizer_name $PWD/.device/tokenizer.json \
-  --engine_params.device cuda --engine_params.gpu_memory_utilization "$util" --port 8765 > /tmp/serve.txt 2>&1 &
+  --engine_params.device cuda --engine_params.gpu_memory_utilization "$util" --engine_params.kv_cache_dtype $KV --port 8765 > /tmp/serve.txt 2>&1 &
 srv=$!
 python3 - $srv <<'PY'
 import json, os, sys, time, urllib.request

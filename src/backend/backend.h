@@ -21,6 +21,8 @@
 #include <memory>
 #include <string>
 
+#include "core/dtype.h"
+
 namespace gptoss {
 
 class TrainOps;  // backend/train_ops.h
@@ -28,11 +30,12 @@ class TrainOps;  // backend/train_ops.h
 // Paged KV pool (see model/batch.h): K of (block b, group-layer g, slot s, kv head h) starts at
 // pool + ((((b*Lg + g)*2 + 0)*block_size + s)*kv_heads + h)*head_dim; V uses 1 instead of 0.
 struct KvView {
-  float* pool = nullptr;  // backend memory
+  void* pool = nullptr;  // backend memory, elements of `dtype`
   int block_size = 0;
   int layers_per_group = 0;  // Lg
   int kv_heads = 0;
   int head_dim = 0;
+  KvDtype dtype = KvDtype::f32;
 };
 
 // One sequence of a ragged batch: rows [token_offset, token_offset + n_tokens) of the activations,

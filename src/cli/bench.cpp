@@ -47,7 +47,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct Options {
-  std::string model, adapter, device = "cpu", batch = "1";
+  std::string model, adapter, device = "cpu", batch = "1", kv_cache_dtype = "auto";
   int prompt = 512, gen = 64, repeats = 3, depth = 0;
   int block_size = 16;
   uint64_t seed = 1;
@@ -191,7 +191,8 @@ std::string command_line() {
 
 std::string git_commit() {
 #ifdef GPTOSS_SOURCE_DIR
-  std::string cmd = std::string("git -C '") + GPTOSS_SOURCE_DIR + "' rev-parse --short HEAD 2>/dev/null";
+  // "-dirty" when the checkout has uncommitted changes (the binary may hold them).
+  std::string cmd = std::string("git -C '") + GPTOSS_SOURCE_DIR + "' describe --always --dirty --abbrev=7 2>/dev/null";
   if (FILE* p = popen(cmd.c_str(), "r")) {
     char buf[64] = {};
     size_t got = fread(buf, 1, sizeof(buf) - 1, p);
@@ -243,6 +244,13 @@ class Bench {
  public:
   Bench(GptOssModel& m, const Options& o) : m_(m), o_(o), rng_(o.seed) {}
 
+  KvDtype kv_dtype() const {
+    KvDtype d = KvDtype::f32;
+    if (!parse_kv_dtype(o_.kv_cache_dtype, &d))
+      fail_input("--kv-cache-dtype is {}; expected auto, float32 or bfloat16", o_.kv_cache_dtype);
+    return d;
+  }
+
   std::vector<int32_t> random_tokens(int64_t n) {
     std::uniform_int_distribution<int32_t> d(0, int32_t(m_.config().vocab_size - 1));
     std::vector<int32_t> t(static_cast<size_t>(n));
@@ -252,7 +260,7 @@ class Bench {
 
   // Seconds for one prefill of `n` tokens on a fresh sequence.
   double prefill_once(int64_t n) {
-    KvPool pool(m_.config(), m_.backend(), SequenceKv::blocks_needed(n, o_.block_size), o_.block_size);
+    KvPool pool(m_.config(), m_.backend(), SequenceKv::blocks_needed(n, o_.block_size), o_.block_size, kv_dtype());
     LinearBlockAllocator alloc(pool.num_blocks());
     SequenceKv seq(alloc, o_.block_size);
     auto tokens = random_tokens(n);
@@ -272,7 +280,7 @@ class Bench {
   Timed decode_once(int batch, int steps) {
     const int64_t depth = o_.depth, positions = depth + steps + 1;
     KvPool pool(m_.config(), m_.backend(), SequenceKv::blocks_needed(positions, o_.block_size, batch),
-                o_.block_size);
+                o_.block_size, kv_dtype());
     LinearBlockAllocator alloc(pool.num_blocks());
     std::vector<SequenceKv> seqs(size_t(batch), SequenceKv(alloc, o_.block_size));
     for (auto& s : seqs) s.ensure(positions);
@@ -457,6 +465,8 @@ const cli::Registrar reg{
           ->capture_default_str();
       app.add_option("--device", o->device, "cpu, cuda or auto")->capture_default_str();
       app.add_option("--block-size", o->block_size, "KV block size")->capture_default_str();
+      app.add_option("--kv-cache-dtype", o->kv_cache_dtype, "KV cache element type: auto (float32), float32, bfloat16")
+          ->capture_default_str();
       app.add_option("--seed", o->seed, "seed of the random token ids")->capture_default_str();
       app.add_option("--probe-mb", o->probe_mb, "MiB streamed by the bandwidth probe")->capture_default_str();
       app.add_flag("--json", o->json, "print JSON (the bench/results schema) instead of a table");

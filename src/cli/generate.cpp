@@ -21,7 +21,7 @@ namespace gptoss {
 namespace {
 
 struct Options {
-  std::string model, adapter, device = "cpu";
+  std::string model, adapter, device = "cpu", kv_cache_dtype = "auto";
   std::vector<std::string> tokens;
   int max_new_tokens = 16;
   double temperature = 0.0;
@@ -45,8 +45,13 @@ int run(const Options& o) {
   if (o.max_num_batched_tokens <= 0)
     fail_input("--max-num-batched-tokens is {}; expected > 0", o.max_num_batched_tokens);
 
+  KvDtype kv_dtype = KvDtype::f32;
+  if (!parse_kv_dtype(o.kv_cache_dtype, &kv_dtype))
+    fail_input("--kv-cache-dtype is {}; expected auto, float32 or bfloat16", o.kv_cache_dtype);
   auto runner = GptOssRunner::load(o.model, o.device, o.adapter);
-  const std::string device = runner->backend().device_name();
+  runner->set_kv_dtype(kv_dtype);
+  const std::string device = runner->backend().device_name() +
+                             (kv_dtype == KvDtype::f32 ? "" : std::string(", ") + kv_dtype_name(kv_dtype) + " KV cache");
   const int max_pos = runner->max_position();
   const int vocab = runner->vocab_size();
   for (const auto& p : prompts) {
@@ -131,6 +136,9 @@ const cli::Registrar reg{"generate", "Generate token ids from prompt token ids t
                                         "stop at an eos id of config.json or a harmony stop token");
                            app.add_option("--device", o->device, "cpu, cuda or auto")->capture_default_str();
                            app.add_option("--block-size", o->block_size, "KV block size (positions)")
+                               ->capture_default_str();
+                           app.add_option("--kv-cache-dtype", o->kv_cache_dtype,
+                                          "KV cache element type: auto (float32), float32, bfloat16")
                                ->capture_default_str();
                            app.add_option("--max-num-batched-tokens", o->max_num_batched_tokens,
                                           "tokens per forward (prefill chunk budget)")

@@ -125,6 +125,9 @@ std::unique_ptr<ChatService> make_local(const InferenceConfig& cfg, bool quiet) 
     dirs.push_back(resolve_adapter_dir(path, adapter_hopt));
   }
   auto runner = GptOssRunner::load(dir, cfg.engine_params.device, adapter, dirs);
+  KvDtype kv_dtype = KvDtype::f32;
+  parse_kv_dtype(cfg.engine_params.kv_cache_dtype, &kv_dtype);  // the config reader checked the name
+  runner->set_kv_dtype(kv_dtype);
   bar.set(2);
   std::string describe = runner->describe();
   EngineConfig ec;
@@ -149,8 +152,9 @@ std::unique_ptr<ChatService> make_local(const InferenceConfig& cfg, bool quiet) 
   if (ec.max_model_len_is_bound && engine->config().max_model_len < ec.max_model_len)
     std::fprintf(stderr,
                  "gptoss: context %d tokens, not model.model_max_length %d: the KV cache holds no more (raise "
-                 "engine_params.gpu_memory_utilization, or kv_cache_gb on a CPU, for longer)\n",
-                 engine->config().max_model_len, ec.max_model_len);
+                 "engine_params.gpu_memory_utilization, or kv_cache_gb on a CPU%s, for longer)\n",
+                 engine->config().max_model_len, ec.max_model_len,
+                 kv_dtype == KvDtype::f32 ? ", or set engine_params.kv_cache_dtype: bfloat16" : "");
   return std::make_unique<LocalChatService>(engine, tok, cfg.model.model_name, names);
 }
 

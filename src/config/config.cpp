@@ -229,6 +229,7 @@ void read_engine_params(FieldReader r, EngineParams& e) {
   r.get("cpu_offload", e.cpu_offload);
   r.get("num_threads", e.num_threads, 1, 1024);
   r.get("kv_cache_gb", e.kv_cache_gb, 0.0, 1e6, true);
+  r.get_enum("kv_cache_dtype", e.kv_cache_dtype, {"auto", "float32", "bfloat16"}, true);
   ConfigJson modules;
   r.get_object("lora_modules", modules);
   for (const auto& [name, path] : modules.items()) {
@@ -529,7 +530,8 @@ nlohmann::ordered_json to_json(const InferenceConfig& c) {
       {"engine_params",
        {{"max_num_seqs", e.max_num_seqs}, {"gpu_memory_utilization", e.gpu_memory_utilization},
         {"max_model_len", opt(e.max_model_len)}, {"device", e.device}, {"cpu_offload", e.cpu_offload},
-        {"num_threads", opt(e.num_threads)}, {"kv_cache_gb", e.kv_cache_gb}, {"lora_modules", lora_modules_json(e)}}},
+        {"num_threads", opt(e.num_threads)}, {"kv_cache_gb", e.kv_cache_gb}, {"kv_cache_dtype", e.kv_cache_dtype},
+        {"lora_modules", lora_modules_json(e)}}},
   };
 }
 

@@ -115,6 +115,9 @@ struct EngineParams {
   bool cpu_offload = false;                 // keep expert weights in host memory
   std::optional<int64_t> num_threads;       // CPU threads; empty: all cores
   double kv_cache_gb = 4.0;                 // CPU: memory for the paged KV cache (GPU: from gpu_memory_utilization)
+  // KV cache element type, as vLLM's kv_cache_dtype: auto (= float32, exact) | float32 | bfloat16 (half the
+  // memory per token: twice the context or the concurrent sequences in the same budget).
+  std::string kv_cache_dtype = "auto";
   // (gptoss) LoRA adapters a request selects by naming them as its model: name -> directory or hub id,
   // as vLLM's --lora-modules; in the YAML order.
   std::vector<std::pair<std::string, std::string>> lora_modules;

@@ -1,9 +1,11 @@
 // Scalar number formats: bf16, fp4 e2m1 (MXFP4 elements), e8m0 (MXFP4 block scales).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <cmath>
+#include <string_view>
 
 namespace gptoss {
 
@@ -52,6 +54,20 @@ inline float fp4_to_f32(uint8_t code) { return kFp4Values[code & 0xf]; }
 inline float e8m0_to_f32(uint8_t s) {
   if (s == 255) return NAN;
   return std::ldexp(1.0f, int(s) - 127);
+}
+
+// Element type of the paged KV cache: f32 (exact, the default) or bf16 (half the memory, as vLLM's
+// default; K and V are rounded to nearest even when stored, attention reads them back as f32).
+enum class KvDtype : uint8_t { f32, bf16 };
+
+inline size_t kv_dtype_bytes(KvDtype d) { return d == KvDtype::bf16 ? 2 : 4; }
+inline const char* kv_dtype_name(KvDtype d) { return d == KvDtype::bf16 ? "bfloat16" : "float32"; }
+
+// The kv_cache_dtype setting: "auto" (float32) | "float32" | "bfloat16"; false for anything else.
+inline bool parse_kv_dtype(std::string_view name, KvDtype* out) {
+  if (name == "auto" || name == "float32") return *out = KvDtype::f32, true;
+  if (name == "bfloat16") return *out = KvDtype::bf16, true;
+  return false;
 }
 
 }  // namespace gptoss

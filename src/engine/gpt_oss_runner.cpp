@@ -36,11 +36,11 @@ std::vector<int> GptOssRunner::eos_token_ids() const { return model_->config().e
 int GptOssRunner::max_position() const { return int(model_->config().max_position_embeddings); }
 
 size_t GptOssRunner::kv_bytes_per_block(int block_size) const {
-  return KvPool::bytes_per_block(model_->config(), block_size);
+  return KvPool::bytes_per_block(model_->config(), block_size, kv_dtype_);
 }
 
 void GptOssRunner::allocate_kv(int num_blocks, int block_size) {
-  pool_ = std::make_unique<KvPool>(model_->config(), *backend_, num_blocks, block_size);
+  pool_ = std::make_unique<KvPool>(model_->config(), *backend_, num_blocks, block_size, kv_dtype_);
 }
 
 void GptOssRunner::forward(const ForwardBatch& batch, float* logits) {
@@ -53,8 +53,9 @@ std::string GptOssRunner::describe() const {
   std::string lora = model_->adapter() ? " with " + model_->adapter()->describe() : "";
   if (const int named = model_->num_adapters() - 1; named > 0)
     lora += fmt::format(" ({} more LoRA adapter{} selectable by request)", named, named == 1 ? "" : "s");
-  return fmt::format("gpt-oss ({} layers, {} experts, vocab {}){} on {}", c.num_hidden_layers, c.num_local_experts,
-                     c.vocab_size, lora, backend_->device_name());
+  const std::string kv = kv_dtype_ == KvDtype::f32 ? "" : fmt::format(", {} KV cache", kv_dtype_name(kv_dtype_));
+  return fmt::format("gpt-oss ({} layers, {} experts, vocab {}){} on {}{}", c.num_hidden_layers, c.num_local_experts,
+                     c.vocab_size, lora, backend_->device_name(), kv);
 }
 
 std::optional<size_t> GptOssRunner::device_kv_budget(double gpu_memory_utilization, int max_step_tokens,
@@ -79,7 +80,7 @@ void GptOssRunner::run_largest_step(int tokens, int seqs) {
   const int bs = 16;
   const int64_t first = std::max(tokens - (seqs - 1), 1);
   KvPool pool(model_->config(), *backend_,
-              SequenceKv::blocks_needed(first, bs) + SequenceKv::blocks_needed(1, bs, seqs - 1) + 1, bs);
+              SequenceKv::blocks_needed(first, bs) + SequenceKv::blocks_needed(1, bs, seqs - 1) + 1, bs, kv_dtype_);
   LinearBlockAllocator alloc(pool.num_blocks());
   std::vector<SequenceKv> kv(size_t(seqs), SequenceKv(alloc, bs));
   const std::vector<int32_t> ids(size_t(first), 0);

@@ -41,6 +41,9 @@ class GptOssRunner : public ModelRunner {
 
   GptOssModel& model() { return *model_; }
   Backend& backend() { return *backend_; }
+  // Element type of the KV pool (f32 unless set; set it before the engine sizes and allocates the pool).
+  void set_kv_dtype(KvDtype dtype) { kv_dtype_ = dtype; }
+  KvDtype kv_dtype() const { return kv_dtype_; }
 
  private:
   // One forward of `tokens` tokens over `seqs` sequences (a prefill chunk and single tokens, as a mixed
@@ -50,6 +53,7 @@ class GptOssRunner : public ModelRunner {
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<GptOssModel> model_;
   std::unique_ptr<KvPool> pool_;
+  KvDtype kv_dtype_ = KvDtype::f32;
 };
 
 }  // namespace gptoss

@@ -103,6 +103,7 @@ ForwardMeta GptOssModel::forward_meta(const KvPool& kv, bool replayable) const {
   meta.logit_rows = logit_rows_.data();
   meta.n_logit_rows = int64_t(logit_rows_.size());
   meta.block_size = kv.block_size();
+  meta.variant = uint64_t(kv.dtype());  // a pool reallocated at the same address may hold another type
   for (const AdapterRun& r : adapter_runs_)  // the adapters' row ranges shape the op sequence
     meta.variant = (meta.variant ^ uint64_t(r.begin) * 0x9e3779b97f4a7c15ull ^ uint64_t(r.end) << 20 ^
                     uint64_t(r.index) << 48) * 0xff51afd7ed558ccdull;

@@ -10,18 +10,18 @@ int KvPool::layers_per_group(const GptOssConfig& cfg) {
   return std::max(cfg.num_full_layers(), cfg.num_sliding_layers());
 }
 
-size_t KvPool::bytes_per_block(const GptOssConfig& cfg, int block_size) {
+size_t KvPool::bytes_per_block(const GptOssConfig& cfg, int block_size, KvDtype dtype) {
   return size_t(block_size) * size_t(layers_per_group(cfg)) * 2 * size_t(cfg.num_key_value_heads) *
-         size_t(cfg.head_dim) * sizeof(float);
+         size_t(cfg.head_dim) * kv_dtype_bytes(dtype);
 }
 
-KvPool::KvPool(const GptOssConfig& cfg, Backend& backend, int num_blocks, int block_size)
-    : num_blocks_(num_blocks), block_size_(block_size), bytes_per_block_(bytes_per_block(cfg, block_size)),
+KvPool::KvPool(const GptOssConfig& cfg, Backend& backend, int num_blocks, int block_size, KvDtype dtype)
+    : num_blocks_(num_blocks), block_size_(block_size), bytes_per_block_(bytes_per_block(cfg, block_size, dtype)),
       buf_(backend) {
   if (num_blocks <= 0) fail_input("KV pool: num_blocks is {}; expected > 0", num_blocks);
   if (block_size <= 0) fail_input("KV pool: block_size is {}; expected > 0", block_size);
   buf_.reserve(bytes());
-  view_ = KvView{buf_.f32(), block_size, layers_per_group(cfg), cfg.num_key_value_heads, cfg.head_dim};
+  view_ = KvView{buf_.get(), block_size, layers_per_group(cfg), cfg.num_key_value_heads, cfg.head_dim, dtype};
   int n_full = 0, n_swa = 0;
   for (int l = 0; l < cfg.num_hidden_layers; ++l) group_layer_.push_back(cfg.is_sliding(l) ? n_swa++ : n_full++);
 }

@@ -1,5 +1,5 @@
 // The paged KV pool of one model: `num_blocks` physical blocks in backend memory, each holding
-// `block_size` positions of K and V (f32) for the Lg layers of one layer group (layout in
+// `block_size` positions of K and V (f32, or bf16 to halve the memory) for the Lg layers of one layer group (layout in
 // model/batch.h and backend/backend.h). Lg = max(#full-attention layers, #sliding layers); a layer's
 // index g inside its group selects its slice of a block.
 //
@@ -19,13 +19,14 @@ namespace gptoss {
 
 class KvPool {
  public:
-  KvPool(const GptOssConfig& cfg, Backend& backend, int num_blocks, int block_size);
+  KvPool(const GptOssConfig& cfg, Backend& backend, int num_blocks, int block_size, KvDtype dtype = KvDtype::f32);
 
-  static size_t bytes_per_block(const GptOssConfig& cfg, int block_size);
+  static size_t bytes_per_block(const GptOssConfig& cfg, int block_size, KvDtype dtype = KvDtype::f32);
   static int layers_per_group(const GptOssConfig& cfg);
 
   int num_blocks() const { return num_blocks_; }
   int block_size() const { return block_size_; }
+  KvDtype dtype() const { return view_.dtype; }
   size_t bytes() const { return size_t(num_blocks_) * bytes_per_block_; }
   // The view the backend ops take (pool pointer is backend memory).
   const KvView& view() const { return view_; }

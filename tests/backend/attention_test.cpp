@@ -56,8 +56,10 @@ struct AttnCase {
   std::vector<std::pair<int32_t, int64_t>> seqs;  // (start_pos, n_tokens)
 };
 
-void run_case(const AttnCase& c, uint32_t seed) {
-  SCOPED_TRACE("window=" + std::to_string(c.window) + " block=" + std::to_string(c.block_size));
+// Optimized kv_store and attention against the references over a pool of `dtype`; returns the output.
+std::vector<float> run_case_dtype(const AttnCase& c, uint32_t seed, KvDtype dtype) {
+  SCOPED_TRACE("window=" + std::to_string(c.window) + " block=" + std::to_string(c.block_size) + " " +
+               kv_dtype_name(dtype));
   Rng rng(seed);
   // Block tables: each sequence owns blocks for positions [0, end), physical ids shuffled over a pool.
   std::vector<std::vector<int32_t>> tables;
@@ -67,8 +69,10 @@ void run_case(const AttnCase& c, uint32_t seed) {
   std::iota(phys.begin(), phys.end(), 0);
   std::shuffle(phys.begin(), phys.end(), rng.gen());
   const int64_t block_elems = int64_t(c.layers) * 2 * c.block_size * c.kv_heads * c.head_dim;
-  std::vector<float> pool_a(static_cast<size_t>(total_blocks * block_elems), NAN), pool_b;
-  PagedKv kv{pool_a.data(), c.block_size, c.layers, c.kv_heads, c.head_dim};
+  // NaN-poisoned (0x7fc0 is a bf16 NaN, and 0x7fc07fc0 an f32 one), sized for f32.
+  std::vector<uint16_t> pool_a(static_cast<size_t>(total_blocks * block_elems * 2), 0x7fc0), pool_b;
+  const size_t pool_bytes = size_t(total_blocks * block_elems) * kv_dtype_bytes(dtype);
+  PagedKv kv{pool_a.data(), c.block_size, c.layers, c.kv_heads, c.head_dim, dtype};
   int next = 0;
   int64_t n_tokens = 0;
   std::vector<AttnSeq> seqs;
@@ -108,7 +112,7 @@ void run_case(const AttnCase& c, uint32_t seed) {
     kv_store_ref(kv, c.group_layer, k.data() + off, v.data() + off, seqs[i].n_tokens, pos.data(), tables[i].data());
     kv_store(kvb, c.group_layer, k.data() + off, v.data() + off, seqs[i].n_tokens, pos.data(), tables[i].data());
   }
-  EXPECT_EQ(0, std::memcmp(pool_a.data(), pool_b.data(), pool_a.size() * sizeof(float))) << "kv_store";
+  EXPECT_EQ(0, std::memcmp(pool_a.data(), pool_b.data(), pool_bytes)) << "kv_store";
 
   auto q = rng.f32(n_tokens * c.heads * c.head_dim, -2, 2);
   auto sinks = rng.f32(c.heads, -2, 4);
@@ -119,6 +123,16 @@ void run_case(const AttnCase& c, uint32_t seed) {
   attention_sinks_paged(q.data(), n_tokens, c.heads, kv, c.group_layer, seqs.data(), int(seqs.size()),
                         sinks.data(), c.window, scale, got.data());
   expect_close(got, ref, kTol, "attention_sinks_paged");
+  return got.values();
+}
+
+// Both pool types; a bf16 pool (K and V rounded to 8 significant bits) stays close to the f32 one.
+void run_case(const AttnCase& c, uint32_t seed) {
+  const std::vector<float> f32 = run_case_dtype(c, seed, KvDtype::f32);
+  const std::vector<float> bf16 = run_case_dtype(c, seed, KvDtype::bf16);
+  const double err = rel_error(bf16.data(), f32.data(), int64_t(f32.size()));
+  EXPECT_LT(err, 1e-2) << "bf16 KV against f32 KV";
+  EXPECT_GT(err, 0.0) << "the bf16 pool rounds K and V";
 }
 
 TEST(AttentionSinks, FullAttentionSeveralSequences) {

@@ -3,9 +3,11 @@
 // metadata of each step uploaded once per forward. Skips without a GPU (CI), runs on the device.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <tuple>
 #include <memory>
 #include <unistd.h>
 #include <vector>
@@ -28,10 +30,11 @@ struct Side {
   std::unique_ptr<LinearBlockAllocator> alloc;
   std::vector<SequenceKv> seqs;
 
-  Side(std::unique_ptr<Backend> b, const std::string& dir, int n_seqs, int max_len, int block_size)
+  Side(std::unique_ptr<Backend> b, const std::string& dir, int n_seqs, int max_len, int block_size,
+       KvDtype kv_dtype = KvDtype::f32)
       : backend(std::move(b)), model(GptOssModel::load(dir, *backend)) {
     const int blocks = n_seqs * SequenceKv::blocks_needed(max_len, block_size);
-    pool = std::make_unique<KvPool>(model->config(), *backend, blocks, block_size);
+    pool = std::make_unique<KvPool>(model->config(), *backend, blocks, block_size, kv_dtype);
     alloc = std::make_unique<LinearBlockAllocator>(blocks);
     for (int i = 0; i < n_seqs; ++i) seqs.emplace_back(*alloc, block_size);
   }
@@ -42,7 +45,7 @@ struct Step {
   std::vector<std::vector<int32_t>> chunks;
 };
 
-class CudaForward : public ::testing::TestWithParam<int> {
+class CudaForward : public ::testing::TestWithParam<std::tuple<int, KvDtype>> {
  protected:
   void SetUp() override {
     if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU in this build/machine";
@@ -69,12 +72,15 @@ class CudaForward : public ::testing::TestWithParam<int> {
   std::string dir_;
 };
 
-// GetParam() sequences: 3 keeps every kernel on its small-batch path; 70 (140 token-slots, 70 tokens)
-// takes the grouped tensor-core MoE and the tensor-core matmuls inside the recorded graphs.
+// GetParam(): sequences (3 keeps every kernel on its small-batch path; 70 (140 token-slots, 70 tokens)
+// takes the grouped tensor-core MoE and the tensor-core matmuls inside the recorded graphs) and the KV
+// cache type (bf16: both backends round K and V to nearest even; a K that differs in its last f32 bits
+// may round to the neighbouring bf16, so that comparison gets a looser bound).
 TEST_P(CudaForward, DecodeStepsReplayedAsGraphsMatchCpu) {
-  const int n_seqs = GetParam(), block_size = 4, max_len = 64;
-  Side cpu(make_cpu_backend(), dir_, n_seqs, max_len, block_size);
-  Side gpu(make_cuda_backend(), dir_, n_seqs, max_len, block_size);
+  const auto [n_seqs, kv_dtype] = GetParam();
+  const int block_size = 4, max_len = 64;
+  Side cpu(make_cpu_backend(), dir_, n_seqs, max_len, block_size, kv_dtype);
+  Side gpu(make_cuda_backend(), dir_, n_seqs, max_len, block_size, kv_dtype);
   const int vocab = cpu.model->config().vocab_size;
   std::vector<int32_t> len_cpu(size_t(n_seqs), 0), len_gpu(size_t(n_seqs), 0);
   auto token = [&](int step, int seq) { return int32_t((step * 131 + seq * 37 + 11) % vocab); };
@@ -96,7 +102,13 @@ TEST_P(CudaForward, DecodeStepsReplayedAsGraphsMatchCpu) {
     steps.push_back(d);
   }
   // Random weights at scales up to 2^-1 make large activations: CPU and CUDA differ by ~1e-5 of the
-  // logits here (the fixtures, ~1e-6); stale or misplaced metadata gives errors of order 1.
+  // logits here (the fixtures, ~1e-6); stale or misplaced metadata gives errors of order 1. With a bf16
+  // cache a K or V element whose f32 values differ in the last bits between the backends can round to
+  // neighbouring bf16 values (2^-8 apart), and these activations amplify that (a router near-tie can
+  // flip an expert): measured on the H200, median rows 2.9e-5 / 1.8e-5 over 3 / 70 sequences, at most
+  // 2.5e-4 over 3, and 3 of 2169 rows above 1e-2 (2.3e-2 at most) over 70. So for bf16 the bounds are on
+  // the median row and on how many rows are far off.
+  std::vector<double> errs;
   double worst = 0;
   std::string where;
   for (size_t s = 0; s < steps.size(); ++s) {
@@ -106,17 +118,29 @@ TEST_P(CudaForward, DecodeStepsReplayedAsGraphsMatchCpu) {
     for (size_t r = 0; r < want.size() / size_t(vocab); ++r) {
       const std::vector<float> row(want.begin() + long(r * size_t(vocab)), want.begin() + long((r + 1) * size_t(vocab)));
       const double e = testing::rel_err(got.data() + r * size_t(vocab), row);
+      errs.push_back(e);
       if (!(e <= worst)) {
         worst = e;
         where = "step " + std::to_string(s) + " row " + std::to_string(r);
       }
     }
   }
-  EXPECT_LE(worst, 5e-5) << where;
-  std::printf("largest relative error %.3g (%s)\n", worst, where.c_str());
+  const size_t far = size_t(std::count_if(errs.begin(), errs.end(), [](double e) { return !(e <= 1e-2); }));
+  std::nth_element(errs.begin(), errs.begin() + long(errs.size() / 2), errs.end());
+  const double median = errs[errs.size() / 2];
+  if (kv_dtype == KvDtype::f32) {
+    EXPECT_LE(worst, 5e-5) << where;
+  } else {
+    EXPECT_LE(median, 2e-4) << "median row";
+    EXPECT_LE(far, std::max<size_t>(1, errs.size() / 100)) << "rows off by more than 1e-2";
+    EXPECT_LE(worst, 0.2) << where;
+  }
+  std::printf("largest relative error %.3g (%s), median %.3g, %zu of %zu rows above 1e-2, %s KV cache\n", worst,
+              where.c_str(), median, far, errs.size(), kv_dtype_name(kv_dtype));
 }
 
-INSTANTIATE_TEST_SUITE_P(Sequences, CudaForward, ::testing::Values(3, 70));
+INSTANTIATE_TEST_SUITE_P(Sequences, CudaForward,
+                         ::testing::Combine(::testing::Values(3, 70), ::testing::Values(KvDtype::f32, KvDtype::bf16)));
 
 // A LoRA adapter on every projection and router (model/lora.h: its terms are bf16 matmuls of limbs and
 // adds, so the CUDA backend runs the same op sequence, inside the recorded decode graphs too).

@@ -175,15 +175,24 @@ TEST_F(CudaOps, RopeKvStoreAttentionWithSinksAndWindow) {
   auto sinks = rand_f32(size_t(heads));
   std::vector<float> inv(hd / 2);
   for (int i = 0; i < hd / 2; ++i) inv[size_t(i)] = std::pow(150000.f, -2.f * i / hd);
-  // mode 0: one op at a time, a 8-key window; 1: rope_qk + kv_store_seqs; 2: rope_qk_kv_store, a 8-key window.
-  for (int mode : {0, 1, 2}) {
+  // The pool as bf16 bits, two to a float (the upload helpers move floats).
+  std::vector<float> pool_init_bf16(pool_init.size() / 2);
+  for (size_t i = 0; i < pool_init.size(); ++i) {
+    const uint16_t h = f32_to_bf16(pool_init[i]);
+    std::memcpy(reinterpret_cast<char*>(pool_init_bf16.data()) + 2 * i, &h, 2);
+  }
+  // mode 0: one op at a time, a 8-key window; 1: rope_qk + kv_store_seqs; 2: rope_qk_kv_store, a 8-key window;
+  // each over an f32 and a bf16 pool.
+  for (int mode : {0, 1, 2})
+  for (KvDtype dtype : {KvDtype::f32, KvDtype::bf16}) {
     const int window = mode == 1 ? 0 : 8;
+    const bool bf16 = dtype == KvDtype::bf16;
     std::vector<std::vector<float>> res;
     for (Backend* b : {cpu_.get(), gpu_.get()}) {
       float* dq = put(*b, q);
       float* dk = put(*b, k);
       float* dv = put(*b, v);
-      KvView kv{put(*b, pool_init), bs, lg, kvh, hd};
+      KvView kv{put(*b, bf16 ? pool_init_bf16 : pool_init), bs, lg, kvh, hd, dtype};
       AttnSeqDesc seqs[2] = {{0, 20, 5, tab0.data()}, {20, 1, 70, tab1.data()}};
       if (mode == 0) {
         b->rope(dq, n, heads, hd, pos.data(), put(*b, inv), 1.3465736f);
@@ -203,11 +212,21 @@ TEST_F(CudaOps, RopeKvStoreAttentionWithSinksAndWindow) {
         auto rot = get(*b, p, size_t(count));
         r.insert(r.end(), rot.begin(), rot.end());
       }
-      auto pool = get(*b, kv.pool, pool_init.size());  // the stored K/V rows too
+      // The stored K/V rows too (a bf16 pool widened to f32).
+      auto pool = get(*b, static_cast<float*>(kv.pool), bf16 ? pool_init_bf16.size() : pool_init.size());
+      if (bf16) {
+        std::vector<float> wide(pool_init.size());
+        for (size_t i = 0; i < wide.size(); ++i) {
+          uint16_t h;
+          std::memcpy(&h, reinterpret_cast<const char*>(pool.data()) + 2 * i, 2);
+          wide[i] = bf16_to_f32(h);
+        }
+        pool = wide;
+      }
       r.insert(r.end(), pool.begin(), pool.end());
       res.push_back(r);
     }
-    EXPECT_LT(rel_err(res[1], res[0]), 1e-5) << "mode=" << mode;
+    EXPECT_LT(rel_err(res[1], res[0]), 1e-5) << "mode=" << mode << " " << kv_dtype_name(dtype);
   }
 }
 

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "config/config.h"
+#include "core/dtype.h"
 #include "config/recipes.h"
 #include "config/yaml_tree.h"
 #include "core/error.h"
@@ -261,7 +262,20 @@ TEST(Config, EngineParams) {
               parse_inference_config(std::string(kMinimal) + "engine_params: {gpu_memory_utilization: 1.5}\n", "e.yaml");
             }).find("engine_params.gpu_memory_utilization is 1.5"),
             std::string::npos);
+  EXPECT_EQ(c.engine_params.kv_cache_dtype, "auto");
+  c = parse_inference_config(std::string(kMinimal) + "engine_params: {kv_cache_dtype: bfloat16, device: CUDA}\n",
+                             "e.yaml");
+  EXPECT_EQ(c.engine_params.kv_cache_dtype, "bfloat16");
+  KvDtype kv = KvDtype::f32;
+  EXPECT_TRUE(parse_kv_dtype(c.engine_params.kv_cache_dtype, &kv));
+  EXPECT_EQ(kv, KvDtype::bf16);
+  const std::string kv_error = input_error_of([] {
+    parse_inference_config(std::string(kMinimal) + "engine_params: {kv_cache_dtype: fp8}\n", "e.yaml");
+  });
+  EXPECT_NE(kv_error.find("kv_cache_dtype"), std::string::npos) << kv_error;
+  EXPECT_NE(kv_error.find("bfloat16"), std::string::npos) << kv_error;
   ConfigJson j = to_json(c);
+  EXPECT_EQ(j["engine_params"]["kv_cache_dtype"], "bfloat16");
   EXPECT_EQ(j["engine_params"]["device"], "cuda");
   EXPECT_EQ(j["model"]["model_name"], "openai/gpt-oss-20b");
   // (gptoss) lora_modules: name -> adapter, in the file's order.

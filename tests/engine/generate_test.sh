@@ -61,6 +61,24 @@ s_batch=$("$BIN" generate --model "$M" --tokens "$prompt" --tokens "$seq1" --tok
   --temperature 1 --seed 3 2>/dev/null | sed -n 2p)
 [[ "$s_alone" == "$s_batch" ]] || fail "seeded sampling depends on the batch: '$s_alone' vs '$s_batch'"
 
+# A bf16 KV cache: batched greedy ids equal those of the same requests one at a time (both bf16), and the
+# statistics line says which cache ran. (Against the f32 cache the ids may differ: K and V are rounded.)
+b_alone=()
+for p in "$seq1" "$prompt"; do
+  b_alone+=("$("$BIN" generate --model "$M" --tokens "$p" --max-new-tokens 12 --temperature 0 --kv-cache-dtype bfloat16 2>/dev/null | tail -n 1)")
+done
+b_batch=$("$BIN" generate --model "$M" --tokens "$seq1" --tokens "$prompt" --max-new-tokens 12 --temperature 0 \
+  --kv-cache-dtype bfloat16 2>"$TMP/err")
+[[ "$(echo "$b_batch" | sed -n 1p)" == "${b_alone[0]}" && "$(echo "$b_batch" | sed -n 2p)" == "${b_alone[1]}" ]] \
+  || fail "bf16 KV: batched '$b_batch' vs alone '${b_alone[*]}'"
+grep -q "bfloat16 KV cache" "$TMP/err" || fail "bf16 KV not reported: $(cat "$TMP/err")"
+set +e
+"$BIN" generate --model "$M" --tokens 1,2 --kv-cache-dtype fp8 >"$TMP/out" 2>"$TMP/err"
+rc=$?
+set -e
+[[ $rc == 2 ]] && grep -q "kv-cache-dtype is fp8; expected auto, float32 or bfloat16" "$TMP/err" \
+  || fail "bad --kv-cache-dtype: exit $rc, $(cat "$TMP/err")"
+
 # Errors name the bad request and exit 2.
 set +e
 "$BIN" generate --model "$M" --tokens 1,2 --tokens 3,4096 --max-new-tokens 2 >"$TMP/out" 2>"$TMP/err"

@@ -127,6 +127,13 @@ TEST(KvPool, SizesAndGroupIndices) {
   KvPool pool(cfg, *be, 5, 16);
   EXPECT_EQ(pool.num_blocks(), 5);
   EXPECT_EQ(pool.bytes(), 5 * KvPool::bytes_per_block(cfg, 16));
+  EXPECT_EQ(pool.dtype(), KvDtype::f32);
+  // A bf16 pool: half the bytes a block, twice the blocks in the same budget.
+  EXPECT_EQ(2 * KvPool::bytes_per_block(cfg, 16, KvDtype::bf16), KvPool::bytes_per_block(cfg, 16));
+  KvPool half(cfg, *be, 5, 16, KvDtype::bf16);
+  EXPECT_EQ(half.dtype(), KvDtype::bf16);
+  EXPECT_EQ(half.view().dtype, KvDtype::bf16);
+  EXPECT_EQ(2 * half.bytes(), pool.bytes());
   int full = 0, swa = 0;
   for (int l = 0; l < cfg.num_hidden_layers; ++l) EXPECT_EQ(pool.group_layer(l), cfg.is_sliding(l) ? swa++ : full++);
 

@@ -30,18 +30,27 @@ inline __m256 hsum8(const __m256* s) {
   return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
+// Eight K/V elements as f32: f32 as they are, bf16 widened (exact).
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const uint16_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
 struct RowSeq {
   int32_t seq;
   int32_t t;  // index within the sequence
 };
 
-template <int D8>  // head_dim / 8, or 0 for a runtime value
+template <int D8, class E>  // head_dim / 8 (0: a runtime value); E the KV element type (float, bf16 bits)
 void attend_one(const float* q, int group, int d, const PagedKv& kv, int g_layer, const AttnSeq& sq, int64_t t,
                 int kvh, const float* sinks, int window, float scale, float* out, float* scratch) {
   const int d8 = D8 > 0 ? D8 : d / 8;
   const int64_t p = sq.start_pos + t;
   const int64_t lo = window > 0 ? std::max<int64_t>(0, p - window + 1) : 0;
   const int64_t row_stride = int64_t(kv.kv_heads) * d;
+  const E* pool = static_cast<const E*>(kv.pool);
+  constexpr int kLine = 64 / int(sizeof(E));  // elements a cache line
   float* acc = scratch;                      // [group][d]
   float* scores = acc + group * d;           // [group][kChunk]
   float* m = scores + group * kChunk;        // [group]
@@ -58,24 +67,22 @@ void attend_one(const float* q, int group, int d, const PagedKv& kv, int g_layer
     GPTOSS_CHECK(block >= 0, "position {} maps to an unassigned KV block", kp);
     const int64_t slot0 = kp % kv.block_size;
     const int nk = int(std::min<int64_t>({p + 1 - kp, kv.block_size - slot0, kChunk}));
-    const float* kbase =
-        kv.pool + (((block * kv.layers_per_group + g_layer) * 2 + 0) * kv.block_size + slot0) * row_stride + kvh * d;
-    const float* vbase = kbase + int64_t(kv.block_size) * row_stride;
+    const E* kbase = pool + kv.offset(block, g_layer, 0, slot0, kvh);
+    const E* vbase = kbase + int64_t(kv.block_size) * row_stride;
     // The rows of one kv head are 256 B, 2 KB apart, in blocks scattered over the pool: too irregular
     // for the hardware prefetcher. Ask for this run's V rows now (used after the scores) and for the
     // next run's K rows.
     for (int j = 0; j < nk; ++j)
-      for (int i = 0; i < d; i += 16) _mm_prefetch(reinterpret_cast<const char*>(vbase + j * row_stride + i), _MM_HINT_T0);
+      for (int i = 0; i < d; i += kLine) _mm_prefetch(reinterpret_cast<const char*>(vbase + j * row_stride + i), _MM_HINT_T0);
     if (kp + nk <= p) {
       const int64_t nkp = kp + nk;
       const int64_t nblock = sq.block_table[nkp / kv.block_size];
       if (nblock >= 0) {
         const int64_t nslot = nkp % kv.block_size;
         const int nn = int(std::min<int64_t>({p + 1 - nkp, kv.block_size - nslot, kChunk}));
-        const float* nk_base = kv.pool +
-            (((nblock * kv.layers_per_group + g_layer) * 2 + 0) * kv.block_size + nslot) * row_stride + kvh * d;
+        const E* nk_base = pool + kv.offset(nblock, g_layer, 0, nslot, kvh);
         for (int j = 0; j < nn; ++j)
-          for (int i = 0; i < d; i += 16)
+          for (int i = 0; i < d; i += kLine)
             _mm_prefetch(reinterpret_cast<const char*>(nk_base + j * row_stride + i), _MM_HINT_T0);
       }
     }
@@ -90,24 +97,24 @@ void attend_one(const float* q, int group, int d, const PagedKv& kv, int g_layer
       for (; j + 8 <= nk; j += 8) {
         __m256 acc8[8];
 #pragma GCC unroll 8
-        for (int u = 0; u < 8; ++u) acc8[u] = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kbase + (j + u) * row_stride));
+        for (int u = 0; u < 8; ++u) acc8[u] = _mm256_mul_ps(qv[0], load8(kbase + (j + u) * row_stride));
 #pragma GCC unroll 32
         for (int i = 1; i < d8; ++i)
 #pragma GCC unroll 8
           for (int u = 0; u < 8; ++u)
-            acc8[u] = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(kbase + (j + u) * row_stride + 8 * i), acc8[u]);
+            acc8[u] = _mm256_fmadd_ps(qv[i], load8(kbase + (j + u) * row_stride + 8 * i), acc8[u]);
         _mm256_storeu_ps(scores + g * kChunk + j, _mm256_mul_ps(hsum8(acc8), _mm256_set1_ps(scale)));
       }
       for (; j < nk; ++j) {
-        const float* kr = kbase + j * row_stride;
-        __m256 s0 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kr));
+        const E* kr = kbase + j * row_stride;
+        __m256 s0 = _mm256_mul_ps(qv[0], load8(kr));
         __m256 s1 = _mm256_setzero_ps();
 #pragma GCC unroll 16
         for (int i = 1; i + 1 < d8; i += 2) {
-          s1 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(kr + 8 * i), s1);
-          s0 = _mm256_fmadd_ps(qv[i + 1], _mm256_loadu_ps(kr + 8 * i + 8), s0);
+          s1 = _mm256_fmadd_ps(qv[i], load8(kr + 8 * i), s1);
+          s0 = _mm256_fmadd_ps(qv[i + 1], load8(kr + 8 * i + 8), s0);
         }
-        if (d8 % 2 == 0) s1 = _mm256_fmadd_ps(qv[d8 - 1], _mm256_loadu_ps(kr + 8 * (d8 - 1)), s1);
+        if (d8 % 2 == 0) s1 = _mm256_fmadd_ps(qv[d8 - 1], load8(kr + 8 * (d8 - 1)), s1);
         scores[g * kChunk + j] = simd::hsum(_mm256_add_ps(s0, s1)) * scale;
       }
     }
@@ -136,9 +143,9 @@ void attend_one(const float* q, int group, int d, const PagedKv& kv, int g_layer
       for (int i = 0; i < d8; ++i) av[i] = _mm256_mul_ps(_mm256_loadu_ps(ag + 8 * i), cv);
       for (j = 0; j < nk; ++j) {
         const __m256 pj = _mm256_set1_ps(sg[j]);
-        const float* vr = vbase + j * row_stride;
+        const E* vr = vbase + j * row_stride;
 #pragma GCC unroll 32
-        for (int i = 0; i < d8; ++i) av[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr + 8 * i), av[i]);
+        for (int i = 0; i < d8; ++i) av[i] = _mm256_fmadd_ps(pj, load8(vr + 8 * i), av[i]);
       }
 #pragma GCC unroll 32
       for (int i = 0; i < d8; ++i) _mm256_storeu_ps(ag + 8 * i, av[i]);
@@ -185,10 +192,17 @@ void attention_sinks_paged(const float* q, int64_t n_tokens, int heads, const Pa
       if (rs.seq < 0) continue;  // a row no sequence owns is left as it is
       const float* qr = q + r * heads * d;
       float* orow = out + r * heads * d;
-      if (d == 64)
-        attend_one<8>(qr, group, d, kv, group_layer, seqs[rs.seq], rs.t, kvh, sinks, window, scale, orow, scratch);
-      else
-        attend_one<0>(qr, group, d, kv, group_layer, seqs[rs.seq], rs.t, kvh, sinks, window, scale, orow, scratch);
+      const AttnSeq& sq = seqs[rs.seq];
+      if (kv.dtype == KvDtype::bf16) {
+        if (d == 64)
+          attend_one<8, uint16_t>(qr, group, d, kv, group_layer, sq, rs.t, kvh, sinks, window, scale, orow, scratch);
+        else
+          attend_one<0, uint16_t>(qr, group, d, kv, group_layer, sq, rs.t, kvh, sinks, window, scale, orow, scratch);
+      } else if (d == 64) {
+        attend_one<8, float>(qr, group, d, kv, group_layer, sq, rs.t, kvh, sinks, window, scale, orow, scratch);
+      } else {
+        attend_one<0, float>(qr, group, d, kv, group_layer, sq, rs.t, kvh, sinks, window, scale, orow, scratch);
+      }
     }
   });
 }

@@ -25,7 +25,7 @@ namespace {
 constexpr size_t kHeader = 64;
 
 cpu::PagedKv paged(const KvView& kv) {
-  return cpu::PagedKv{kv.pool, kv.block_size, kv.layers_per_group, kv.kv_heads, kv.head_dim};
+  return cpu::PagedKv{kv.pool, kv.block_size, kv.layers_per_group, kv.kv_heads, kv.head_dim, kv.dtype};
 }
 
 std::string cpu_model_name() {

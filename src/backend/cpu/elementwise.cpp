@@ -115,10 +115,18 @@ void kv_store(const PagedKv& kv, int group_layer, const float* k, const float* v
     const int64_t block = block_table[p / kv.block_size];
     GPTOSS_CHECK(block >= 0, "position {} maps to an unassigned KV block", p);
     const int64_t slot = p % kv.block_size;
-    float* kd = kv.pool + (((block * kv.layers_per_group + group_layer) * 2 + 0) * kv.block_size + slot) * row;
-    float* vd = kv.pool + (((block * kv.layers_per_group + group_layer) * 2 + 1) * kv.block_size + slot) * row;
-    std::memcpy(kd, k + t * row, size_t(row) * sizeof(float));
-    std::memcpy(vd, v + t * row, size_t(row) * sizeof(float));
+    const int64_t kd = kv.offset(block, group_layer, 0, slot, 0), vd = kv.offset(block, group_layer, 1, slot, 0);
+    if (kv.dtype == KvDtype::bf16) {
+      uint16_t* pool = static_cast<uint16_t*>(kv.pool);
+      for (int64_t i = 0; i < row; ++i) {
+        pool[kd + i] = f32_to_bf16(k[t * row + i]);
+        pool[vd + i] = f32_to_bf16(v[t * row + i]);
+      }
+    } else {
+      float* pool = static_cast<float*>(kv.pool);
+      std::memcpy(pool + kd, k + t * row, size_t(row) * sizeof(float));
+      std::memcpy(pool + vd, v + t * row, size_t(row) * sizeof(float));
+    }
   }
 }
 

@@ -12,6 +12,8 @@
 
 #include <cstdint>
 
+#include "core/dtype.h"
+
 namespace gptoss::cpu {
 
 // y[n, d] = x / sqrt(mean(x^2) + eps) * w.  x and y may be the same array.
@@ -40,11 +42,16 @@ void rope_yarn_ref(float* x, int64_t n, int heads, int head_dim, const int32_t* 
 // instead of 0. Position p lives in logical block p / block_size (physical block_table[p / block_size]),
 // slot p % block_size. A table entry may be -1 only for blocks the attention window never touches.
 struct PagedKv {
-  float* pool;
+  void* pool;  // elements of `dtype`
   int block_size;
   int layers_per_group;
   int kv_heads;
   int head_dim;
+  KvDtype dtype = KvDtype::f32;
+  // Element offset of the K (kind 0) or V (kind 1) row of kv head h at (physical block, slot) of layer g.
+  int64_t offset(int64_t block, int g, int kind, int64_t slot, int h) const {
+    return ((((block * layers_per_group + g) * 2 + kind) * block_size + slot) * kv_heads + h) * int64_t(head_dim);
+  }
 };
 
 // Stores the K and V rows (k, v: [n, kv_heads, head_dim]) of n tokens of ONE sequence at `positions`

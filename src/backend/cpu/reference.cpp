@@ -56,14 +56,23 @@ void rope_yarn_ref(float* x, int64_t n, int heads, int head_dim, const int32_t* 
 }
 
 namespace {
-// Start of the K (which = 0) or V (which = 1) row of kv head h at position p.
-float* kv_row(const PagedKv& kv, int g, const int32_t* table, int64_t p, int which, int h) {
+// Element offset of the K (which = 0) or V (which = 1) row of kv head h at position p.
+int64_t kv_row(const PagedKv& kv, int g, const int32_t* table, int64_t p, int which, int h) {
   int64_t block = table[p / kv.block_size];
   GPTOSS_CHECK(block >= 0, "position {} maps to an unassigned KV block", p);
-  int64_t slot = p % kv.block_size;
-  return kv.pool +
-         ((((block * kv.layers_per_group + g) * 2 + which) * kv.block_size + slot) * kv.kv_heads + h) *
-             kv.head_dim;
+  return kv.offset(block, g, which, p % kv.block_size, h);
+}
+
+float kv_get(const PagedKv& kv, int64_t off) {
+  return kv.dtype == KvDtype::bf16 ? bf16_to_f32(static_cast<const uint16_t*>(kv.pool)[off])
+                                   : static_cast<const float*>(kv.pool)[off];
+}
+
+void kv_set(const PagedKv& kv, int64_t off, float x) {
+  if (kv.dtype == KvDtype::bf16)
+    static_cast<uint16_t*>(kv.pool)[off] = f32_to_bf16(x);
+  else
+    static_cast<float*>(kv.pool)[off] = x;
 }
 }  // namespace
 
@@ -72,11 +81,11 @@ void kv_store_ref(const PagedKv& kv, int group_layer, const float* k, const floa
   for (int64_t t = 0; t < n; ++t) {
     for (int h = 0; h < kv.kv_heads; ++h) {
       const int64_t off = (t * kv.kv_heads + h) * kv.head_dim;
-      float* kd = kv_row(kv, group_layer, block_table, positions[t], 0, h);
-      float* vd = kv_row(kv, group_layer, block_table, positions[t], 1, h);
+      const int64_t kd = kv_row(kv, group_layer, block_table, positions[t], 0, h);
+      const int64_t vd = kv_row(kv, group_layer, block_table, positions[t], 1, h);
       for (int i = 0; i < kv.head_dim; ++i) {
-        kd[i] = k[off + i];
-        vd[i] = v[off + i];
+        kv_set(kv, kd + i, k[off + i]);
+        kv_set(kv, vd + i, v[off + i]);
       }
     }
   }
@@ -101,9 +110,9 @@ void attention_sinks_paged_ref(const float* q, int64_t n_tokens, int heads, cons
         scores.assign(size_t(p - lo + 1), 0.0);
         double m = sinks[h];
         for (int64_t kp = lo; kp <= p; ++kp) {
-          const float* kr = kv_row(kv, group_layer, sq.block_table, kp, 0, kvh);
+          const int64_t kr = kv_row(kv, group_layer, sq.block_table, kp, 0, kvh);
           double dot = 0;
-          for (int i = 0; i < d; ++i) dot += double(qh[i]) * kr[i];
+          for (int i = 0; i < d; ++i) dot += double(qh[i]) * kv_get(kv, kr + i);
           scores[size_t(kp - lo)] = dot * scale;
           m = std::max(m, dot * scale);
         }
@@ -112,8 +121,8 @@ void attention_sinks_paged_ref(const float* q, int64_t n_tokens, int heads, cons
         for (int64_t kp = lo; kp <= p; ++kp) {
           double e = std::exp(scores[size_t(kp - lo)] - m);
           denom += e;
-          const float* vr = kv_row(kv, group_layer, sq.block_table, kp, 1, kvh);
-          for (int i = 0; i < d; ++i) acc[size_t(i)] += e * vr[i];
+          const int64_t vr = kv_row(kv, group_layer, sq.block_table, kp, 1, kvh);
+          for (int i = 0; i < d; ++i) acc[size_t(i)] += e * kv_get(kv, vr + i);
         }
         float* o = out + (row * heads + h) * d;
         for (int i = 0; i < d; ++i) o[i] = float(acc[size_t(i)] / denom);

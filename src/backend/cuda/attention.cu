@@ -1,5 +1,8 @@
 // rope, kv_store, attention with sinks over the paged KV cache.
+#include <cuda_bf16.h>
+
 #include <algorithm>
+#include <type_traits>
 
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_check.h"
@@ -20,12 +23,20 @@ __device__ __forceinline__ int64_t kv_offset(const KvView& kv, int32_t block, in
          kv.head_dim;
 }
 
+// Element `off` of the pool := x, rounded to nearest even for a bf16 pool (as the CPU's f32_to_bf16).
+__device__ __forceinline__ void kv_put(const KvView& kv, int64_t off, float x) {
+  if (kv.dtype == KvDtype::bf16)
+    static_cast<__nv_bfloat16*>(kv.pool)[off] = __float2bfloat16_rn(x);
+  else
+    static_cast<float*>(kv.pool)[off] = x;
+}
+
 // Row `src` (kv_heads x head_dim values) into slot `slot` of cache block `block`, K (kind 0) or V (1) of
 // layer g; every thread of the thread block takes part.
 __device__ __forceinline__ void store_row(const KvView& kv, int32_t block, int g, int kind, int slot,
                                           const float* src) {
   for (int i = threadIdx.x; i < kv.kv_heads * kv.head_dim; i += blockDim.x)
-    kv.pool[kv_offset(kv, block, g, kind, slot, i / kv.head_dim) + i % kv.head_dim] = src[i];
+    kv_put(kv, kv_offset(kv, block, g, kind, slot, i / kv.head_dim) + i % kv.head_dim, src[i]);
 }
 
 // Where rope_kernel also stores K and V (pool null: nowhere): layer g of the paged cache, through the
@@ -59,10 +70,10 @@ __global__ void rope_kernel(float* x0, int heads0, float* x1, int heads1, int he
   }
   __syncthreads();
   const KvView& kv = dst.kv;
-  float* pool = blockIdx.y == 1 ? kv.pool : nullptr;
+  const bool store = blockIdx.y == 1 && kv.pool;
   int32_t block = 0;
   int slot = 0;
-  if (pool) {
+  if (store) {
     block = dst.seqs[dst.token_seq[t]].block_table[p / kv.block_size];
     slot = p % kv.block_size;
   }
@@ -74,13 +85,13 @@ __global__ void rope_kernel(float* x0, int heads0, float* x1, int heads1, int he
     const float ra = a * c - b * s, rb = b * c + a * s;
     xh[i] = ra;
     xh[i + half] = rb;
-    if (pool) {
-      float* kr = pool + kv_offset(kv, block, dst.g, 0, slot, h);
-      kr[i] = ra;
-      kr[i + half] = rb;
+    if (store) {
+      const int64_t kr = kv_offset(kv, block, dst.g, 0, slot, h);
+      kv_put(kv, kr + i, ra);
+      kv_put(kv, kr + i + half, rb);
     }
   }
-  if (pool) store_row(kv, block, dst.g, 1, slot, dst.v + t * heads * head_dim);
+  if (store) store_row(kv, block, dst.g, 1, slot, dst.v + t * heads * head_dim);
 }
 
 // Stores the K and V rows of token t at positions[t] through a block table: that of the token's sequence
@@ -113,13 +124,24 @@ constexpr int kGroupWarps = 8;
 constexpr int kMaxSplits = 32;
 constexpr int kMaxHeadDim = 256;
 
-__device__ __forceinline__ const float* kv_row(const KvView& kv, const int32_t* table, int g, int kind, int32_t p,
-                                               int h) {
-  return kv.pool + kv_offset(kv, table[p / kv.block_size], g, kind, p % kv.block_size, h);
+__device__ __forceinline__ int64_t kv_row(const KvView& kv, const int32_t* table, int g, int kind, int32_t p, int h) {
+  return kv_offset(kv, table[p / kv.block_size], g, kind, p % kv.block_size, h);
 }
 
-// kPer: output dims a lane holds (head_dim <= 32 kPer).
-template <int kPer>
+// Elements off .. off + 3 of the pool (off a multiple of 4) as f32: bf16 widened exactly.
+template <bool kBf16>
+__device__ __forceinline__ float4 kv_load4(const KvView& kv, int64_t off) {
+  if constexpr (kBf16) {
+    const uint2 u = *reinterpret_cast<const uint2*>(static_cast<const uint16_t*>(kv.pool) + off);
+    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
+                       __uint_as_float(u.y & 0xffff0000u));
+  } else {
+    return *reinterpret_cast<const float4*>(static_cast<const float*>(kv.pool) + off);
+  }
+}
+
+// kPer: output dims a lane holds (head_dim <= 32 kPer); kBf16: the pool holds bf16.
+template <int kPer, bool kBf16>
 __global__ void __launch_bounds__(32 * kGroupWarps) attention_kernel(const float* q, int heads, KvView kv, int g,
                                                                      const DevAttnSeq* seqs, const int32_t* token_seq,
                                                                      const float* sinks, int window, float scale,
@@ -154,9 +176,8 @@ __global__ void __launch_bounds__(32 * kGroupWarps) attention_kernel(const float
     for (int i = threadIdx.x; i < nk * q4; i += blockDim.x) {
       const int key = i / q4, c = i % q4;
       const int32_t p = p0 + key;
-      reinterpret_cast<float4*>(ks + key * kstride)[c] =
-          reinterpret_cast<const float4*>(kv_row(kv, sq.block_table, g, 0, p, kvh))[c];
-      reinterpret_cast<float4*>(vs + key * hd)[c] = reinterpret_cast<const float4*>(kv_row(kv, sq.block_table, g, 1, p, kvh))[c];
+      reinterpret_cast<float4*>(ks + key * kstride)[c] = kv_load4<kBf16>(kv, kv_row(kv, sq.block_table, g, 0, p, kvh) + 4 * c);
+      reinterpret_cast<float4*>(vs + key * hd)[c] = kv_load4<kBf16>(kv, kv_row(kv, sq.block_table, g, 1, p, kvh) + 4 * c);
     }
     __syncthreads();
     const bool valid = lane < nk;
@@ -319,14 +340,21 @@ void launch_attention(const float* q, int64_t n, int heads, const KvView& kv, in
     launch(kernel, grid, warps * 32, smem, s, q, heads, kv, group_layer, seqs, token_seq, sinks, window, scale,
            splits, scratch, out);
   };
-  if (kv.head_dim <= 32)
-    run(attention_kernel<1>);
-  else if (kv.head_dim <= 64)
-    run(attention_kernel<2>);
-  else if (kv.head_dim <= 128)
-    run(attention_kernel<4>);
+  auto run_dtype = [&](auto bf16) {
+    constexpr bool kBf16 = decltype(bf16)::value;
+    if (kv.head_dim <= 32)
+      run(attention_kernel<1, kBf16>);
+    else if (kv.head_dim <= 64)
+      run(attention_kernel<2, kBf16>);
+    else if (kv.head_dim <= 128)
+      run(attention_kernel<4, kBf16>);
+    else
+      run(attention_kernel<8, kBf16>);
+  };
+  if (kv.dtype == KvDtype::bf16)
+    run_dtype(std::true_type{});
   else
-    run(attention_kernel<8>);
+    run_dtype(std::false_type{});
   if (splits > 1)
     launch(attention_combine_kernel, unsigned(n * heads), std::clamp(kv.head_dim, 32, 128), 0, s, scratch, heads,
            kv.head_dim, splits, sinks, out);
