@@ -144,6 +144,19 @@ TEST(InferCli, BatchOnARandomTinyModelWithTheRealTokenizer) {
       << read_file(d / "err4.log");
   EXPECT_EQ(read_jsonl(d / "out4.jsonl").size(), 3u);
   fs::remove(d / "out4.jsonl");
+  // engine_params.kv_cache_dtype: bfloat16 holds twice the positions in the same budget.
+  auto context_of = [](const std::string& log) {
+    const size_t p = log.find("gptoss: context ");
+    return p == std::string::npos ? 0 : std::atoi(log.c_str() + p + 16);
+  };
+  const int f32_context = context_of(read_file(d / "err4.log"));
+  ASSERT_EQ(sh(fmt::format(fmt::runtime(small), "--engine_params.kv_cache_dtype bfloat16")), 0)
+      << read_file(d / "err4.log");
+  const int bf16_context = context_of(read_file(d / "err4.log"));
+  EXPECT_GT(f32_context, 0) << read_file(d / "err4.log");
+  EXPECT_GE(bf16_context, 2 * f32_context - 64) << read_file(d / "err4.log");
+  EXPECT_EQ(read_jsonl(d / "out4.jsonl").size(), 3u);
+  fs::remove(d / "out4.jsonl");
   EXPECT_NE(sh(fmt::format(fmt::runtime(small), "--engine_params.max_model_len 100000")), 0);
   EXPECT_NE(read_file(d / "err4.log").find("lower engine_params.max_model_len or raise engine_params.kv_cache_gb"),
             std::string::npos)
