@@ -8,6 +8,9 @@ cd "$(dirname "$0")/../.."
 R=.device/run
 FX=.device/fixtures
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+# The tests find the fixtures under $GPTOSS_SHARED_DIR/fixtures/gpt-oss-tiny (the build's ../shared is not here).
+mkdir -p /tmp/gptoss_shared/fixtures && ln -sfn "$PWD/$FX" /tmp/gptoss_shared/fixtures/gpt-oss-tiny
+export GPTOSS_SHARED_DIR=/tmp/gptoss_shared
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 if [[ "${1:-}" != --hf-only ]]; then
 echo "== CUDA ops vs CPU"
