@@ -2,6 +2,7 @@
 // The broken checkpoints are written to a temporary directory from the fixture's tensors.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <functional>
 
@@ -115,6 +116,43 @@ TEST(Weights, WrongDtypeIsNamed) {
   EXPECT_NE(msg.find("model.norm.weight"), std::string::npos) << msg;
   EXPECT_NE(msg.find("F32"), std::string::npos) << msg;
   EXPECT_NE(msg.find("BF16"), std::string::npos) << msg;
+}
+
+// GPTOSS_NO_MMAP=1: the CPU backend copies every weight into huge pages (llama.cpp's --no-mmap); the
+// forward reads the copies and gives the same logits, bit for bit, as over the mapped checkpoint.
+TEST(CpuBackend, NoMmapCopiesWeightsAndGivesTheSameLogits) {
+  const std::string dir = testing::tiny_dir() + "/mxfp4";
+  auto logits_of = [&](Backend& be) {
+    auto model = GptOssModel::load(dir, be);
+    const std::vector<int32_t> ids = {1, 5, 9, 200, 7};
+    KvPool pool(model->config(), be, SequenceKv::blocks_needed(int64_t(ids.size()), 16), 16);
+    LinearBlockAllocator alloc(pool.num_blocks());
+    SequenceKv seq(alloc, 16);
+    ForwardBatch b;
+    b.seqs.push_back(seq.chunk(ids, 0, /*all_logits=*/true));
+    std::vector<float> logits(ids.size() * size_t(model->config().vocab_size));
+    model->forward(b, pool, logits.data());
+    return logits;
+  };
+  auto mapped = make_cpu_backend();
+  std::unique_ptr<Backend> copied;
+  {
+    ScopedEnv env("GPTOSS_NO_MMAP", "1");
+    copied = make_cpu_backend();
+  }
+  EXPECT_EQ(mapped->device_name().find("huge pages"), std::string::npos);
+  EXPECT_NE(copied->device_name().find("weights copied to huge pages"), std::string::npos) << copied->device_name();
+  // A caller's anonymous buffer over several pages keeps its contents (only mapped file pages are dropped).
+  std::vector<uint8_t> bytes(5 * 4096 + 100);
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = uint8_t(i * 7 + 1);
+  const std::vector<uint8_t> want = bytes;
+  EXPECT_EQ(mapped->prepare_weight(bytes.data(), bytes.size()), bytes.data());
+  const void* c = copied->prepare_weight(bytes.data(), bytes.size());
+  ASSERT_NE(c, bytes.data());
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(c) % 64, 0u);
+  EXPECT_EQ(std::memcmp(c, want.data(), want.size()), 0);
+  EXPECT_EQ(bytes, want);
+  EXPECT_EQ(logits_of(*copied), logits_of(*mapped));
 }
 
 TEST(KvPool, SizesAndGroupIndices) {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <vector>
@@ -41,6 +42,20 @@ std::string cpu_model_name() {
 }  // namespace
 
 const void* CpuBackend::prepare_weight(const void* host, size_t bytes) {
+  if (copy_weights_ && bytes > 0) {
+    const void* copy = weights_.copy(host, bytes);
+    // The mapped checkpoint pages are not needed any more: reclaim them (MADV_PAGEOUT drops clean file
+    // pages and leaves anonymous memory as it is where there is no swap; MADV_DONTNEED would zero a
+    // caller's anonymous buffer), so the process's resident memory is the copy alone.
+#ifndef MADV_PAGEOUT
+    constexpr int MADV_PAGEOUT = 21;  // Linux 5.4; older kernels return EINVAL, which is fine
+#endif
+    const size_t page = size_t(sysconf(_SC_PAGESIZE));
+    const uintptr_t b = (reinterpret_cast<uintptr_t>(host) + page - 1) & ~(page - 1);
+    const uintptr_t e = (reinterpret_cast<uintptr_t>(host) + bytes) & ~(page - 1);
+    if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_PAGEOUT);  // best effort
+    return copy;
+  }
 #ifndef MADV_POPULATE_READ
   constexpr int MADV_POPULATE_READ = 22;  // Linux 5.14; older kernels return EINVAL, which is fine
 #endif
@@ -57,13 +72,39 @@ const void* CpuBackend::prepare_weight(const void* host, size_t bytes) {
 
 CpuBackend::CpuBackend() {
   if (const char* env = std::getenv("GPTOSS_PROFILE")) profile_.on = env[0] && env[0] != '0';
+  if (const char* env = std::getenv("GPTOSS_NO_MMAP")) copy_weights_ = env[0] && env[0] != '0';
+}
+
+// Chunks of 2 MiB-aligned anonymous memory asked to be huge pages; weights are copied in, 64-byte aligned.
+const void* HugePageArena::copy(const void* src, size_t bytes) {
+  constexpr size_t kHuge = size_t(2) << 20, kChunk = size_t(256) << 20;
+  const size_t need = (bytes + 63) / 64 * 64;
+  if (chunks_.empty() || used_ + need > chunk_bytes_) {
+    chunk_bytes_ = std::max(kChunk, (need + kHuge - 1) / kHuge * kHuge);
+    void* p = ::mmap(nullptr, chunk_bytes_ + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) fail("cpu backend: out of memory copying {} bytes of weights (GPTOSS_NO_MMAP)", bytes);
+    char* a = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1));
+    ::madvise(a, chunk_bytes_, MADV_HUGEPAGE);  // a hint; without it the copy still works
+    chunks_.push_back({p, chunk_bytes_ + kHuge});
+    base_ = a;
+    used_ = 0;
+  }
+  char* dst = base_ + used_;
+  std::memcpy(dst, src, bytes);
+  used_ += need;
+  bytes_ += bytes;
+  return dst;
+}
+
+HugePageArena::~HugePageArena() {
+  for (auto [p, n] : chunks_) ::munmap(p, n);
 }
 
 CpuBackend::~CpuBackend() = default;
 
 std::string CpuBackend::device_name() const {
-  return fmt::format("{} ({} threads, {})", cpu_model_name(), ThreadPool::global().size(),
-                     cpu::isa_name(cpu::cpu_isa()));
+  return fmt::format("{} ({} threads, {}{})", cpu_model_name(), ThreadPool::global().size(),
+                     cpu::isa_name(cpu::cpu_isa()), copy_weights_ ? ", weights copied to huge pages" : "");
 }
 
 void* CpuBackend::alloc(size_t bytes) {
