@@ -242,14 +242,7 @@ struct Result {
 
 class Bench {
  public:
-  Bench(GptOssModel& m, const Options& o) : m_(m), o_(o), rng_(o.seed) {}
-
-  KvDtype kv_dtype() const {
-    KvDtype d = KvDtype::f32;
-    if (!parse_kv_dtype(o_.kv_cache_dtype, &d))
-      fail_input("--kv-cache-dtype is {}; expected auto, float32 or bfloat16", o_.kv_cache_dtype);
-    return d;
-  }
+  Bench(GptOssModel& m, const Options& o, KvDtype kv_dtype) : m_(m), o_(o), kv_dtype_(kv_dtype), rng_(o.seed) {}
 
   std::vector<int32_t> random_tokens(int64_t n) {
     std::uniform_int_distribution<int32_t> d(0, int32_t(m_.config().vocab_size - 1));
@@ -260,7 +253,7 @@ class Bench {
 
   // Seconds for one prefill of `n` tokens on a fresh sequence.
   double prefill_once(int64_t n) {
-    KvPool pool(m_.config(), m_.backend(), SequenceKv::blocks_needed(n, o_.block_size), o_.block_size, kv_dtype());
+    KvPool pool(m_.config(), m_.backend(), SequenceKv::blocks_needed(n, o_.block_size), o_.block_size, kv_dtype_);
     LinearBlockAllocator alloc(pool.num_blocks());
     SequenceKv seq(alloc, o_.block_size);
     auto tokens = random_tokens(n);
@@ -280,7 +273,7 @@ class Bench {
   Timed decode_once(int batch, int steps) {
     const int64_t depth = o_.depth, positions = depth + steps + 1;
     KvPool pool(m_.config(), m_.backend(), SequenceKv::blocks_needed(positions, o_.block_size, batch),
-                o_.block_size, kv_dtype());
+                o_.block_size, kv_dtype_);
     LinearBlockAllocator alloc(pool.num_blocks());
     std::vector<SequenceKv> seqs(size_t(batch), SequenceKv(alloc, o_.block_size));
     for (auto& s : seqs) s.ensure(positions);
@@ -313,6 +306,7 @@ class Bench {
  private:
   GptOssModel& m_;
   const Options& o_;
+  KvDtype kv_dtype_;
   std::mt19937_64 rng_;
 };
 
@@ -325,6 +319,7 @@ int run(const Options& o) {
   if (o.gen < 1) fail_input("--gen is {}; expected >= 1", o.gen);
   if (o.repeats < 1) fail_input("--repeats is {}; expected >= 1", o.repeats);
   if (o.depth < 0) fail_input("--depth is {}; expected >= 0", o.depth);
+  const KvDtype kv_dtype = cli::parse_kv_cache_dtype(o.kv_cache_dtype);
 
   auto backend = make_backend(o.device);
   auto t_load = Clock::now();
@@ -349,7 +344,7 @@ int run(const Options& o) {
   fmt::print(stderr, "bench: bandwidth {:.2f} GB/s, FMA peak {:.1f} GFLOP/s (per CPU time: {:.2f} GB/s, {:.1f} GFLOP/s)\n",
              bw / 1e9, fma / 1e9, bw_rate.cpu / 1e9, fma_rate.cpu / 1e9);
 
-  Bench bench(*model, o);
+  Bench bench(*model, o, kv_dtype);
   std::vector<Result> results;
   backend->set_profiling(o.profile);
 

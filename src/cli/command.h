@@ -17,6 +17,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "core/dtype.h"
+
 namespace gptoss::cli {
 
 using Runner = std::function<int()>;
@@ -38,5 +40,8 @@ struct Registrar {
 
 // Parses "1,2,3" (spaces allowed) into ids; throws InputError naming `what` and the bad item.
 std::vector<int> parse_id_list(const std::string& text, const std::string& what);
+
+// --kv-cache-dtype: auto (float32) | float32 | bfloat16; throws InputError naming the value and the choices.
+KvDtype parse_kv_cache_dtype(const std::string& text);
 
 }  // namespace gptoss::cli

@@ -45,9 +45,7 @@ int run(const Options& o) {
   if (o.max_num_batched_tokens <= 0)
     fail_input("--max-num-batched-tokens is {}; expected > 0", o.max_num_batched_tokens);
 
-  KvDtype kv_dtype = KvDtype::f32;
-  if (!parse_kv_dtype(o.kv_cache_dtype, &kv_dtype))
-    fail_input("--kv-cache-dtype is {}; expected auto, float32 or bfloat16", o.kv_cache_dtype);
+  const KvDtype kv_dtype = cli::parse_kv_cache_dtype(o.kv_cache_dtype);
   auto runner = GptOssRunner::load(o.model, o.device, o.adapter);
   runner->set_kv_dtype(kv_dtype);
   const std::string device = runner->backend().device_name() +

@@ -13,6 +13,12 @@ std::vector<Command>& registry() {
   return commands;
 }
 
+KvDtype parse_kv_cache_dtype(const std::string& text) {
+  KvDtype d = KvDtype::f32;
+  if (!parse_kv_dtype(text, &d)) fail_input("--kv-cache-dtype is {}; expected auto, float32 or bfloat16", text);
+  return d;
+}
+
 std::vector<int> parse_id_list(const std::string& text, const std::string& what) {
   std::vector<int> ids;
   size_t i = 0;

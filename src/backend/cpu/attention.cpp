@@ -182,6 +182,12 @@ void attention_sinks_paged(const float* q, int64_t n_tokens, int heads, const Pa
       rows[size_t(r)] = RowSeq{s, int32_t(t)};
     }
   const size_t scratch_floats = size_t(group) * (d + kChunk + 2);
+  // attend_one for this pool's element type, with head_dim 64 unrolled.
+  using Attend = void (*)(const float*, int, int, const PagedKv&, int, const AttnSeq&, int64_t, int, const float*, int,
+                          float, float*, float*);
+  static constexpr Attend kAttend[2][2] = {{attend_one<0, float>, attend_one<8, float>},
+                                           {attend_one<0, uint16_t>, attend_one<8, uint16_t>}};
+  const Attend attend = kAttend[kv.dtype == KvDtype::bf16][d == 64];
   ThreadPool::global().parallel_for(int64_t(kv.kv_heads) * n_tokens, [&](int64_t i0, int64_t i1, int) {
     static thread_local std::vector<float> scratch_tl;
     float* scratch = simd::scratch(scratch_tl, scratch_floats);
@@ -192,17 +198,7 @@ void attention_sinks_paged(const float* q, int64_t n_tokens, int heads, const Pa
       if (rs.seq < 0) continue;  // a row no sequence owns is left as it is
       const float* qr = q + r * heads * d;
       float* orow = out + r * heads * d;
-      const AttnSeq& sq = seqs[rs.seq];
-      if (kv.dtype == KvDtype::bf16) {
-        if (d == 64)
-          attend_one<8, uint16_t>(qr, group, d, kv, group_layer, sq, rs.t, kvh, sinks, window, scale, orow, scratch);
-        else
-          attend_one<0, uint16_t>(qr, group, d, kv, group_layer, sq, rs.t, kvh, sinks, window, scale, orow, scratch);
-      } else if (d == 64) {
-        attend_one<8, float>(qr, group, d, kv, group_layer, sq, rs.t, kvh, sinks, window, scale, orow, scratch);
-      } else {
-        attend_one<0, float>(qr, group, d, kv, group_layer, sq, rs.t, kvh, sinks, window, scale, orow, scratch);
-      }
+      attend(qr, group, d, kv, group_layer, seqs[rs.seq], rs.t, kvh, sinks, window, scale, orow, scratch);
     }
   });
 }

@@ -79,7 +79,7 @@ CpuBackend::CpuBackend() {
 const void* HugePageArena::copy(const void* src, size_t bytes) {
   constexpr size_t kHuge = size_t(2) << 20, kChunk = size_t(256) << 20;
   const size_t need = (bytes + 63) / 64 * 64;
-  if (chunks_.empty() || used_ + need > chunk_bytes_) {
+  if (used_ + need > chunk_bytes_) {  // (no chunk yet: chunk_bytes_ is 0)
     chunk_bytes_ = std::max(kChunk, (need + kHuge - 1) / kHuge * kHuge);
     void* p = ::mmap(nullptr, chunk_bytes_ + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) fail("cpu backend: out of memory copying {} bytes of weights (GPTOSS_NO_MMAP)", bytes);
@@ -92,7 +92,6 @@ const void* HugePageArena::copy(const void* src, size_t bytes) {
   char* dst = base_ + used_;
   std::memcpy(dst, src, bytes);
   used_ += need;
-  bytes_ += bytes;
   return dst;
 }
 

@@ -30,12 +30,11 @@ class HugePageArena {
   HugePageArena& operator=(const HugePageArena&) = delete;
   ~HugePageArena();
   const void* copy(const void* src, size_t bytes);
-  size_t bytes() const { return bytes_; }
 
  private:
   std::vector<std::pair<void*, size_t>> chunks_;
   char* base_ = nullptr;
-  size_t used_ = 0, chunk_bytes_ = 0, bytes_ = 0;
+  size_t used_ = 0, chunk_bytes_ = 0;  // of the current chunk
 };
 
 class CpuBackend final : public Backend {

@@ -415,10 +415,6 @@ inline constexpr int kGemmRows = kPanels * kPanelRows;  // most rows one gemm_pa
 inline constexpr size_t kPanelScratch = size_t(kChunkBlocks) * kBlock * kPanelRows * kPanels;
 inline size_t gemm_c_scratch(int64_t ntok) { return size_t(ntok) * kPanelRows * kPanels; }
 
-// Rows [r0, r0 + rows) (rows <= kGemmRows) of the decoder times all `ntok` activation rows (permuted,
-// nb*32 long). `panel` holds kPanelScratch floats (64-byte aligned), `c` gemm_c_scratch(ntok).
-// emit(r, R, t, M, res) gets rows r .. r+R-1 (R <= 16) for tokens t .. t+M-1 (M <= 6), res[m*16 + i] =
-// row r + i of token t + m.
 // An MXFP4 expert whose panels the AVX-512 group-order decoder packs (avx512::mxfp4_pack_panel): with it
 // gemm_panel takes activations in group order (avx512::permute_rows, rows padded to whole groups) and
 // walks K in whole groups. AVX-512 only. Its decode costs about half the AVX2 decode + 8 x 8 transposes
@@ -429,6 +425,15 @@ struct Mxfp4GroupDecoder {
   int64_t nb;
 };
 
+// pack_panel for the group-order decoder: groups [g0, g1) instead of blocks.
+inline void pack_panel(const Mxfp4GroupDecoder& dec, int64_t r0, int rows, int64_t g0, int64_t g1, float* panel) {
+  avx512::mxfp4_pack_panel(dec.blocks, dec.scales, dec.nb, r0, rows, g0, g1, panel);
+}
+
+// Rows [r0, r0 + rows) (rows <= kGemmRows) of the decoder times all `ntok` activation rows (permuted,
+// nb*32 long). `panel` holds kPanelScratch floats (64-byte aligned), `c` gemm_c_scratch(ntok).
+// emit(r, R, t, M, res) gets rows r .. r+R-1 (R <= 16) for tokens t .. t+M-1 (M <= 6), res[m*16 + i] =
+// row r + i of token t + m.
 template <class Dec, class Emit>
 inline void gemm_panel(const Dec& dec, int64_t r0, int rows, int64_t nb, const float* const* xrows, int64_t ntok,
                        float* panel, float* c, Emit&& emit) {
@@ -445,13 +450,8 @@ inline void gemm_panel(const Dec& dec, int64_t r0, int rows, int64_t nb, const f
   auto tile_begin = [&](int64_t i) { return i * ntok / n_tiles; };
   for (int64_t u0 = 0; u0 < units; u0 += kChunkUnits) {
     const int64_t u1 = std::min(units, u0 + kChunkUnits);
-    for (int p = 0; p < panels; ++p) {
-      const int pr = std::min(kPanelRows, rows - p * kPanelRows);
-      if constexpr (kGroups)
-        avx512::mxfp4_pack_panel(dec.blocks, dec.scales, dec.nb, r0 + p * kPanelRows, pr, u0, u1, panel + p * kPanelFloats);
-      else
-        pack_panel(dec, r0 + p * kPanelRows, pr, u0, u1, panel + p * kPanelFloats);
-    }
+    for (int p = 0; p < panels; ++p)
+      pack_panel(dec, r0 + p * kPanelRows, std::min(kPanelRows, rows - p * kPanelRows), u0, u1, panel + p * kPanelFloats);
     const int64_t k0 = u0 * kUnit, K = (u1 - u0) * kUnit;
     const bool first = u0 == 0;
     for (int64_t i = 0; i < n_tiles; ++i) {

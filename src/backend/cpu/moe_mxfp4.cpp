@@ -57,9 +57,23 @@ void few_token_dots(bool group_order, const simd::Mxfp4Decoder& dec, int64_t r0,
   });
 }
 
-simd::Mxfp4GroupDecoder group_decoder(const Mxfp4Experts& m, int e) {
-  const int64_t nb = m.cols / simd::kBlock;
-  return {m.blocks + int64_t(e) * m.rows * nb * 16, m.scales + int64_t(e) * m.rows * nb, nb};
+// Rows [r_lo, r_hi) of expert e times the n activation rows xr with the packed GEMM (simd::gemm_panel):
+// with `group_order` (AVX-512) its panels are packed in group order and xr is in group order too.
+template <class Emit>
+void expert_gemm(bool group_order, const Mxfp4Experts& m, int e, int64_t r_lo, int64_t r_hi, const float* const* xr,
+                 int64_t n, Emit&& emit) {
+  static thread_local std::vector<float> panel_tl, c_tl;  // this worker's own
+  float* panel = simd::aligned_scratch(panel_tl, simd::kPanelScratch);
+  float* cbuf = simd::scratch(c_tl, simd::gemm_c_scratch(n));
+  const simd::Mxfp4Decoder dec = expert_decoder(m, e);
+  for (int64_t rb = r_lo; rb < r_hi; rb += simd::kGemmRows) {
+    const int rows = int(std::min<int64_t>(simd::kGemmRows, r_hi - rb));
+    if (group_order)
+      simd::gemm_panel(simd::Mxfp4GroupDecoder{dec.blocks, dec.scales, dec.nb}, rb, rows, dec.nb, xr, n, panel, cbuf,
+                       emit);
+    else
+      simd::gemm_panel(dec, rb, rows, dec.nb, xr, n, panel, cbuf, emit);
+  }
 }
 
 inline float swiglu(float gate, float up, float limit) {
@@ -78,7 +92,7 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
                "MXFP4 MoE shapes: gate_up [{}, {}, {}], down [{}, {}, {}], hidden {}", gate_up.experts,
                gate_up.rows, gate_up.cols, down.experts, down.rows, down.cols, hidden);
   const int64_t inter = down.cols;
-  const int64_t nb_in = hidden / simd::kBlock, nb_h = inter / simd::kBlock;
+  const int64_t nb_in = hidden / simd::kBlock;
   // Experts with few tokens run the AVX-512 kernel where there is one; their activations and h rows are
   // then in its group order, padded to whole groups (those of GEMM experts stay in kMxfp4Perm order).
   const bool wide = cpu_isa() == Isa::avx512;
@@ -141,26 +155,16 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
           }
         };
         if (s1 - s0 >= kGemmMinTokens) {
-          static thread_local std::vector<float> panel_tl, c_tl;  // this worker's own
-          static thread_local std::vector<const float*> rows_tl;
-          float* panel = simd::aligned_scratch(panel_tl, simd::kPanelScratch);
-          float* cbuf = simd::scratch(c_tl, simd::gemm_c_scratch(s1 - s0));
+          static thread_local std::vector<const float*> rows_tl;  // this worker's own
           const float** xr = simd::scratch(rows_tl, size_t(s1 - s0));
           for (int32_t i = s0; i < s1; ++i)
             xr[i - s0] = wide ? xq + int64_t(rt.tokens[size_t(i)]) * ldx : xp + int64_t(rt.tokens[size_t(i)]) * hidden;
-          auto emit = [&](int64_t r, int R, int64_t t, int M, const float* res) {
+          expert_gemm(wide, gate_up, e, r_lo, r_hi, xr, s1 - s0, [&](int64_t r, int R, int64_t t, int M, const float* res) {
             float blk[simd::kPanelRows][simd::kTileTokens];  // transpose to [row][token]
             for (int m = 0; m < M; ++m)
               for (int i = 0; i < R; ++i) blk[i][m] = res[m * simd::kPanelRows + i];
             swiglu_out(r, R, s0 + int32_t(t), M, &blk[0][0], simd::kTileTokens);
-          };
-          for (int64_t rb = r_lo; rb < r_hi; rb += simd::kGemmRows) {
-            const int rows = int(std::min<int64_t>(simd::kGemmRows, r_hi - rb));
-            if (wide)
-              simd::gemm_panel(group_decoder(gate_up, e), rb, rows, nb_in, xr, s1 - s0, panel, cbuf, emit);
-            else
-              simd::gemm_panel(dec, rb, rows, nb_in, xr, s1 - s0, panel, cbuf, emit);
-          }
+          });
           return;
         }
         for (int32_t c0 = s0; c0 < s1; c0 += int32_t(kTokenChunk)) {
@@ -193,26 +197,16 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
       const uint16_t* bias = down.bias + int64_t(e) * down.rows;
       const int32_t s0 = rt.start[size_t(e)], s1 = rt.start[size_t(e) + 1];
       if (s1 - s0 >= kGemmMinTokens) {
-        static thread_local std::vector<float> panel_tl, c_tl;  // this worker's own
-        static thread_local std::vector<const float*> rows_tl;
-        float* panel = simd::aligned_scratch(panel_tl, simd::kPanelScratch);
-        float* cbuf = simd::scratch(c_tl, simd::gemm_c_scratch(s1 - s0));
+        static thread_local std::vector<const float*> rows_tl;  // this worker's own
         const float** hr = simd::scratch(rows_tl, size_t(s1 - s0));
         for (int32_t i = s0; i < s1; ++i) hr[i - s0] = hp + int64_t(i) * ldh;
-        auto emit = [&](int64_t r, int R, int64_t t, int M, const float* res) {
+        expert_gemm(wide, down, e, r_begin, r_end, hr, s1 - s0, [&](int64_t r, int R, int64_t t, int M, const float* res) {
           for (int m = 0; m < M; ++m) {
             const int32_t a = rt.sorted[size_t(s0 + t + m)];
             float* o = out + int64_t(a / k) * hidden + r;
             for (int i = 0; i < R; ++i) o[i] += w[a] * (res[m * simd::kPanelRows + i] + bf16_to_f32(bias[r + i]));
           }
-        };
-        for (int64_t rb = r_begin; rb < r_end; rb += simd::kGemmRows) {
-          const int rows = int(std::min<int64_t>(simd::kGemmRows, r_end - rb));
-          if (wide)
-            simd::gemm_panel(group_decoder(down, e), rb, rows, nb_h, hr, s1 - s0, panel, cbuf, emit);
-          else
-            simd::gemm_panel(dec, rb, rows, nb_h, hr, s1 - s0, panel, cbuf, emit);
-        }
+        });
         continue;
       }
       for (int32_t c0 = s0; c0 < s1; c0 += int32_t(kTokenChunk)) {
