@@ -31,6 +31,10 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
       fail_input("{}: cannot mmap {} bytes: {}", path, size_, std::strerror(e));
     }
     data_ = static_cast<const uint8_t*>(p);
+    // A hint: where the file system caches files in large folios (ext4 and xfs on Linux 6.x), pages read
+    // through a MADV_HUGEPAGE mapping come in 2 MiB folios mapped by one PMD each, so streaming the weights
+    // costs a TLB miss per 2 MiB rather than per 4 KiB. Failure only costs speed.
+    (void)::madvise(p, size_, MADV_HUGEPAGE);
   }
   ::close(fd);
 }

@@ -79,7 +79,7 @@ void bf16w_matmul(const float* x, int64_t n, int64_t in, const uint16_t* w, cons
     for (int64_t t = 0; t < n; ++t) xrows[size_t(t)] = xp + t * k_main;
     ThreadPool::global().parallel_for(units, [&](int64_t u0, int64_t u1, int) {
       static thread_local std::vector<float> panel_tl, c_tl;
-      float* panel = simd::aligned_scratch(panel_tl, simd::kPanelScratch);
+      float* panel = simd::scratch(panel_tl, simd::kPanelScratch);
       float* cbuf = simd::scratch(c_tl, simd::gemm_c_scratch(n));
       const int64_t r_end = std::min(out, u1 * kRowGrain);
       for (int64_t rb = u0 * kRowGrain; rb < r_end; rb += simd::kGemmRows) {

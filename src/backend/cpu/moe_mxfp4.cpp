@@ -63,7 +63,7 @@ template <class Emit>
 void expert_gemm(bool group_order, const Mxfp4Experts& m, int e, int64_t r_lo, int64_t r_hi, const float* const* xr,
                  int64_t n, Emit&& emit) {
   static thread_local std::vector<float> panel_tl, c_tl;  // this worker's own
-  float* panel = simd::aligned_scratch(panel_tl, simd::kPanelScratch);
+  float* panel = simd::scratch(panel_tl, simd::kPanelScratch);
   float* cbuf = simd::scratch(c_tl, simd::gemm_c_scratch(n));
   const simd::Mxfp4Decoder dec = expert_decoder(m, e);
   for (int64_t rb = r_lo; rb < r_hi; rb += simd::kGemmRows) {
