@@ -71,7 +71,7 @@ void check_dots(int64_t nb, int T, int64_t r0, int64_t rows, uint32_t seed) {
   for (int t = 0; t < T; ++t) xr[size_t(t)] = xq.data() + t * pc;
   const auto w = dequantized(blocks, scales, all_rows, nb);
   Output got(rows * T), ref(rows * T);
-  avx512::mxfp4_dot_rows(blocks.data(), scales.data(), nb, r0, rows, xr.data(), T, got.data());
+  avx512::mxfp4_dot_rows(blocks.data(), scales.data(), nb, r0, rows, all_rows, xr.data(), T, got.data());
   for (int64_t i = 0; i < rows; ++i)
     for (int t = 0; t < T; ++t) {
       double s = 0;
@@ -109,7 +109,7 @@ TEST(Mxfp4Avx512, EveryCodeAndScaleDecodesExactly) {
     onehot[size_t(c)] = 1.0f;
     avx512::permute_rows(onehot.data(), 1, cols, cols, xq.data());
     float got = NAN;
-    avx512::mxfp4_dot_rows(blocks.data(), scales.data(), nb, 0, 1, xr, 1, &got);
+    avx512::mxfp4_dot_rows(blocks.data(), scales.data(), nb, 0, 1, 1, xr, 1, &got);
     ASSERT_EQ(got, w[size_t(c)]) << "element " << c;
   }
 }
@@ -121,7 +121,7 @@ TEST(Mxfp4Avx512, NanScaleGivesNan) {
   std::vector<float> xq(size_t(pc), 1.0f);
   const float* xr[1] = {xq.data()};
   float got = 0;
-  avx512::mxfp4_dot_rows(blocks.data(), scales.data(), nb, 0, 1, xr, 1, &got);
+  avx512::mxfp4_dot_rows(blocks.data(), scales.data(), nb, 0, 1, 1, xr, 1, &got);
   EXPECT_TRUE(std::isnan(got));
 }
 

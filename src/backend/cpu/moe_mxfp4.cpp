@@ -46,10 +46,10 @@ simd::Mxfp4Decoder expert_decoder(const Mxfp4Experts& m, int e) {
 // res[i * T + t] = row r0 + i of expert `dec` . xr[t] for i < rows (<= 8), t < T: the AVX2 dot tiles
 // (activations in kMxfp4Perm order) or, with `group_order`, the AVX-512 kernel (activations in its group
 // order, see mxfp4_avx512.h).
-void few_token_dots(bool group_order, const simd::Mxfp4Decoder& dec, int64_t r0, int64_t rows,
+void few_token_dots(bool group_order, const simd::Mxfp4Decoder& dec, int64_t r0, int64_t rows, int64_t total_rows,
                     const float* const* xr, int T, float* res) {
   if (group_order) {
-    avx512::mxfp4_dot_rows(dec.blocks, dec.scales, dec.nb, r0, rows, xr, T, res);
+    avx512::mxfp4_dot_rows(dec.blocks, dec.scales, dec.nb, r0, rows, total_rows, xr, T, res);
     return;
   }
   simd::dot_rows_tokens(T, dec, r0, rows, xr, dec.nb, [&](int64_t r, const float* out, int R) {
@@ -178,7 +178,7 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
                 xr[i] = wide ? xq + int64_t(rt.tokens[size_t(p + i)]) * ldx : xp + int64_t(rt.tokens[size_t(p + i)]) * hidden;
               // Results of the whole row block first: the tiles may split gate/up pairs.
               float blk[8 * simd::kMaxTokens];
-              few_token_dots(wide, dec, rb, rows, xr, T, blk);
+              few_token_dots(wide, dec, rb, rows, gate_up.rows, xr, T, blk);
               swiglu_out(rb, rows, p, T, blk, T);
             }
           }
@@ -218,7 +218,7 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
             const float* hr[simd::kMaxTokens];
             for (int i = 0; i < T; ++i) hr[i] = hp + int64_t(p + i) * ldh;
             float res[8 * simd::kMaxTokens];
-            few_token_dots(wide, dec, rb, rows, hr, T, res);
+            few_token_dots(wide, dec, rb, rows, down.rows, hr, T, res);
             for (int64_t i = 0; i < rows; ++i) {
               const float b = bf16_to_f32(bias[rb + i]);
               for (int j = 0; j < T; ++j) {

@@ -43,6 +43,12 @@ constexpr int kPassTokens = 3;
 // VM's minute-to-minute noise: eight alternating pairs, 7.84 against 7.63 tok/s on average. (The same for
 // the bf16 projections' rows, 1 KB ahead, did not help: 7.29 / 7.80 / 7.15 / 7.92 vs 7.59 / 8.39 / 7.68 / 7.98.)
 constexpr int64_t kPrefetchBytes = 2048;
+// Passes of 2+ tokens also read one byte of the page 4 KB ahead (a real load, bounded by the expert's end)
+// once per page. On a VM whose host maps guest memory in 4 KiB pages every 4 KB of weights is a TLB miss, and
+// neither the hardware prefetchers nor software prefetches cross it; the early load starts the page walk.
+// kernels_bench MoE at 16 tokens (Zen 5, 2 threads, three alternating runs): 20.7-21.0 ms against 22.4-23.6;
+// 8 KB ahead was slower (22.5-28 ms), and with one token (already ~the L2 speed) it cost time.
+constexpr int64_t kTlbAhead = 4096;
 
 inline int pass_tokens(int remaining) { return remaining == 4 ? 2 : std::min(kPassTokens, remaining); }
 
@@ -105,7 +111,8 @@ GPTOSS_AVX512_INLINE void group(int q, __m512i z, int64_t g, __m512 ss, const fl
 
 // res[t] = row . x[t] for one row (nb blocks) and T tokens.
 template <int T>
-GPTOSS_AVX512 void dot_row(const uint8_t* blk, const uint8_t* sc, int64_t nb, const float* const* x, float* res) {
+GPTOSS_AVX512 void dot_row(const uint8_t* blk, const uint8_t* sc, int64_t nb, const float* const* x, float* res,
+                           const uint8_t* end) {
   const __m512 table = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f,
                                       -2.0f, -3.0f, -4.0f, -6.0f);
   __m512 tot[T][2];
@@ -117,6 +124,11 @@ GPTOSS_AVX512 void dot_row(const uint8_t* blk, const uint8_t* sc, int64_t nb, co
     const char* ahead = reinterpret_cast<const char*>(blk + c * 16) + kPrefetchBytes;
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j) _mm_prefetch(ahead + 64 * j, _MM_HINT_T0);
+    if constexpr (T >= 2) {
+      const uint8_t* page = blk + c * 16 + kTlbAhead;
+      if ((reinterpret_cast<uintptr_t>(page) & 4095) < 256 && page < end)
+        (void)*reinterpret_cast<const volatile uint8_t*>(page);
+    }
     const __m512 ss = scales16(sc + c, 16);
 #pragma GCC unroll 4
     for (int q = 0; q < 4; ++q) group<T>(q, _mm512_loadu_si512(blk + (c + 4 * q) * 16), c / 4 + q, ss, x, table, tot);
@@ -208,7 +220,8 @@ GPTOSS_AVX512 void mxfp4_pack_panel(const uint8_t* blocks, const uint8_t* scales
 }
 
 GPTOSS_AVX512 void mxfp4_dot_rows(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t r0,
-                                  int64_t rows, const float* const* xq, int T, float* out) {
+                                  int64_t rows, int64_t total_rows, const float* const* xq, int T, float* out) {
+  const uint8_t* end = blocks + total_rows * nb * 16;
   float res[kPassTokens];
   for (int64_t i = 0; i < rows; ++i) {
     const uint8_t* blk = blocks + (r0 + i) * nb * 16;
@@ -216,9 +229,9 @@ GPTOSS_AVX512 void mxfp4_dot_rows(const uint8_t* blocks, const uint8_t* scales, 
     for (int t = 0, pass = 0; t < T; t += pass) {
       pass = pass_tokens(T - t);
       switch (pass) {
-        case 1: dot_row<1>(blk, sc, nb, xq + t, res); break;
-        case 2: dot_row<2>(blk, sc, nb, xq + t, res); break;
-        default: dot_row<3>(blk, sc, nb, xq + t, res); break;
+        case 1: dot_row<1>(blk, sc, nb, xq + t, res, end); break;
+        case 2: dot_row<2>(blk, sc, nb, xq + t, res, end); break;
+        default: dot_row<3>(blk, sc, nb, xq + t, res, end); break;
       }
       for (int j = 0; j < pass; ++j) out[i * T + t + j] = res[j];
     }
