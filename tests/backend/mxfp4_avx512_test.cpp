@@ -4,6 +4,9 @@
 #include <numeric>
 #include <set>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "backend/cpu/gemm_avx512.h"
 #include "backend/cpu/isa.h"
 #include "backend/cpu/kernels.h"
@@ -86,6 +89,30 @@ TEST(Mxfp4Avx512, DotRowsMatchScalarForEveryTokenCountAndTail) {
   // Block counts around the 4-block group and the 16-block scale vector, and the real 2880 width.
   for (int64_t nb : {1, 2, 3, 4, 5, 15, 16, 17, 21, 90})
     for (int T = 1; T <= 8; ++T) check_dots(nb, T, nb % 3, 5, uint32_t(100 * nb + T));
+}
+
+// The kernel reads ahead of the row it decodes (the next page, for its TLB); an expert that ends where the
+// mapping ends, before an inaccessible page, must still be read only inside its rows.
+TEST(Mxfp4Avx512, ReadsNothingPastTheExpertsLastRow) {
+  SKIP_WITHOUT_AVX512();
+  const int64_t nb = 90, rows = 24, bytes = rows * nb * 16;  // 34560 bytes: several pages of read-ahead
+  const size_t page = size_t(::sysconf(_SC_PAGESIZE));
+  const size_t span = (size_t(bytes) + page - 1) / page * page;
+  void* m = ::mmap(nullptr, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(m, MAP_FAILED);
+  ASSERT_EQ(::mprotect(static_cast<char*>(m) + span, page, PROT_NONE), 0);  // the guard
+  uint8_t* blocks = static_cast<uint8_t*>(m) + (span - size_t(bytes));     // ends at the guard
+  Rng rng(7);
+  const auto src = rng.bytes(bytes);
+  std::copy(src.begin(), src.end(), blocks);
+  const auto scales = rng.bytes(rows * nb, 0x70, 0x88);
+  const int64_t pc = avx512::padded_cols(nb * 32);
+  const auto xs = rng.f32(3 * pc);
+  const float* xr[3] = {xs.data(), xs.data() + pc, xs.data() + 2 * pc};
+  std::vector<float> out(size_t(rows * 3), NAN);
+  for (int T = 1; T <= 3; ++T) avx512::mxfp4_dot_rows(blocks, scales.data(), nb, 0, rows, rows, xr, T, out.data());
+  for (float v : out) EXPECT_FALSE(std::isnan(v));
+  ::munmap(m, span + page);
 }
 
 TEST(Mxfp4Avx512, EveryCodeAndScaleDecodesExactly) {
