@@ -202,9 +202,10 @@ int main(int argc, char** argv) {
                 t * 1e3, gbs, 100 * gbs / bw);
     std::fflush(stdout);
   }
-  // MoE decode batch: n = 16, top-4 random routing (~28 of 32 experts, ~2 tokens each), new each call.
-  {
-    const int64_t hidden = mw.hidden, n = 16;
+  // MoE decode batches: n = 16 (~28 of 32 experts, ~2 tokens each) and 64 (~8 each), top-4 random
+  // routing, new each call.
+  for (const int64_t n : {16, 64}) {
+    const int64_t hidden = mw.hidden;
     auto x = random_vec<float>(size_t(hidden * n), 13);
     std::vector<float> y(size_t(hidden * n));
     std::vector<float> wts(size_t(n * 4), 0.25f);
@@ -223,8 +224,8 @@ int main(int argc, char** argv) {
       f32_mxfp4w_moe(x.data(), n, hidden, idx.data(), wts.data(), 4, gu, down, 7.0f, y.data());
     });
     const double gf = 2.0 * double(n) * 4 * double(3 * mw.inter * hidden) / t / 1e9;
-    std::printf("| f32_mxfp4w_moe n=16 top-4 (decode batch) | %.2f ms, %.1f GFLOP/s = %.0f%% of FMA peak |\n",
-                t * 1e3, gf, 100 * gf / peak);
+    std::printf("| f32_mxfp4w_moe n=%ld top-4 (decode batch) | %.2f ms, %.1f GFLOP/s = %.0f%% of FMA peak |\n",
+                long(n), t * 1e3, gf, 100 * gf / peak);
     std::fflush(stdout);
   }
   // MoE prefill: n = 512, top-4 random routing.
