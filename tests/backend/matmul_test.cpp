@@ -70,14 +70,14 @@ TEST(Bf16wMatmul, EveryDecodeTileTokenCount) {
   for (int64_t n = 1; n <= 8; ++n) MatmulTester().tokens(n).in(2880).out(37).seed(uint32_t(40 + n)).test();
 }
 
-// Decode batches of 2..32 tokens take the AVX-512 tiles where the CPU has them (bf16_avx512.h): both
+// Decode batches of 2..64 tokens take the AVX-512 tiles where the CPU has them (bf16_avx512.h): both
 // instruction sets, blocks of 1..6 rows, token groups of 1..4, K tails and a batch past the limit.
 TEST(Bf16wMatmul, DecodeBatchesUnderBothIsas) {
   const Isa before = cpu_isa();
   for (Isa isa : {Isa::avx2, Isa::avx512}) {
     if (!isa_supported(isa)) continue;
     set_cpu_isa(isa);
-    for (int64_t n : {2, 3, 4, 5, 8, 13, 16, 32, 33})
+    for (int64_t n : {2, 3, 4, 5, 8, 13, 16, 32, 33, 64, 65})
       for (int64_t out : {1, 5, 6, 7, 50})
         for (int64_t in : {96, 2880 + 7})
           MatmulTester().tokens(n).in(in).out(out).bias(out % 2 == 1).seed(uint32_t(n * 7 + out + in)).test();
