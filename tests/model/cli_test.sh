@@ -79,6 +79,13 @@ j = json.load(open(sys.argv[1]))
 for k in ('date', 'commit', 'card', 'command', 'results'):
     assert k in j, k
 assert j['bandwidth_gb_s'] > 0 and j['fma_peak_gflops'] > 0
+# probes before and after the tests; the rooflines use the higher of each
+assert len(j['bandwidth_gb_s_probes']) == 2 and len(j['fma_peak_gflops_probes']) == 2
+assert abs(j['bandwidth_gb_s'] - max(j['bandwidth_gb_s_probes'])) < 1e-9 * j['bandwidth_gb_s']
+assert abs(j['fma_peak_gflops'] - max(j['fma_peak_gflops_probes'])) < 1e-9 * j['fma_peak_gflops']
+d1 = [r for r in j['results'] if r['phase'] == 'decode' and r['batch'] == 1][0]
+want = j['decode_bytes_per_token'] * d1['tok_s'] / (j['bandwidth_gb_s'] * 1e9)  # against the higher probe
+assert abs(d1['roofline_fraction'] - want) <= 1e-9 * want, (d1['roofline_fraction'], want)
 phases = [(r['phase'], r['batch']) for r in j['results']]
 assert phases == [('prefill', 1), ('decode', 1), ('decode', 2)], phases
 for r in j['results']:
