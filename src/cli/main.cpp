@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <map>
 
+#include <fmt/ranges.h>
+
 #include "cli/command.h"
 #include "core/error.h"
 
@@ -15,7 +17,8 @@ std::vector<Command>& registry() {
 
 KvDtype parse_kv_cache_dtype(const std::string& text) {
   KvDtype d = KvDtype::f32;
-  if (!parse_kv_dtype(text, &d)) fail_input("--kv-cache-dtype is {}; expected auto, float32 or bfloat16", text);
+  if (!parse_kv_dtype(text, &d))
+    fail_input("--kv-cache-dtype is {}; expected one of {}", text, fmt::join(kKvDtypeSettings, ", "));
   return d;
 }
 

@@ -10,6 +10,7 @@
 #include "config/recipes.h"
 #include "config/yaml_tree.h"
 #include "core/atomic_file.h"
+#include "core/dtype.h"
 #include "core/error.h"
 
 namespace fs = std::filesystem;
@@ -229,7 +230,8 @@ void read_engine_params(FieldReader r, EngineParams& e) {
   r.get("cpu_offload", e.cpu_offload);
   r.get("num_threads", e.num_threads, 1, 1024);
   r.get("kv_cache_gb", e.kv_cache_gb, 0.0, 1e6, true);
-  r.get_enum("kv_cache_dtype", e.kv_cache_dtype, {"auto", "float32", "bfloat16"}, true);
+  r.get_enum("kv_cache_dtype", e.kv_cache_dtype,
+             std::vector<std::string>(std::begin(kKvDtypeSettings), std::end(kKvDtypeSettings)), true);
   ConfigJson modules;
   r.get_object("lora_modules", modules);
   for (const auto& [name, path] : modules.items()) {

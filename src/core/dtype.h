@@ -63,7 +63,10 @@ enum class KvDtype : uint8_t { f32, bf16 };
 inline size_t kv_dtype_bytes(KvDtype d) { return d == KvDtype::bf16 ? 2 : 4; }
 inline const char* kv_dtype_name(KvDtype d) { return d == KvDtype::bf16 ? "bfloat16" : "float32"; }
 
-// The kv_cache_dtype setting: "auto" (float32) | "float32" | "bfloat16"; false for anything else.
+// The kv_cache_dtype setting's values (vLLM's names; "auto" is float32 here), for readers and messages.
+inline constexpr std::string_view kKvDtypeSettings[] = {"auto", "float32", "bfloat16"};
+
+// The kv_cache_dtype setting: one of kKvDtypeSettings; false for anything else.
 inline bool parse_kv_dtype(std::string_view name, KvDtype* out) {
   if (name == "auto" || name == "float32") return *out = KvDtype::f32, true;
   if (name == "bfloat16") return *out = KvDtype::bf16, true;

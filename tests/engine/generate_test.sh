@@ -76,7 +76,7 @@ set +e
 "$BIN" generate --model "$M" --tokens 1,2 --kv-cache-dtype fp8 >"$TMP/out" 2>"$TMP/err"
 rc=$?
 set -e
-[[ $rc == 2 ]] && grep -q "kv-cache-dtype is fp8; expected auto, float32 or bfloat16" "$TMP/err" \
+[[ $rc == 2 ]] && grep -q "kv-cache-dtype is fp8; expected one of auto, float32, bfloat16" "$TMP/err" \
   || fail "bad --kv-cache-dtype: exit $rc, $(cat "$TMP/err")"
 
 # Errors name the bad request and exit 2.
