@@ -78,6 +78,8 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 for k in ('date', 'commit', 'card', 'command', 'results'):
     assert k in j, k
+import re  # the commit the binary was built from, baked in at build time
+assert re.fullmatch(r'[0-9a-f]{7,}(-dirty)?|unknown', j['commit']), j['commit']
 assert j['bandwidth_gb_s'] > 0 and j['fma_peak_gflops'] > 0
 # probes before and after the tests; the rooflines use the higher of each
 assert len(j['bandwidth_gb_s_probes']) == 2 and len(j['fma_peak_gflops_probes']) == 2
