@@ -76,6 +76,40 @@ void expert_gemm(bool group_order, const Mxfp4Experts& m, int e, int64_t r_lo, i
   }
 }
 
+// Rows [r_lo, r_hi) of expert e times the activation rows of its sorted assignments [s0, s1) (act(i): the
+// row of assignment i, in the order `group_order` selects): the packed GEMM from kGemmMinTokens tokens on,
+// else the few-token dot tiles over row blocks of 8 (each block's bytes reused from L1 across token groups).
+// emit(r, R, a, M, v) receives rows r .. r+R-1 for assignments a .. a+M-1, v(i, j) the value of row r+i and
+// assignment a+j.
+template <class Act, class Emit>
+void expert_rows(bool group_order, const Mxfp4Experts& m, int e, int64_t r_lo, int64_t r_hi, int32_t s0, int32_t s1,
+                 Act&& act, Emit&& emit) {
+  if (s1 - s0 >= kGemmMinTokens) {
+    static thread_local std::vector<const float*> rows_tl;  // this worker's own
+    const float** xr = simd::scratch(rows_tl, size_t(s1 - s0));
+    for (int32_t i = s0; i < s1; ++i) xr[i - s0] = act(i);
+    expert_gemm(group_order, m, e, r_lo, r_hi, xr, s1 - s0, [&](int64_t r, int R, int64_t t, int M, const float* res) {
+      emit(r, R, s0 + int32_t(t), M, [res](int i, int j) { return res[j * simd::kPanelRows + i]; });
+    });
+    return;
+  }
+  const simd::Mxfp4Decoder dec = expert_decoder(m, e);
+  for (int32_t c0 = s0; c0 < s1; c0 += int32_t(kTokenChunk)) {
+    const int32_t c1 = std::min<int32_t>(s1, c0 + int32_t(kTokenChunk));
+    for (int64_t rb = r_lo; rb < r_hi; rb += 8) {
+      const int rows = int(std::min<int64_t>(8, r_hi - rb));
+      for (int32_t p = c0; p < c1; p += simd::kMaxTokens) {
+        const int T = std::min<int32_t>(simd::kMaxTokens, c1 - p);
+        const float* xr[simd::kMaxTokens];
+        for (int i = 0; i < T; ++i) xr[i] = act(p + i);
+        float res[8 * simd::kMaxTokens];  // [row][token]
+        few_token_dots(group_order, dec, rb, rows, m.rows, xr, T, res);
+        emit(rb, rows, p, T, [&res, T](int i, int j) { return res[i * T + j]; });
+      }
+    }
+  }
+}
+
 inline float swiglu(float gate, float up, float limit) {
   gate = std::min(gate, limit);
   up = std::clamp(up, -limit, limit);
@@ -132,57 +166,31 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
   pool.parallel_for(threads, [&](int64_t th0, int64_t th1, int) {
     for (int64_t th = th0; th < th1; ++th) {
       moe::split_expert_units(rt, gu_units, int(th), threads, [&](int e, int64_t u0, int64_t u1) {
-        const simd::Mxfp4Decoder dec = expert_decoder(gate_up, e);
         const uint16_t* bias = gate_up.bias + int64_t(e) * gate_up.rows;
         const int32_t s0 = rt.start[size_t(e)], s1 = rt.start[size_t(e) + 1];
         const int64_t r_lo = u0 * kRowUnit, r_hi = std::min(gate_up.rows, u1 * kRowUnit);
-        // SwiGLU of rows [rb, rb + rows) (whole gate/up pairs) for tokens p .. p+T-1: blk[row][token],
-        // written in the order the down projection of this expert reads.
-        auto swiglu_out = [&](int64_t rb, int64_t rows, int32_t p, int T, const float* blk, int ld) {
-          for (int64_t i = 0; i + 1 < rows; i += 2) {
-            const float bg = bf16_to_f32(bias[rb + i]), bu = bf16_to_f32(bias[rb + i + 1]);
-            const int64_t c = (rb + i) / 2;
+        auto x_of = [&](int32_t a) {
+          const int64_t t = rt.tokens[size_t(a)];
+          return wide ? xq + t * ldx : xp + t * hidden;
+        };
+        // SwiGLU of rows [r, r + R) (whole gate/up pairs: units and tiles start at even rows and hold an even
+        // count) for assignments a .. a+M-1, written in the order the down projection of this expert reads.
+        expert_rows(wide, gate_up, e, r_lo, r_hi, s0, s1, x_of, [&](int64_t r, int R, int32_t a, int M, auto v) {
+          for (int i = 0; i + 1 < R; i += 2) {
+            const float bg = bf16_to_f32(bias[r + i]), bu = bf16_to_f32(bias[r + i + 1]);
+            const int64_t c = (r + i) / 2;
             const int64_t pos = wide ? avx512::group_pos(c)
                                  : (c / simd::kBlock) * simd::kBlock + inv[size_t(c % simd::kBlock)];
-            for (int j = 0; j < T; ++j) {
-              const float g = blk[i * ld + j] + bg, u = blk[(i + 1) * ld + j] + bu;
-              hp[int64_t(p + j) * ldh + pos] = swiglu(g, u, swiglu_limit);
+            for (int j = 0; j < M; ++j) {
+              const float g = v(i, j) + bg, u = v(i + 1, j) + bu;
+              hp[int64_t(a + j) * ldh + pos] = swiglu(g, u, swiglu_limit);
               if (gate_up_out) {
-                float* o = gate_up_out + int64_t(rt.sorted[size_t(p + j)]) * gate_up.rows + rb + i;
+                float* o = gate_up_out + int64_t(rt.sorted[size_t(a + j)]) * gate_up.rows + r + i;
                 o[0] = g, o[1] = u;
               }
             }
           }
-        };
-        if (s1 - s0 >= kGemmMinTokens) {
-          static thread_local std::vector<const float*> rows_tl;  // this worker's own
-          const float** xr = simd::scratch(rows_tl, size_t(s1 - s0));
-          for (int32_t i = s0; i < s1; ++i)
-            xr[i - s0] = wide ? xq + int64_t(rt.tokens[size_t(i)]) * ldx : xp + int64_t(rt.tokens[size_t(i)]) * hidden;
-          expert_gemm(wide, gate_up, e, r_lo, r_hi, xr, s1 - s0, [&](int64_t r, int R, int64_t t, int M, const float* res) {
-            float blk[simd::kPanelRows][simd::kTileTokens];  // transpose to [row][token]
-            for (int m = 0; m < M; ++m)
-              for (int i = 0; i < R; ++i) blk[i][m] = res[m * simd::kPanelRows + i];
-            swiglu_out(r, R, s0 + int32_t(t), M, &blk[0][0], simd::kTileTokens);
-          });
-          return;
-        }
-        for (int32_t c0 = s0; c0 < s1; c0 += int32_t(kTokenChunk)) {
-          const int32_t c1 = std::min<int32_t>(s1, c0 + int32_t(kTokenChunk));
-          for (int64_t rb = r_lo; rb < r_hi; rb += 8) {
-            const int64_t rows = std::min<int64_t>(8, r_hi - rb);
-            for (int32_t p = c0; p < c1; p += simd::kMaxTokens) {
-              const int T = std::min<int32_t>(simd::kMaxTokens, c1 - p);
-              const float* xr[simd::kMaxTokens];
-              for (int i = 0; i < T; ++i)
-                xr[i] = wide ? xq + int64_t(rt.tokens[size_t(p + i)]) * ldx : xp + int64_t(rt.tokens[size_t(p + i)]) * hidden;
-              // Results of the whole row block first: the tiles may split gate/up pairs.
-              float blk[8 * simd::kMaxTokens];
-              few_token_dots(wide, dec, rb, rows, gate_up.rows, xr, T, blk);
-              swiglu_out(rb, rows, p, T, blk, T);
-            }
-          }
-        }
+        });
       });
     }
   });
@@ -193,42 +201,16 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
     const int64_t r_begin = u0 * kRowUnit, r_end = std::min(hidden, u1 * kRowUnit);
     for (int64_t t = 0; t < n; ++t) std::fill(out + t * hidden + r_begin, out + t * hidden + r_end, 0.0f);
     for (int e : rt.active) {
-      const simd::Mxfp4Decoder dec = expert_decoder(down, e);
       const uint16_t* bias = down.bias + int64_t(e) * down.rows;
-      const int32_t s0 = rt.start[size_t(e)], s1 = rt.start[size_t(e) + 1];
-      if (s1 - s0 >= kGemmMinTokens) {
-        static thread_local std::vector<const float*> rows_tl;  // this worker's own
-        const float** hr = simd::scratch(rows_tl, size_t(s1 - s0));
-        for (int32_t i = s0; i < s1; ++i) hr[i - s0] = hp + int64_t(i) * ldh;
-        expert_gemm(wide, down, e, r_begin, r_end, hr, s1 - s0, [&](int64_t r, int R, int64_t t, int M, const float* res) {
-          for (int m = 0; m < M; ++m) {
-            const int32_t a = rt.sorted[size_t(s0 + t + m)];
-            float* o = out + int64_t(a / k) * hidden + r;
-            for (int i = 0; i < R; ++i) o[i] += w[a] * (res[m * simd::kPanelRows + i] + bf16_to_f32(bias[r + i]));
-          }
-        });
-        continue;
-      }
-      for (int32_t c0 = s0; c0 < s1; c0 += int32_t(kTokenChunk)) {
-        const int32_t c1 = std::min<int32_t>(s1, c0 + int32_t(kTokenChunk));
-        for (int64_t rb = r_begin; rb < r_end; rb += 8) {
-          const int64_t rows = std::min<int64_t>(8, r_end - rb);
-          for (int32_t p = c0; p < c1; p += simd::kMaxTokens) {
-            const int T = std::min<int32_t>(simd::kMaxTokens, c1 - p);
-            const float* hr[simd::kMaxTokens];
-            for (int i = 0; i < T; ++i) hr[i] = hp + int64_t(p + i) * ldh;
-            float res[8 * simd::kMaxTokens];
-            few_token_dots(wide, dec, rb, rows, down.rows, hr, T, res);
-            for (int64_t i = 0; i < rows; ++i) {
-              const float b = bf16_to_f32(bias[rb + i]);
-              for (int j = 0; j < T; ++j) {
-                const int32_t a = rt.sorted[size_t(p + j)];
-                out[int64_t(a / k) * hidden + rb + i] += w[a] * (res[i * T + j] + b);
-              }
-            }
-          }
-        }
-      }
+      expert_rows(wide, down, e, r_begin, r_end, rt.start[size_t(e)], rt.start[size_t(e) + 1],
+                  [&](int32_t a) { return hp + int64_t(a) * ldh; },
+                  [&](int64_t r, int R, int32_t a, int M, auto v) {
+                    for (int j = 0; j < M; ++j) {
+                      const int32_t s = rt.sorted[size_t(a + j)];
+                      float* o = out + int64_t(s / k) * hidden + r;
+                      for (int i = 0; i < R; ++i) o[i] += w[s] * (v(i, j) + bf16_to_f32(bias[r + i]));
+                    }
+                  });
     }
   });
 }
