@@ -424,7 +424,11 @@ TEST(RemoteService, RequestsPerMinuteSpacesRequestStarts) {
   std::vector<Clock::time_point> at;
   for (auto& s : seen) at.push_back(s.at);
   std::sort(at.begin(), at.end());
-  for (size_t i = 1; i < at.size(); ++i) EXPECT_GE(seconds_between(at[i - 1], at[i]), 0.045) << i;
+  // Starts are 50 ms apart at the client; the server sees them with scheduling jitter (a loaded 2-core CI
+  // box delayed single arrivals by > 5 ms), so: the whole span is 4 gaps, and no gap is near zero (without
+  // the limiter four workers start at once).
+  EXPECT_GE(seconds_between(at.front(), at.back()), 4 * 0.045);
+  for (size_t i = 1; i < at.size(); ++i) EXPECT_GE(seconds_between(at[i - 1], at[i]), 0.025) << i;
 }
 
 TEST(RemoteService, PolitenessSleepsBetweenAWorkersRequests) {
