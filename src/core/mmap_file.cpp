@@ -39,6 +39,14 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   ::close(fd);
 }
 
+void advise_pages(const void* p, size_t n, int advice, bool whole_pages_only) {
+  static const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(p), hi = lo + n;
+  const uintptr_t b = whole_pages_only ? (lo + page - 1) & ~(page - 1) : lo & ~(page - 1);
+  const uintptr_t e = whole_pages_only ? hi & ~(page - 1) : hi;
+  if (e > b) (void)::madvise(reinterpret_cast<void*>(b), e - b, advice);
+}
+
 MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }

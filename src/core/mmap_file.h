@@ -29,4 +29,9 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// madvise(advice) over the pages of [p, p + n): with `whole_pages_only` only those lying wholly inside the
+// range (for advice that drops contents, so no neighbour's page is touched), otherwise every page the range
+// touches. Advisory: errors (an old kernel's unknown advice included) are ignored.
+void advise_pages(const void* p, size_t n, int advice, bool whole_pages_only);
+
 }  // namespace gptoss

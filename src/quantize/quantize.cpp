@@ -1,7 +1,6 @@
 #include "quantize/quantize.h"
 
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -18,6 +17,7 @@
 #include "core/atomic_file.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/mmap_file.h"
 #include "core/progress.h"
 #include "core/thread_pool.h"
 #include "io/checkpoint_writer.h"
@@ -37,21 +37,6 @@ const std::vector<std::string>& supported_quantization_methods() {
 namespace {
 
 constexpr size_t kCopyPiece = size_t(64) << 20;
-
-// Drops the pages of [p, p+n) from this process (they stay in the page cache), so reading a 40 GB
-// checkpoint through the mapping does not grow the resident set. Advisory: errors are ignored.
-void release_pages(const void* p, size_t n) {
-  static const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
-  uintptr_t b = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
-  uintptr_t e = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
-  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
-}
-void prefetch_pages(const void* p, size_t n) {
-  static const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
-  uintptr_t b = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
-  uintptr_t e = reinterpret_cast<uintptr_t>(p) + n;
-  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_WILLNEED);
-}
 
 bool ends_with(const std::string& s, std::string_view suf) {
   return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
@@ -178,7 +163,9 @@ QuantizeReport quantize_checkpoint(const QuantizeOptions& opt) {
         std::vector<uint8_t> buf = sink.acquire();
         buf.assign(t.data + off, t.data + off + n);
         sink.submit(std::move(buf), n);
-        release_pages(t.data + off, n);
+        // Drop the piece's pages from this process (they stay in the page cache), so reading a 40 GB
+        // checkpoint through the mapping does not grow the resident set.
+        advise_pages(t.data + off, n, MADV_DONTNEED, /*whole_pages_only=*/true);
         bar.add(n);
       }
       continue;
@@ -193,7 +180,8 @@ QuantizeReport quantize_checkpoint(const QuantizeOptions& opt) {
     std::vector<std::string> th_bad(size_t(pool.size()));  // first non-finite value each thread saw
     for (int64_t e = 0; e < s.experts; ++e) {
       if (opt.cancel && opt.cancel->load()) fail_input("interrupted; nothing was written to {}", opt.output);
-      if (e + 1 < s.experts) prefetch_pages(t.data + size_t(e + 1) * expert_bytes, expert_bytes);
+      if (e + 1 < s.experts) advise_pages(t.data + size_t(e + 1) * expert_bytes, expert_bytes, MADV_WILLNEED,
+                                        /*whole_pages_only=*/false);
       std::vector<uint8_t> blocks = sink.acquire();
       blocks.resize(size_t(R * KB * 16));
       const int64_t base = e * K * R;
@@ -241,7 +229,7 @@ QuantizeReport quantize_checkpoint(const QuantizeOptions& opt) {
           fail_input("{}: tensor '{}' has a non-finite value {}; cannot quantize", t.file, t.name, bad);
       const size_t n = blocks.size();
       sink.submit(std::move(blocks), n);
-      release_pages(t.data + size_t(e) * expert_bytes, expert_bytes);
+      advise_pages(t.data + size_t(e) * expert_bytes, expert_bytes, MADV_DONTNEED, /*whole_pages_only=*/true);
       bar.add(expert_bytes);
     }
     const size_t ns = scales.size();

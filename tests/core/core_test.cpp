@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <immintrin.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstring>
@@ -66,6 +68,25 @@ TEST(ThreadPool, CoversEveryIndexExactlyOnce) {
         for (int64_t i = b; i < e; ++i) hits[size_t(i)]++;
       });
     for (auto& h : hits) ASSERT_EQ(h.load(), 20);
+  }
+}
+
+// advise_pages rounds the range to pages: inward for advice that drops contents (MADV_DONTNEED zeroes a
+// private anonymous page), outward otherwise. Three pages, the range from 100 bytes into the first to 100
+// bytes into the third: inward drops only the middle page, outward all three.
+TEST(AdvisePages, RoundsInwardOrOutward) {
+  const size_t page = size_t(::sysconf(_SC_PAGESIZE));
+  for (bool whole : {true, false}) {
+    void* m = ::mmap(nullptr, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(m, MAP_FAILED);
+    auto* b = static_cast<unsigned char*>(m);
+    std::memset(b, 0xab, 3 * page);
+    advise_pages(b + 100, 2 * page, MADV_DONTNEED, whole);
+    for (size_t pg = 0; pg < 3; ++pg) {
+      const bool dropped = whole ? pg == 1 : true;
+      EXPECT_EQ(b[pg * page + page / 2], dropped ? 0 : 0xab) << "page " << pg << " whole_pages_only " << whole;
+    }
+    ::munmap(m, 3 * page);
   }
 }
 

@@ -17,6 +17,7 @@
 #include "backend/cpu/kernels.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/mmap_file.h"
 #include "core/thread_pool.h"
 
 namespace gptoss {
@@ -50,10 +51,7 @@ const void* CpuBackend::prepare_weight(const void* host, size_t bytes) {
 #ifndef MADV_PAGEOUT
     constexpr int MADV_PAGEOUT = 21;  // Linux 5.4; older kernels return EINVAL, which is fine
 #endif
-    const size_t page = size_t(sysconf(_SC_PAGESIZE));
-    const uintptr_t b = (reinterpret_cast<uintptr_t>(host) + page - 1) & ~(page - 1);
-    const uintptr_t e = (reinterpret_cast<uintptr_t>(host) + bytes) & ~(page - 1);
-    if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_PAGEOUT);  // best effort
+    advise_pages(host, bytes, MADV_PAGEOUT, /*whole_pages_only=*/true);
     return copy;
   }
 #ifndef MADV_POPULATE_READ
@@ -62,10 +60,7 @@ const void* CpuBackend::prepare_weight(const void* host, size_t bytes) {
   static const size_t budget = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGESIZE)) / 4 * 3;
   if (bytes > 0 && populated_bytes_ + bytes <= budget) {
     populated_bytes_ += bytes;
-    const size_t page = size_t(sysconf(_SC_PAGESIZE));
-    const uintptr_t b = reinterpret_cast<uintptr_t>(host) & ~(page - 1);
-    const uintptr_t e = reinterpret_cast<uintptr_t>(host) + bytes;
-    ::madvise(reinterpret_cast<void*>(b), e - b, MADV_POPULATE_READ);  // best effort
+    advise_pages(host, bytes, MADV_POPULATE_READ, /*whole_pages_only=*/false);
   }
   return host;
 }
