@@ -4,10 +4,10 @@
 
 namespace gptoss {
 
-std::unique_ptr<Backend> make_backend(const std::string& device) {
-  if (device == "cpu") return make_cpu_backend();
+std::unique_ptr<Backend> make_backend(const std::string& device, const BackendOptions& options) {
+  if (device == "cpu") return make_cpu_backend(options);
   if (device == "cuda") return make_cuda_backend();
-  if (device == "auto") return cuda_available() ? make_cuda_backend() : make_cpu_backend();
+  if (device == "auto") return cuda_available() ? make_cuda_backend() : make_cpu_backend(options);
   fail_input("--device is '{}'; expected cpu, cuda or auto", device);
 }
 

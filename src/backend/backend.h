@@ -231,10 +231,18 @@ class Backend {
   }
 };
 
+// How a backend takes the checkpoint's weights. use_mmap (the default): the CPU backend computes straight
+// from the memory-mapped files; false copies every weight into anonymous 2 MiB pages instead (llama.cpp's
+// --no-mmap; the environment variable GPTOSS_NO_MMAP=1 does the same). The CUDA backend copies the weights
+// to the GPU either way.
+struct BackendOptions {
+  bool use_mmap = true;
+};
+
 // "cpu", "cuda", or "auto" (CUDA when this build has it and a GPU is present, else CPU).
 // Throws InputError for other names.
-std::unique_ptr<Backend> make_backend(const std::string& device);
-std::unique_ptr<Backend> make_cpu_backend();
+std::unique_ptr<Backend> make_backend(const std::string& device, const BackendOptions& options = {});
+std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options = {});
 // Defined by backend/cuda (or the stub in builds without nvcc, which throws InputError).
 std::unique_ptr<Backend> make_cuda_backend();
 // True when this binary has a CUDA backend and a GPU is visible (the stub says false).

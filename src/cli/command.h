@@ -44,4 +44,8 @@ std::vector<int> parse_id_list(const std::string& text, const std::string& what)
 // --kv-cache-dtype: auto (float32) | float32 | bfloat16; throws InputError naming the value and the choices.
 KvDtype parse_kv_cache_dtype(const std::string& text);
 
+// --no-mmap (llama.cpp's flag): sets *use_mmap to false, so the CPU backend copies the weights into 2 MiB
+// pages instead of computing from the mapped checkpoint (BackendOptions::use_mmap).
+void add_no_mmap_flag(CLI::App& app, bool* use_mmap);
+
 }  // namespace gptoss::cli

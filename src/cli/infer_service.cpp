@@ -124,7 +124,8 @@ std::unique_ptr<ChatService> make_local(const InferenceConfig& cfg, bool quiet) 
     names.push_back(name);
     dirs.push_back(resolve_adapter_dir(path, adapter_hopt));
   }
-  auto runner = GptOssRunner::load(dir, cfg.engine_params.device, adapter, dirs);
+  auto runner = GptOssRunner::load(dir, cfg.engine_params.device, adapter, dirs,
+                                   BackendOptions{.use_mmap = cfg.engine_params.use_mmap});
   KvDtype kv_dtype = KvDtype::f32;
   parse_kv_dtype(cfg.engine_params.kv_cache_dtype, &kv_dtype);  // the config reader checked the name
   runner->set_kv_dtype(kv_dtype);

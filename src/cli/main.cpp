@@ -22,6 +22,13 @@ KvDtype parse_kv_cache_dtype(const std::string& text) {
   return d;
 }
 
+void add_no_mmap_flag(CLI::App& app, bool* use_mmap) {
+  app.add_flag_callback(
+      "--no-mmap", [use_mmap] { *use_mmap = false; },
+      "CPU: copy the weights into 2 MiB pages (private memory, slower load) instead of reading the mapped "
+      "checkpoint; faster where the file system caches in 4 KiB pages");
+}
+
 std::vector<int> parse_id_list(const std::string& text, const std::string& what) {
   std::vector<int> ids;
   size_t i = 0;

@@ -228,6 +228,7 @@ void read_engine_params(FieldReader r, EngineParams& e) {
   r.get("max_model_len", e.max_model_len, 1);
   r.get_enum("device", e.device, {"auto", "cpu", "cuda"}, true);
   r.get("cpu_offload", e.cpu_offload);
+  r.get("use_mmap", e.use_mmap);
   r.get("num_threads", e.num_threads, 1, 1024);
   r.get("kv_cache_gb", e.kv_cache_gb, 0.0, 1e6, true);
   r.get_enum("kv_cache_dtype", e.kv_cache_dtype,
@@ -532,7 +533,7 @@ nlohmann::ordered_json to_json(const InferenceConfig& c) {
       {"engine_params",
        {{"max_num_seqs", e.max_num_seqs}, {"gpu_memory_utilization", e.gpu_memory_utilization},
         {"max_model_len", opt(e.max_model_len)}, {"device", e.device}, {"cpu_offload", e.cpu_offload},
-        {"num_threads", opt(e.num_threads)}, {"kv_cache_gb", e.kv_cache_gb}, {"kv_cache_dtype", e.kv_cache_dtype},
+        {"use_mmap", e.use_mmap}, {"num_threads", opt(e.num_threads)}, {"kv_cache_gb", e.kv_cache_gb}, {"kv_cache_dtype", e.kv_cache_dtype},
         {"lora_modules", lora_modules_json(e)}}},
   };
 }

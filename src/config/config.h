@@ -113,6 +113,9 @@ struct EngineParams {
   std::optional<int64_t> max_model_len;     // empty: model.model_max_length, else the model's context
   std::string device = "auto";              // auto|cpu|cuda
   bool cpu_offload = false;                 // keep expert weights in host memory
+  // CPU: compute from the memory-mapped checkpoint (true), or copy the weights into 2 MiB pages (false:
+  // llama.cpp's --no-mmap; private memory the size of the weights, a slower load).
+  bool use_mmap = true;
   std::optional<int64_t> num_threads;       // CPU threads; empty: all cores
   double kv_cache_gb = 4.0;                 // CPU: memory for the paged KV cache (GPU: from gpu_memory_utilization)
   // KV cache element type, as vLLM's kv_cache_dtype: auto (= float32, exact) | float32 | bfloat16 (half the

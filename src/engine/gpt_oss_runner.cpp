@@ -15,8 +15,9 @@ GptOssRunner::GptOssRunner(std::unique_ptr<Backend> backend, std::unique_ptr<Gpt
 
 std::unique_ptr<GptOssRunner> GptOssRunner::load(const std::string& model_dir, const std::string& device,
                                                  const std::string& adapter_dir,
-                                                 const std::vector<std::string>& named_adapters) {
-  auto backend = make_backend(device);
+                                                 const std::vector<std::string>& named_adapters,
+                                                 const BackendOptions& options) {
+  auto backend = make_backend(device, options);
   auto model = GptOssModel::load(model_dir, *backend, adapter_dir);
   for (const std::string& dir : named_adapters) model->add_adapter(LoraAdapter::load(dir, model->config(), *backend));
   return std::make_unique<GptOssRunner>(std::move(backend), std::move(model));

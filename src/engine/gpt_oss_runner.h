@@ -19,12 +19,13 @@ namespace gptoss {
 class GptOssRunner : public ModelRunner {
  public:
   GptOssRunner(std::unique_ptr<Backend> backend, std::unique_ptr<GptOssModel> model);
-  // make_backend(device) ("cpu", "cuda", "auto") + GptOssModel::load(model_dir).
+  // make_backend(device, options) ("cpu", "cuda", "auto") + GptOssModel::load(model_dir).
   // adapter_dir: the default PEFT LoRA adapter, applied to every request that names no other ("" for
   // none); named_adapters: adapters 1, 2, ... that a request selects with Request::adapter.
   static std::unique_ptr<GptOssRunner> load(const std::string& model_dir, const std::string& device,
                                             const std::string& adapter_dir = "",
-                                            const std::vector<std::string>& named_adapters = {});
+                                            const std::vector<std::string>& named_adapters = {},
+                                            const BackendOptions& options = {});
 
   int vocab_size() const override;
   int sliding_window() const override;

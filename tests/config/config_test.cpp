@@ -258,6 +258,13 @@ TEST(Config, EngineParams) {
   EXPECT_EQ(c.engine_params.max_model_len.value(), 4096);
   EXPECT_EQ(c.engine_params.device, "cuda");
   EXPECT_TRUE(c.engine_params.cpu_offload);
+  EXPECT_TRUE(c.engine_params.use_mmap);  // the default
+  EXPECT_FALSE(parse_inference_config(std::string(kMinimal) + "engine_params: {use_mmap: false}\n", "e.yaml")
+                   .engine_params.use_mmap);
+  EXPECT_NE(input_error_of([] {
+              parse_inference_config(std::string(kMinimal) + "engine_params: {use_mmap: copy}\n", "e.yaml");
+            }).find("engine_params.use_mmap is 'copy'; expected true or false"),
+            std::string::npos);
   EXPECT_NE(input_error_of([] {
               parse_inference_config(std::string(kMinimal) + "engine_params: {gpu_memory_utilization: 1.5}\n", "e.yaml");
             }).find("engine_params.gpu_memory_utilization is 1.5"),

@@ -118,8 +118,9 @@ TEST(Weights, WrongDtypeIsNamed) {
   EXPECT_NE(msg.find("BF16"), std::string::npos) << msg;
 }
 
-// GPTOSS_NO_MMAP=1: the CPU backend copies every weight into huge pages (llama.cpp's --no-mmap); the
-// forward reads the copies and gives the same logits, bit for bit, as over the mapped checkpoint.
+// use_mmap off (--no-mmap, engine_params.use_mmap: false): the CPU backend copies every weight into huge
+// pages (llama.cpp's --no-mmap); the forward reads the copies and gives the same logits, bit for bit, as
+// over the mapped checkpoint. GPTOSS_NO_MMAP=1 does the same.
 TEST(CpuBackend, NoMmapCopiesWeightsAndGivesTheSameLogits) {
   const std::string dir = testing::tiny_dir() + "/mxfp4";
   auto logits_of = [&](Backend& be) {
@@ -135,13 +136,15 @@ TEST(CpuBackend, NoMmapCopiesWeightsAndGivesTheSameLogits) {
     return logits;
   };
   auto mapped = make_cpu_backend();
-  std::unique_ptr<Backend> copied;
+  auto copied = make_backend("cpu", BackendOptions{.use_mmap = false});
+  std::unique_ptr<Backend> copied_by_env;
   {
     ScopedEnv env("GPTOSS_NO_MMAP", "1");
-    copied = make_cpu_backend();
+    copied_by_env = make_cpu_backend();
   }
   EXPECT_EQ(mapped->device_name().find("huge pages"), std::string::npos);
   EXPECT_NE(copied->device_name().find("weights copied to huge pages"), std::string::npos) << copied->device_name();
+  EXPECT_NE(copied_by_env->device_name().find("weights copied to huge pages"), std::string::npos);
   // A caller's anonymous buffer over several pages keeps its contents (only mapped file pages are dropped).
   std::vector<uint8_t> bytes(5 * 4096 + 100);
   for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = uint8_t(i * 7 + 1);

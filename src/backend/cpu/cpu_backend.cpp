@@ -65,9 +65,9 @@ const void* CpuBackend::prepare_weight(const void* host, size_t bytes) {
   return host;
 }
 
-CpuBackend::CpuBackend() {
+CpuBackend::CpuBackend(const BackendOptions& options) : copy_weights_(!options.use_mmap) {
   if (const char* env = std::getenv("GPTOSS_PROFILE")) profile_.on = env[0] && env[0] != '0';
-  if (const char* env = std::getenv("GPTOSS_NO_MMAP")) copy_weights_ = env[0] && env[0] != '0';
+  if (const char* env = std::getenv("GPTOSS_NO_MMAP")) copy_weights_ = copy_weights_ || (env[0] && env[0] != '0');
 }
 
 // Chunks of 2 MiB-aligned anonymous memory asked to be huge pages; weights are copied in, 64-byte aligned.
@@ -77,7 +77,7 @@ const void* HugePageArena::copy(const void* src, size_t bytes) {
   if (used_ + need > chunk_bytes_) {  // (no chunk yet: chunk_bytes_ is 0)
     chunk_bytes_ = std::max(kChunk, (need + kHuge - 1) / kHuge * kHuge);
     void* p = ::mmap(nullptr, chunk_bytes_ + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) fail("cpu backend: out of memory copying {} bytes of weights (GPTOSS_NO_MMAP)", bytes);
+    if (p == MAP_FAILED) fail("cpu backend: out of memory copying {} bytes of weights (use_mmap off)", bytes);
     char* a = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1));
     ::madvise(a, chunk_bytes_, MADV_HUGEPAGE);  // a hint; without it the copy still works
     chunks_.push_back({p, chunk_bytes_ + kHuge});
@@ -205,6 +205,6 @@ TrainOps* CpuBackend::train_ops() {
   return train_ops_.get();
 }
 
-std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options) { return std::make_unique<CpuBackend>(options); }
 
 }  // namespace gptoss

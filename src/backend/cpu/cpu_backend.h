@@ -1,6 +1,7 @@
 // The CPU backend: a thin adapter from the Backend interface to the kernels of backend/cpu/kernels.h.
 // Memory is host RAM (64-byte aligned); prepare_weight returns the mapped pointer itself (no copy), or
-// with GPTOSS_NO_MMAP=1 (llama.cpp's --no-mmap) a copy in anonymous memory backed by 2 MiB pages.
+// with BackendOptions::use_mmap off (`--no-mmap`, `engine_params.use_mmap: false` or GPTOSS_NO_MMAP=1, as
+// llama.cpp's --no-mmap) a copy in anonymous memory backed by 2 MiB pages.
 //
 // Why the copy exists: on a VM whose guest memory the host maps with 4 KiB pages, every 4 KiB of a
 // streamed weight costs a nested page walk. Measured on the 2-vCPU Zen 5 dev VM, 20b shape: the MXFP4 MoE
@@ -22,7 +23,7 @@
 
 namespace gptoss {
 
-// Weights copied into anonymous memory backed by 2 MiB pages (CpuBackend with GPTOSS_NO_MMAP=1).
+// Weights copied into anonymous memory backed by 2 MiB pages (CpuBackend with use_mmap off).
 class HugePageArena {
  public:
   HugePageArena() = default;
@@ -39,7 +40,7 @@ class HugePageArena {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend();
+  explicit CpuBackend(const BackendOptions& options = {});
   ~CpuBackend() override;
   std::string name() const override { return "cpu"; }
   std::string device_name() const override;
@@ -50,7 +51,7 @@ class CpuBackend final : public Backend {
   void to_host(void* host_dst, const void* src, size_t bytes) override;
   // Returns host itself; while the weights seen so far fit in 3/4 of physical RAM, also maps their pages
   // now (MADV_POPULATE_READ), so the first forward passes do not pay a page fault per 4 KiB of weights.
-  // With GPTOSS_NO_MMAP=1: a copy in huge pages, the mapped source pages dropped from this process.
+  // With use_mmap off: a copy in huge pages, the mapped source pages dropped from this process.
   const void* prepare_weight(const void* host, size_t bytes) override;
   size_t allocated_bytes() const override { return allocated_.load(); }
 
@@ -83,7 +84,7 @@ class CpuBackend final : public Backend {
   std::unique_ptr<TrainOps> train_ops_;
   std::atomic<size_t> allocated_{0};
   size_t populated_bytes_ = 0;  // weights prefaulted by prepare_weight
-  bool copy_weights_ = false;   // GPTOSS_NO_MMAP: weights copied into huge pages
+  bool copy_weights_ = false;   // use_mmap off (or GPTOSS_NO_MMAP=1): weights copied into huge pages
   HugePageArena weights_;
   OpProfile profile_;
 };
