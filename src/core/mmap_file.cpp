@@ -39,6 +39,40 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   ::close(fd);
 }
 
+HugeBuffer::HugeBuffer(size_t bytes, const char* what) : size_(bytes) {
+  if (bytes == 0) return;
+  constexpr size_t kHuge = size_t(2) << 20;
+  map_bytes_ = (bytes + kHuge - 1) / kHuge * kHuge + kHuge;  // room to align the start
+  map_ = ::mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (map_ == MAP_FAILED) {
+    map_ = nullptr;
+    fail("out of memory: cannot map {} bytes for {}: {}", bytes, what, std::strerror(errno));
+  }
+  data_ = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(map_) + kHuge - 1) & ~uintptr_t(kHuge - 1));
+  (void)::madvise(data_, map_bytes_ - kHuge, MADV_HUGEPAGE);  // a hint; failure only costs speed
+}
+
+HugeBuffer::~HugeBuffer() {
+  if (map_) ::munmap(map_, map_bytes_);
+}
+
+HugeBuffer::HugeBuffer(HugeBuffer&& o) noexcept
+    : map_(std::exchange(o.map_, nullptr)),
+      map_bytes_(std::exchange(o.map_bytes_, 0)),
+      data_(std::exchange(o.data_, nullptr)),
+      size_(std::exchange(o.size_, 0)) {}
+
+HugeBuffer& HugeBuffer::operator=(HugeBuffer&& o) noexcept {
+  if (this != &o) {
+    if (map_) ::munmap(map_, map_bytes_);
+    map_ = std::exchange(o.map_, nullptr);
+    map_bytes_ = std::exchange(o.map_bytes_, 0);
+    data_ = std::exchange(o.data_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+  }
+  return *this;
+}
+
 void advise_pages(const void* p, size_t n, int advice, bool whole_pages_only) {
   static const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
   const uintptr_t lo = reinterpret_cast<uintptr_t>(p), hi = lo + n;

@@ -29,6 +29,30 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// `bytes` of zeroed anonymous memory aligned to 2 MiB and advised MADV_HUGEPAGE (a hint: without
+// transparent huge pages it is ordinary memory), for data read at random or streamed: a TLB entry then
+// covers 2 MiB, not 4 KiB. Empty when default-constructed or moved from. Throws gptoss::Error naming
+// `what` when the memory cannot be mapped.
+class HugeBuffer {
+ public:
+  HugeBuffer() = default;
+  HugeBuffer(size_t bytes, const char* what);
+  ~HugeBuffer();
+  HugeBuffer(HugeBuffer&& o) noexcept;
+  HugeBuffer& operator=(HugeBuffer&& o) noexcept;
+  HugeBuffer(const HugeBuffer&) = delete;
+  HugeBuffer& operator=(const HugeBuffer&) = delete;
+
+  void* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  void* map_ = nullptr;  // the mapping (data_ rounded down to 2 MiB within it)
+  size_t map_bytes_ = 0;
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 // madvise(advice) over the pages of [p, p + n): with `whole_pages_only` only those lying wholly inside the
 // range (for advice that drops contents, so no neighbour's page is touched), otherwise every page the range
 // touches. Advisory: errors (an old kernel's unknown advice included) are ignored.

@@ -5,21 +5,14 @@
 #include <cstring>
 #include <queue>
 
-#include <sys/mman.h>
-
 #include "core/error.h"
 
 namespace gptoss {
 
 template <typename T>
 void RankTable::HugeArray<T>::assign(size_t n, const T& value) {
-  release();
-  constexpr size_t kHuge = size_t(2) << 20;
-  const size_t bytes = (n * sizeof(T) + kHuge - 1) / kHuge * kHuge;
-  void* p = std::aligned_alloc(kHuge, bytes);
-  GPTOSS_CHECK(p != nullptr, "out of memory allocating {} bytes for the token table", bytes);
-  (void)madvise(p, bytes, MADV_HUGEPAGE);  // a hint; failure only costs speed
-  data = static_cast<T*>(p);
+  buf = HugeBuffer(n * sizeof(T), "the token table");
+  data = static_cast<T*>(buf.data());
   size = n;
   std::fill(data, data + n, value);
 }

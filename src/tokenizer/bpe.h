@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/mmap_file.h"
+
 namespace gptoss {
 
 // Immutable map from token bytes to id: open addressing over one contiguous byte buffer, looked up
@@ -93,18 +95,10 @@ class RankTable {
   // accesses into ~9 MB, and with 4 KB pages most of them would also miss the TLB.
   template <typename T>
   struct HugeArray {
+    HugeBuffer buf;
     T* data = nullptr;
     size_t size = 0;
-    HugeArray() = default;
-    HugeArray(const HugeArray&) = delete;
-    HugeArray& operator=(const HugeArray&) = delete;
-    ~HugeArray() { release(); }
     void assign(size_t n, const T& value);
-    void release() {
-      std::free(data);
-      data = nullptr;
-      size = 0;
-    }
     T& operator[](size_t i) { return data[i]; }
     const T& operator[](size_t i) const { return data[i]; }
   };

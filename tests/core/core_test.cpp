@@ -7,7 +7,9 @@
 #include <atomic>
 #include <cstring>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <vector>
 
@@ -88,6 +90,38 @@ TEST(AdvisePages, RoundsInwardOrOutward) {
     }
     ::munmap(m, 3 * page);
   }
+}
+
+// HugeBuffer: 2 MiB-aligned, zeroed, writable over its whole size; a move leaves the source empty and the
+// memory with the target; the mapping goes when the last owner does (checked through /proc/self/maps).
+TEST(HugeBuffer, AlignedZeroedAndMovable) {
+  const size_t huge = size_t(2) << 20, bytes = 3 * huge + 12345;
+  auto mapped = [](const void* p) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    std::ifstream maps("/proc/self/maps");
+    for (std::string line; std::getline(maps, line);) {
+      uintptr_t lo = 0, hi = 0;
+      if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) == 2 && a >= lo && a < hi) return true;
+    }
+    return false;
+  };
+  HugeBuffer b(bytes, "a test");
+  ASSERT_NE(b.data(), nullptr);
+  EXPECT_EQ(b.size(), bytes);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data()) % huge, 0u);
+  auto* c = static_cast<unsigned char*>(b.data());
+  EXPECT_EQ(c[0], 0);
+  EXPECT_EQ(c[bytes - 1], 0);
+  std::memset(c, 0x5a, bytes);
+  HugeBuffer moved = std::move(b);
+  EXPECT_EQ(b.data(), nullptr);
+  EXPECT_EQ(b.size(), 0u);
+  ASSERT_EQ(moved.data(), c);
+  EXPECT_EQ(c[bytes - 1], 0x5a);
+  EXPECT_TRUE(mapped(c));
+  moved = HugeBuffer();
+  EXPECT_FALSE(mapped(c));
+  EXPECT_EQ(HugeBuffer(0, "nothing").data(), nullptr);
 }
 
 TEST(AtomicFile, CommitRenamesAndAbortLeavesNothing) {

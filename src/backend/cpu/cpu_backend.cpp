@@ -72,26 +72,16 @@ CpuBackend::CpuBackend(const BackendOptions& options) : copy_weights_(!options.u
 
 // Chunks of 2 MiB-aligned anonymous memory asked to be huge pages; weights are copied in, 64-byte aligned.
 const void* HugePageArena::copy(const void* src, size_t bytes) {
-  constexpr size_t kHuge = size_t(2) << 20, kChunk = size_t(256) << 20;
+  constexpr size_t kChunk = size_t(256) << 20;
   const size_t need = (bytes + 63) / 64 * 64;
-  if (used_ + need > chunk_bytes_) {  // (no chunk yet: chunk_bytes_ is 0)
-    chunk_bytes_ = std::max(kChunk, (need + kHuge - 1) / kHuge * kHuge);
-    void* p = ::mmap(nullptr, chunk_bytes_ + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) fail("cpu backend: out of memory copying {} bytes of weights (use_mmap off)", bytes);
-    char* a = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1));
-    ::madvise(a, chunk_bytes_, MADV_HUGEPAGE);  // a hint; without it the copy still works
-    chunks_.push_back({p, chunk_bytes_ + kHuge});
-    base_ = a;
+  if (chunks_.empty() || used_ + need > chunks_.back().size()) {
+    chunks_.emplace_back(std::max(kChunk, need), "the CPU backend's copy of the weights (use_mmap off)");
     used_ = 0;
   }
-  char* dst = base_ + used_;
+  char* dst = static_cast<char*>(chunks_.back().data()) + used_;
   std::memcpy(dst, src, bytes);
   used_ += need;
   return dst;
-}
-
-HugePageArena::~HugePageArena() {
-  for (auto [p, n] : chunks_) ::munmap(p, n);
 }
 
 CpuBackend::~CpuBackend() = default;

@@ -17,9 +17,11 @@
 #include <string>
 #include <utility>
 #include <vector>
+#include <vector>
 
 #include "backend/backend.h"
 #include "backend/op_profile.h"
+#include "core/mmap_file.h"
 
 namespace gptoss {
 
@@ -29,13 +31,11 @@ class HugePageArena {
   HugePageArena() = default;
   HugePageArena(const HugePageArena&) = delete;
   HugePageArena& operator=(const HugePageArena&) = delete;
-  ~HugePageArena();
-  const void* copy(const void* src, size_t bytes);
+  const void* copy(const void* src, size_t bytes);  // 64-byte aligned
 
  private:
-  std::vector<std::pair<void*, size_t>> chunks_;
-  char* base_ = nullptr;
-  size_t used_ = 0, chunk_bytes_ = 0;  // of the current chunk
+  std::vector<HugeBuffer> chunks_;  // 256 MiB each (or one weight's size, if larger)
+  size_t used_ = 0;                 // of the last chunk
 };
 
 class CpuBackend final : public Backend {
