@@ -235,8 +235,10 @@ class Backend {
 // from the memory-mapped files; false copies every weight into anonymous 2 MiB pages instead (llama.cpp's
 // --no-mmap; the environment variable GPTOSS_NO_MMAP=1 does the same). The CUDA backend copies the weights
 // to the GPU either way.
+// threads: the CPU backend's thread count (llama.cpp's -t; 0: $GPTOSS_THREADS, else every hardware thread).
 struct BackendOptions {
   bool use_mmap = true;
+  int threads = 0;
 };
 
 // "cpu", "cuda", or "auto" (CUDA when this build has it and a GPU is present, else CPU).

@@ -55,7 +55,8 @@ struct Options {
   int prompt = 512, gen = 64, repeats = 3, depth = 0;
   int block_size = 16;
   uint64_t seed = 1;
-  bool json = false, profile = false, no_prefill = false, use_mmap = true;
+  bool json = false, profile = false, no_prefill = false;
+  BackendOptions backend;
   size_t probe_mb = 1024;
 };
 
@@ -314,7 +315,7 @@ int run(const Options& o) {
   if (o.depth < 0) fail_input("--depth is {}; expected >= 0", o.depth);
   const KvDtype kv_dtype = cli::parse_kv_cache_dtype(o.kv_cache_dtype);
 
-  auto backend = make_backend(o.device, BackendOptions{.use_mmap = o.use_mmap});
+  auto backend = make_backend(o.device, o.backend);
   auto t_load = Clock::now();
   auto model = GptOssModel::load(o.model, *backend, o.adapter);
   const double load_s = seconds_since(t_load);
@@ -481,7 +482,7 @@ const cli::Registrar reg{
       app.add_flag("--json", o->json, "print JSON (the bench/results schema) instead of a table");
       app.add_flag("--profile", o->profile, "print time per backend op for every test (stderr)");
       app.add_flag("--no-prefill", o->no_prefill, "skip the prefill test");
-      cli::add_no_mmap_flag(app, &o->use_mmap);
+      cli::add_cpu_options(app, &o->backend);
       return [o] { return run(*o); };
     }};
 

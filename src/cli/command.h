@@ -17,6 +17,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "backend/backend.h"
 #include "core/dtype.h"
 
 namespace gptoss::cli {
@@ -44,8 +45,9 @@ std::vector<int> parse_id_list(const std::string& text, const std::string& what)
 // --kv-cache-dtype: auto (float32) | float32 | bfloat16; throws InputError naming the value and the choices.
 KvDtype parse_kv_cache_dtype(const std::string& text);
 
-// --no-mmap (llama.cpp's flag): sets *use_mmap to false, so the CPU backend copies the weights into 2 MiB
-// pages instead of computing from the mapped checkpoint (BackendOptions::use_mmap).
-void add_no_mmap_flag(CLI::App& app, bool* use_mmap);
+// The CPU backend's options, as llama.cpp names them: -t/--threads N (BackendOptions::threads) and
+// --no-mmap (BackendOptions::use_mmap false: the weights copied into 2 MiB pages instead of computing from
+// the mapped checkpoint).
+void add_cpu_options(CLI::App& app, BackendOptions* options);
 
 }  // namespace gptoss::cli

@@ -27,7 +27,7 @@ struct Options {
   double temperature = 0.0;
   uint64_t seed = 0;
   bool stop_at_eos = false;
-  bool use_mmap = true;
+  BackendOptions backend;
   int block_size = 16;
   int max_num_batched_tokens = 2048;
 };
@@ -47,7 +47,7 @@ int run(const Options& o) {
     fail_input("--max-num-batched-tokens is {}; expected > 0", o.max_num_batched_tokens);
 
   const KvDtype kv_dtype = cli::parse_kv_cache_dtype(o.kv_cache_dtype);
-  auto runner = GptOssRunner::load(o.model, o.device, o.adapter, {}, BackendOptions{.use_mmap = o.use_mmap});
+  auto runner = GptOssRunner::load(o.model, o.device, o.adapter, {}, o.backend);
   runner->set_kv_dtype(kv_dtype);
   const std::string device = runner->backend().device_name() +
                              (kv_dtype == KvDtype::f32 ? "" : std::string(", ") + kv_dtype_name(kv_dtype) + " KV cache");
@@ -142,7 +142,7 @@ const cli::Registrar reg{"generate", "Generate token ids from prompt token ids t
                            app.add_option("--max-num-batched-tokens", o->max_num_batched_tokens,
                                           "tokens per forward (prefill chunk budget)")
                                ->capture_default_str();
-                           cli::add_no_mmap_flag(app, &o->use_mmap);
+                           cli::add_cpu_options(app, &o->backend);
                            return [o] { return run(*o); };
                          }};
 

@@ -107,8 +107,6 @@ std::unique_ptr<ChatService> make_local(const InferenceConfig& cfg, bool quiet) 
   std::string dir = resolve_model_dir(cfg.model.model_name, hopt);
   if (const char* script = std::getenv("GPTOSS_TEST_SCRIPT"); script && *script)
     return std::make_unique<ScriptedChatService>(script, load_model_tokenizer(cfg.model.tokenizer_name, dir, hopt), cfg.model.model_name);
-  // The CPU backend's pool reads $GPTOSS_THREADS when it is first created.
-  if (cfg.engine_params.num_threads) ::setenv("GPTOSS_THREADS", std::to_string(*cfg.engine_params.num_threads).c_str(), 1);
   ProgressBar bar("loading " + cfg.model.model_name, 3, "steps");
   Tokenizer tok = load_model_tokenizer(cfg.model.tokenizer_name, dir, hopt);
   bar.set(1);
@@ -125,7 +123,8 @@ std::unique_ptr<ChatService> make_local(const InferenceConfig& cfg, bool quiet) 
     dirs.push_back(resolve_adapter_dir(path, adapter_hopt));
   }
   auto runner = GptOssRunner::load(dir, cfg.engine_params.device, adapter, dirs,
-                                   BackendOptions{.use_mmap = cfg.engine_params.use_mmap});
+                                   BackendOptions{.use_mmap = cfg.engine_params.use_mmap,
+                                                  .threads = int(cfg.engine_params.num_threads.value_or(0))});
   KvDtype kv_dtype = KvDtype::f32;
   parse_kv_dtype(cfg.engine_params.kv_cache_dtype, &kv_dtype);  // the config reader checked the name
   runner->set_kv_dtype(kv_dtype);

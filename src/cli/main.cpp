@@ -22,9 +22,11 @@ KvDtype parse_kv_cache_dtype(const std::string& text) {
   return d;
 }
 
-void add_no_mmap_flag(CLI::App& app, bool* use_mmap) {
+void add_cpu_options(CLI::App& app, BackendOptions* options) {
+  app.add_option("-t,--threads", options->threads, "CPU threads (default: $GPTOSS_THREADS, else all)")
+      ->check(CLI::Range(1, 4096));
   app.add_flag_callback(
-      "--no-mmap", [use_mmap] { *use_mmap = false; },
+      "--no-mmap", [options] { options->use_mmap = false; },
       "CPU: copy the weights into 2 MiB pages (private memory, slower load) instead of reading the mapped "
       "checkpoint; faster where the file system caches in 4 KiB pages");
 }

@@ -18,14 +18,14 @@ namespace {
 struct Options {
   std::string model, adapter, tokens, output, device = "cpu";
   int block_size = 16;
-  bool use_mmap = true;
+  BackendOptions backend;
 };
 
 int run(const Options& o) {
   std::vector<int> ids = cli::parse_id_list(o.tokens, "--tokens");
   if (ids.empty()) fail_input("--tokens is empty; expected comma-separated token ids, e.g. --tokens 1,2,3");
   if (o.block_size <= 0) fail_input("--block-size is {}; expected > 0", o.block_size);
-  auto backend = make_backend(o.device, BackendOptions{.use_mmap = o.use_mmap});
+  auto backend = make_backend(o.device, o.backend);
   auto model = GptOssModel::load(o.model, *backend, o.adapter);
   const int64_t n = int64_t(ids.size()), V = model->config().vocab_size;
   std::vector<int32_t> tokens(ids.begin(), ids.end());
@@ -58,7 +58,7 @@ const cli::Registrar reg{"score", "Logits of every position of a token sequence,
                            app.add_option("--device", o->device, "cpu, cuda or auto")->capture_default_str();
                            app.add_option("--block-size", o->block_size, "KV block size (positions)")
                                ->capture_default_str();
-                           cli::add_no_mmap_flag(app, &o->use_mmap);
+                           cli::add_cpu_options(app, &o->backend);
                            return [o] { return run(*o); };
                          }};
 

@@ -3,9 +3,14 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "core/error.h"
+
 namespace gptoss {
 
 namespace {
+std::atomic<int> g_requested_threads{0};
+std::atomic<bool> g_global_created{false};
+
 int default_threads() {
   if (const char* env = std::getenv("GPTOSS_THREADS")) {
     int n = std::atoi(env);
@@ -31,8 +36,21 @@ ThreadPool::~ThreadPool() {
 }
 
 ThreadPool& ThreadPool::global() {
-  static ThreadPool pool;
+  static ThreadPool pool(g_requested_threads.load());
+  g_global_created = true;
   return pool;
+}
+
+void ThreadPool::set_global_threads(int threads) {
+  if (threads <= 0) return;
+  if (!g_global_created) {
+    g_requested_threads = threads;
+    return;
+  }
+  if (global().size() != threads)
+    fail_input("{} CPU threads asked for, but this process's thread pool already runs {}; set the count before "
+               "the first model loads",
+               threads, global().size());
 }
 
 void ThreadPool::run_range(int index) {

@@ -26,8 +26,12 @@ class ThreadPool {
   // fn(begin, end, thread_index) over a split of [0, n) in chunks of `grain` items at least.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int64_t grain = 1);
 
-  // The process-wide pool used by the CPU backend.
+  // The process-wide pool used by the CPU backend, created on first use with set_global_threads' count, or
+  // else $GPTOSS_THREADS, or else every hardware thread.
   static ThreadPool& global();
+  // The global pool's thread count (> 0), before its first use; 0 changes nothing. Once the pool runs,
+  // asking for another count throws gptoss::InputError (its size is fixed for the process).
+  static void set_global_threads(int threads);
 
  private:
   void worker_main(int index);

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/mmap_file.h"
 #include "core/thread_pool.h"
+#include "test_util.h"
 
 namespace gptoss {
 namespace {
@@ -71,6 +72,19 @@ TEST(ThreadPool, CoversEveryIndexExactlyOnce) {
       });
     for (auto& h : hits) ASSERT_EQ(h.load(), 20);
   }
+}
+
+// The global pool's size is fixed once it runs: asking for the same count (or 0) is fine, another count
+// is an error that names both. (That set_global_threads sizes the pool before its first use is checked by
+// tests/model/cli_test.sh: bench --threads 1 reports one thread.)
+TEST(ThreadPool, GlobalThreadCountIsFixedOnceRunning) {
+  const int n = ThreadPool::global().size();
+  EXPECT_NO_THROW(ThreadPool::set_global_threads(n));
+  EXPECT_NO_THROW(ThreadPool::set_global_threads(0));
+  const std::string e = input_error_of([&] { ThreadPool::set_global_threads(n + 1); });
+  EXPECT_NE(e.find(std::to_string(n + 1) + " CPU threads asked for"), std::string::npos) << e;
+  EXPECT_NE(e.find("already runs " + std::to_string(n)), std::string::npos) << e;
+  EXPECT_EQ(ThreadPool::global().size(), n);
 }
 
 // advise_pages rounds the range to pages: inward for advice that drops contents (MADV_DONTNEED zeroes a

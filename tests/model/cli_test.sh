@@ -71,13 +71,15 @@ if "$BIN" score --model "$TMP/nowhere" --tokens 1 --output "$TMP/x.safetensors" 
 fi
 [[ ! -e "$TMP/x.safetensors" ]] || fail "score left an output after failing"
 
-# bench --json: the bench/results schema, with tiny counts.
-"$BIN" bench --model "$FIX/mxfp4" --prompt 8 --gen 2 --repeats 2 --batch 1,2 --probe-mb 64 --json >"$TMP/bench.json"
+# bench --json: the bench/results schema, with tiny counts; --threads sizes the CPU pool (named in the card).
+"$BIN" bench --model "$FIX/mxfp4" --prompt 8 --gen 2 --repeats 2 --batch 1,2 --probe-mb 64 --threads 1 --json \
+  >"$TMP/bench.json"
 python3 - "$TMP/bench.json" <<'PY' || fail "bench --json schema"
 import json, sys
 j = json.load(open(sys.argv[1]))
 for k in ('date', 'commit', 'card', 'command', 'results'):
     assert k in j, k
+assert '(1 threads' in j['card'], j['card']
 import re  # the commit the binary was built from, baked in at build time
 assert re.fullmatch(r'[0-9a-f]{7,}(-dirty)?|unknown', j['commit']), j['commit']
 assert j['bandwidth_gb_s'] > 0 and j['fma_peak_gflops'] > 0

@@ -66,6 +66,7 @@ const void* CpuBackend::prepare_weight(const void* host, size_t bytes) {
 }
 
 CpuBackend::CpuBackend(const BackendOptions& options) : copy_weights_(!options.use_mmap) {
+  ThreadPool::set_global_threads(options.threads);
   if (const char* env = std::getenv("GPTOSS_PROFILE")) profile_.on = env[0] && env[0] != '0';
   if (const char* env = std::getenv("GPTOSS_NO_MMAP")) copy_weights_ = copy_weights_ || (env[0] && env[0] != '0');
 }
