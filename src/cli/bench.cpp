@@ -467,11 +467,12 @@ const cli::Registrar reg{
       auto o = std::make_shared<Options>();
       app.add_option("--model", o->model, "model directory")->required();
       app.add_option("--adapter", o->adapter, "PEFT LoRA adapter directory applied on top");
-      app.add_option("--prompt", o->prompt, "prompt tokens of the prefill test")->capture_default_str();
-      app.add_option("--gen", o->gen, "decode steps of the generation test")->capture_default_str();
-      app.add_option("--repeats", o->repeats, "repeats of every test")->capture_default_str();
+      app.add_option("-p,--prompt", o->prompt, "prompt tokens of the prefill test (llama-bench -p)")
+          ->capture_default_str();
+      app.add_option("-n,--gen", o->gen, "decode steps of the generation test (llama-bench -n)")->capture_default_str();
+      app.add_option("-r,--repeats", o->repeats, "repeats of every test (llama-bench -r)")->capture_default_str();
       app.add_option("--batch", o->batch, "decode batch sizes, comma-separated")->capture_default_str();
-      app.add_option("--depth", o->depth, "context tokens of every sequence before the decode test (llama-bench -d)")
+      app.add_option("-d,--depth", o->depth, "context tokens of every sequence before the decode test (llama-bench -d)")
           ->capture_default_str();
       app.add_option("--device", o->device, "cpu, cuda or auto")->capture_default_str();
       app.add_option("--block-size", o->block_size, "KV block size")->capture_default_str();

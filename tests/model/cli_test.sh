@@ -72,8 +72,8 @@ fi
 [[ ! -e "$TMP/x.safetensors" ]] || fail "score left an output after failing"
 
 # bench --json: the bench/results schema, with tiny counts; --threads sizes the CPU pool (named in the card).
-"$BIN" bench --model "$FIX/mxfp4" --prompt 8 --gen 2 --repeats 2 --batch 1,2 --probe-mb 64 --threads 1 --json \
-  >"$TMP/bench.json"
+# The short forms are llama-bench's: -p prompt, -n gen, -r repeats, -t threads.
+"$BIN" bench --model "$FIX/mxfp4" -p 8 -n 2 -r 2 --batch 1,2 --probe-mb 64 -t 1 --json >"$TMP/bench.json"
 python3 - "$TMP/bench.json" <<'PY' || fail "bench --json schema"
 import json, sys
 j = json.load(open(sys.argv[1]))
