@@ -533,7 +533,8 @@ nlohmann::ordered_json to_json(const InferenceConfig& c) {
       {"engine_params",
        {{"max_num_seqs", e.max_num_seqs}, {"gpu_memory_utilization", e.gpu_memory_utilization},
         {"max_model_len", opt(e.max_model_len)}, {"device", e.device}, {"cpu_offload", e.cpu_offload},
-        {"use_mmap", e.use_mmap}, {"num_threads", opt(e.num_threads)}, {"kv_cache_gb", e.kv_cache_gb}, {"kv_cache_dtype", e.kv_cache_dtype},
+        {"use_mmap", e.use_mmap}, {"num_threads", opt(e.num_threads)}, {"kv_cache_gb", e.kv_cache_gb},
+        {"kv_cache_dtype", e.kv_cache_dtype},
         {"lora_modules", lora_modules_json(e)}}},
   };
 }

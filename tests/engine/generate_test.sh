@@ -37,7 +37,8 @@ grep -q "1 request" "$TMP/err" || fail "no statistics line on stderr: $(cat "$TM
 grep -q "huge pages" "$TMP/err" && fail "weights copied without --no-mmap: $(cat "$TMP/err")"
 
 # --no-mmap: the weights are copied into huge pages, the same ids.
-got=$("$BIN" generate --model "$M" --tokens "$prompt" --max-new-tokens "$n_new" --temperature 0 --no-mmap 2>"$TMP/err" | tail -n 1)
+got=$("$BIN" generate --model "$M" --tokens "$prompt" --max-new-tokens "$n_new" --temperature 0 --no-mmap \
+  2>"$TMP/err" | tail -n 1)
 [[ "$got" == "$want" ]] || fail "--no-mmap: got '$got', want '$want'"
 grep -q "weights copied to huge pages" "$TMP/err" || fail "--no-mmap: no copy in $(cat "$TMP/err")"
 

@@ -196,6 +196,8 @@ TrainOps* CpuBackend::train_ops() {
   return train_ops_.get();
 }
 
-std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options) { return std::make_unique<CpuBackend>(options); }
+std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options) {
+  return std::make_unique<CpuBackend>(options);
+}
 
 }  // namespace gptoss
