@@ -1,7 +1,9 @@
 // CPU kernel benchmark: measures the machine's DRAM read bandwidth and FMA peak (probes), then the
 // decode-style (n = 1) bandwidth and prefill-style (n = 512) GFLOP/s of the big kernels at gpt-oss-20b
 // shapes. Usage: kernels_bench [--reps N] [--skip-lm-head]. Best of N repetitions is reported, because
-// the machine is shared. --cpu-clock times with process CPU time / threads instead of wall time.
+// the machine is shared. --cpu-clock times with process CPU time / threads instead of wall time. It also
+// times one thread's AVX2 MXFP4 pass over a row (the decode's few-token tile) at 1, 2 and 3 tokens, from
+// L2 and streamed from DRAM, in ns per block (32 weights) and pass.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -95,6 +97,41 @@ double fma_probe(int reps) {
   return double(threads) * double(iters) * fma_chain_step_flops() / t / 1e9;
 }
 
+// One thread's passes of the AVX2 few-token MXFP4 tile (simd::dot_tile<1, T>) over `rows` rows of gate_up
+// blocks, `laps` times: ns per block and pass, median of `rounds` rounds, the order of T = 1, 2, 3 rotated
+// between rounds (a fixed order biased an earlier A/B on the shared dev VM).
+template <int T>
+void mxfp4_pass(const simd::Mxfp4Decoder& dec, int64_t rows, const float* const* xp, float* out) {
+  for (int64_t r = 0; r < rows; ++r) simd::dot_tile<1, T>(dec, r, xp, dec.nb, out + r * T);
+}
+
+void mxfp4_pass_bench(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t all_rows, int rounds) {
+  const simd::Mxfp4Decoder dec{blocks, scales, nb};
+  auto x = random_vec<float>(size_t(3 * nb * 32), 15);
+  const float* xp[3] = {x.data(), x.data() + nb * 32, x.data() + 2 * nb * 32};
+  std::vector<float> out(size_t(all_rows * 3));
+  for (const bool l2 : {true, false}) {
+    const int64_t rows = l2 ? 128 : all_rows, laps = l2 ? 200 : 1;  // 128 rows of 2880: 196 KB
+    std::vector<double> ns[3];
+    for (int round = 0; round < rounds; ++round)
+      for (int j = 0; j < 3; ++j) {
+        const int t = (j + round) % 3;
+        const double t0 = now();
+        for (int64_t lap = 0; lap < laps; ++lap) {
+          if (t == 0) mxfp4_pass<1>(dec, rows, xp, out.data());
+          if (t == 1) mxfp4_pass<2>(dec, rows, xp, out.data());
+          if (t == 2) mxfp4_pass<3>(dec, rows, xp, out.data());
+        }
+        ns[t].push_back((now() - t0) * 1e9 / double(rows * laps * nb));
+      }
+    for (auto& v : ns) std::sort(v.begin(), v.end());
+    std::printf("| MXFP4 AVX2 pass over a row, one thread, %s | %.2f / %.2f / %.2f ns a block at 1 / 2 / 3 tokens |\n",
+                l2 ? "from L2" : "streamed from DRAM", ns[0][ns[0].size() / 2], ns[1][ns[1].size() / 2],
+                ns[2][ns[2].size() / 2]);
+    std::fflush(stdout);
+  }
+}
+
 struct MoeWeights {
   int64_t hidden = 2880, inter = 2880;
   int experts = 32;
@@ -184,6 +221,7 @@ int main(int argc, char** argv) {
 
   MoeWeights mw;
   const auto gu = mw.gate_up(), down = mw.down();
+  mxfp4_pass_bench(mw.gu_blocks.data(), mw.gu_scales.data(), mw.hidden / 32, 2 * mw.inter * mw.experts, reps);
   // MoE decode: n = 1, top-4, a different expert set each call (no L3 reuse).
   {
     const int64_t hidden = mw.hidden;
