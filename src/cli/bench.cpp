@@ -194,10 +194,6 @@ std::string command_line() {
   return out;
 }
 
-// The commit the binary was built from ("-dirty": the tree had uncommitted changes then), so results stay
-// attributable where the binary runs away from its checkout (the GPU machine's bundle).
-std::string git_commit() { return GPTOSS_BUILD_COMMIT; }
-
 std::string utc_now() {
   std::time_t t = std::time(nullptr);
   char buf[32];
@@ -406,7 +402,9 @@ int run(const Options& o) {
   if (o.json) {
     nlohmann::json j;
     j["date"] = utc_now();
-    j["commit"] = git_commit();
+    // The commit the binary was built from ("-dirty": the tree had uncommitted changes then), so results
+    // stay attributable where the binary runs away from its checkout (the GPU machine's bundle).
+    j["commit"] = GPTOSS_BUILD_COMMIT;
     j["card"] = backend->device_name();
     j["command"] = command_line();
     j["bandwidth_gb_s"] = bw / 1e9;

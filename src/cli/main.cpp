@@ -7,6 +7,7 @@
 
 #include "cli/command.h"
 #include "core/error.h"
+#include "core/thread_pool.h"
 
 namespace gptoss::cli {
 
@@ -24,7 +25,7 @@ KvDtype parse_kv_cache_dtype(const std::string& text) {
 
 void add_cpu_options(CLI::App& app, BackendOptions* options) {
   app.add_option("-t,--threads", options->threads, "CPU threads (default: $GPTOSS_THREADS, else all)")
-      ->check(CLI::Range(1, 4096));
+      ->check(CLI::Range(1, ThreadPool::kMaxThreads));
   app.add_flag_callback(
       "--no-mmap", [options] { options->use_mmap = false; },
       "CPU: copy the weights into 2 MiB pages (private memory, slower load) instead of reading the mapped "

@@ -12,6 +12,7 @@
 #include "core/atomic_file.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/thread_pool.h"
 
 namespace fs = std::filesystem;
 
@@ -229,7 +230,7 @@ void read_engine_params(FieldReader r, EngineParams& e) {
   r.get_enum("device", e.device, {"auto", "cpu", "cuda"}, true);
   r.get("cpu_offload", e.cpu_offload);
   r.get("use_mmap", e.use_mmap);
-  r.get("num_threads", e.num_threads, 1, 1024);
+  r.get("num_threads", e.num_threads, 1, ThreadPool::kMaxThreads);
   r.get("kv_cache_gb", e.kv_cache_gb, 0.0, 1e6, true);
   r.get_enum("kv_cache_dtype", e.kv_cache_dtype,
              std::vector<std::string>(std::begin(kKvDtypeSettings), std::end(kKvDtypeSettings)), true);

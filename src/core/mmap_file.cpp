@@ -39,34 +39,35 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   ::close(fd);
 }
 
-HugeBuffer::HugeBuffer(size_t bytes, const char* what) : size_(bytes) {
+namespace {
+constexpr size_t kHugePage = size_t(2) << 20;
+size_t huge_round(size_t bytes) { return (bytes + kHugePage - 1) / kHugePage * kHugePage; }
+}  // namespace
+
+HugeBuffer::HugeBuffer(size_t bytes, const char* what) {
   if (bytes == 0) return;
-  constexpr size_t kHuge = size_t(2) << 20;
-  map_bytes_ = (bytes + kHuge - 1) / kHuge * kHuge + kHuge;  // room to align the start
-  map_ = ::mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (map_ == MAP_FAILED) {
-    map_ = nullptr;
-    fail("out of memory: cannot map {} bytes for {}: {}", bytes, what, std::strerror(errno));
-  }
-  data_ = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(map_) + kHuge - 1) & ~uintptr_t(kHuge - 1));
-  (void)::madvise(data_, map_bytes_ - kHuge, MADV_HUGEPAGE);  // a hint; failure only costs speed
+  // Map 2 MiB more than needed, then unmap the unaligned head and the tail beyond the aligned range.
+  const size_t span = huge_round(bytes), map_bytes = span + kHugePage;
+  void* p = ::mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) fail("out of memory: cannot map {} bytes for {}: {}", bytes, what, std::strerror(errno));
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(p), start = (lo + kHugePage - 1) & ~uintptr_t(kHugePage - 1);
+  if (start > lo) ::munmap(p, start - lo);
+  if (lo + map_bytes > start + span) ::munmap(reinterpret_cast<void*>(start + span), lo + map_bytes - start - span);
+  data_ = reinterpret_cast<void*>(start);
+  size_ = bytes;
+  (void)::madvise(data_, span, MADV_HUGEPAGE);  // a hint; failure only costs speed
 }
 
 HugeBuffer::~HugeBuffer() {
-  if (map_) ::munmap(map_, map_bytes_);
+  if (data_) ::munmap(data_, huge_round(size_));
 }
 
 HugeBuffer::HugeBuffer(HugeBuffer&& o) noexcept
-    : map_(std::exchange(o.map_, nullptr)),
-      map_bytes_(std::exchange(o.map_bytes_, 0)),
-      data_(std::exchange(o.data_, nullptr)),
-      size_(std::exchange(o.size_, 0)) {}
+    : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
 
 HugeBuffer& HugeBuffer::operator=(HugeBuffer&& o) noexcept {
   if (this != &o) {
-    if (map_) ::munmap(map_, map_bytes_);
-    map_ = std::exchange(o.map_, nullptr);
-    map_bytes_ = std::exchange(o.map_bytes_, 0);
+    if (data_) ::munmap(data_, huge_round(size_));
     data_ = std::exchange(o.data_, nullptr);
     size_ = std::exchange(o.size_, 0);
   }

@@ -47,9 +47,7 @@ class HugeBuffer {
   size_t size() const { return size_; }
 
  private:
-  void* map_ = nullptr;  // the mapping (data_ rounded down to 2 MiB within it)
-  size_t map_bytes_ = 0;
-  void* data_ = nullptr;
+  void* data_ = nullptr;  // a mapping of size_ rounded up to 2 MiB, starting here
   size_t size_ = 0;
 };
 

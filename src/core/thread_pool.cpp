@@ -36,8 +36,8 @@ ThreadPool::~ThreadPool() {
 }
 
 ThreadPool& ThreadPool::global() {
-  static ThreadPool pool(g_requested_threads.load());
-  g_global_created = true;
+  // Marked once, as the pool is made (every kernel call passes here).
+  static ThreadPool pool((g_global_created = true, g_requested_threads.load()));
   return pool;
 }
 

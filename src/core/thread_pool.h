@@ -29,6 +29,7 @@ class ThreadPool {
   // The process-wide pool used by the CPU backend, created on first use with set_global_threads' count, or
   // else $GPTOSS_THREADS, or else every hardware thread.
   static ThreadPool& global();
+  static constexpr int kMaxThreads = 1024;  // the most threads a setting (-t, num_threads) may ask for
   // The global pool's thread count (> 0), before its first use; 0 changes nothing. Once the pool runs,
   // asking for another count throws gptoss::InputError (its size is fixed for the process).
   static void set_global_threads(int threads);

@@ -12,9 +12,7 @@ namespace gptoss {
 template <typename T>
 void RankTable::HugeArray<T>::assign(size_t n, const T& value) {
   buf = HugeBuffer(n * sizeof(T), "the token table");
-  data = static_cast<T*>(buf.data());
-  size = n;
-  std::fill(data, data + n, value);
+  std::fill_n(static_cast<T*>(buf.data()), n, value);
 }
 
 void RankTable::build(const std::vector<std::string>& tokens) {

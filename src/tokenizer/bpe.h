@@ -96,11 +96,9 @@ class RankTable {
   template <typename T>
   struct HugeArray {
     HugeBuffer buf;
-    T* data = nullptr;
-    size_t size = 0;
-    void assign(size_t n, const T& value);
-    T& operator[](size_t i) { return data[i]; }
-    const T& operator[](size_t i) const { return data[i]; }
+    void assign(size_t n, const T& value);  // n copies of value
+    T& operator[](size_t i) { return static_cast<T*>(buf.data())[i]; }
+    const T& operator[](size_t i) const { return static_cast<const T*>(buf.data())[i]; }
   };
   HugeArray<Entry> slots_;
   HugeArray<uint16_t> tags_;
