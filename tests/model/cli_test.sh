@@ -87,6 +87,22 @@ assert j['bandwidth_gb_s'] > 0 and j['fma_peak_gflops'] > 0
 assert len(j['bandwidth_gb_s_probes']) == 2 and len(j['fma_peak_gflops_probes']) == 2
 assert abs(j['bandwidth_gb_s'] - max(j['bandwidth_gb_s_probes'])) < 1e-9 * j['bandwidth_gb_s']
 assert abs(j['fma_peak_gflops'] - max(j['fma_peak_gflops_probes'])) < 1e-9 * j['fma_peak_gflops']
+# On the CPU the decode roofline's bandwidth streams the weights themselves; a fresh buffer is reported too.
+assert j['bandwidth_source'] == 'weights', j['bandwidth_source']
+assert len(j['buffer_bandwidth_gb_s_probes']) == 2 and min(j['buffer_bandwidth_gb_s_probes']) > 0
+assert abs(j['buffer_bandwidth_gb_s'] - max(j['buffer_bandwidth_gb_s_probes'])) < 1e-9 * j['buffer_bandwidth_gb_s']
+# The weights probe reads what a decode step may read: attention, router, expert and lm_head weights,
+# each trimmed to whole 128-byte strides from a 64-byte boundary (< 192 bytes lost per tensor).
+import os, struct
+ckpt = os.path.join(os.environ['GPTOSS_SHARED_DIR'], 'fixtures/gpt-oss-tiny/mxfp4/model.safetensors')
+with open(ckpt, 'rb') as f:
+    hdr = json.loads(f.read(struct.unpack('<Q', f.read(8))[0]))
+cfg = json.load(open(os.path.join(os.path.dirname(ckpt), 'config.json')))
+ends = ('q_proj.weight', 'k_proj.weight', 'v_proj.weight', 'o_proj.weight', 'router.weight', '_blocks', '_scales')
+lm = 'model.embed_tokens.weight' if cfg.get('tie_word_embeddings') else 'lm_head.weight'
+read = [v['data_offsets'][1] - v['data_offsets'][0] for k, v in hdr.items()
+        if k != '__metadata__' and (k.endswith(ends) or k == lm)]
+assert sum(read) - 192 * len(read) < j['bandwidth_probe_bytes'] <= sum(read), (j['bandwidth_probe_bytes'], sum(read))
 d1 = [r for r in j['results'] if r['phase'] == 'decode' and r['batch'] == 1][0]
 want = j['decode_bytes_per_token'] * d1['tok_s'] / (j['bandwidth_gb_s'] * 1e9)  # against the higher probe
 assert abs(d1['roofline_fraction'] - want) <= 1e-9 * want, (d1['roofline_fraction'], want)

@@ -26,20 +26,21 @@ namespace gptoss::cpu::simd {
 
 inline constexpr int kBlock = 32;  // elements per decoded block (= one MXFP4 block)
 
-// Sum of p[begin, end) read with aligned 32-float strides (end - begin a multiple of 32, p 32-byte
+// A checksum of p[begin, end) read with aligned 32-float strides (end - begin a multiple of 32, p 32-byte
 // aligned): the bandwidth probes' streaming read, kept in one place so both benches measure the same loop.
+// Integer adds: the bytes may be anything (the weight probe reads bf16 pairs and MXFP4 codes as floats,
+// and denormal or NaN operands must not slow the read down).
 inline float stream_sum(const float* p, int64_t begin, int64_t end) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  for (int64_t i = begin; i < end; i += 32) {
-    a0 = _mm256_add_ps(a0, _mm256_load_ps(p + i));
-    a1 = _mm256_add_ps(a1, _mm256_load_ps(p + i + 8));
-    a2 = _mm256_add_ps(a2, _mm256_load_ps(p + i + 16));
-    a3 = _mm256_add_ps(a3, _mm256_load_ps(p + i + 24));
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  const auto* q = reinterpret_cast<const __m256i*>(p);
+  for (int64_t i = begin / 8; i < end / 8; i += 4) {
+    a0 = _mm256_add_epi32(a0, _mm256_load_si256(q + i));
+    a1 = _mm256_add_epi32(a1, _mm256_load_si256(q + i + 1));
+    a2 = _mm256_add_epi32(a2, _mm256_load_si256(q + i + 2));
+    a3 = _mm256_add_epi32(a3, _mm256_load_si256(q + i + 3));
   }
-  __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
-  float f[8];
-  _mm256_storeu_ps(f, s);
-  return f[0] + f[7];
+  const __m256i s = _mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3));
+  return float(_mm256_extract_epi32(s, 0) + _mm256_extract_epi32(s, 7));
 }
 
 // Fills p[begin, end) with values that differ on every page, for the bandwidth probes: a buffer of equal
