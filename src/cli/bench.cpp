@@ -547,7 +547,7 @@ const cli::Registrar reg{
       app.add_option("--kv-cache-dtype", o->kv_cache_dtype, "KV cache element type: auto (float32), float32, bfloat16")
           ->capture_default_str();
       app.add_option("--seed", o->seed, "seed of the random token ids")->capture_default_str();
-      app.add_option("--probe-mb", o->probe_mb, "MiB streamed by the bandwidth probe")->capture_default_str();
+      app.add_option("--probe-mb", o->probe_mb, "MiB of the fresh-buffer bandwidth probe (the decode roofline streams the weights)")->capture_default_str();
       app.add_flag("--json", o->json, "print JSON (the bench/results schema) instead of a table");
       app.add_flag("--profile", o->profile, "print time per backend op for every test (stderr)");
       app.add_flag("--no-prefill", o->no_prefill, "skip the prefill test");
