@@ -116,11 +116,12 @@ Rate probe_bandwidth(size_t mb) {
 // The memory a decode step reads, as 64-byte aligned pieces of at most 1 MiB (a multiple of 128 bytes,
 // the stream loop's stride): every layer's attention and router matrices, every expert's weights, and
 // the unembedding (norms, biases and the embedding row are too small to matter). Host pointers: CPU only.
-std::vector<std::pair<const float*, int64_t>> decode_weight_pieces(const GptOssModel& m) {
+using WeightPieces = std::vector<std::pair<const float*, int64_t>>;  // (start, floats)
+WeightPieces decode_weight_pieces(const GptOssModel& m) {
   const GptOssConfig& c = m.config();
   const Weights& w = m.weights();
   const int64_t H = c.hidden_size, E = c.num_local_experts;
-  std::vector<std::pair<const float*, int64_t>> pieces;  // (start, floats)
+  WeightPieces pieces;
   auto add = [&](const void* p, int64_t bytes) {
     if (!p) return;
     const auto a = reinterpret_cast<uintptr_t>(p), begin = (a + 63) & ~uintptr_t(63);
@@ -154,7 +155,7 @@ std::vector<std::pair<const float*, int64_t>> decode_weight_pieces(const GptOssM
 // pieces of one fresh buffer stream at 10, 21 or 30 GB/s on the 2026-12-02 Xeon VM, the page cache of a
 // checkpoint at 15 while a fresh buffer read 31), so only the memory the weights are in says how fast a
 // decode step can read them. Returns bytes/s.
-Rate probe_weight_bandwidth(const std::vector<std::pair<const float*, int64_t>>& pieces) {
+Rate probe_weight_bandwidth(const WeightPieces& pieces) {
   auto& pool = ThreadPool::global();
   double bytes = 0;
   for (const auto& [p, n] : pieces) bytes += double(n) * sizeof(float);
@@ -388,7 +389,7 @@ int run(const Options& o) {
   Rate buf_rate = probe_bandwidth(o.probe_mb), bw_rate;
   const double dev_bw = backend->probe_bandwidth();
   const bool device = dev_bw > 0;  // a GPU: its own memory; the FMA probe below is the host CPU's
-  const auto pieces = device ? decltype(decode_weight_pieces(*model))() : decode_weight_pieces(*model);
+  const WeightPieces pieces = device ? WeightPieces() : decode_weight_pieces(*model);
   bw_rate = device ? Rate{dev_bw, dev_bw} : probe_weight_bandwidth(pieces);
   Rate fma_rate = probe_fma_peak();
   const double bw_before = bw_rate.wall, buf_before = buf_rate.wall, fma_before = fma_rate.wall;

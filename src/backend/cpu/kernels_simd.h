@@ -40,7 +40,7 @@ inline float stream_sum(const float* p, int64_t begin, int64_t end) {
     a3 = _mm256_add_epi32(a3, _mm256_load_si256(q + i + 3));
   }
   const __m256i s = _mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3));
-  return float(_mm256_extract_epi32(s, 0) + _mm256_extract_epi32(s, 7));
+  return float(uint32_t(_mm256_extract_epi32(s, 0)) + uint32_t(_mm256_extract_epi32(s, 7)));
 }
 
 // Fills p[begin, end) with values that differ on every page, for the bandwidth probes: a buffer of equal
