@@ -1,3 +1,5 @@
+#include <cmath>
+
 #include "backend/cpu/isa.h"
 #include "backend/cpu/kernels.h"
 #include "backend/kernel_tester.h"
@@ -70,17 +72,56 @@ TEST(Bf16wMatmul, EveryDecodeTileTokenCount) {
   for (int64_t n = 1; n <= 8; ++n) MatmulTester().tokens(n).in(2880).out(37).seed(uint32_t(40 + n)).test();
 }
 
-// Decode batches of 2..64 tokens take the AVX-512 tiles where the CPU has them (bf16_avx512.h): both
-// instruction sets, blocks of 1..6 rows, token groups of 1..4, K tails and a batch past the limit.
-TEST(Bf16wMatmul, DecodeBatchesUnderBothIsas) {
+// Decode batches of 2..64 tokens take the AVX-512 tiles where the CPU has them (bf16_avx512.h), and with
+// AMX whole 32-row blocks on the tiles (bf16_amx.h): every instruction set this CPU has, blocks of 1..6
+// rows, token groups of 1..4, K tails and a batch past the limit.
+TEST(Bf16wMatmul, DecodeBatchesUnderEveryIsa) {
   const Isa before = cpu_isa();
-  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+  for (Isa isa : {Isa::avx2, Isa::avx512, Isa::amx}) {
     if (!isa_supported(isa)) continue;
     set_cpu_isa(isa);
     for (int64_t n : {2, 3, 4, 5, 8, 13, 16, 32, 33, 64, 65})
       for (int64_t out : {1, 5, 6, 7, 50})
         for (int64_t in : {96, 2880 + 7})
           MatmulTester().tokens(n).in(in).out(out).bias(out % 2 == 1).seed(uint32_t(n * 7 + out + in)).test();
+  }
+  set_cpu_isa(before);
+}
+
+// The AMX path's own edges: 32-row blocks and the AVX-512 rest (out % 32), token blocks of 16 with
+// padding, K tails, the real widths, and activations whose three bf16 terms matter (tiny, huge, mixed
+// magnitudes) against the f32 reference at the f32 tolerance.
+TEST(Bf16wMatmul, AmxDecodeBatches) {
+  if (!isa_supported(Isa::amx)) GTEST_SKIP() << "this CPU has no AMX-BF16 (or the OS does not grant the tiles)";
+  const Isa before = cpu_isa();
+  set_cpu_isa(Isa::amx);
+  for (int64_t n : {2, 15, 16, 17, 31, 48, 64})
+    for (int64_t out : {32, 33, 64, 95, 160})
+      for (int64_t in : {32, 64 + 5, 2880})
+        MatmulTester().tokens(n).in(in).out(out).bias(out % 2 == 1).seed(uint32_t(n * 131 + out * 7 + in)).test();
+  MatmulTester().tokens(16).in(4096).out(2880).test();     // o_proj
+  MatmulTester().tokens(7).in(2880).out(4096 + 1024).test();  // qkv
+  // x = 1 + 2^-9 + 2^-18 (exactly three bf16 terms: dropping the last errs by 2^-18 = 3.8e-6), times a
+  // scale per token; positive weights, so no cancellation hides an error.
+  Rng rng(7);
+  const int64_t n = 5, in = 256, out = 64;
+  std::vector<float> x(size_t(n * in));
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t k = 0; k < in; ++k)
+      x[size_t(t * in + k)] = (1.0f + 0x1p-9f + 0x1p-18f) * (t == 0 ? 0x1p-100f : t == 1 ? 0x1p100f : float(k % 3 + 1));
+  auto w = rng.bf16(out * in, 0.5f, 1.0f);
+  Output ref(n * out), got(n * out);
+  bf16w_matmul_ref(x.data(), n, in, w.data(), nullptr, ref.data(), out);
+  bf16w_matmul(x.data(), n, in, w.data(), nullptr, got.data(), out);
+  got.expect_written_and_guarded("amx bf16w_matmul");
+  for (int64_t t = 0; t < n; ++t) {
+    SCOPED_TRACE("token " + std::to_string(t));
+    double e = 0, r = 0;
+    for (int64_t o = 0; o < out; ++o) {
+      e += std::fabs(double(got[t * out + o]) - ref[t * out + o]);
+      r += std::fabs(double(ref[t * out + o]));
+    }
+    EXPECT_LE(e / r, 1e-6);
   }
   set_cpu_isa(before);
 }

@@ -221,8 +221,16 @@ TEST(CpuIsa, SwitchesBetweenSupportedSets) {
   } else {
     EXPECT_THROW(set_cpu_isa(Isa::avx512), std::exception);
   }
+  if (isa_supported(Isa::amx)) {
+    EXPECT_TRUE(isa_supported(Isa::avx512));  // AMX is used on top of AVX-512
+    set_cpu_isa(Isa::amx);
+    EXPECT_EQ(cpu_isa(), Isa::amx);
+  } else {
+    EXPECT_THROW(set_cpu_isa(Isa::amx), std::exception);
+  }
   set_cpu_isa(before);
   EXPECT_STREQ(isa_name(Isa::avx512), "AVX-512");
+  EXPECT_STREQ(isa_name(Isa::amx), "AVX-512 + AMX");
 }
 
 }  // namespace

@@ -17,7 +17,7 @@ inline constexpr int kBf16MaxRows = 6;
 inline constexpr int kBf16MaxTokens = 4;
 
 // out[i * T + t] = sum over k < k_main (a multiple of 16) of w[(r0 + i) * ld + k] * x[t][k], for
-// i < rows (1..6) and t < T (1..4). Needs AVX-512 (F, BW): call only when cpu_isa() == Isa::avx512.
+// i < rows (1..6) and t < T (1..4). Needs AVX-512 (F, BW): call only when cpu_isa() >= Isa::avx512.
 void bf16_dot_rows(const uint16_t* w, int64_t ld, int64_t k_main, int64_t r0, int rows, const float* const* x,
                    int T, float* out);
 

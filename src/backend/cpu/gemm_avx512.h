@@ -17,7 +17,7 @@ inline constexpr int kGemmTileTokens = 12;
 
 // c[m*16 + i] = (accumulate ? c[m*16 + i] : 0) + sum_{k < K} a[m][k0 + k] * panel[k*16 + i], for m < M
 // (1..kGemmTileTokens) and i < 16. panel is 64-byte aligned. Needs AVX-512 (F): call only when
-// cpu_isa() == Isa::avx512.
+// cpu_isa() >= Isa::avx512.
 void gemm_tile(int M, bool accumulate, const float* panel, const float* const* a, int64_t k0, int64_t K, float* c);
 
 }  // namespace gptoss::cpu::avx512

@@ -1,5 +1,9 @@
 #include "backend/cpu/isa.h"
 
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <string>
@@ -11,16 +15,33 @@ namespace gptoss::cpu {
 namespace {
 
 Isa detect() {
-  Isa best = isa_supported(Isa::avx512) ? Isa::avx512 : Isa::avx2;
+  const Isa best = isa_supported(Isa::amx) ? Isa::amx : isa_supported(Isa::avx512) ? Isa::avx512 : Isa::avx2;
   const char* env = std::getenv("GPTOSS_CPU_ISA");
   if (!env || !*env) return best;
   const std::string v = env;
-  if (v != "avx2" && v != "avx512")
-    fail_input("environment variable GPTOSS_CPU_ISA={}: expected avx2 or avx512 (or unset it to pick the best)", v);
-  const Isa want = v == "avx2" ? Isa::avx2 : Isa::avx512;
+  if (v != "avx2" && v != "avx512" && v != "amx")
+    fail_input("environment variable GPTOSS_CPU_ISA={}: expected avx2, avx512 or amx (or unset it to pick the best)", v);
+  const Isa want = v == "avx2" ? Isa::avx2 : v == "avx512" ? Isa::avx512 : Isa::amx;
   if (!isa_supported(want))
     fail_input("environment variable GPTOSS_CPU_ISA={}: this CPU does not support it (use avx2 or unset it)", v);
   return want;
+}
+
+// AMX-BF16 and AMX-TILE in CPUID, the tile state enabled by the OS (XCR0 bits 17-18), and this process
+// granted it (Linux: arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA; once asked, the grant holds for every
+// thread). GCC 12's __builtin_cpu_supports does not report AMX, hence CPUID by hand.
+bool amx_usable() {
+  static const bool ok = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((d >> 22) & 1) || !((d >> 24) & 1)) return false;
+    if (!__get_cpuid_count(1, 0, &a, &b, &c, &d) || !((c >> 27) & 1)) return false;  // OSXSAVE: xgetbv works
+    unsigned lo = 0, hi = 0;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 0x60000u) != 0x60000u) return false;
+    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return ok;
 }
 
 std::atomic<Isa>& current() {
@@ -34,8 +55,9 @@ bool isa_supported(Isa isa) {
   if (isa == Isa::avx2) return true;  // the build's baseline
   // GCC's checks read CPUID and, for AVX-512, whether the OS enabled the zmm/opmask state (XCR0).
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl");
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl");
+  return isa == Isa::avx512 ? avx512 : avx512 && amx_usable();
 }
 
 Isa cpu_isa() { return current().load(std::memory_order_relaxed); }
@@ -45,6 +67,8 @@ void set_cpu_isa(Isa isa) {
   current().store(isa, std::memory_order_relaxed);
 }
 
-const char* isa_name(Isa isa) { return isa == Isa::avx512 ? "AVX-512" : "AVX2"; }
+const char* isa_name(Isa isa) {
+  return isa == Isa::amx ? "AVX-512 + AMX" : isa == Isa::avx512 ? "AVX-512" : "AVX2";
+}
 
 }  // namespace gptoss::cpu

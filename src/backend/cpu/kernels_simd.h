@@ -447,7 +447,7 @@ template <class Dec, class Emit>
 inline void gemm_panel(const Dec& dec, int64_t r0, int rows, int64_t nb, const float* const* xrows, int64_t ntok,
                        float* panel, float* c, Emit&& emit) {
   constexpr bool kGroups = std::is_same_v<Dec, Mxfp4GroupDecoder>;
-  const bool wide = kGroups || cpu_isa() == Isa::avx512;  // the zmm tile (gemm_avx512.h), not the ymm one
+  const bool wide = kGroups || cpu_isa() >= Isa::avx512;  // the zmm tile (gemm_avx512.h), not the ymm one
   const int panels = (rows + kPanelRows - 1) / kPanelRows;
   constexpr int64_t kPanelFloats = kChunkBlocks * kBlock * kPanelRows;
   // K is walked in chunks of kChunkBlocks blocks (or, in group order, the same number of elements).

@@ -2,13 +2,15 @@
 //
 // Activations are permuted once into the decoder's order (simd::kBf16Perm); output rows are split over
 // the threads in contiguous ranges, so each thread streams its part of W.
-// - Decode batches with AVX-512 (2..64 tokens): its dot-product tiles (bf16_avx512.h), x unpermuted.
+// - Decode batches with AVX-512 (2..64 tokens): its dot-product tiles (bf16_avx512.h), x unpermuted; with
+//   AMX, whole 32-row blocks on the tiles (bf16_amx.h), the last out % 32 rows on AVX-512.
 // - Few tokens (n < kGemmMinTokens; decode): dot-product tiles (simd::dot_tile) of R rows x T tokens keep
 //   R*T ymm accumulators over the whole row; a decoded weight vector feeds T FMAs; W is read once.
 // - Many tokens (prefill): 16 rows at a time are decoded into an f32 panel in K chunks that stay in L1,
 //   and a 6 x 16 (AVX2) or 12 x 16 (AVX-512) outer-product tile runs every token over it (simd::gemm_panel).
 #include <algorithm>
 
+#include "backend/cpu/bf16_amx.h"
 #include "backend/cpu/bf16_avx512.h"
 #include "backend/cpu/isa.h"
 #include "backend/cpu/kernels.h"
@@ -49,6 +51,29 @@ void avx512_batch(const float* x, int64_t n, int64_t in, const uint16_t* w, int6
     }
   });
 }
+// AMX decode batches (bf16_amx.h): x packed once into the B tiles, then 32-row blocks split over the
+// threads; finish(t, r, acc) completes token t of row r. Returns the rows done (out rounded down to 32).
+template <class Finish>
+int64_t amx_batch(const float* x, int64_t n, int64_t in, const uint16_t* w, int64_t k_main, int64_t out,
+                  Finish&& finish) {
+  const int64_t blocks = out / amx::kRows;
+  if (blocks == 0) return 0;
+  static thread_local std::vector<uint16_t> xp_tl;
+  std::vector<uint16_t>& xp = xp_tl;  // lambdas must not name the thread_local
+  xp.resize(size_t(amx::packed_size(n, k_main)));
+  amx::pack_x(x, n, in, k_main, xp.data());
+  const int64_t n_pad = (n + amx::kTokens - 1) / amx::kTokens * amx::kTokens;
+  ThreadPool::global().parallel_for(blocks, [&](int64_t b0, int64_t b1, int) {
+    static thread_local std::vector<float> res_tl;
+    float* res = simd::scratch(res_tl, size_t(amx::kRows * n_pad));
+    for (int64_t b = b0; b < b1; ++b) {
+      amx::bf16_rows(w, in, k_main, b * amx::kRows, xp.data(), n, res);
+      for (int i = 0; i < amx::kRows; ++i)
+        for (int64_t t = 0; t < n; ++t) finish(t, b * amx::kRows + i, res[i * n_pad + t]);
+    }
+  });
+  return blocks * amx::kRows;
+}
 }  // namespace
 
 void bf16w_matmul(const float* x, int64_t n, int64_t in, const uint16_t* w, const uint16_t* bias, float* y,
@@ -63,8 +88,12 @@ void bf16w_matmul(const float* x, int64_t n, int64_t in, const uint16_t* w, cons
     for (int64_t c = k_main; c < in; ++c) acc += xt[c] * bf16_to_f32(wr[c]);
     y[t * out + r] = acc + (bias ? bf16_to_f32(bias[r]) : 0.0f);
   };
-  if (n >= 2 && n <= kAvx512MaxTokens && nb > 0 && cpu_isa() == Isa::avx512) {
-    avx512_batch(x, n, in, w, k_main, out, kRowGrain * 3, finish);
+  if (n >= 2 && n <= kAvx512MaxTokens && nb > 0 && cpu_isa() >= Isa::avx512) {
+    int64_t done = 0;  // rows finished by AMX: whole 32-row blocks
+    if (cpu_isa() == Isa::amx) done = amx_batch(x, n, in, w, k_main, out, finish);
+    if (done < out)
+      avx512_batch(x, n, in, w + done * in, k_main, out - done, kRowGrain * 3,
+                   [&](int64_t t, int64_t r, float acc) { finish(t, done + r, acc); });
     return;
   }
   static thread_local std::vector<float> xp_buf;

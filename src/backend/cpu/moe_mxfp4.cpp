@@ -129,7 +129,7 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
   const int64_t nb_in = hidden / simd::kBlock;
   // Experts with few tokens run the AVX-512 kernel where there is one; their activations and h rows are
   // then in its group order, padded to whole groups (those of GEMM experts stay in kMxfp4Perm order).
-  const bool wide = cpu_isa() == Isa::avx512;
+  const bool wide = cpu_isa() >= Isa::avx512;
   const int64_t ldx = wide ? avx512::padded_cols(hidden) : 0;
   const int64_t ldh = wide ? avx512::padded_cols(inter) : inter;
 

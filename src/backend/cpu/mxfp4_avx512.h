@@ -25,7 +25,7 @@ void permute_rows(const float* x, int64_t n, int64_t ld, int64_t cols, float* xq
 // out[i * T + t] = row (r0 + i) of an MXFP4 matrix (blocks [rows, nb, 16], scales [rows, nb]: the
 // hub layout of one expert, total_rows rows) dotted with xq[t] (group order), for i < rows and t < T (1..8).
 // It may read any byte of the expert's rows (never past row total_rows). Needs AVX-512 (F, BW, VL): call
-// only when cpu_isa() == Isa::avx512.
+// only when cpu_isa() >= Isa::avx512.
 void mxfp4_dot_rows(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t r0, int64_t rows,
                     int64_t total_rows, const float* const* xq, int T, float* out);
 

@@ -37,9 +37,9 @@ __attribute__((target("avx512f"))) float chains_zmm(int64_t iters, float seed) {
 }  // namespace
 
 float fma_chains(int64_t iters, float seed) {
-  return cpu_isa() == Isa::avx512 ? chains_zmm(iters, seed) : chains_ymm(iters, seed);
+  return cpu_isa() >= Isa::avx512 ? chains_zmm(iters, seed) : chains_ymm(iters, seed);
 }
 
-double fma_chain_step_flops() { return 10.0 * (cpu_isa() == Isa::avx512 ? 16 : 8) * 2; }
+double fma_chain_step_flops() { return 10.0 * (cpu_isa() >= Isa::avx512 ? 16 : 8) * 2; }
 
 }  // namespace gptoss::cpu

@@ -1,0 +1,35 @@
+// The AMX version of the bf16 matmul for decode batches (2..64 tokens), used by bf16w_matmul when
+// cpu_isa() is Isa::amx (see isa.h). Internal to the CPU kernels.
+//
+// TDPBF16PS multiplies a 16 x 32 bf16 tile A by a 32 x 16 bf16 tile B (stored as 16 rows of k pairs) into
+// a 16 x 16 f32 tile C, with exact products and f32 sums. A is 16 rows of W straight from memory (one
+// 64-byte line of each row, the row stride as the tile stride); B holds 16 tokens' activations. An f32 x is
+// the sum of three bf16 numbers (x = h + m + l, each the bf16 rounding of what is left), exact to ~2^-24 of
+// |x|, so three B tiles and three TDPBF16PS per A tile give f32 accuracy. Two A tiles (32 rows) share each
+// B tile; C covers 32 rows x 16 tokens. A row block's weights (32 rows) stay in L2 while every 16-token
+// block passes over them, so W is read from DRAM once.
+#pragma once
+
+#include <cstdint>
+
+namespace gptoss::cpu::amx {
+
+inline constexpr int kRows = 32;    // rows of W per call of bf16_rows
+inline constexpr int kTokens = 16;  // tokens per B tile
+inline constexpr int kSplits = 3;   // bf16 terms per f32 activation
+
+// uint16_t elements of pack_x's output for n tokens and k_main columns.
+inline int64_t packed_size(int64_t n, int64_t k_main) {
+  return (n + kTokens - 1) / kTokens * (k_main / 32) * kSplits * 512;
+}
+
+// xp = the first k_main (a multiple of 32) columns of x [n, ld] in bf16_rows' B-tile layout:
+// [token block][k step of 32][split][k pair][token][2], tokens past n zero. Plain code.
+void pack_x(const float* x, int64_t n, int64_t ld, int64_t k_main, uint16_t* xp);
+
+// out[i * n_pad + t] = sum over k < k_main of w[(r0 + i) * ld + k] * x[t][k] for i < kRows and t < n,
+// with n_pad = n rounded up to 16 (the padding columns hold zeros). xp from pack_x. Needs AMX-BF16 with
+// the tile state granted (isa_supported(Isa::amx)): call only when cpu_isa() == Isa::amx.
+void bf16_rows(const uint16_t* w, int64_t ld, int64_t k_main, int64_t r0, const uint16_t* xp, int64_t n, float* out);
+
+}  // namespace gptoss::cpu::amx
