@@ -88,8 +88,8 @@ TEST(Bf16wMatmul, DecodeBatchesUnderEveryIsa) {
   set_cpu_isa(before);
 }
 
-// The AMX path's own edges: 32-row blocks and the AVX-512 rest (out % 32), token blocks of 16 with
-// padding, K tails, the real widths, and activations whose three bf16 terms matter (tiny, huge, mixed
+// The AMX path's own edges: 32-row blocks and the rest (out % 32) by the other paths, token blocks of 16
+// with padding, passes of 64 tokens (prefill), K tails, the real widths, and activations whose three bf16 terms matter (tiny, huge, mixed
 // magnitudes) against the f32 reference at the f32 tolerance.
 TEST(Bf16wMatmul, AmxDecodeBatches) {
   if (!isa_supported(Isa::amx)) GTEST_SKIP() << "this CPU has no AMX-BF16 (or the OS does not grant the tiles)";
@@ -99,6 +99,8 @@ TEST(Bf16wMatmul, AmxDecodeBatches) {
     for (int64_t out : {32, 33, 64, 95, 160})
       for (int64_t in : {32, 64 + 5, 2880})
         MatmulTester().tokens(n).in(in).out(out).bias(out % 2 == 1).seed(uint32_t(n * 131 + out * 7 + in)).test();
+  for (int64_t n : {65, 130, 512})  // prefill: 64 tokens a pass, the row rest by the GEMM
+    MatmulTester().tokens(n).in(2880 + 7).out(70).bias(true).seed(uint32_t(n)).test();
   MatmulTester().tokens(16).in(4096).out(2880).test();     // o_proj
   MatmulTester().tokens(7).in(2880).out(4096 + 1024).test();  // qkv
   // x = 1 + 2^-9 + 2^-18 (exactly three bf16 terms: dropping the last errs by 2^-18 = 3.8e-6), times a

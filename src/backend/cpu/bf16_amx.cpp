@@ -39,7 +39,7 @@ struct alignas(64) TileConfig {
 }  // namespace
 
 __attribute__((target("amx-tile,amx-bf16"))) void bf16_rows(const uint16_t* w, int64_t ld, int64_t k_main, int64_t r0,
-                                                          const uint16_t* xp, int64_t n, float* out) {
+                                                          int64_t next_r0, const uint16_t* xp, int64_t n, float* out) {
   TileConfig cfg;
   for (int t = 0; t < 7; ++t) cfg.colsb[t] = 64, cfg.rows[t] = 16;
   _tile_loadconfig(&cfg);
@@ -53,6 +53,12 @@ __attribute__((target("amx-tile,amx-bf16"))) void bf16_rows(const uint16_t* w, i
     _tile_zero(1);
     const uint16_t* b = xp + tb * steps * kSplits * 512;
     for (int64_t ks = 0; ks < steps; ++ks, b += kSplits * 512) {
+      if (tb == 0 && next_r0 >= 0) {
+        // The next row block's lines at this k step, into L2 while this block's first pass runs: 32 row
+        // streams are more than the hardware prefetcher follows, and A tiles waited on DRAM.
+        const uint16_t* nx = w + next_r0 * ld + ks * 32;
+        for (int i = 0; i < kRows; ++i) _mm_prefetch(reinterpret_cast<const char*>(nx + i * ld), _MM_HINT_T1);
+      }
       _tile_loadd(2, a0 + ks * 32, stride);
       _tile_loadd(3, a1 + ks * 32, stride);
       _tile_loadd(4, b, 64);

@@ -1,5 +1,5 @@
-// The AMX version of the bf16 matmul for decode batches (2..64 tokens), used by bf16w_matmul when
-// cpu_isa() is Isa::amx (see isa.h). Internal to the CPU kernels.
+// The AMX version of the bf16 matmul for batches of 2 or more tokens (decode batches and prefill, up to 64
+// tokens a pass), used by bf16w_matmul when cpu_isa() is Isa::amx (see isa.h). Internal to the CPU kernels.
 //
 // TDPBF16PS multiplies a 16 x 32 bf16 tile A by a 32 x 16 bf16 tile B (stored as 16 rows of k pairs) into
 // a 16 x 16 f32 tile C, with exact products and f32 sums. A is 16 rows of W straight from memory (one
@@ -29,7 +29,9 @@ void pack_x(const float* x, int64_t n, int64_t ld, int64_t k_main, uint16_t* xp)
 
 // out[i * n_pad + t] = sum over k < k_main of w[(r0 + i) * ld + k] * x[t][k] for i < kRows and t < n,
 // with n_pad = n rounded up to 16 (the padding columns hold zeros). xp from pack_x. Needs AMX-BF16 with
-// the tile state granted (isa_supported(Isa::amx)): call only when cpu_isa() == Isa::amx.
-void bf16_rows(const uint16_t* w, int64_t ld, int64_t k_main, int64_t r0, const uint16_t* xp, int64_t n, float* out);
+// the tile state granted (isa_supported(Isa::amx)): call only when cpu_isa() == Isa::amx. next_r0 >= 0:
+// the row block the caller does next, prefetched into L2 during this one.
+void bf16_rows(const uint16_t* w, int64_t ld, int64_t k_main, int64_t r0, int64_t next_r0, const uint16_t* xp,
+               int64_t n, float* out);
 
 }  // namespace gptoss::cpu::amx

@@ -2,13 +2,15 @@
 //
 // Activations are permuted once into the decoder's order (simd::kBf16Perm); output rows are split over
 // the threads in contiguous ranges, so each thread streams its part of W.
-// - Decode batches with AVX-512 (2..64 tokens): its dot-product tiles (bf16_avx512.h), x unpermuted; with
-//   AMX, whole 32-row blocks on the tiles (bf16_amx.h), the last out % 32 rows on AVX-512.
+// - With AMX, every batch of 2+ tokens: whole 32-row blocks on the tiles (bf16_amx.h), 64 tokens a pass;
+//   the last out % 32 rows by the paths below.
+// - Decode batches with AVX-512 (2..64 tokens): its dot-product tiles (bf16_avx512.h), x unpermuted.
 // - Few tokens (n < kGemmMinTokens; decode): dot-product tiles (simd::dot_tile) of R rows x T tokens keep
 //   R*T ymm accumulators over the whole row; a decoded weight vector feeds T FMAs; W is read once.
 // - Many tokens (prefill): 16 rows at a time are decoded into an f32 panel in K chunks that stay in L1,
 //   and a 6 x 16 (AVX2) or 12 x 16 (AVX-512) outer-product tile runs every token over it (simd::gemm_panel).
 #include <algorithm>
+#include <vector>
 
 #include "backend/cpu/bf16_amx.h"
 #include "backend/cpu/bf16_avx512.h"
@@ -51,8 +53,13 @@ void avx512_batch(const float* x, int64_t n, int64_t in, const uint16_t* w, int6
     }
   });
 }
-// AMX decode batches (bf16_amx.h): x packed once into the B tiles, then 32-row blocks split over the
-// threads; finish(t, r, acc) completes token t of row r. Returns the rows done (out rounded down to 32).
+// With AMX, tokens per pass over W: their packed activations (three bf16 terms, 1.1 MB at 64 tokens and
+// in = 2880) and a 32-row block of W (184 KB) fit in L2 together.
+constexpr int64_t kAmxTokenChunk = 64;
+
+// AMX batches (bf16_amx.h), n <= kAmxTokenChunk: x packed once into the B tiles, then 32-row blocks split
+// over the threads; finish(t, r, acc) completes token t of row r. Returns the rows done (out rounded down
+// to 32).
 template <class Finish>
 int64_t amx_batch(const float* x, int64_t n, int64_t in, const uint16_t* w, int64_t k_main, int64_t out,
                   Finish&& finish) {
@@ -67,7 +74,7 @@ int64_t amx_batch(const float* x, int64_t n, int64_t in, const uint16_t* w, int6
     static thread_local std::vector<float> res_tl;
     float* res = simd::scratch(res_tl, size_t(amx::kRows * n_pad));
     for (int64_t b = b0; b < b1; ++b) {
-      amx::bf16_rows(w, in, k_main, b * amx::kRows, xp.data(), n, res);
+      amx::bf16_rows(w, in, k_main, b * amx::kRows, b + 1 < b1 ? (b + 1) * amx::kRows : -1, xp.data(), n, res);
       for (int i = 0; i < amx::kRows; ++i)
         for (int64_t t = 0; t < n; ++t) finish(t, b * amx::kRows + i, res[i * n_pad + t]);
     }
@@ -88,12 +95,23 @@ void bf16w_matmul(const float* x, int64_t n, int64_t in, const uint16_t* w, cons
     for (int64_t c = k_main; c < in; ++c) acc += xt[c] * bf16_to_f32(wr[c]);
     y[t * out + r] = acc + (bias ? bf16_to_f32(bias[r]) : 0.0f);
   };
+  if (n >= 2 && nb > 0 && out >= amx::kRows && cpu_isa() == Isa::amx) {
+    // Whole 32-row blocks on the AMX tiles, kAmxTokenChunk tokens at a time (their packed activations
+    // and a row block's weights stay in L2); the last out % 32 rows by the other paths, into a buffer.
+    for (int64_t t0 = 0; t0 < n; t0 += kAmxTokenChunk)
+      amx_batch(x + t0 * in, std::min(kAmxTokenChunk, n - t0), in, w, k_main, out,
+                [&](int64_t t, int64_t r, float acc) { finish(t0 + t, r, acc); });
+    const int64_t done = out / amx::kRows * amx::kRows, rest = out - done;
+    if (rest > 0) {
+      std::vector<float> yr(size_t(n * rest));
+      bf16w_matmul(x, n, in, w + done * in, bias ? bias + done : nullptr, yr.data(), rest);
+      for (int64_t t = 0; t < n; ++t)
+        std::copy_n(yr.data() + t * rest, rest, y + t * out + done);
+    }
+    return;
+  }
   if (n >= 2 && n <= kAvx512MaxTokens && nb > 0 && cpu_isa() >= Isa::avx512) {
-    int64_t done = 0;  // rows finished by AMX: whole 32-row blocks
-    if (cpu_isa() == Isa::amx) done = amx_batch(x, n, in, w, k_main, out, finish);
-    if (done < out)
-      avx512_batch(x, n, in, w + done * in, k_main, out - done, kRowGrain * 3,
-                   [&](int64_t t, int64_t r, float acc) { finish(t, done + r, acc); });
+    avx512_batch(x, n, in, w, k_main, out, kRowGrain * 3, finish);
     return;
   }
   static thread_local std::vector<float> xp_buf;
