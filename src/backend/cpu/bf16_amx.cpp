@@ -4,24 +4,38 @@
 
 #include <cstring>
 
-#include "core/dtype.h"
+
+// GCC 12's AVX-512 headers trip -Wuninitialized on their own set-zero helpers (as in probes.cpp).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 namespace gptoss::cpu::amx {
 
-void pack_x(const float* x, int64_t n, int64_t ld, int64_t k_main, uint16_t* xp) {
+// 32 columns of one token (x32, 32 floats; nullptr: a padding token) as three bf16 terms, each term's 16
+// column pairs scattered into one column of its B tile (dword j of a tile row is token j's pair).
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void pack_step(const float* x32, uint16_t* dst) {
+  const __m512i rows = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224,
+                                         240);  // dword offsets of the 16 tile rows
+  __m512 lo = x32 ? _mm512_loadu_ps(x32) : _mm512_setzero_ps(), hi = x32 ? _mm512_loadu_ps(x32 + 16) : lo;
+  const __m512i exp = _mm512_set1_epi32(0x7f800000);
+  for (int s = 0; s < kSplits; ++s) {
+    const __m512i h = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));  // words 0..31 = columns 0..31
+    _mm512_i32scatter_epi32(dst + s * 512, rows, h, 4);
+    if (s + 1 == kSplits) break;
+    // What is left of each column; an inf or NaN term carries the whole value (nothing is left).
+    const __m512i hl = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(h)), 16);
+    const __m512i hh = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(h, 1)), 16);
+    lo = _mm512_maskz_sub_ps(_mm512_cmpneq_epi32_mask(_mm512_and_si512(hl, exp), exp), lo, _mm512_castsi512_ps(hl));
+    hi = _mm512_maskz_sub_ps(_mm512_cmpneq_epi32_mask(_mm512_and_si512(hh, exp), exp), hi, _mm512_castsi512_ps(hh));
+  }
+}
+
+void pack_x(const float* x, int64_t n, int64_t ld, int64_t k_main, uint16_t* xp, int64_t i0, int64_t i1) {
   const int64_t steps = k_main / 32;
-  std::memset(xp, 0, size_t(packed_size(n, k_main)) * sizeof(uint16_t));
-  for (int64_t t = 0; t < n; ++t) {
-    uint16_t* base = xp + (t / kTokens) * steps * kSplits * 512 + (t % kTokens) * 2;
-    for (int64_t k = 0; k < k_main; ++k) {
-      float left = x[t * ld + k];
-      uint16_t* at = base + (k / 32) * kSplits * 512 + ((k % 32) / 2) * 32 + k % 2;
-      for (int s = 0; s < kSplits; ++s) {
-        const uint16_t h = f32_to_bf16(left);
-        at[s * 512] = h;
-        left = (h & 0x7f80) == 0x7f80 ? 0.0f : left - bf16_to_f32(h);  // inf / NaN: one term carries it
-      }
-    }
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t t = i / steps, ks = i % steps;
+    pack_step(t < n ? x + t * ld + ks * 32 : nullptr,
+              xp + ((t / kTokens) * steps + ks) * kSplits * 512 + (t % kTokens) * 2);
   }
 }
 

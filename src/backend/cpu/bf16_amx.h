@@ -23,9 +23,11 @@ inline int64_t packed_size(int64_t n, int64_t k_main) {
   return (n + kTokens - 1) / kTokens * (k_main / 32) * kSplits * 512;
 }
 
-// xp = the first k_main (a multiple of 32) columns of x [n, ld] in bf16_rows' B-tile layout:
-// [token block][k step of 32][split][k pair][token][2], tokens past n zero. Plain code.
-void pack_x(const float* x, int64_t n, int64_t ld, int64_t k_main, uint16_t* xp);
+// Items [i0, i1) of xp = the first k_main (a multiple of 32) columns of x [n, ld] in bf16_rows' B-tile
+// layout, [token block][k step of 32][split][k pair][token][2]: item i is token i / (k_main / 32) (tokens
+// from n to the next multiple of 16 are zeros) at k step i % (k_main / 32); there are n_pad * k_main / 32
+// items. Disjoint ranges may be packed by different threads. Needs AVX-512 BF16 (every AMX CPU has it).
+void pack_x(const float* x, int64_t n, int64_t ld, int64_t k_main, uint16_t* xp, int64_t i0, int64_t i1);
 
 // out[i * n_pad + t] = sum over k < k_main of w[(r0 + i) * ld + k] * x[t][k] for i < kRows and t < n,
 // with n_pad = n rounded up to 16 (the padding columns hold zeros). xp from pack_x. Needs AMX-BF16 with

@@ -27,13 +27,14 @@ Isa detect() {
   return want;
 }
 
-// AMX-BF16 and AMX-TILE in CPUID, the tile state enabled by the OS (XCR0 bits 17-18), and this process
+// AMX-BF16, AMX-TILE and AVX512-BF16 in CPUID, the tile state enabled by the OS (XCR0 bits 17-18), and this process
 // granted it (Linux: arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA; once asked, the grant holds for every
 // thread). GCC 12's __builtin_cpu_supports does not report AMX, hence CPUID by hand.
 bool amx_usable() {
   static const bool ok = [] {
     unsigned a = 0, b = 0, c = 0, d = 0;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((d >> 22) & 1) || !((d >> 24) & 1)) return false;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !((a >> 5) & 1)) return false;  // AVX512_BF16 (x packing)
     if (!__get_cpuid_count(1, 0, &a, &b, &c, &d) || !((c >> 27) & 1)) return false;  // OSXSAVE: xgetbv works
     unsigned lo = 0, hi = 0;
     __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));

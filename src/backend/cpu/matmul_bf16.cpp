@@ -68,8 +68,10 @@ int64_t amx_batch(const float* x, int64_t n, int64_t in, const uint16_t* w, int6
   static thread_local std::vector<uint16_t> xp_tl;
   std::vector<uint16_t>& xp = xp_tl;  // lambdas must not name the thread_local
   xp.resize(size_t(amx::packed_size(n, k_main)));
-  amx::pack_x(x, n, in, k_main, xp.data());
   const int64_t n_pad = (n + amx::kTokens - 1) / amx::kTokens * amx::kTokens;
+  ThreadPool::global().parallel_for(n_pad * (k_main / 32), [&](int64_t i0, int64_t i1, int) {
+    amx::pack_x(x, n, in, k_main, xp.data(), i0, i1);
+  });
   ThreadPool::global().parallel_for(blocks, [&](int64_t b0, int64_t b1, int) {
     static thread_local std::vector<float> res_tl;
     float* res = simd::scratch(res_tl, size_t(amx::kRows * n_pad));
