@@ -57,14 +57,13 @@ void avx512_batch(const float* x, int64_t n, int64_t in, const uint16_t* w, int6
 // in = 2880) and a 32-row block of W (184 KB) fit in L2 together.
 constexpr int64_t kAmxTokenChunk = 64;
 
-// AMX batches (bf16_amx.h), n <= kAmxTokenChunk: x packed once into the B tiles, then 32-row blocks split
-// over the threads; finish(t, r, acc) completes token t of row r. Returns the rows done (out rounded down
-// to 32).
+// AMX batches (bf16_amx.h), n <= kAmxTokenChunk: x packed once into the B tiles (in parallel), then the
+// whole 32-row blocks (out rounded down to 32) split over the threads; finish(t, r, acc) completes token t
+// of row r.
 template <class Finish>
-int64_t amx_batch(const float* x, int64_t n, int64_t in, const uint16_t* w, int64_t k_main, int64_t out,
+void amx_batch(const float* x, int64_t n, int64_t in, const uint16_t* w, int64_t k_main, int64_t out,
                   Finish&& finish) {
   const int64_t blocks = out / amx::kRows;
-  if (blocks == 0) return 0;
   static thread_local std::vector<uint16_t> xp_tl;
   std::vector<uint16_t>& xp = xp_tl;  // lambdas must not name the thread_local
   xp.resize(size_t(amx::packed_size(n, k_main)));
@@ -81,7 +80,6 @@ int64_t amx_batch(const float* x, int64_t n, int64_t in, const uint16_t* w, int6
         for (int64_t t = 0; t < n; ++t) finish(t, b * amx::kRows + i, res[i * n_pad + t]);
     }
   });
-  return blocks * amx::kRows;
 }
 }  // namespace
 
