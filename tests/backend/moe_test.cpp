@@ -2,6 +2,7 @@
 
 #include "backend/cpu/isa.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/mxfp4_vnni.h"
 #include "backend/kernel_tester.h"
 
 namespace gptoss::cpu {
@@ -137,17 +138,23 @@ class MoeTester {
     Mxfp4Experts down{d_blocks.data(), d_scales.data(), d_bias.data(), hidden_, inter_, experts_};
     Output ref(n_ * hidden_);
     f32_mxfp4w_moe_ref(x.data(), n_, hidden_, idx.data(), w.data(), k_, gu, down, 7.0f, ref.data());
-    // Every instruction set this CPU has: the AVX-512 few-token kernel and the AVX2 one.
+    // Every instruction set this CPU has: the AVX-512 few-token kernel (with and without the VNNI one-token
+    // kernel) and the AVX2 one.
     const Isa isa = cpu_isa();
-    for (Isa run : {Isa::avx2, Isa::avx512}) {
-      if (!isa_supported(run)) continue;
-      SCOPED_TRACE(isa_name(run));
-      set_cpu_isa(run);
-      Output got(n_ * hidden_);
-      f32_mxfp4w_moe(x.data(), n_, hidden_, idx.data(), w.data(), k_, gu, down, 7.0f, got.data());
-      expect_close(got, ref, kTol, "f32_mxfp4w_moe");
-    }
+    const bool vnni = vnni_enabled();
+    for (Isa run : {Isa::avx2, Isa::avx512})
+      for (bool use_vnni : {false, true}) {
+        if (!isa_supported(run) || (use_vnni && run == Isa::avx2)) continue;
+        set_cpu_isa(run);
+        set_vnni_enabled(use_vnni);
+        if (use_vnni && !vnni_enabled()) continue;  // no VNNI on this CPU
+        SCOPED_TRACE(std::string(isa_name(run)) + (use_vnni ? " + VNNI" : ""));
+        Output got(n_ * hidden_);
+        f32_mxfp4w_moe(x.data(), n_, hidden_, idx.data(), w.data(), k_, gu, down, 7.0f, got.data());
+        expect_close(got, ref, kTol, "f32_mxfp4w_moe");
+      }
     set_cpu_isa(isa);
+    set_vnni_enabled(vnni);
 
     if (int64_t(experts_) * hidden_ * inter_ > 5'000'000) return;  // twin too large for a unit test
     // The bf16 twin: dequantized (exact in bf16) and transposed to the hub's input-major layout.
@@ -219,6 +226,60 @@ TEST(Moe, EveryTokenCountPerExpert) {
   // one, two and three passes of up to 3 tokens over a row, and the GEMM from 8 on.
   for (int64_t n = 2; n <= 10; ++n)
     MoeTester().tokens(n).hidden(256).intermediate(320).experts(4).top_k(2).skew(true).seed(uint32_t(60 + n)).test();
+}
+
+}  // namespace
+}  // namespace gptoss::cpu
+
+namespace gptoss::cpu {
+namespace {
+
+// The VNNI one-token kernel against the double-precision reference at f32's tolerance: x with a wide
+// range inside each block (the three int8 limbs must all count: two give ~1e-5), odd block counts (partial
+// groups), every e8m0 scale (0 = 2^-127, 255 = NaN on rows of their own), and rows of one token.
+TEST(Mxfp4Vnni, OneTokenRowsMatchTheReference) {
+  if (!isa_supported(Isa::avx512)) GTEST_SKIP() << "no AVX-512";
+  const Isa isa = cpu_isa();
+  set_cpu_isa(Isa::avx512);
+  const bool before = vnni_enabled();
+  set_vnni_enabled(true);
+  if (!vnni_enabled()) {
+    set_vnni_enabled(before), set_cpu_isa(isa);
+    GTEST_SKIP() << "no AVX-512 VNNI";
+  }
+  Rng rng(11);
+  for (int64_t cols : {32, 96, 160, 2880}) {
+    SCOPED_TRACE("cols=" + std::to_string(cols));
+    const int64_t rows = 37, nb = cols / 32;
+    auto blocks = rng.bytes(rows * cols / 2);
+    auto scales = rng.bytes(rows * nb, 0x70, 0x88);
+    for (int64_t b = 0; b < nb; ++b) scales[size_t(3 * nb + b)] = 0;  // row 3: the subnormal scale
+    auto x = rng.f32(cols);
+    for (int64_t c = 0; c < cols; c += 7) x[size_t(c)] *= 3000.0f;  // one large element per 7
+    std::vector<avx512::VnniGroup> xl(size_t(avx512::vnni_groups(cols)));
+    avx512::pack_vnni(x.data(), cols, false, xl.data());
+    std::vector<float> got(static_cast<size_t>(rows));
+    avx512::mxfp4_dot_rows_vnni(blocks.data(), scales.data(), nb, 0, rows, xl.data(), got.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      double ref = 0, mag = 0;
+      for (int64_t c = 0; c < cols; ++c) {
+        const double v = double(fp4_to_f32(uint8_t(blocks[size_t(r * cols / 2 + c / 2)] >> (4 * (c % 2))))) *
+                         e8m0_to_f32(scales[size_t(r * nb + c / 32)]) * x[size_t(c)];
+        ref += v, mag += std::fabs(v);
+      }
+      EXPECT_LE(std::fabs(got[size_t(r)] - ref), 1e-6 * mag + 1e-30) << "row " << r;
+    }
+  }
+  // A NaN scale gives NaN, as in the f32 kernels.
+  std::vector<uint8_t> blk(16, 0x22), sc(1, 255);
+  std::vector<float> x(32, 1.0f);
+  std::vector<avx512::VnniGroup> xl(1);
+  avx512::pack_vnni(x.data(), 32, false, xl.data());
+  float out = 0;
+  avx512::mxfp4_dot_rows_vnni(blk.data(), sc.data(), 1, 0, 1, xl.data(), &out);
+  EXPECT_TRUE(std::isnan(out));
+  set_vnni_enabled(before);
+  set_cpu_isa(isa);
 }
 
 }  // namespace

@@ -68,6 +68,23 @@ void set_cpu_isa(Isa isa) {
   current().store(isa, std::memory_order_relaxed);
 }
 
+namespace {
+bool vnni_supported() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512vnni") && isa_supported(Isa::avx512);
+}
+std::atomic<bool>& vnni_on() {
+  static std::atomic<bool> on{[] {
+    const char* env = std::getenv("GPTOSS_CPU_VNNI");
+    return vnni_supported() && !(env && std::string(env) == "0");
+  }()};
+  return on;
+}
+}  // namespace
+
+bool vnni_enabled() { return cpu_isa() >= Isa::avx512 && vnni_on().load(std::memory_order_relaxed); }
+void set_vnni_enabled(bool on) { vnni_on().store(on && vnni_supported(), std::memory_order_relaxed); }
+
 const char* isa_name(Isa isa) {
   return isa == Isa::amx ? "AVX-512 + AMX" : isa == Isa::avx512 ? "AVX-512" : "AVX2";
 }

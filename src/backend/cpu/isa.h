@@ -23,4 +23,10 @@ void set_cpu_isa(Isa isa);
 
 const char* isa_name(Isa isa);
 
+// Whether the MXFP4 one-token dot products use AVX-512 VNNI (mxfp4_vnni.h): when the kernels run AVX-512
+// (cpu_isa() >= avx512) and the CPU has VNNI, unless switched off (tests run both; GPTOSS_CPU_VNNI=0 at
+// start-up switches it off too).
+bool vnni_enabled();
+void set_vnni_enabled(bool on);  // on: only where the CPU has it
+
 }  // namespace gptoss::cpu

@@ -19,6 +19,7 @@
 #include "backend/cpu/kernels_moe.h"
 #include "backend/cpu/kernels_simd.h"
 #include "backend/cpu/mxfp4_avx512.h"
+#include "backend/cpu/mxfp4_vnni.h"
 #include "core/thread_pool.h"
 
 namespace gptoss::cpu {
@@ -28,6 +29,9 @@ constexpr int64_t kTokenChunk = 32;  // tokens whose activations stay in L2 whil
 constexpr int64_t kRowUnit = 16;     // rows per work unit (gate_up: 8 gate/up pairs); one GEMM panel
 constexpr int32_t kGemmMinTokens = 8;  // an expert with this many tokens uses the packed GEMM
 constexpr float kAlpha = 1.702f;
+// Up to this many tokens a call packs x and h for the VNNI one-token kernel (mxfp4_vnni.h); a prefill's
+// experts nearly all run the GEMM, and packing every token would cost more than it saves.
+constexpr int64_t kVnniMaxTokens = 64;
 
 const std::array<int, simd::kBlock>& mxfp4_inverse_perm() {
   static const std::array<int, simd::kBlock> inv = [] {
@@ -80,10 +84,11 @@ void expert_gemm(bool group_order, const Mxfp4Experts& m, int e, int64_t r_lo, i
 // row of assignment i, in the order `group_order` selects): the packed GEMM from kGemmMinTokens tokens on,
 // else the few-token dot tiles over row blocks of 8 (each block's bytes reused from L1 across token groups).
 // emit(r, R, a, M, v) receives rows r .. r+R-1 for assignments a .. a+M-1, v(i, j) the value of row r+i and
-// assignment a+j.
-template <class Act, class Emit>
+// assignment a+j. vnni_of(i): assignment i's activations packed for the VNNI kernel, or nullptr; a pass of
+// one token with them runs that kernel.
+template <class Act, class Vnni, class Emit>
 void expert_rows(bool group_order, const Mxfp4Experts& m, int e, int64_t r_lo, int64_t r_hi, int32_t s0, int32_t s1,
-                 Act&& act, Emit&& emit) {
+                 Act&& act, Vnni&& vnni_of, Emit&& emit) {
   if (s1 - s0 >= kGemmMinTokens) {
     static thread_local std::vector<const float*> rows_tl;  // this worker's own
     const float** xr = simd::scratch(rows_tl, size_t(s1 - s0));
@@ -100,9 +105,14 @@ void expert_rows(bool group_order, const Mxfp4Experts& m, int e, int64_t r_lo, i
       const int rows = int(std::min<int64_t>(8, r_hi - rb));
       for (int32_t p = c0; p < c1; p += simd::kMaxTokens) {
         const int T = std::min<int32_t>(simd::kMaxTokens, c1 - p);
+        float res[8 * simd::kMaxTokens];  // [row][token]
+        if (const avx512::VnniGroup* xl = T == 1 ? vnni_of(p) : nullptr) {
+          avx512::mxfp4_dot_rows_vnni(dec.blocks, dec.scales, dec.nb, rb, rows, xl, res);
+          emit(rb, rows, p, 1, [&res](int i, int) { return res[i]; });
+          continue;
+        }
         const float* xr[simd::kMaxTokens];
         for (int i = 0; i < T; ++i) xr[i] = act(p + i);
-        float res[8 * simd::kMaxTokens];  // [row][token]
         few_token_dots(group_order, dec, rb, rows, m.rows, xr, T, res);
         emit(rb, rows, p, T, [&res, T](int i, int j) { return res[i * T + j]; });
       }
@@ -157,6 +167,20 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
     if (tail < ldh)
       for (int64_t a = 0; a < n * k; ++a) std::fill(hp + a * ldh + tail, hp + (a + 1) * ldh, 0.0f);
   }
+  // Decode calls on a CPU with VNNI: x packed for its one-token kernel (h follows after gate_up).
+  const bool vnni = wide && n <= kVnniMaxTokens && vnni_enabled();
+  static thread_local std::vector<float> xl_buf, hl_buf;
+  const int64_t gx = avx512::vnni_groups(hidden), gh = avx512::vnni_groups(inter);
+  constexpr int64_t kGroupFloats = int64_t(sizeof(avx512::VnniGroup) / sizeof(float));
+  avx512::VnniGroup* xl = nullptr;
+  avx512::VnniGroup* hl = nullptr;
+  if (vnni) {
+    xl = reinterpret_cast<avx512::VnniGroup*>(simd::scratch(xl_buf, size_t(n * gx * kGroupFloats)));
+    hl = reinterpret_cast<avx512::VnniGroup*>(simd::scratch(hl_buf, size_t(n * k * gh * kGroupFloats)));
+    ThreadPool::global().parallel_for(n, [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; ++t) avx512::pack_vnni(x + t * hidden, hidden, false, xl + t * gx);
+    });
+  }
   const auto& inv = mxfp4_inverse_perm();
   ThreadPool& pool = ThreadPool::global();
   const int threads = pool.size();
@@ -175,7 +199,10 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
         };
         // SwiGLU of rows [r, r + R) (whole gate/up pairs: units and tiles start at even rows and hold an even
         // count) for assignments a .. a+M-1, written in the order the down projection of this expert reads.
-        expert_rows(wide, gate_up, e, r_lo, r_hi, s0, s1, x_of, [&](int64_t r, int R, int32_t a, int M, auto v) {
+        auto vnni_of = [&](int32_t a) -> const avx512::VnniGroup* {
+          return vnni ? xl + int64_t(rt.tokens[size_t(a)]) * gx : nullptr;
+        };
+        expert_rows(wide, gate_up, e, r_lo, r_hi, s0, s1, x_of, vnni_of, [&](int64_t r, int R, int32_t a, int M, auto v) {
           for (int i = 0; i + 1 < R; i += 2) {
             const float bg = bf16_to_f32(bias[r + i]), bu = bf16_to_f32(bias[r + i + 1]);
             const int64_t c = (r + i) / 2;
@@ -195,6 +222,11 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
     }
   });
 
+  if (vnni)
+    pool.parallel_for(n * k, [&](int64_t a0, int64_t a1, int) {
+      for (int64_t a = a0; a < a1; ++a) avx512::pack_vnni(hp + a * ldh, inter, true, hl + a * gh);
+    });
+
   // down: out[t, r] = sum over the token's experts of w * (D h + b), rows split over threads.
   const int64_t d_units = (hidden + kRowUnit - 1) / kRowUnit;
   pool.parallel_for(d_units, [&](int64_t u0, int64_t u1, int) {
@@ -204,6 +236,7 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
       const uint16_t* bias = down.bias + int64_t(e) * down.rows;
       expert_rows(wide, down, e, r_begin, r_end, rt.start[size_t(e)], rt.start[size_t(e) + 1],
                   [&](int32_t a) { return hp + int64_t(a) * ldh; },
+                  [&](int32_t a) -> const avx512::VnniGroup* { return vnni ? hl + int64_t(a) * gh : nullptr; },
                   [&](int64_t r, int R, int32_t a, int M, auto v) {
                     for (int j = 0; j < M; ++j) {
                       const int32_t s = rt.sorted[size_t(a + j)];
