@@ -7,7 +7,7 @@
 //
 // In the same run two probes measure this machine: memory bandwidth (a multi-threaded streaming read
 // of the weights a decode step reads, where they are in memory; also reported: a fresh buffer much
-// larger than the last-level cache; see probe_weight_bandwidth) and the FMA peak (independent FMA chains on every
+// larger than the last-level cache; see decode_weight_pieces) and the FMA peak (independent FMA chains on every
 // thread, in the widest vectors the CPU kernels use: zmm with AVX-512). Results print as fractions of those rooflines:
 //   decode:  (weight bytes read per step / bandwidth) / measured step time. At batch 1 the bytes are
 //            decode_bytes_per_token(); at batch B the non-expert weights are read once per step and
@@ -90,48 +90,71 @@ void measure(Rate& best, double work, Fn&& fn) {
   if (cpu > 0) best.cpu = std::max(best.cpu, work / cpu);
 }
 
-// Best of several multi-threaded streaming reads of `mb` MiB (the buffer is first filled with values that
-// differ on every page, so its pages are real and cannot be merged). Returns bytes/s.
-Rate probe_bandwidth(size_t mb) {
-  const size_t n = mb * (1u << 20) / sizeof(float);
+// Memory to stream, as 64-byte aligned pieces of at most 1 MiB, each a multiple of 128 bytes (the stream
+// loop's stride): (start, floats).
+using Pieces = std::vector<std::pair<const float*, int64_t>>;
+
+// Appends [p, p + bytes) to `pieces`, trimmed to whole strides from the first 64-byte boundary.
+void add_pieces(Pieces& pieces, const void* p, int64_t bytes) {
+  if (!p) return;
+  const auto a = reinterpret_cast<uintptr_t>(p), begin = (a + 63) & ~uintptr_t(63);
+  int64_t left = (int64_t(a + uintptr_t(bytes) - begin) / 128) * 128;
+  for (uintptr_t at = begin; left > 0;) {
+    const int64_t n = std::min<int64_t>(left, 1 << 20);
+    pieces.push_back({reinterpret_cast<const float*>(at), n / int64_t(sizeof(float))});
+    at += uintptr_t(n), left -= n;
+  }
+}
+
+double pieces_bytes(const Pieces& pieces) {
+  double bytes = 0;
+  for (const auto& piece : pieces) bytes += double(piece.second) * sizeof(float);
+  return bytes;
+}
+
+// Best of `reps` multi-threaded streaming reads of `pieces` (each thread a contiguous run of them).
+// Returns bytes/s.
+Rate stream_rate(const Pieces& pieces, int reps) {
   auto& pool = ThreadPool::global();
-  float* data = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
-  if (!data) fail("bench: cannot allocate {} MiB for the bandwidth probe", mb);
-  pool.parallel_for(int64_t(n), [&](int64_t b, int64_t e, int) {
-    cpu::simd::probe_fill(data, b, e);
-  });
   std::vector<double> sink(size_t(pool.size()) * 16);
   Rate best;
-  for (int rep = 0; rep < 5; ++rep) {
-    measure(best, double(n / 32 * 32) * sizeof(float), [&] {
-    pool.parallel_for(int64_t(n / 32), [&](int64_t b, int64_t e, int t) {
-      sink[size_t(t) * 16] += cpu::simd::stream_sum(data, b * 32, e * 32);
+  for (int rep = 0; rep < reps; ++rep)
+    measure(best, pieces_bytes(pieces), [&] {
+      pool.parallel_for(int64_t(pieces.size()), [&](int64_t b, int64_t e, int t) {
+        for (int64_t i = b; i < e; ++i)
+          sink[size_t(t) * 16] += cpu::simd::stream_sum(pieces[size_t(i)].first, 0, pieces[size_t(i)].second);
+      });
     });
-    });
-  }
+  return best;
+}
+
+// Best of five streaming reads of a fresh buffer of `mb` MiB, first filled with values that differ on every
+// page, so its pages are real and cannot be merged. Returns bytes/s.
+Rate probe_bandwidth(size_t mb) {
+  const size_t n = mb * (1u << 20) / sizeof(float);
+  float* data = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
+  if (!data) fail("bench: cannot allocate {} MiB for the bandwidth probe", mb);
+  ThreadPool::global().parallel_for(int64_t(n), [&](int64_t b, int64_t e, int) { cpu::simd::probe_fill(data, b, e); });
+  Pieces pieces;
+  add_pieces(pieces, data, int64_t(n * sizeof(float)));
+  const Rate best = stream_rate(pieces, 5);
   std::free(data);
   return best;
 }
 
-// The memory a decode step reads, as 64-byte aligned pieces of at most 1 MiB (a multiple of 128 bytes,
-// the stream loop's stride): every layer's attention and router matrices, every expert's weights, and
+// The memory a decode step reads: every layer's attention and router matrices, every expert's weights, and
 // the unembedding (norms, biases and the embedding row are too small to matter). Host pointers: CPU only.
-using WeightPieces = std::vector<std::pair<const float*, int64_t>>;  // (start, floats)
-WeightPieces decode_weight_pieces(const GptOssModel& m) {
+//
+// The decode rooflines divide by the rate at which these stream (stream_rate), not by a fresh buffer's: on a
+// VM the guest's memory is not uniform (1 GiB pieces of one fresh buffer stream at 10, 21 or 30 GB/s on the
+// 2026-12-02 Xeon VM, the page cache of a checkpoint at 15 while a fresh buffer read 31), so only the memory
+// the weights are in says how fast a decode step can read them.
+Pieces decode_weight_pieces(const GptOssModel& m) {
   const GptOssConfig& c = m.config();
   const Weights& w = m.weights();
   const int64_t H = c.hidden_size, E = c.num_local_experts;
-  WeightPieces pieces;
-  auto add = [&](const void* p, int64_t bytes) {
-    if (!p) return;
-    const auto a = reinterpret_cast<uintptr_t>(p), begin = (a + 63) & ~uintptr_t(63);
-    int64_t left = (int64_t(a + uintptr_t(bytes) - begin) / 128) * 128;
-    for (uintptr_t at = begin; left > 0;) {
-      const int64_t n = std::min<int64_t>(left, 1 << 20);
-      pieces.push_back({reinterpret_cast<const float*>(at), n / int64_t(sizeof(float))});
-      at += uintptr_t(n), left -= n;
-    }
-  };
+  Pieces pieces;
+  auto add = [&](const void* p, int64_t bytes) { add_pieces(pieces, p, bytes); };
   auto add_experts = [&](const ExpertWeights& x) {
     const int64_t elems = int64_t(x.experts) * x.rows * x.cols;
     if (x.mxfp4) {
@@ -148,27 +171,6 @@ WeightPieces decode_weight_pieces(const GptOssModel& m) {
   }
   add(w.lm_head, 2 * int64_t(c.vocab_size) * H);
   return pieces;
-}
-
-// Best of three multi-threaded streaming reads of the weights themselves (decode_weight_pieces), with the
-// probe's loop. The decode rooflines divide by this: on a VM the guest's memory is not uniform (1 GiB
-// pieces of one fresh buffer stream at 10, 21 or 30 GB/s on the 2026-12-02 Xeon VM, the page cache of a
-// checkpoint at 15 while a fresh buffer read 31), so only the memory the weights are in says how fast a
-// decode step can read them. Returns bytes/s.
-Rate probe_weight_bandwidth(const WeightPieces& pieces) {
-  auto& pool = ThreadPool::global();
-  double bytes = 0;
-  for (const auto& [p, n] : pieces) bytes += double(n) * sizeof(float);
-  std::vector<double> sink(size_t(pool.size()) * 16);
-  Rate best;
-  for (int rep = 0; rep < 3; ++rep)
-    measure(best, bytes, [&] {
-      pool.parallel_for(int64_t(pieces.size()), [&](int64_t b, int64_t e, int t) {
-        for (int64_t i = b; i < e; ++i)
-          sink[size_t(t) * 16] += cpu::simd::stream_sum(pieces[size_t(i)].first, 0, pieces[size_t(i)].second);
-      });
-    });
-  return best;
 }
 
 // Best of several runs of 10 independent FMA chains per thread, in the widest vectors the CPU kernels use
@@ -389,13 +391,17 @@ int run(const Options& o) {
   Rate buf_rate = probe_bandwidth(o.probe_mb), bw_rate;
   const double dev_bw = backend->probe_bandwidth();
   const bool device = dev_bw > 0;  // a GPU: its own memory; the FMA probe below is the host CPU's
-  const WeightPieces pieces = device ? WeightPieces() : decode_weight_pieces(*model);
-  bw_rate = device ? Rate{dev_bw, dev_bw} : probe_weight_bandwidth(pieces);
+  const Pieces pieces = device ? Pieces() : decode_weight_pieces(*model);
+  bw_rate = device ? Rate{dev_bw, dev_bw} : stream_rate(pieces, 3);
   Rate fma_rate = probe_fma_peak();
   const double bw_before = bw_rate.wall, buf_before = buf_rate.wall, fma_before = fma_rate.wall;
-  fmt::print(stderr, "bench: bandwidth {:.2f} GB/s{}, FMA peak {:.1f} GFLOP/s (per CPU time: {:.2f} GB/s, {:.1f} GFLOP/s)\n",
-             bw_rate.wall / 1e9, device ? "" : fmt::format(" streaming the weights ({:.2f} a fresh buffer)", buf_rate.wall / 1e9),
-             fma_rate.wall / 1e9, bw_rate.cpu / 1e9, fma_rate.cpu / 1e9);
+  // "X GB/s", and on the CPU what X streamed and what a fresh buffer read.
+  auto bandwidths = [device](double bw, double buf) {
+    return device ? fmt::format("{:.2f} GB/s", bw / 1e9)
+                  : fmt::format("{:.2f} GB/s streaming the weights ({:.2f} a fresh buffer)", bw / 1e9, buf / 1e9);
+  };
+  fmt::print(stderr, "bench: bandwidth {}, FMA peak {:.1f} GFLOP/s (per CPU time: {:.2f} GB/s, {:.1f} GFLOP/s)\n",
+             bandwidths(bw_rate.wall, buf_rate.wall), fma_rate.wall / 1e9, bw_rate.cpu / 1e9, fma_rate.cpu / 1e9);
 
   Bench bench(*model, o, kv_dtype);
   std::vector<Result> results;
@@ -448,12 +454,12 @@ int run(const Options& o) {
   // The second probes (CPU only: a GPU reports its own bandwidth) and the rooflines against the higher readings.
   double bw_after = NAN, buf_after = NAN, fma_after = NAN;
   if (!device) {
-    const Rate buf2 = probe_bandwidth(o.probe_mb), bw2 = probe_weight_bandwidth(pieces), fma2 = probe_fma_peak();
+    const Rate buf2 = probe_bandwidth(o.probe_mb), bw2 = stream_rate(pieces, 3), fma2 = probe_fma_peak();
     bw_after = bw2.wall, buf_after = buf2.wall, fma_after = fma2.wall;
     auto higher = [](Rate a, Rate b) { return Rate{std::max(a.wall, b.wall), std::max(a.cpu, b.cpu)}; };
     bw_rate = higher(bw_rate, bw2), buf_rate = higher(buf_rate, buf2), fma_rate = higher(fma_rate, fma2);
-    fmt::print(stderr, "bench: after the tests: bandwidth {:.2f} GB/s streaming the weights ({:.2f} a fresh buffer), FMA peak {:.1f} GFLOP/s; rooflines use {:.2f} GB/s and {:.1f} GFLOP/s\n",
-               bw2.wall / 1e9, buf2.wall / 1e9, fma2.wall / 1e9, bw_rate.wall / 1e9, fma_rate.wall / 1e9);
+    fmt::print(stderr, "bench: after the tests: bandwidth {}, FMA peak {:.1f} GFLOP/s; rooflines use {:.2f} GB/s and {:.1f} GFLOP/s\n",
+               bandwidths(bw2.wall, buf2.wall), fma2.wall / 1e9, bw_rate.wall / 1e9, fma_rate.wall / 1e9);
   }
   const double bw = bw_rate.wall, fma = fma_rate.wall;
   for (auto& r : results) {
@@ -478,9 +484,7 @@ int run(const Options& o) {
     // The probes before and after the tests (after: null on a GPU); the fields above are the higher.
     auto gb = [](double v) { return std::isnan(v) ? nlohmann::json() : nlohmann::json(v / 1e9); };
     j["bandwidth_gb_s_probes"] = {gb(bw_before), gb(bw_after)};
-    double probe_bytes = 0;
-    for (const auto& piece : pieces) probe_bytes += double(piece.second) * sizeof(float);
-    j["bandwidth_probe_bytes"] = device ? nlohmann::json() : nlohmann::json(probe_bytes);
+    j["bandwidth_probe_bytes"] = device ? nlohmann::json() : nlohmann::json(pieces_bytes(pieces));
     j["buffer_bandwidth_gb_s"] = device ? nlohmann::json() : gb(buf_rate.wall);
     j["buffer_bandwidth_gb_s_probes"] = {device ? nlohmann::json() : gb(buf_before), gb(buf_after)};
     j["fma_peak_gflops_probes"] = {gb(fma_before), gb(fma_after)};
@@ -509,8 +513,9 @@ int run(const Options& o) {
     fmt::print("{}\n", j.dump(2));
     return 0;
   }
-  fmt::print("bandwidth {:.2f} GB/s{} · FMA peak {:.1f} GFLOP/s · decode reads {:.3f} GB/token at batch 1 · {}\n\n",
-             bw / 1e9, device ? "" : fmt::format(" streaming the weights ({:.2f} a fresh buffer)", buf_rate.wall / 1e9), fma / 1e9, double(decode_bytes_per_token(cfg, mxfp4)) / 1e9, backend->device_name());
+  fmt::print("bandwidth {} · FMA peak {:.1f} GFLOP/s · decode reads {:.3f} GB/token at batch 1 · {}\n\n",
+             bandwidths(bw, buf_rate.wall), fma / 1e9, double(decode_bytes_per_token(cfg, mxfp4)) / 1e9,
+             backend->device_name());
   fmt::print("| model | phase | batch | test | tok/s | roofline | peak mem | cpu share |\n");
   fmt::print("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
   for (const auto& r : results)
