@@ -141,20 +141,15 @@ class MoeTester {
     // Every instruction set this CPU has: the AVX-512 few-token kernel (with and without the VNNI one-token
     // kernel) and the AVX2 one.
     const Isa isa = cpu_isa();
-    const bool vnni = vnni_enabled();
-    for (Isa run : {Isa::avx2, Isa::avx512})
-      for (bool use_vnni : {false, true}) {
-        if (!isa_supported(run) || (use_vnni && run == Isa::avx2)) continue;
-        set_cpu_isa(run);
-        set_vnni_enabled(use_vnni);
-        if (use_vnni && !vnni_enabled()) continue;  // no VNNI on this CPU
-        SCOPED_TRACE(std::string(isa_name(run)) + (use_vnni ? " + VNNI" : ""));
-        Output got(n_ * hidden_);
-        f32_mxfp4w_moe(x.data(), n_, hidden_, idx.data(), w.data(), k_, gu, down, 7.0f, got.data());
-        expect_close(got, ref, kTol, "f32_mxfp4w_moe");
-      }
+    for (Isa run : {Isa::avx2, Isa::avx512, Isa::vnni}) {
+      if (!isa_supported(run)) continue;
+      SCOPED_TRACE(isa_name(run));
+      set_cpu_isa(run);
+      Output got(n_ * hidden_);
+      f32_mxfp4w_moe(x.data(), n_, hidden_, idx.data(), w.data(), k_, gu, down, 7.0f, got.data());
+      expect_close(got, ref, kTol, "f32_mxfp4w_moe");
+    }
     set_cpu_isa(isa);
-    set_vnni_enabled(vnni);
 
     if (int64_t(experts_) * hidden_ * inter_ > 5'000'000) return;  // twin too large for a unit test
     // The bf16 twin: dequantized (exact in bf16) and transposed to the hub's input-major layout.
@@ -238,15 +233,7 @@ namespace {
 // range inside each block (the three int8 limbs must all count: two give ~1e-5), odd block counts (partial
 // groups), every e8m0 scale (0 = 2^-127, 255 = NaN on rows of their own), and rows of one token.
 TEST(Mxfp4Vnni, OneTokenRowsMatchTheReference) {
-  if (!isa_supported(Isa::avx512)) GTEST_SKIP() << "no AVX-512";
-  const Isa isa = cpu_isa();
-  set_cpu_isa(Isa::avx512);
-  const bool before = vnni_enabled();
-  set_vnni_enabled(true);
-  if (!vnni_enabled()) {
-    set_vnni_enabled(before), set_cpu_isa(isa);
-    GTEST_SKIP() << "no AVX-512 VNNI";
-  }
+  if (!isa_supported(Isa::vnni)) GTEST_SKIP() << "no AVX-512 VNNI";
   Rng rng(11);
   for (int64_t cols : {32, 96, 160, 2880}) {
     SCOPED_TRACE("cols=" + std::to_string(cols));
@@ -278,8 +265,6 @@ TEST(Mxfp4Vnni, OneTokenRowsMatchTheReference) {
   float out = 0;
   avx512::mxfp4_dot_rows_vnni(blk.data(), sc.data(), 1, 0, 1, xl.data(), &out);
   EXPECT_TRUE(std::isnan(out));
-  set_vnni_enabled(before);
-  set_cpu_isa(isa);
 }
 
 }  // namespace

@@ -215,21 +215,19 @@ TEST(CpuIsa, SwitchesBetweenSupportedSets) {
   EXPECT_TRUE(isa_supported(Isa::avx2));
   set_cpu_isa(Isa::avx2);
   EXPECT_EQ(cpu_isa(), Isa::avx2);
-  if (isa_supported(Isa::avx512)) {
-    set_cpu_isa(Isa::avx512);
-    EXPECT_EQ(cpu_isa(), Isa::avx512);
-  } else {
-    EXPECT_THROW(set_cpu_isa(Isa::avx512), std::exception);
-  }
-  if (isa_supported(Isa::amx)) {
-    EXPECT_TRUE(isa_supported(Isa::avx512));  // AMX is used on top of AVX-512
-    set_cpu_isa(Isa::amx);
-    EXPECT_EQ(cpu_isa(), Isa::amx);
-  } else {
-    EXPECT_THROW(set_cpu_isa(Isa::amx), std::exception);
+  for (Isa isa : {Isa::avx512, Isa::vnni, Isa::amx}) {
+    SCOPED_TRACE(isa_name(isa));
+    if (isa_supported(isa)) {
+      EXPECT_TRUE(isa_supported(Isa(int(isa) - 1)));  // each set is used on top of the one before it
+      set_cpu_isa(isa);
+      EXPECT_EQ(cpu_isa(), isa);
+    } else {
+      EXPECT_THROW(set_cpu_isa(isa), std::exception);
+    }
   }
   set_cpu_isa(before);
   EXPECT_STREQ(isa_name(Isa::avx512), "AVX-512");
+  EXPECT_STREQ(isa_name(Isa::vnni), "AVX-512 + VNNI");
   EXPECT_STREQ(isa_name(Isa::amx), "AVX-512 + AMX");
 }
 

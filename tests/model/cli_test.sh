@@ -136,5 +136,5 @@ b=$(GPTOSS_CPU_ISA=avx2 "$BIN" generate --model "$FIX/mxfp4" --tokens "$prompt" 
 [[ "$a" == "$b" ]] || fail "GPTOSS_CPU_ISA=avx2 changed the greedy tokens: $a vs $b"
 GPTOSS_CPU_ISA=sse2 "$BIN" generate --model "$FIX/mxfp4" --tokens 1,2 --max-new-tokens 1 >/dev/null 2>"$TMP/err.txt" &&
   fail "GPTOSS_CPU_ISA=sse2 accepted"
-grep -q "GPTOSS_CPU_ISA=sse2: expected avx2, avx512 or amx" "$TMP/err.txt" || fail "ISA message: $(cat "$TMP/err.txt")"
+grep -q "GPTOSS_CPU_ISA=sse2: expected avx2, avx512, vnni or amx" "$TMP/err.txt" || fail "ISA message: $(cat "$TMP/err.txt")"
 echo "cli_test: OK"

@@ -14,14 +14,22 @@ namespace gptoss::cpu {
 
 namespace {
 
+// The GPTOSS_CPU_ISA value of each set.
+const char* isa_id(Isa isa) {
+  static const char* const ids[] = {"avx2", "avx512", "vnni", "amx"};
+  return ids[int(isa)];
+}
+
 Isa detect() {
-  const Isa best = isa_supported(Isa::amx) ? Isa::amx : isa_supported(Isa::avx512) ? Isa::avx512 : Isa::avx2;
+  Isa best = Isa::amx;
+  while (!isa_supported(best)) best = Isa(int(best) - 1);
   const char* env = std::getenv("GPTOSS_CPU_ISA");
   if (!env || !*env) return best;
   const std::string v = env;
-  if (v != "avx2" && v != "avx512" && v != "amx")
-    fail_input("environment variable GPTOSS_CPU_ISA={}: expected avx2, avx512 or amx (or unset it to pick the best)", v);
-  const Isa want = v == "avx2" ? Isa::avx2 : v == "avx512" ? Isa::avx512 : Isa::amx;
+  Isa want = Isa::avx2;
+  while (want != Isa::amx && v != isa_id(want)) want = Isa(int(want) + 1);
+  if (v != isa_id(want))
+    fail_input("environment variable GPTOSS_CPU_ISA={}: expected avx2, avx512, vnni or amx (or unset it to pick the best)", v);
   if (!isa_supported(want))
     fail_input("environment variable GPTOSS_CPU_ISA={}: this CPU does not support it (use avx2 or unset it)", v);
   return want;
@@ -58,7 +66,8 @@ bool isa_supported(Isa isa) {
   __builtin_cpu_init();
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl");
-  return isa == Isa::avx512 ? avx512 : avx512 && amx_usable();
+  const bool vnni = avx512 && __builtin_cpu_supports("avx512vnni");
+  return isa == Isa::avx512 ? avx512 : isa == Isa::vnni ? vnni : vnni && amx_usable();
 }
 
 Isa cpu_isa() { return current().load(std::memory_order_relaxed); }
@@ -68,25 +77,14 @@ void set_cpu_isa(Isa isa) {
   current().store(isa, std::memory_order_relaxed);
 }
 
-namespace {
-bool vnni_supported() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512vnni") && isa_supported(Isa::avx512);
-}
-std::atomic<bool>& vnni_on() {
-  static std::atomic<bool> on{[] {
-    const char* env = std::getenv("GPTOSS_CPU_VNNI");
-    return vnni_supported() && !(env && std::string(env) == "0");
-  }()};
-  return on;
-}
-}  // namespace
-
-bool vnni_enabled() { return cpu_isa() >= Isa::avx512 && vnni_on().load(std::memory_order_relaxed); }
-void set_vnni_enabled(bool on) { vnni_on().store(on && vnni_supported(), std::memory_order_relaxed); }
-
 const char* isa_name(Isa isa) {
-  return isa == Isa::amx ? "AVX-512 + AMX" : isa == Isa::avx512 ? "AVX-512" : "AVX2";
+  switch (isa) {
+    case Isa::avx2: return "AVX2";
+    case Isa::avx512: return "AVX-512";
+    case Isa::vnni: return "AVX-512 + VNNI";
+    case Isa::amx: return "AVX-512 + AMX";
+  }
+  return "?";
 }
 
 }  // namespace gptoss::cpu

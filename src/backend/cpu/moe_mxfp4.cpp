@@ -168,7 +168,7 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
       for (int64_t a = 0; a < n * k; ++a) std::fill(hp + a * ldh + tail, hp + (a + 1) * ldh, 0.0f);
   }
   // Decode calls on a CPU with VNNI: x packed for its one-token kernel (h follows after gate_up).
-  const bool vnni = wide && n <= kVnniMaxTokens && vnni_enabled();
+  const bool vnni = n <= kVnniMaxTokens && cpu_isa() >= Isa::vnni;
   static thread_local std::vector<float> xl_buf, hl_buf;
   const int64_t gx = avx512::vnni_groups(hidden), gh = avx512::vnni_groups(inter);
   constexpr int64_t kGroupFloats = int64_t(sizeof(avx512::VnniGroup) / sizeof(float));

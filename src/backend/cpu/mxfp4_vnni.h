@@ -1,5 +1,5 @@
 // The AVX-512 VNNI version of the MXFP4 one-token dot product (decode), used by f32_mxfp4w_moe for experts
-// with a single token in a pass when the CPU has VNNI (vnni_enabled(), isa.h). Internal to the CPU kernels.
+// with a single token in a pass when the CPU has VNNI (cpu_isa() >= Isa::vnni, isa.h). Internal to the CPU kernels.
 //
 // Integer dot products, exact to f32's level. Per block of 32, x is scaled to int24 (s = max |x| / 8350000)
 // and split into three signed int8 limbs, x_q = l0 + 256 l1 + 65536 l2. A group of 4 blocks (64 bytes of
@@ -30,7 +30,7 @@ inline int64_t vnni_groups(int64_t cols) { return (cols + 127) / 128; }
 void pack_vnni(const float* x, int64_t cols, bool group_order, VnniGroup* xl);
 
 // out[i] = row (r0 + i) of an MXFP4 matrix (blocks [rows, nb, 16], scales [rows, nb]) dotted with the packed
-// x, for i < rows. Needs AVX-512 VNNI: call only when vnni_enabled().
+// x, for i < rows. Needs AVX-512 VNNI: call only when cpu_isa() >= Isa::vnni.
 void mxfp4_dot_rows_vnni(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t r0, int64_t rows,
                          const VnniGroup* xl, float* out);
 
