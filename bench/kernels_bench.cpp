@@ -2,8 +2,8 @@
 // decode-style (n = 1) bandwidth and prefill-style (n = 512) GFLOP/s of the big kernels at gpt-oss-20b
 // shapes. Usage: kernels_bench [--reps N] [--skip-lm-head]. Best of N repetitions is reported, because
 // the machine is shared. --cpu-clock times with process CPU time / threads instead of wall time. It also
-// times one thread's AVX2 MXFP4 pass over a row (the decode's few-token tile) at 1, 2 and 3 tokens, from
-// L2 and streamed from DRAM, in ns per block (32 weights) and pass.
+// times one thread's MXFP4 pass over a row (the decode's few-token tile: AVX2 and, where the CPU has it,
+// AVX-512) at 1, 2 and 3 tokens, from L2 and streamed from DRAM, in ns per block (32 weights) and pass.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -19,7 +19,9 @@
 #include <vector>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/isa.h"
 #include "backend/cpu/kernels_simd.h"
+#include "backend/cpu/mxfp4_avx512.h"
 #include "backend/cpu/probes.h"
 #include "core/dtype.h"
 #include "core/thread_pool.h"
@@ -97,19 +99,11 @@ double fma_probe(int reps) {
   return double(threads) * double(iters) * fma_chain_step_flops() / t / 1e9;
 }
 
-// One thread's passes of the AVX2 few-token MXFP4 tile (simd::dot_tile<1, T>) over `rows` rows of gate_up
-// blocks, `laps` times: ns per block and pass, median of `rounds` rounds, the order of T = 1, 2, 3 rotated
-// between rounds (a fixed order biased an earlier A/B on the shared dev VM).
-template <int T>
-void mxfp4_pass(const simd::Mxfp4Decoder& dec, int64_t rows, const float* const* xp, float* out) {
-  for (int64_t r = 0; r < rows; ++r) simd::dot_tile<1, T>(dec, r, xp, dec.nb, out + r * T);
-}
-
-void mxfp4_pass_bench(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t all_rows, int rounds) {
-  const simd::Mxfp4Decoder dec{blocks, scales, nb};
-  auto x = random_vec<float>(size_t(3 * nb * 32), 15);
-  const float* xp[3] = {x.data(), x.data() + nb * 32, x.data() + 2 * nb * 32};
-  std::vector<float> out(size_t(all_rows * 3));
+// One thread's passes of a few-token MXFP4 kernel over `rows` rows of gate_up blocks, `laps` times: ns per
+// block and pass, median of `rounds` rounds, the order of T = 1, 2, 3 rotated between rounds (a fixed order
+// biased an earlier A/B on the shared dev VM). pass(T, rows) runs one pass of T tokens over the rows.
+void mxfp4_pass_rounds(const char* name, int64_t nb, int64_t all_rows, int rounds,
+                       const std::function<void(int, int64_t)>& pass) {
   for (const bool l2 : {true, false}) {
     const int64_t rows = l2 ? 128 : all_rows, laps = l2 ? 200 : 1;  // 128 rows of 2880: 196 KB
     std::vector<double> ns[3];
@@ -117,19 +111,42 @@ void mxfp4_pass_bench(const uint8_t* blocks, const uint8_t* scales, int64_t nb, 
       for (int j = 0; j < 3; ++j) {
         const int t = (j + round) % 3;
         const double t0 = now();
-        for (int64_t lap = 0; lap < laps; ++lap) {
-          if (t == 0) mxfp4_pass<1>(dec, rows, xp, out.data());
-          if (t == 1) mxfp4_pass<2>(dec, rows, xp, out.data());
-          if (t == 2) mxfp4_pass<3>(dec, rows, xp, out.data());
-        }
+        for (int64_t lap = 0; lap < laps; ++lap) pass(t + 1, rows);
         ns[t].push_back((now() - t0) * 1e9 / double(rows * laps * nb));
       }
     for (auto& v : ns) std::sort(v.begin(), v.end());
-    std::printf("| MXFP4 AVX2 pass over a row, one thread, %s | %.2f / %.2f / %.2f ns a block at 1 / 2 / 3 tokens |\n",
-                l2 ? "from L2" : "streamed from DRAM", ns[0][ns[0].size() / 2], ns[1][ns[1].size() / 2],
+    std::printf("| MXFP4 %s pass over a row, one thread, %s | %.2f / %.2f / %.2f ns a block at 1 / 2 / 3 tokens |\n",
+                name, l2 ? "from L2" : "streamed from DRAM", ns[0][ns[0].size() / 2], ns[1][ns[1].size() / 2],
                 ns[2][ns[2].size() / 2]);
     std::fflush(stdout);
   }
+}
+
+// The AVX2 tile (simd::dot_tile<1, T>) and, where the CPU has AVX-512, its kernel (avx512::mxfp4_dot_rows,
+// activations in group order).
+void mxfp4_pass_bench(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t all_rows, int rounds) {
+  const simd::Mxfp4Decoder dec{blocks, scales, nb};
+  auto x = random_vec<float>(size_t(3 * nb * 32), 15);
+  const float* xp[3] = {x.data(), x.data() + nb * 32, x.data() + 2 * nb * 32};
+  std::vector<float> out(size_t(all_rows * 3));
+  mxfp4_pass_rounds("AVX2", nb, all_rows, rounds, [&](int T, int64_t rows) {
+    for (int64_t r = 0; r < rows; ++r) {
+      if (T == 1) simd::dot_tile<1, 1>(dec, r, xp, nb, out.data() + r);
+      if (T == 2) simd::dot_tile<1, 2>(dec, r, xp, nb, out.data() + 2 * r);
+      if (T == 3) simd::dot_tile<1, 3>(dec, r, xp, nb, out.data() + 3 * r);
+    }
+  });
+  if (cpu_isa() < Isa::avx512) return;
+  const int64_t cols = nb * 32, ldq = avx512::padded_cols(cols);
+  std::vector<float> xq_buf;  // 64-byte aligned, as the MoE's: lines split by loads cost ~40 % here
+  float* xq = simd::scratch(xq_buf, size_t(3 * ldq));
+  avx512::permute_rows(x.data(), 3, cols, cols, xq);
+  const float* xr[3] = {xq, xq + ldq, xq + 2 * ldq};
+  mxfp4_pass_rounds("AVX-512", nb, all_rows, rounds, [&](int T, int64_t rows) {
+    for (int64_t r = 0; r < rows; r += 8)
+      avx512::mxfp4_dot_rows(blocks, scales, nb, r, std::min<int64_t>(8, rows - r), all_rows, xr, T,
+                             out.data() + r * T);
+  });
 }
 
 struct MoeWeights {

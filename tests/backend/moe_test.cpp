@@ -218,7 +218,7 @@ TEST(Moe, SmallShapesManyTokens) {
 
 TEST(Moe, EveryTokenCountPerExpert) {
   // skew routes 3 of every 4 tokens to expert 0: with n = 2..10 expert 0 gets 2..8 tokens, which covers
-  // one, two and three passes of up to 3 tokens over a row, and the GEMM from 8 on.
+  // every split of a row's tokens into passes of up to 4 (5 = 3 + 2, 7 = 4 + 3), and the GEMM from 8 on.
   for (int64_t n = 2; n <= 10; ++n)
     MoeTester().tokens(n).hidden(256).intermediate(320).experts(4).top_k(2).skew(true).seed(uint32_t(60 + n)).test();
 }

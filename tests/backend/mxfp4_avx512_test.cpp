@@ -107,10 +107,10 @@ TEST(Mxfp4Avx512, ReadsNothingPastTheExpertsLastRow) {
   std::copy(src.begin(), src.end(), blocks);
   const auto scales = rng.bytes(rows * nb, 0x70, 0x88);
   const int64_t pc = avx512::padded_cols(nb * 32);
-  const auto xs = rng.f32(3 * pc);
-  const float* xr[3] = {xs.data(), xs.data() + pc, xs.data() + 2 * pc};
-  std::vector<float> out(size_t(rows * 3), NAN);
-  for (int T = 1; T <= 3; ++T) avx512::mxfp4_dot_rows(blocks, scales.data(), nb, 0, rows, rows, xr, T, out.data());
+  const auto xs = rng.f32(4 * pc);
+  const float* xr[4] = {xs.data(), xs.data() + pc, xs.data() + 2 * pc, xs.data() + 3 * pc};
+  std::vector<float> out(size_t(rows * 4), NAN);
+  for (int T = 1; T <= 4; ++T) avx512::mxfp4_dot_rows(blocks, scales.data(), nb, 0, rows, rows, xr, T, out.data());
   for (float v : out) EXPECT_FALSE(std::isnan(v));
   ::munmap(m, span + page);
 }

@@ -34,9 +34,14 @@ void permute_rows(const float* x, int64_t n, int64_t ld, int64_t cols, float* xq
 
 namespace {
 
-// Tokens per pass over a row: the decoded weights feed that many tokens' FMAs. Per block and token a pass
-// of 2 or 3 costs ~0.95 ns, 1 ~1.3 ns and 4 ~1.2 ns (registers run out), so 4 goes as 2 + 2.
-constexpr int kPassTokens = 3;
+// Most tokens per pass over a row: the decoded weights feed that many tokens' FMAs. On a Zen 4 core a pass
+// of 2 or 3 cost ~0.95 ns per block and token, 1 ~1.3 ns and 4 ~1.2 ns, so 4 went as 2 + 2. On the
+// 2026-12-02 Xeon VM one pass of 4 is the cheaper: one thread over rows in L2 took
+// 1.36 / 1.94 / 2.45 ns a block at 1 / 2 / 3 tokens, and the MoE at 16 tokens (kernels_bench shapes, three
+// alternating runs, best of 60 calls) 27.8 / 28.7 / 28.4 ms with passes of 4 against 30.2 / 29.4 / 29.7 with
+// 2 + 2 (at 64 tokens 115.8 against 118.5). (Scaling the decoded weights instead of each token's group
+// sums, which a stand-alone loop ran 20 % faster at 2-3 tokens, was no faster here.)
+constexpr int kPassTokens = 4;
 // Software prefetch distance of the rows' blocks. A core streams the experts' rows faster with it: Zen 4
 // (2 threads), kernels_bench MoE at one token 18.3-21.0 GB/s (median 18.8) against 15.7-17.7 (16.4), six
 // alternating runs each; 4 KB ahead was no better. The whole 20b model at batch 1 moves less than this
@@ -50,7 +55,10 @@ constexpr int64_t kPrefetchBytes = 2048;
 // 8 KB ahead was slower (22.5-28 ms), and with one token (already ~the L2 speed) it cost time.
 constexpr int64_t kTlbAhead = 4096;
 
-inline int pass_tokens(int remaining) { return remaining == 4 ? 2 : std::min(kPassTokens, remaining); }
+// 5 and 6 tokens go as 3 + 2 and 3 + 3 rather than leave a one-token pass.
+inline int pass_tokens(int remaining) {
+  return remaining == 5 || remaining == 6 ? 3 : std::min(kPassTokens, remaining);
+}
 
 // 2^(s-127) for the e8m0 scales s[0 .. n) (n <= 16) in lanes 0 .. n-1, exactly as e8m0_to_f32: s = 0 is
 // the subnormal 2^-127, s = 255 NaN. Lanes from n on hold 2^-127 (their blocks are absent, their sums 0).
@@ -231,7 +239,8 @@ GPTOSS_AVX512 void mxfp4_dot_rows(const uint8_t* blocks, const uint8_t* scales, 
       switch (pass) {
         case 1: dot_row<1>(blk, sc, nb, xq + t, res, end); break;
         case 2: dot_row<2>(blk, sc, nb, xq + t, res, end); break;
-        default: dot_row<3>(blk, sc, nb, xq + t, res, end); break;
+        case 3: dot_row<3>(blk, sc, nb, xq + t, res, end); break;
+        default: dot_row<4>(blk, sc, nb, xq + t, res, end); break;
       }
       for (int j = 0; j < pass; ++j) out[i * T + t + j] = res[j];
     }
