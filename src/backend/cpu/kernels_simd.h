@@ -29,11 +29,18 @@ inline constexpr int kBlock = 32;  // elements per decoded block (= one MXFP4 bl
 // A checksum of p[begin, end) read with aligned 32-float strides (end - begin a multiple of 32, p 32-byte
 // aligned): the bandwidth probes' streaming read, kept in one place so both benches measure the same loop.
 // Integer adds: the bytes may be anything (the weight probe reads bf16 pairs and MXFP4 codes as floats,
-// and denormal or NaN operands must not slow the read down).
+// and denormal or NaN operands must not slow the read down). It prefetches as the decode kernels do (1 KB
+// ahead into L1, 8 KB into L2), so the roofline is the fastest stream they could reach: on the 2026-12-02
+// Xeon VM two threads read a 1 GiB buffer at 34.2-34.5 GB/s that way against 31.4-32.2 with the bare loop.
 inline float stream_sum(const float* p, int64_t begin, int64_t end) {
   __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
   const auto* q = reinterpret_cast<const __m256i*>(p);
   for (int64_t i = begin / 8; i < end / 8; i += 4) {
+    const char* line = reinterpret_cast<const char*>(q + i);  // prefetches past the end are harmless
+    _mm_prefetch(line + 1024, _MM_HINT_T0);
+    _mm_prefetch(line + 1024 + 64, _MM_HINT_T0);
+    _mm_prefetch(line + 8192, _MM_HINT_T1);
+    _mm_prefetch(line + 8192 + 64, _MM_HINT_T1);
     a0 = _mm256_add_epi32(a0, _mm256_load_si256(q + i));
     a1 = _mm256_add_epi32(a1, _mm256_load_si256(q + i + 1));
     a2 = _mm256_add_epi32(a2, _mm256_load_si256(q + i + 2));
@@ -72,11 +79,15 @@ inline constexpr std::array<int, kBlock> kBf16Perm = [] {
   return p;
 }();
 
-// How far ahead of a bf16 row's one-token stream (dot_tile<1, 1>) its lines are prefetched. On the
-// 2026-12-02 Xeon VM a two-thread stream of bf16 rows went from 26 to 31 GB/s with 2 KB (1 KB: 29), and the
-// whole 20b model at batch 1 from 6.18 to 6.31 tok/s (four alternating pairs, faster in each). An AMD Zen 4
-// VM had shown no gain at 1 KB (mxfp4_avx512.cpp).
+// How far ahead of a bf16 row's one-token stream (dot_tile<1, 1>) its lines are prefetched into L1, and
+// into L2. On the 2026-12-02 Xeon VM a two-thread stream of bf16 rows went from 26 to 31 GB/s with the L1
+// one at 2 KB (1 KB: 29), and the whole 20b model at batch 1 from 6.18 to 6.31 tok/s (four alternating
+// pairs, faster in each). An AMD Zen 4 VM had shown no gain at 1 KB (mxfp4_avx512.cpp). The L2 one, 8 KB
+// ahead, took the lm_head at one token from 51.2-51.8 to 43.1-44.9 ms (kernels_bench, three alternating
+// pairs) and, with the same in the VNNI MoE kernel, the 20b at batch 1 from 4.61 to 5.00-5.06 tok/s with
+// the weights in slower memory (two alternating rounds).
 inline constexpr int kBf16PrefetchBytes = 2048;
+inline constexpr int kBf16PrefetchL2Bytes = 8192;
 // The same for the MXFP4 rows of the AVX2 few-token tiles (one prefetch per 64 bytes).
 inline constexpr int kMxfp4PrefetchBytes = 2048;
 
@@ -208,10 +219,13 @@ inline void dot_tile(const Dec& dec, int64_t r0, const float* const* xp, int64_t
     // One bf16 row, one token (decode): a single sequential stream (interleaved rows stream ~25 % slower
     // from DRAM), one accumulator per decoded vector so no FMA waits for another.
     __m256 a4[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    const char* ahead = reinterpret_cast<const char*>(dec.w + r0 * dec.ld) + kBf16PrefetchBytes;
+    const char* row = reinterpret_cast<const char*>(dec.w + r0 * dec.ld);
     for (int64_t kb = 0; kb < nb; ++kb) {
       __m256 w[4], s;
-      _mm_prefetch(ahead + kb * kBlock * int64_t(sizeof(uint16_t)), _MM_HINT_T0);  // past the row: the next row's
+      // Past the row's end these are the next row's lines, which follow it in memory.
+      const char* line = row + kb * kBlock * int64_t(sizeof(uint16_t));
+      _mm_prefetch(line + kBf16PrefetchBytes, _MM_HINT_T0);
+      _mm_prefetch(line + kBf16PrefetchL2Bytes, _MM_HINT_T1);
       dec.decode(r0, kb, w, &s);
       const float* xb = xp[0] + kb * kBlock;
 #pragma GCC unroll 4
