@@ -139,9 +139,9 @@ class MoeTester {
     Output ref(n_ * hidden_);
     f32_mxfp4w_moe_ref(x.data(), n_, hidden_, idx.data(), w.data(), k_, gu, down, 7.0f, ref.data());
     // Every instruction set this CPU has: the AVX-512 few-token kernel (with and without the VNNI one-token
-    // kernel) and the AVX2 one.
+    // kernel, and with the AMX pass for experts of 4+ tokens) and the AVX2 one.
     const Isa isa = cpu_isa();
-    for (Isa run : {Isa::avx2, Isa::avx512, Isa::vnni}) {
+    for (Isa run : {Isa::avx2, Isa::avx512, Isa::vnni, Isa::amx}) {
       if (!isa_supported(run)) continue;
       SCOPED_TRACE(isa_name(run));
       set_cpu_isa(run);
