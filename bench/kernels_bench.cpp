@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <ctime>
 #include <cmath>
@@ -21,6 +22,7 @@
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/isa.h"
 #include "backend/cpu/kernels_simd.h"
+#include "backend/cpu/mxfp4_amx.h"
 #include "backend/cpu/mxfp4_avx512.h"
 #include "backend/cpu/probes.h"
 #include "core/dtype.h"
@@ -103,7 +105,7 @@ double fma_probe(int reps) {
 // block and pass, median of `rounds` rounds, the order of T = 1, 2, 3 rotated between rounds (a fixed order
 // biased an earlier A/B on the shared dev VM). pass(T, rows) runs one pass of T tokens over the rows.
 void mxfp4_pass_rounds(const char* name, int64_t nb, int64_t all_rows, int rounds,
-                       const std::function<void(int, int64_t)>& pass) {
+                       const std::function<void(int, int64_t)>& pass, std::array<int, 3> tokens = {1, 2, 3}) {
   for (const bool l2 : {true, false}) {
     const int64_t rows = l2 ? 128 : all_rows, laps = l2 ? 200 : 1;  // 128 rows of 2880: 196 KB
     std::vector<double> ns[3];
@@ -111,13 +113,13 @@ void mxfp4_pass_rounds(const char* name, int64_t nb, int64_t all_rows, int round
       for (int j = 0; j < 3; ++j) {
         const int t = (j + round) % 3;
         const double t0 = now();
-        for (int64_t lap = 0; lap < laps; ++lap) pass(t + 1, rows);
+        for (int64_t lap = 0; lap < laps; ++lap) pass(tokens[size_t(t)], rows);
         ns[t].push_back((now() - t0) * 1e9 / double(rows * laps * nb));
       }
     for (auto& v : ns) std::sort(v.begin(), v.end());
-    std::printf("| MXFP4 %s pass over a row, one thread, %s | %.2f / %.2f / %.2f ns a block at 1 / 2 / 3 tokens |\n",
+    std::printf("| MXFP4 %s pass over a row, one thread, %s | %.2f / %.2f / %.2f ns a block at %d / %d / %d tokens |\n",
                 name, l2 ? "from L2" : "streamed from DRAM", ns[0][ns[0].size() / 2], ns[1][ns[1].size() / 2],
-                ns[2][ns[2].size() / 2]);
+                ns[2][ns[2].size() / 2], tokens[0], tokens[1], tokens[2]);
     std::fflush(stdout);
   }
 }
@@ -147,6 +149,24 @@ void mxfp4_pass_bench(const uint8_t* blocks, const uint8_t* scales, int64_t nb, 
       avx512::mxfp4_dot_rows(blocks, scales, nb, r, std::min<int64_t>(8, rows - r), all_rows, xr, T,
                              out.data() + r * T);
   });
+  if (cpu_isa() < Isa::amx) return;
+  // The AMX pass (mxfp4_amx.h) at 4, 8 and 16 tokens (the three tile widths), the tokens packed once.
+  std::vector<float> x16_buf;
+  float* x16 = simd::scratch(x16_buf, size_t(16 * ldq));
+  for (int t = 0; t < 16; ++t) std::copy_n(xq + (t % 3) * ldq, ldq, x16 + t * ldq);
+  const float* xr16[16];
+  for (int t = 0; t < 16; ++t) xr16[t] = x16 + t * ldq;
+  std::vector<uint16_t> packed[3];
+  for (int i = 0; i < 3; ++i) {
+    packed[i].resize(size_t(amx::mxfp4_packed_size(4 << i, ldq)));
+    amx::mxfp4_pack(xr16, 4 << i, ldq, packed[i].data());
+  }
+  std::vector<float> tiles(size_t(all_rows * 16));
+  mxfp4_pass_rounds("AMX", nb, all_rows, rounds, [&](int T, int64_t rows) {
+    const uint16_t* p = packed[T == 4 ? 0 : T == 8 ? 1 : 2].data();
+    for (int64_t r = 0; r + amx::kMxfp4Rows <= rows; r += amx::kMxfp4Rows)
+      amx::mxfp4_rows(blocks, scales, nb, r, p, T, tiles.data() + r * 16);
+  }, {4, 8, 16});
 }
 
 struct MoeWeights {
