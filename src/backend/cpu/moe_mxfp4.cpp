@@ -7,7 +7,8 @@
 // (gate/up pairs) are split over the threads by cost; an expert with >= 8 tokens runs the packed GEMM
 // (simd::gemm_panel), one with fewer walks its rows in blocks of 8 and for every block runs its tokens in
 // small groups (dot-product tiles), so the decoded weights feed several FMAs and a block's bytes are
-// reused from L1 across token groups; the clamped SwiGLU is fused in the epilogue
+// reused from L1 across token groups (one token: the VNNI kernel where the CPU has it; with AMX an expert of
+// >= 4 tokens runs the AMX pass instead, mxfp4_amx.h); the clamped SwiGLU is fused in the epilogue
 // and writes h (already permuted for the down projection); (4) down: the hidden rows are split over the
 // threads, each thread loops over the active experts and adds w * (D h + b) into its rows of out, so no
 // two threads write the same element. Decode (n = 1) streams each selected expert's bytes exactly once.
