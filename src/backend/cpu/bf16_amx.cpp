@@ -39,21 +39,10 @@ void pack_x(const float* x, int64_t n, int64_t ld, int64_t k_main, uint16_t* xp,
   }
 }
 
-namespace {
-
-// Tiles 0-1: C (rows 0-15, 16-31); 2-3: A (the same rows); 4-6: B (the three splits). Every tile is
-// 16 rows of 64 bytes.
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-}  // namespace
-
 __attribute__((target("amx-tile,amx-bf16"))) void bf16_rows(const uint16_t* w, int64_t ld, int64_t k_main, int64_t r0,
                                                           int64_t next_r0, const uint16_t* xp, int64_t n, float* out) {
+  // Tiles 0-1: C (rows 0-15, 16-31); 2-3: A (the same rows); 4-6: B (the three splits). Every tile is 16
+  // rows of 64 bytes.
   TileConfig cfg;
   for (int t = 0; t < 7; ++t) cfg.colsb[t] = 64, cfg.rows[t] = 16;
   _tile_loadconfig(&cfg);

@@ -18,6 +18,14 @@ inline constexpr int kRows = 32;    // rows of W per call of bf16_rows
 inline constexpr int kTokens = 16;  // tokens per B tile
 inline constexpr int kSplits = 3;   // bf16 terms per f32 activation
 
+// The LDTILECFG operand: palette 1, then bytes per row and rows of each tile.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
 // uint16_t elements of pack_x's output for n tokens and k_main columns.
 inline int64_t packed_size(int64_t n, int64_t k_main) {
   return (n + kTokens - 1) / kTokens * (k_main / 32) * kSplits * 512;

@@ -16,14 +16,6 @@ namespace gptoss::cpu::amx {
 
 namespace {
 
-// Tiles 0-1: C (rows 0-15, 16-31); 2-3: A (the same rows); 4-6: B (the three terms).
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
 // How far ahead of the group being decoded each row's blocks are prefetched: 32 row streams are more than
 // the hardware prefetchers follow (a pass from DRAM took 4.3 ns a block without, 2.7 with 128 bytes; 256
 // and 512 were slower).
@@ -53,13 +45,14 @@ void mxfp4_pack(const float* const* xr, int T, int64_t pcols, uint16_t* xp) {
   const int n = mxfp4_tile_tokens(T);
   const int64_t steps = pcols / 32;
   for (int64_t ks = 0; ks < steps; ++ks)
-    for (int t = 0; t < n; ++t) pack_step(t < T ? xr[t] + ks * 32 : nullptr, xp + ks * 3 * 32 * n + t * 2, n);
+    for (int t = 0; t < n; ++t) pack_step(t < T ? xr[t] + ks * 32 : nullptr, xp + ks * kSplits * 32 * n + t * 2, n);
 }
 
 GPTOSS_AMX_MXFP4 bool mxfp4_rows(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t r0,
                                  const uint16_t* xp, int T, float* out) {
   if (!scales_in_range(scales + r0 * nb, kMxfp4Rows * nb)) return false;
   const int n = mxfp4_tile_tokens(T);
+  // Tiles 0-1: C (rows 0-15, 16-31); 2-3: A (the same rows); 4-6: B (the three terms), n tokens wide.
   TileConfig cfg;
   for (int t = 0; t < 7; ++t) cfg.rows[t] = 16, cfg.colsb[t] = uint16_t(t == 2 || t == 3 ? 64 : 4 * n);
   _tile_loadconfig(&cfg);
@@ -106,7 +99,7 @@ GPTOSS_AMX_MXFP4 bool mxfp4_rows(const uint8_t* blocks, const uint8_t* scales, i
         v = _mm512_mask_add_epi16(v, _mm512_test_epi16_mask(c, _mm512_set1_epi16(7)), v, add[r]);  // +-0 stay 0
         _mm512_store_si512(a[buf][r], v);
       }
-      const uint16_t* b = xp + (4 * g + j) * 3 * 32 * n;
+      const uint16_t* b = xp + (4 * g + j) * kSplits * 32 * n;
       _tile_loadd(2, a[buf][0], 64);
       _tile_loadd(3, a[buf][16], 64);
       _tile_loadd(4, b, tile_bytes);

@@ -18,6 +18,8 @@
 
 #include <cstdint>
 
+#include "backend/cpu/bf16_amx.h"
+
 namespace gptoss::cpu::amx {
 
 inline constexpr int kMxfp4Rows = 32;  // weight rows per mxfp4_rows call
@@ -26,7 +28,7 @@ inline constexpr int kMxfp4Rows = 32;  // weight rows per mxfp4_rows call
 inline int mxfp4_tile_tokens(int T) { return T <= 4 ? 4 : T <= 8 ? 8 : 16; }
 
 // uint16_t elements of mxfp4_pack's output for T tokens and rows of pcols floats (a multiple of 128).
-inline int64_t mxfp4_packed_size(int T, int64_t pcols) { return pcols / 32 * 3 * 32 * mxfp4_tile_tokens(T); }
+inline int64_t mxfp4_packed_size(int T, int64_t pcols) { return pcols / 32 * kSplits * 32 * mxfp4_tile_tokens(T); }
 
 // xp = the T (<= 16) group-ordered activation rows xr[t] (pcols floats each, zero padded) in mxfp4_rows'
 // B-tile layout, [k step][term][k pair][token][2]; tokens from T to the tile's width are zeros. Needs
@@ -35,9 +37,9 @@ void mxfp4_pack(const float* const* xr, int T, int64_t pcols, uint16_t* xp);
 
 // out[i * mxfp4_tile_tokens(T) + t] = row r0 + i of one MXFP4 expert (blocks [rows, nb, 16], scales
 // [rows, nb], the hub layout) dotted with token t of xp, for i < kMxfp4Rows and t < T. Returns false, with
-// out untouched, when a block scale of those rows is outside 2^-63 .. 2^63 (e8m0 64 .. 190). Reads the rows' blocks only (a
-// partial last group is loaded masked). Needs AMX-BF16 with the tile state granted: call only when
-// cpu_isa() == Isa::amx.
+// out untouched, when a block scale of those rows is outside 2^-63 .. 2^63 (e8m0 64 .. 190). Reads the
+// rows' blocks only (a partial last group is loaded masked). Needs AMX-BF16 with the tile state granted:
+// call only when cpu_isa() == Isa::amx.
 bool mxfp4_rows(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t r0, const uint16_t* xp, int T,
                 float* out);
 
