@@ -62,17 +62,7 @@ __attribute__((target("amx-tile,amx-bf16"))) void bf16_rows(const uint16_t* w, i
         const uint16_t* nx = w + next_r0 * ld + ks * 32;
         for (int i = 0; i < kRows; ++i) _mm_prefetch(reinterpret_cast<const char*>(nx + i * ld), _MM_HINT_T1);
       }
-      _tile_loadd(2, a0 + ks * 32, stride);
-      _tile_loadd(3, a1 + ks * 32, stride);
-      _tile_loadd(4, b, 64);
-      _tile_loadd(5, b + 512, 64);
-      _tile_loadd(6, b + 1024, 64);
-      _tile_dpbf16ps(0, 2, 4);
-      _tile_dpbf16ps(1, 3, 4);
-      _tile_dpbf16ps(0, 2, 5);
-      _tile_dpbf16ps(1, 3, 5);
-      _tile_dpbf16ps(0, 2, 6);
-      _tile_dpbf16ps(1, 3, 6);
+      tile_step(a0 + ks * 32, a1 + ks * 32, stride, b, 512, 64);
     }
     _tile_stored(0, c[0], 64);
     _tile_stored(1, c[1], 64);

@@ -10,6 +10,8 @@
 // block passes over them, so W is read from DRAM once.
 #pragma once
 
+#include <immintrin.h>
+
 #include <cstdint>
 
 namespace gptoss::cpu::amx {
@@ -25,6 +27,25 @@ struct alignas(64) TileConfig {
   uint16_t colsb[16] = {};
   uint8_t rows[16] = {};
 };
+
+// One k step of both AMX kernels, with the tiles configured as C (0-1), A (2-3) and B (4-6): loads the A
+// tiles (16 rows each from a0 and a1, rows a_stride bytes apart) and the three B tiles (b, b + b_term and
+// b + 2 b_term, rows b_stride bytes apart), and adds each A times every B into its C.
+__attribute__((target("amx-tile,amx-bf16"), always_inline)) inline void tile_step(const void* a0, const void* a1,
+                                                                                 int64_t a_stride, const uint16_t* b,
+                                                                                 int64_t b_term, int64_t b_stride) {
+  _tile_loadd(2, a0, a_stride);
+  _tile_loadd(3, a1, a_stride);
+  _tile_loadd(4, b, b_stride);
+  _tile_loadd(5, b + b_term, b_stride);
+  _tile_loadd(6, b + 2 * b_term, b_stride);
+  _tile_dpbf16ps(0, 2, 4);
+  _tile_dpbf16ps(1, 3, 4);
+  _tile_dpbf16ps(0, 2, 5);
+  _tile_dpbf16ps(1, 3, 5);
+  _tile_dpbf16ps(0, 2, 6);
+  _tile_dpbf16ps(1, 3, 6);
+}
 
 // uint16_t elements of pack_x's output for n tokens and k_main columns.
 inline int64_t packed_size(int64_t n, int64_t k_main) {

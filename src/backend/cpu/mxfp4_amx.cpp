@@ -99,18 +99,7 @@ GPTOSS_AMX_MXFP4 bool mxfp4_rows(const uint8_t* blocks, const uint8_t* scales, i
         v = _mm512_mask_add_epi16(v, _mm512_test_epi16_mask(c, _mm512_set1_epi16(7)), v, add[r]);  // +-0 stay 0
         _mm512_store_si512(a[buf][r], v);
       }
-      const uint16_t* b = xp + (4 * g + j) * kSplits * 32 * n;
-      _tile_loadd(2, a[buf][0], 64);
-      _tile_loadd(3, a[buf][16], 64);
-      _tile_loadd(4, b, tile_bytes);
-      _tile_loadd(5, b + 32 * n, tile_bytes);
-      _tile_loadd(6, b + 64 * n, tile_bytes);
-      _tile_dpbf16ps(0, 2, 4);
-      _tile_dpbf16ps(1, 3, 4);
-      _tile_dpbf16ps(0, 2, 5);
-      _tile_dpbf16ps(1, 3, 5);
-      _tile_dpbf16ps(0, 2, 6);
-      _tile_dpbf16ps(1, 3, 6);
+      tile_step(a[buf][0], a[buf][16], 64, xp + (4 * g + j) * kSplits * 32 * n, 32 * n, tile_bytes);
       buf ^= 1;
     }
   }
