@@ -44,13 +44,16 @@ struct Routing {
   std::vector<int32_t> scratch_fill;
 };
 
-// Work units (expert, row unit) for `units_per_expert` row units per active expert, cost per unit
-// proportional to the expert's tokens plus a constant for streaming its weights. Thread `th` of
-// `threads` gets the units whose cumulative cost falls in its share; fn(e, unit_begin, unit_end) is
-// called per expert segment.
-template <typename Fn>
-void split_expert_units(const Routing& rt, int64_t units_per_expert, int th, int threads, Fn&& fn) {
-  auto cost = [&](int e) { return double(rt.count(e)) + 2.0; };
+// Work units (expert, row unit) for `units_per_expert` row units per active expert, the cost of a unit of
+// an expert with T tokens unit_cost(T) (by default T + 2: proportional to the tokens plus a constant for
+// streaming its weights). Thread `th` of `threads` gets the units whose cumulative cost falls in its
+// share; fn(e, unit_begin, unit_end) is called per expert segment.
+inline double tokens_plus_two(int32_t tokens) { return double(tokens) + 2.0; }
+
+template <typename Fn, typename Cost = double (*)(int32_t)>
+void split_expert_units(const Routing& rt, int64_t units_per_expert, int th, int threads, Fn&& fn,
+                        Cost&& unit_cost = tokens_plus_two) {
+  auto cost = [&](int e) { return double(unit_cost(rt.count(e))); };
   double total = 0;
   for (int e : rt.active) total += cost(e) * double(units_per_expert);
   const double lo = total * th / threads, hi = total * (th + 1) / threads;
