@@ -27,6 +27,28 @@ constexpr int kPrefetchBytes = 128;
 // Checkpoints use scales near 2^0 (gpt-oss: ~2^-12 .. 2^2), far inside.
 constexpr int kMinScale = 64, kMaxScale = 190;
 
+// vpermb indices of k step j: byte j of dword w % 16 into (the low byte of) word w, so the low nibbles land
+// in words 0-15 and the high ones in 16-31 (the odd bytes are zeroed by the mask).
+struct alignas(64) PickTable {
+  uint8_t idx[4][64];
+};
+constexpr PickTable kPick = [] {
+  PickTable t{};
+  for (int j = 0; j < 4; ++j)
+    for (int w = 0; w < 32; ++w) t.idx[j][2 * w] = uint8_t(4 * (w % 16) + j);
+  return t;
+}();
+
+// Word w of a decoded k step belongs to block (w % 16) / 4 of the group.
+struct alignas(64) BlockOfWord {
+  uint16_t w[32];
+};
+constexpr BlockOfWord kBlockOfWord = [] {
+  BlockOfWord t{};
+  for (int w = 0; w < 32; ++w) t.w[w] = uint16_t((w % 16) / 4);
+  return t;
+}();
+
 // Whether every e8m0 scale of n bytes at s is in kMinScale .. kMaxScale.
 GPTOSS_AMX_MXFP4 bool scales_in_range(const uint8_t* s, int64_t n) {
   __mmask64 bad = 0;
@@ -64,17 +86,7 @@ GPTOSS_AMX_MXFP4 bool mxfp4_rows(const uint8_t* blocks, const uint8_t* scales, i
       -16192, -16256, -16320, -16384, -16448, -16512, -16640, -32768, 16576, 16512, 16448, 16384, 16320, 16256, 16128,
       0, -16192, -16256, -16320, -16384, -16448, -16512, -16640, -32768, 16576, 16512, 16448, 16384, 16320, 16256,
       16128, 0);
-  // Byte j of dword w % 16 into word w (high byte zero): low nibbles in words 0-15, high in 16-31.
-  __m512i pick[4];
-  for (int j = 0; j < 4; ++j) {
-    alignas(64) uint8_t idx[64];
-    for (int w = 0; w < 32; ++w) idx[2 * w] = uint8_t(4 * (w % 16) + j), idx[2 * w + 1] = 0;
-    pick[j] = _mm512_load_si512(idx);
-  }
-  // Word w belongs to block (w % 16) / 4 of the group.
-  alignas(64) uint16_t block_of[32];
-  for (int w = 0; w < 32; ++w) block_of[w] = uint16_t((w % 16) / 4);
-  const __m512i block_lane = _mm512_load_si512(block_of);
+  const __m512i block_lane = _mm512_load_si512(kBlockOfWord.w);
   const int64_t groups = (nb + 3) / 4;
   const int64_t tile_bytes = 4 * n;
   alignas(64) uint16_t a[2][kMxfp4Rows][32];
@@ -93,7 +105,7 @@ GPTOSS_AMX_MXFP4 bool mxfp4_rows(const uint8_t* blocks, const uint8_t* scales, i
     }
     for (int j = 0; j < 4; ++j) {
       for (int r = 0; r < kMxfp4Rows; ++r) {
-        __m512i c = _mm512_maskz_permutexvar_epi8(0x5555555555555555ull, pick[j], z[r]);
+        __m512i c = _mm512_maskz_permutexvar_epi8(0x5555555555555555ull, _mm512_load_si512(kPick.idx[j]), z[r]);
         c = _mm512_mask_srli_epi16(c, 0xffff0000u, c, 4);
         __m512i v = _mm512_permutexvar_epi16(c, table);
         v = _mm512_mask_add_epi16(v, _mm512_test_epi16_mask(c, _mm512_set1_epi16(7)), v, add[r]);  // +-0 stay 0
