@@ -63,16 +63,6 @@ inline int pass_tokens(int remaining) {
   return remaining == 5 || remaining == 6 ? 3 : std::min(kPassTokens, remaining);
 }
 
-// 2^(s-127) for the e8m0 scales s[0 .. n) (n <= 16) in lanes 0 .. n-1, exactly as e8m0_to_f32: s = 0 is
-// the subnormal 2^-127, s = 255 NaN. Lanes from n on hold 2^-127 (their blocks are absent, their sums 0).
-GPTOSS_AVX512_INLINE __m512 scales16(const uint8_t* s, int n) {
-  const __m512i e = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(__mmask16((1u << n) - 1), s));
-  __m512i f = _mm512_slli_epi32(e, 23);
-  f = _mm512_mask_mov_epi32(f, _mm512_cmpeq_epi32_mask(e, _mm512_setzero_si512()), _mm512_set1_epi32(0x00400000));
-  f = _mm512_mask_mov_epi32(f, _mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(255)), _mm512_set1_epi32(0x7fc00000));
-  return _mm512_castsi512_ps(f);
-}
-
 template <int P>
 GPTOSS_AVX512_INLINE __m512 decode(__m512i z, __m512 table) {
   return _mm512_permutexvar_ps(_mm512_srli_epi32(z, 4 * P), table);
@@ -143,13 +133,13 @@ GPTOSS_AVX512 void dot_row(const uint8_t* blk, const uint8_t* sc, int64_t nb, co
       if ((reinterpret_cast<uintptr_t>(page) & 4095) < 256 && page < end)
         (void)*reinterpret_cast<const volatile uint8_t*>(page);
     }
-    const __m512 ss = scales16(sc + c, 16);
+    const __m512 ss = e8m0_scales16(sc + c, 16);
 #pragma GCC unroll 4
     for (int q = 0; q < 4; ++q) group<T>(q, _mm512_loadu_si512(blk + (c + 4 * q) * 16), c / 4 + q, ss, x, table, tot);
   }
   if (c < nb) {  // the last < 16 blocks; a partial group reads only its own bytes (masked load)
     const int n = int(nb - c);
-    const __m512 ss = scales16(sc + c, n);
+    const __m512 ss = e8m0_scales16(sc + c, n);
     for (int q = 0; 4 * q < n; ++q) {
       const int m = std::min(4, n - 4 * q);
       const __m512i z = _mm512_maskz_loadu_epi32(__mmask16(m == 4 ? 0xffff : (1u << (4 * m)) - 1), blk + (c + 4 * q) * 16);
@@ -213,7 +203,7 @@ GPTOSS_AVX512 void mxfp4_pack_panel(const uint8_t* blocks, const uint8_t* scales
       if (r < rows) {
         const int64_t row = r0 + r;
         z[r] = _mm512_maskz_loadu_epi32(bytes_mask, blocks + (row * nb + 4 * g) * 16);
-        sc[r] = _mm512_permutexvar_ps(lanes, scales16(scales + row * nb + 4 * g, m));
+        sc[r] = _mm512_permutexvar_ps(lanes, e8m0_scales16(scales + row * nb + 4 * g, m));
       } else {
         z[r] = _mm512_setzero_si512();
         sc[r] = _mm512_setzero_ps();

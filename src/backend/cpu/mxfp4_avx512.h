@@ -9,6 +9,8 @@
 // group_pos(c), and rows are padded with zeros to a multiple of 128.
 #pragma once
 
+#include <immintrin.h>
+
 #include <cstdint>
 
 namespace gptoss::cpu::avx512 {
@@ -35,5 +37,17 @@ void mxfp4_dot_rows(const uint8_t* blocks, const uint8_t* scales, int64_t nb, in
 // decoded a group at a time as in mxfp4_dot_rows and transposed 16 x 16; panel is 64-byte aligned.
 void mxfp4_pack_panel(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t r0, int rows, int64_t g0,
                       int64_t g1, float* panel);
+
+// 2^(s-127) for the e8m0 scales s[0 .. n) (n <= 16) in lanes 0 .. n-1, exactly as e8m0_to_f32: s = 0 is
+// the subnormal 2^-127, s = 255 NaN. Lanes from n on hold 2^-127 (their blocks are absent, their sums 0).
+// For the AVX-512 kernels (this file's and mxfp4_vnni.cpp's): inlined into functions compiled for AVX-512.
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline __m512 e8m0_scales16(const uint8_t* s,
+                                                                                               int n) {
+  const __m512i e = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(__mmask16((1u << n) - 1), s));
+  __m512i f = _mm512_slli_epi32(e, 23);
+  f = _mm512_mask_mov_epi32(f, _mm512_cmpeq_epi32_mask(e, _mm512_setzero_si512()), _mm512_set1_epi32(0x00400000));
+  f = _mm512_mask_mov_epi32(f, _mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(255)), _mm512_set1_epi32(0x7fc00000));
+  return _mm512_castsi512_ps(f);
+}
 
 }  // namespace gptoss::cpu::avx512

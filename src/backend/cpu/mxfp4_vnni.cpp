@@ -82,12 +82,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) float dot_row(co
     a2 = _mm512_dpbusd_epi32(a2, odd, _mm512_load_si512(x.limb[2][1]));
     // |sum| <= 8 * 12 * 2^23 per lane: the int32 sum is exact, its conversion rounds like an f32 sum.
     const __m512i sum = _mm512_add_epi32(_mm512_add_epi32(a0, _mm512_slli_epi32(a1, 8)), _mm512_slli_epi32(a2, 16));
-    // The block scales 2^(s - 127), exactly as e8m0_to_f32: s = 0 is the subnormal 2^-127, s = 255 NaN.
-    const __m512i e = _mm512_permutexvar_epi32(lanes, _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(__mmask16((1u << n) - 1), sc + 4 * g)));
-    __m512i f = _mm512_slli_epi32(e, 23);
-    f = _mm512_mask_mov_epi32(f, _mm512_cmpeq_epi32_mask(e, _mm512_setzero_si512()), _mm512_set1_epi32(0x00400000));
-    f = _mm512_mask_mov_epi32(f, _mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(255)), _mm512_set1_epi32(0x7fc00000));
-    const __m512 scale = _mm512_mul_ps(_mm512_castsi512_ps(f), _mm512_load_ps(x.scale));
+    // The group's block scales 2^(s - 127), spread to their lanes.
+    const __m512 scale =
+        _mm512_mul_ps(_mm512_permutexvar_ps(lanes, e8m0_scales16(sc + 4 * g, n)), _mm512_load_ps(x.scale));
     if (g & 1)
       tot1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, tot1);
     else
