@@ -20,6 +20,7 @@
 #include "backend/cpu/gemm_avx512.h"
 #include "backend/cpu/isa.h"
 #include "backend/cpu/mxfp4_avx512.h"
+#include "backend/cpu/prefetch.h"
 #include "core/dtype.h"
 
 namespace gptoss::cpu::simd {
@@ -30,7 +31,7 @@ inline constexpr int kBlock = 32;  // elements per decoded block (= one MXFP4 bl
 // aligned): the bandwidth probes' streaming read, kept in one place so both benches measure the same loop.
 // Integer adds: the bytes may be anything (the weight probe reads bf16 pairs and MXFP4 codes as floats,
 // and denormal or NaN operands must not slow the read down). It prefetches as the decode kernels do (1 KB
-// ahead into L1, 8 KB into L2), so the roofline is the fastest stream they could reach: on the 2026-12-02
+// ahead into L1, kPrefetchL2Bytes into L2), so the roofline is the fastest stream they could reach: on the 2026-12-02
 // Xeon VM two threads read a 1 GiB buffer at 34.2-34.5 GB/s that way against 31.4-32.2 with the bare loop.
 inline float stream_sum(const float* p, int64_t begin, int64_t end) {
   __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
@@ -39,8 +40,8 @@ inline float stream_sum(const float* p, int64_t begin, int64_t end) {
     const char* line = reinterpret_cast<const char*>(q + i);  // prefetches past the end are harmless
     _mm_prefetch(line + 1024, _MM_HINT_T0);
     _mm_prefetch(line + 1024 + 64, _MM_HINT_T0);
-    _mm_prefetch(line + 8192, _MM_HINT_T1);
-    _mm_prefetch(line + 8192 + 64, _MM_HINT_T1);
+    _mm_prefetch(line + kPrefetchL2Bytes, _MM_HINT_T1);
+    _mm_prefetch(line + kPrefetchL2Bytes + 64, _MM_HINT_T1);
     a0 = _mm256_add_epi32(a0, _mm256_load_si256(q + i));
     a1 = _mm256_add_epi32(a1, _mm256_load_si256(q + i + 1));
     a2 = _mm256_add_epi32(a2, _mm256_load_si256(q + i + 2));
@@ -79,18 +80,12 @@ inline constexpr std::array<int, kBlock> kBf16Perm = [] {
   return p;
 }();
 
-// How far ahead of a bf16 row's one-token stream (dot_tile<1, 1>) its lines are prefetched into L1, and
-// into L2. On the 2026-12-02 Xeon VM a two-thread stream of bf16 rows went from 26 to 31 GB/s with the L1
-// one at 2 KB (1 KB: 29), and the whole 20b model at batch 1 from 6.18 to 6.31 tok/s (four alternating
-// pairs, faster in each). An AMD Zen 4 VM had shown no gain at 1 KB (mxfp4_avx512.cpp). The L2 one, 8 KB
-// ahead, took the lm_head at one token from 51.2-51.8 to 43.1-44.9 ms (kernels_bench, three alternating
-// pairs) and, with the same in the VNNI MoE kernel, the 20b at batch 1 from 4.61 to 5.00-5.06 tok/s with
-// the weights in slower memory (two alternating rounds).
+// How far ahead of a bf16 row's one-token stream (dot_tile<1, 1>) its lines are prefetched into L1 (into L2:
+// kPrefetchL2Bytes, prefetch.h). On the 2026-12-02 Xeon VM a two-thread stream of bf16 rows went from 26 to
+// 31 GB/s with 2 KB (1 KB: 29), and the whole 20b model at batch 1 from 6.18 to 6.31 tok/s (four
+// alternating pairs, faster in each). An AMD Zen 4 VM had shown no gain at 1 KB (mxfp4_avx512.cpp).
 inline constexpr int kBf16PrefetchBytes = 2048;
-inline constexpr int kPrefetchL2Bytes = 8192;
-// The same for the MXFP4 rows of the AVX2 few-token tiles (one prefetch per 64 bytes; the L2 one as above):
-// with GPTOSS_CPU_ISA=avx2 on that VM, the MoE at one token (kernels_bench shapes) 3.39-3.43 ms against
-// 3.63-3.87 with the L1 one alone.
+// The same for the MXFP4 rows of the AVX2 few-token tiles (one prefetch per 64 bytes).
 inline constexpr int kMxfp4PrefetchBytes = 2048;
 
 struct Bf16Decoder {

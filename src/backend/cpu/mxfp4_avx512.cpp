@@ -12,6 +12,8 @@
 
 #include <algorithm>
 
+#include "backend/cpu/prefetch.h"
+
 // GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_*() (a self-initialized
 // variable), which -Wuninitialized reports at every inlined use.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -48,9 +50,6 @@ constexpr int kPassTokens = 4;
 // VM's minute-to-minute noise: eight alternating pairs, 7.84 against 7.63 tok/s on average. (The same for
 // the bf16 projections' rows, 1 KB ahead, did not help: 7.29 / 7.80 / 7.15 / 7.92 vs 7.59 / 8.39 / 7.68 / 7.98.)
 constexpr int64_t kPrefetchBytes = 2048;
-// And 8 KB ahead into L2, as the VNNI kernel and the bf16 stream do (kernels_simd.h): the MoE at 16 tokens
-// (kernels_bench shapes, Xeon VM, best of 60 calls, three alternating runs) 26.1-26.8 ms against 27.0-28.1.
-constexpr int64_t kPrefetchL2Bytes = 8192;
 // Passes of 2+ tokens also read one byte of the page 4 KB ahead (a real load, bounded by the expert's end)
 // once per page. On a VM whose host maps guest memory in 4 KiB pages every 4 KB of weights is a TLB miss, and
 // neither the hardware prefetchers nor software prefetches cross it; the early load starts the page walk.
@@ -121,7 +120,8 @@ GPTOSS_AVX512 void dot_row(const uint8_t* blk, const uint8_t* sc, int64_t nb, co
   for (int t = 0; t < T; ++t) tot[t][0] = tot[t][1] = _mm512_setzero_ps();
   int64_t c = 0;
   for (; c + 16 <= nb; c += 16) {  // 16 blocks: one scale vector, four groups
-    // The blocks 2 KB ahead into L1 and 8 KB into L2 (past the row's end: the next row's, which follows it).
+    // The blocks 2 KB ahead into L1 and kPrefetchL2Bytes into L2 (prefetch.h; past the row's end: the next
+    // row's, which follows it).
     const char* lines = reinterpret_cast<const char*>(blk + c * 16);
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j) {

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "backend/cpu/mxfp4_avx512.h"
+#include "backend/cpu/prefetch.h"
 
 // GCC 12's AVX-512 headers trip -Wuninitialized on their own set-zero helpers (as in mxfp4_avx512.cpp).
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -51,11 +52,9 @@ void pack_vnni(const float* x, int64_t cols, bool group_order, VnniGroup* xl) {
 
 namespace {
 
-// Software prefetch of the row's lines into L1 (1 KB ahead) and into L2 (8 KB ahead). With the L1 one alone
-// (2 KB ahead) two threads streamed 200 MB of rows at 0.71-0.81 of a bare read loop over the same memory
-// (Xeon VM, 2026-12-02); with the L2 one too, 0.88 (1 KB + 8 KB; 512 B + 8 KB and 2 KB + 8 KB alike).
+// Software prefetch of the row's lines into L1, 1 KB ahead (into L2: kPrefetchL2Bytes, prefetch.h). With
+// the L2 one, 512 B, 1 KB and 2 KB ahead into L1 streamed alike.
 constexpr int kPrefetchL1 = 1024;
-constexpr int kPrefetchL2 = 8192;
 
 // The dot product of one row (nb blocks) with the packed x.
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) float dot_row(const uint8_t* blk, const uint8_t* sc,
@@ -68,7 +67,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) float dot_row(co
   for (int64_t g = 0; g < groups; ++g) {
     // Past the row's end these are the next row's lines, which follow it in memory.
     _mm_prefetch(reinterpret_cast<const char*>(blk + g * 64) + kPrefetchL1, _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(blk + g * 64) + kPrefetchL2, _MM_HINT_T1);
+    _mm_prefetch(reinterpret_cast<const char*>(blk + g * 64) + kPrefetchL2Bytes, _MM_HINT_T1);
     const int n = int(std::min<int64_t>(4, nb - 4 * g));  // blocks in this group; a partial one reads only its own
     const __m512i z = n == 4 ? _mm512_loadu_si512(blk + g * 64) : _mm512_maskz_loadu_epi8(~0ull >> (64 - 16 * n), blk + g * 64);
     const __m512i even = _mm512_shuffle_epi8(table, _mm512_and_si512(z, nibble));
