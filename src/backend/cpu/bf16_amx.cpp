@@ -12,15 +12,15 @@
 namespace gptoss::cpu::amx {
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void pack_step(const float* x32, uint16_t* dst,
-                                                                             int tile_tokens) {
+                                                                             int row_dwords, int term_dwords) {
   // dword offsets of the 16 tile rows
   const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                          _mm512_set1_epi32(tile_tokens));
+                                          _mm512_set1_epi32(row_dwords));
   __m512 lo = x32 ? _mm512_loadu_ps(x32) : _mm512_setzero_ps(), hi = x32 ? _mm512_loadu_ps(x32 + 16) : lo;
   const __m512i exp = _mm512_set1_epi32(0x7f800000);
   for (int s = 0; s < kSplits; ++s) {
     const __m512i h = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));  // words 0..31 = columns 0..31
-    _mm512_i32scatter_epi32(dst + s * 32 * tile_tokens, rows, h, 4);
+    _mm512_i32scatter_epi32(dst + 2 * s * term_dwords, rows, h, 4);
     if (s + 1 == kSplits) break;
     // What is left of each column; an inf or NaN term carries the whole value (nothing is left).
     const __m512i hl = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(h)), 16);
@@ -35,7 +35,7 @@ void pack_x(const float* x, int64_t n, int64_t ld, int64_t k_main, uint16_t* xp,
   for (int64_t i = i0; i < i1; ++i) {
     const int64_t t = i / steps, ks = i % steps;
     pack_step(t < n ? x + t * ld + ks * 32 : nullptr,
-              xp + ((t / kTokens) * steps + ks) * kSplits * 512 + (t % kTokens) * 2, kTokens);
+              xp + ((t / kTokens) * steps + ks) * kSplits * 512 + (t % kTokens) * 2, kTokens, 16 * kTokens);
   }
 }
 

@@ -52,11 +52,11 @@ inline int64_t packed_size(int64_t n, int64_t k_main) {
   return (n + kTokens - 1) / kTokens * (k_main / 32) * kSplits * 512;
 }
 
-// 32 columns of one token (x32, 32 floats; nullptr: a padding token) as three bf16 terms, for B tiles of
-// tile_tokens tokens (4, 8 or 16; a tile row is tile_tokens dwords, dword j token j's pair): each term's 16
-// column pairs go to dst[term * 32 * tile_tokens + pair * 2 * tile_tokens + 0..1], dst pointing at this
-// token's first pair. An inf or NaN carries the whole value in the first term. Needs AVX-512 BF16.
-void pack_step(const float* x32, uint16_t* dst, int tile_tokens);
+// 32 columns of one token (x32, 32 floats; nullptr: a padding token) as three bf16 terms in B-tile rows of
+// row_dwords dwords: pair p of term s (columns 2p, 2p+1) goes to dword p * row_dwords + s * term_dwords of
+// dst, dst pointing at this token's first dword. An inf or NaN carries the whole value in the first term.
+// Needs AVX-512 BF16.
+void pack_step(const float* x32, uint16_t* dst, int row_dwords, int term_dwords);
 
 // Items [i0, i1) of xp = the first k_main (a multiple of 32) columns of x [n, ld] in bf16_rows' B-tile
 // layout, [token block][k step of 32][split][k pair][token][2]: item i is token i / (k_main / 32) (tokens

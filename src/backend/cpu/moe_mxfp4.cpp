@@ -34,9 +34,11 @@ constexpr float kAlpha = 1.702f;
 // Up to this many tokens a call packs x and h for the VNNI one-token kernel (mxfp4_vnni.h); a prefill's
 // experts nearly all run the GEMM, and packing every token would cost more than it saves.
 constexpr int64_t kVnniMaxTokens = 64;
-// With AMX, experts with at least this many tokens take the AMX pass (mxfp4_amx.h): ~2.5 ns a block of a
-// row for any 1-16 tokens against 3.2 for the f32 pass of 4 and ~9 for the packed GEMM at 8 (one thread,
-// L2, 2026-12-02 Xeon VM); at 3 tokens the two are even (2.4-2.5).
+// With AMX, experts with at least this many tokens take the AMX pass (mxfp4_amx.h), which costs 1.6-1.9 ns
+// a block of a row at 1-5 tokens against 1.8 / 2.3 for the f32 pass of 2 / 3 (one thread, L2, 2026-12-02
+// Xeon VM). From DRAM, where decode batches read their experts, the passes of 2-4 tokens cost about the
+// same (2-2.9 ns) and the MoE at 16 tokens measured the same with a threshold of 2, 3 or 4 (kernels_bench
+// and the 20b at batch 16, alternated); 4 was as fast as any.
 constexpr int32_t kAmxMinTokens = 4;
 
 const std::array<int, simd::kBlock>& mxfp4_inverse_perm() {
@@ -142,7 +144,7 @@ void expert_rows(bool group_order, const Mxfp4Experts& m, int e, int64_t r_lo, i
   const int64_t pcols = avx512::padded_cols(m.cols);
   float* res = simd::scratch(res_tl, size_t(amx::kMxfp4Rows * 16));
   for (int32_t p = s0; p < s1; p += 16) {
-    const int T = std::min<int32_t>(16, s1 - p), n = amx::mxfp4_tile_tokens(T);
+    const int T = std::min<int32_t>(16, s1 - p);
     const float* xr[16];
     for (int i = 0; i < T; ++i) xr[i] = act(p + i);
     uint16_t* xp = simd::scratch(b_tl, size_t(amx::mxfp4_packed_size(T, pcols)));
@@ -150,7 +152,7 @@ void expert_rows(bool group_order, const Mxfp4Experts& m, int e, int64_t r_lo, i
     int64_t r = r_lo;
     for (; r + amx::kMxfp4Rows <= r_hi; r += amx::kMxfp4Rows) {
       if (amx::mxfp4_rows(dec.blocks, dec.scales, dec.nb, r, xp, T, res))
-        emit(r, amx::kMxfp4Rows, p, T, [res, n](int i, int j) { return res[i * n + j]; });
+        emit(r, amx::kMxfp4Rows, p, T, [res](int i, int j) { return res[i * 16 + j]; });
       else
         expert_rows_f32(group_order, m, e, r, r + amx::kMxfp4Rows, p, p + T, act, vnni_of, emit);
     }
@@ -223,11 +225,11 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
   ThreadPool& pool = ThreadPool::global();
   const int threads = pool.size();
 
-  // gate_up + SwiGLU -> h. The AMX pass costs about the same for 4 or 16 tokens (~2.8 ns a block of a row
-  // from DRAM against ~1.4 x (T + 2) / 3 for the f32 passes of T tokens; kernels_bench), so with it the
-  // threads' shares weigh its experts by that instead of by their tokens.
+  // gate_up + SwiGLU -> h. From DRAM the AMX pass of T tokens costs ~2.25 + 0.13 T ns a block of a row
+  // (2.7 at 4, 4.3 at 16) against ~0.45 (T + 2) for the f32 passes of T tokens (one thread, 2026-12-02 Xeon
+  // VM), so with it the threads' shares weigh its experts by that instead of by their tokens.
   const bool amx = cpu_isa() == Isa::amx;
-  auto unit_cost = [amx](int32_t T) { return amx && T >= kAmxMinTokens ? 5.7 + 0.18 * (T - 4) : T + 2.0; };
+  auto unit_cost = [amx](int32_t T) { return amx && T >= kAmxMinTokens ? 5.0 + 0.29 * T : T + 2.0; };
   const int64_t gu_units = (gate_up.rows + kRowUnit - 1) / kRowUnit;
   pool.parallel_for(threads, [&](int64_t th0, int64_t th1, int) {
     for (int64_t th = th0; th < th1; ++th) {

@@ -27,25 +27,42 @@ constexpr int kPrefetchBytes = 128;
 // Checkpoints use scales near 2^0 (gpt-oss: ~2^-12 .. 2^2), far inside.
 constexpr int kMinScale = 64, kMaxScale = 190;
 
-// vpermb indices of k step j: byte j of dword w % 16 into (the low byte of) word w, so the low nibbles land
-// in words 0-15 and the high ones in 16-31 (the odd bytes are zeroed by the mask).
-struct alignas(64) PickTable {
-  uint8_t idx[4][64];
+// A group's 64 bytes of codes read as 32 words: word i holds elements 4i .. 4i+3 of the group (bytes 2i and
+// 2i+1, low nibble first), all in block i / 8. K step q of the group takes nibble q of every word, so word i
+// of its A row is element 4i + q. Its table index is that nibble plus 16 x the block (vpermt2w reads 6 bits).
+struct alignas(64) WordBlocks {
+  uint16_t w[32];
 };
-constexpr PickTable kPick = [] {
-  PickTable t{};
-  for (int j = 0; j < 4; ++j)
-    for (int w = 0; w < 32; ++w) t.idx[j][2 * w] = uint8_t(4 * (w % 16) + j);
+constexpr WordBlocks kBlockBits = [] {
+  WordBlocks t{};
+  for (int i = 0; i < 32; ++i) t.w[i] = uint16_t(i / 8 * 16);
   return t;
 }();
 
-// Word w of a decoded k step belongs to block (w % 16) / 4 of the group.
-struct alignas(64) BlockOfWord {
-  uint16_t w[32];
+// vpermb indices that put scale byte b into the high byte of the table words of block b: word w of the low
+// table (blocks 0-1) is block w / 16, of the high table (blocks 2-3) block 2 + w / 16. Low bytes are zeroed.
+struct alignas(64) ScaleSpread {
+  uint8_t idx[2][64];
 };
-constexpr BlockOfWord kBlockOfWord = [] {
-  BlockOfWord t{};
-  for (int w = 0; w < 32; ++w) t.w[w] = uint16_t((w % 16) / 4);
+constexpr ScaleSpread kScaleSpread = [] {
+  ScaleSpread t{};
+  for (int h = 0; h < 2; ++h)
+    for (int w = 0; w < 32; ++w) t.idx[h][2 * w + 1] = uint8_t(2 * h + w / 16);
+  return t;
+}();
+
+// Group-order position (mxfp4_avx512.h) of the activation that word i of k step q multiplies: element 4i + q
+// of the group.
+struct StepCols {
+  uint8_t pos[4][32];
+};
+constexpr StepCols kStepCols = [] {
+  StepCols t{};
+  for (int q = 0; q < 4; ++q)
+    for (int i = 0; i < 32; ++i) {
+      const int c = 4 * i + q;
+      t.pos[q][i] = uint8_t(c % 8 * 16 + c / 8);
+    }
   return t;
 }();
 
@@ -64,60 +81,129 @@ GPTOSS_AMX_MXFP4 bool scales_in_range(const uint8_t* s, int64_t n) {
 }  // namespace
 
 void mxfp4_pack(const float* const* xr, int T, int64_t pcols, uint16_t* xp) {
-  const int n = mxfp4_tile_tokens(T);
-  const int64_t steps = pcols / 32;
+  const bool columns = T <= kColumnTokens;
+  const int row_dwords = columns ? 3 * T : 16, term_dwords = columns ? 1 : 256;
+  const int64_t steps = pcols / 32, step_size = mxfp4_packed_size(T, 32);
+  alignas(64) float col[32];
   for (int64_t ks = 0; ks < steps; ++ks)
-    for (int t = 0; t < n; ++t) pack_step(t < T ? xr[t] + ks * 32 : nullptr, xp + ks * kSplits * 32 * n + t * 2, n);
+    for (int t = 0; t < T; ++t) {
+      const float* g = xr[t] + ks / 4 * 128;
+      for (int i = 0; i < 32; ++i) col[i] = g[kStepCols.pos[ks % 4][i]];
+      pack_step(col, xp + ks * step_size + 2 * (columns ? 3 * t : t), row_dwords, term_dwords);
+    }
 }
 
-GPTOSS_AMX_MXFP4 bool mxfp4_rows(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t r0,
-                                 const uint16_t* xp, int T, float* out) {
-  if (!scales_in_range(scales + r0 * nb, kMxfp4Rows * nb)) return false;
-  const int n = mxfp4_tile_tokens(T);
-  // Tiles 0-1: C (rows 0-15, 16-31); 2-3: A (the same rows); 4-6: B (the three terms), n tokens wide.
-  TileConfig cfg;
-  for (int t = 0; t < 7; ++t) cfg.rows[t] = 16, cfg.colsb[t] = uint16_t(t == 2 || t == 3 ? 64 : 4 * n);
-  _tile_loadconfig(&cfg);
-  _tile_zero(0);
-  _tile_zero(1);
-  // bf16 of the 16 codes (sign in bit 3), twice: vpermw reads 5 index bits, and a low-nibble word still
-  // holds its byte's high nibble above them.
+namespace {
+
+// The decode of mxfp4_rows: for every group of 4 blocks, the 32 rows' 4 k steps into bf16 A rows in L1, then
+// step(a0, a1, ks) with the two 16-row halves of k step ks.
+template <class Step>
+GPTOSS_AMX_MXFP4 __attribute__((always_inline)) inline void decode_groups(const uint8_t* blocks, const uint8_t* scales,
+                                                                         int64_t nb, int64_t r0, Step&& step) {
+  // bf16 of the 16 codes (sign in bit 3) for two blocks; the non-zero ones (not codes 0 and 8) less
+  // 127 << 7, so that adding a block's scale byte << 7 to them multiplies them by 2^(s-127), exactly.
   const __m512i table = _mm512_set_epi16(
       -16192, -16256, -16320, -16384, -16448, -16512, -16640, -32768, 16576, 16512, 16448, 16384, 16320, 16256, 16128,
       0, -16192, -16256, -16320, -16384, -16448, -16512, -16640, -32768, 16576, 16512, 16448, 16384, 16320, 16256,
       16128, 0);
-  const __m512i block_lane = _mm512_load_si512(kBlockOfWord.w);
+  const __mmask32 nonzero = 0xfefefefe;
+  const __m512i biased = _mm512_mask_sub_epi16(table, nonzero, table, _mm512_set1_epi16(127 << 7));
+  const __m512i block_bits = _mm512_load_si512(kBlockBits.w), nibble = _mm512_set1_epi16(15);
+  const __m512i spread_lo = _mm512_load_si512(kScaleSpread.idx[0]), spread_hi = _mm512_load_si512(kScaleSpread.idx[1]);
   const int64_t groups = (nb + 3) / 4;
-  const int64_t tile_bytes = 4 * n;
-  alignas(64) uint16_t a[2][kMxfp4Rows][32];
-  int buf = 0;
+  alignas(64) uint16_t a[2][4][kMxfp4Rows][32];
   for (int64_t g = 0; g < groups; ++g) {
     const int m = int(std::min<int64_t>(4, nb - 4 * g));  // blocks in this group
-    __m512i z[kMxfp4Rows], add[kMxfp4Rows];
+    auto& ab = a[g & 1];
     for (int r = 0; r < kMxfp4Rows; ++r) {
       const uint8_t* row = blocks + ((r0 + r) * nb + 4 * g) * 16;
       _mm_prefetch(reinterpret_cast<const char*>(row) + kPrefetchBytes, _MM_HINT_T0);
-      z[r] = _mm512_maskz_loadu_epi32(__mmask16(m == 4 ? 0xffff : (1u << (4 * m)) - 1), row);
-      // (s - 127) << 7 for each word's block: added to a bf16's exponent it multiplies by 2^(s-127).
-      const __m128i s4 = _mm_maskz_loadu_epi8(__mmask16((1u << m) - 1), scales + (r0 + r) * nb + 4 * g);
-      const __m512i sw = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(s4));
-      add[r] = _mm512_permutexvar_epi16(block_lane, _mm512_slli_epi16(_mm512_sub_epi16(sw, _mm512_set1_epi16(127)), 7));
-    }
-    for (int j = 0; j < 4; ++j) {
-      for (int r = 0; r < kMxfp4Rows; ++r) {
-        __m512i c = _mm512_maskz_permutexvar_epi8(0x5555555555555555ull, _mm512_load_si512(kPick.idx[j]), z[r]);
-        c = _mm512_mask_srli_epi16(c, 0xffff0000u, c, 4);
-        __m512i v = _mm512_permutexvar_epi16(c, table);
-        v = _mm512_mask_add_epi16(v, _mm512_test_epi16_mask(c, _mm512_set1_epi16(7)), v, add[r]);  // +-0 stay 0
-        _mm512_store_si512(a[buf][r], v);
+      const __m512i z = _mm512_maskz_loadu_epi32(__mmask16(m == 4 ? 0xffff : (1u << (4 * m)) - 1), row);
+      // The 64-entry table of this row's group, [block][code], with the scales put in (a missing block's
+      // codes are zeros, whose entries take no scale).
+      const __m512i s4 =
+          _mm512_zextsi128_si512(_mm_maskz_loadu_epi8(__mmask16((1u << m) - 1), scales + (r0 + r) * nb + 4 * g));
+      const __m512i t_lo = _mm512_mask_add_epi16(
+          table, nonzero, biased,
+          _mm512_srli_epi16(_mm512_maskz_permutexvar_epi8(0xaaaaaaaaaaaaaaaaull, spread_lo, s4), 1));
+      const __m512i t_hi = _mm512_mask_add_epi16(
+          table, nonzero, biased,
+          _mm512_srli_epi16(_mm512_maskz_permutexvar_epi8(0xaaaaaaaaaaaaaaaaull, spread_hi, s4), 1));
+      for (int q = 0; q < 4; ++q) {
+        const __m512i idx =
+            _mm512_ternarylogic_epi32(q == 0 ? z : _mm512_srli_epi16(z, 4 * q), nibble, block_bits, 0xea);
+        _mm512_store_si512(ab[q][r], _mm512_permutex2var_epi16(t_lo, idx, t_hi));
       }
-      tile_step(a[buf][0], a[buf][16], 64, xp + (4 * g + j) * kSplits * 32 * n, 32 * n, tile_bytes);
-      buf ^= 1;
     }
+    for (int q = 0; q < 4; ++q) step(ab[q][0], ab[q][16], 4 * g + q);
   }
-  _tile_stored(0, out, tile_bytes);
-  _tile_stored(1, out + 16 * n, tile_bytes);
+}
+
+}  // namespace
+
+GPTOSS_AMX_MXFP4 bool mxfp4_rows(const uint8_t* blocks, const uint8_t* scales, int64_t nb, int64_t r0,
+                                 const uint16_t* xp, int T, float* out) {
+  if (!scales_in_range(scales + r0 * nb, kMxfp4Rows * nb)) return false;
+  const int64_t step_size = mxfp4_packed_size(T, 32);
+  TileConfig cfg;  // every tile used has 16 rows; an unused one must have none
+  cfg.colsb[2] = cfg.colsb[3] = 64;  // A: rows 0-15, 16-31
+  if (T > kColumnTokens) {
+    // C 0-1, B 4-6 (the three terms): T columns, token t in column t.
+    for (int t : {0, 1, 4, 5, 6}) cfg.colsb[t] = uint16_t(4 * T);
+    for (int t = 0; t < 8; ++t) cfg.rows[t] = cfg.colsb[t] ? 16 : 0;
+    _tile_loadconfig(&cfg);
+    _tile_zero(0);
+    _tile_zero(1);
+    decode_groups(blocks, scales, nb, r0, [&](const uint16_t* a0, const uint16_t* a1, int64_t ks) GPTOSS_AMX_MXFP4 {
+      tile_step(a0, a1, 64, xp + ks * step_size, 512, 64);
+    });
+    _tile_stored(0, out, 64);
+    _tile_stored(1, out + 16 * 16, 64);
+    _tile_release();
+    return true;
+  }
+  // B 6 (and 7): columns 0 .. w0-1 (w0 .. 3T-1) of the 3T, token t's terms in columns 3t .. 3t+2; C 0-1
+  // (4-5) its products with the two A tiles.
+  const int tiles = mxfp4_b_tiles(T), w0 = mxfp4_first_tile_columns(T), w1 = 3 * T - w0;
+  cfg.colsb[0] = cfg.colsb[1] = cfg.colsb[6] = uint16_t(4 * w0);
+  if (tiles == 2) cfg.colsb[4] = cfg.colsb[5] = cfg.colsb[7] = uint16_t(4 * w1);
+  for (int t = 0; t < 8; ++t) cfg.rows[t] = cfg.colsb[t] ? 16 : 0;
+  _tile_loadconfig(&cfg);
+  _tile_zero(0);
+  _tile_zero(1);
+  const int64_t row_bytes = 12 * T;
+  if (tiles == 2) {
+    _tile_zero(4);
+    _tile_zero(5);
+    decode_groups(blocks, scales, nb, r0, [&](const uint16_t* a0, const uint16_t* a1, int64_t ks) GPTOSS_AMX_MXFP4 {
+      _tile_loadd(2, a0, 64);
+      _tile_loadd(3, a1, 64);
+      _tile_loadd(6, xp + ks * step_size, row_bytes);
+      _tile_loadd(7, xp + ks * step_size + 2 * w0, row_bytes);
+      _tile_dpbf16ps(0, 2, 6);
+      _tile_dpbf16ps(1, 3, 6);
+      _tile_dpbf16ps(4, 2, 7);
+      _tile_dpbf16ps(5, 3, 7);
+    });
+  } else {
+    decode_groups(blocks, scales, nb, r0, [&](const uint16_t* a0, const uint16_t* a1, int64_t ks) GPTOSS_AMX_MXFP4 {
+      _tile_loadd(2, a0, 64);
+      _tile_loadd(3, a1, 64);
+      _tile_loadd(6, xp + ks * step_size, row_bytes);
+      _tile_dpbf16ps(0, 2, 6);
+      _tile_dpbf16ps(1, 3, 6);
+    });
+  }
+  alignas(64) float c[kMxfp4Rows][3 * kColumnTokens];
+  _tile_stored(0, c[0], sizeof(c[0]));
+  _tile_stored(1, c[16], sizeof(c[0]));
+  if (tiles == 2) {
+    _tile_stored(4, c[0] + w0, sizeof(c[0]));
+    _tile_stored(5, c[16] + w0, sizeof(c[0]));
+  }
   _tile_release();
+  for (int i = 0; i < kMxfp4Rows; ++i)
+    for (int t = 0; t < T; ++t) out[i * 16 + t] = c[i][3 * t] + c[i][3 * t + 1] + c[i][3 * t + 2];
   return true;
 }
 
