@@ -68,8 +68,14 @@ TEST(Bf16wMatmul, RouterAndUnembeddingSlices) {
 }
 
 TEST(Bf16wMatmul, EveryDecodeTileTokenCount) {
-  // n = 1..7 take the dot-product tiles (each T has its own row blocking), 8 the packed GEMM.
-  for (int64_t n = 1; n <= 8; ++n) MatmulTester().tokens(n).in(2880).out(37).seed(uint32_t(40 + n)).test();
+  // With the AVX2 kernels, n = 1..79 take the dot-product tiles (groups of up to 4 tokens, each group size
+  // its own row blocking; row blocks of 24 with tails of every size), 80 the packed GEMM.
+  const Isa before = cpu_isa();
+  set_cpu_isa(Isa::avx2);
+  for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 8, 9, 31, 32, 33, 79, 80})
+    for (int64_t out : {37, 24 + 23})
+      MatmulTester().tokens(n).in(2880).out(out).seed(uint32_t(40 + n + out)).test();
+  set_cpu_isa(before);
 }
 
 // Decode batches of 2..64 tokens take the AVX-512 tiles where the CPU has them (bf16_avx512.h), and with

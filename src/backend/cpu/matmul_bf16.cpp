@@ -5,8 +5,9 @@
 // - With AMX, every batch of 2+ tokens: whole 32-row blocks on the tiles (bf16_amx.h), 64 tokens a pass;
 //   the last out % 32 rows by the paths below.
 // - Decode batches with AVX-512 (2..64 tokens): its dot-product tiles (bf16_avx512.h), x unpermuted.
-// - Few tokens (n < kGemmMinTokens; decode): dot-product tiles (simd::dot_tile) of R rows x T tokens keep
-//   R*T ymm accumulators over the whole row; a decoded weight vector feeds T FMAs; W is read once.
+// - Few tokens (n < kGemmMinTokens; decode batches): dot-product tiles (simd::dot_tile) of R rows x T
+//   tokens keep R*T ymm accumulators over the whole row; a decoded weight vector feeds T FMAs, an
+//   activation vector R; blocks of kDotRowBlock rows stay in L2 while every group of 4 tokens passes.
 // - Many tokens (prefill): 16 rows at a time are decoded into an f32 panel in K chunks that stay in L1,
 //   and a 6 x 16 (AVX2) or 12 x 16 (AVX-512) outer-product tile runs every token over it (simd::gemm_panel).
 #include <algorithm>
@@ -24,7 +25,11 @@ namespace gptoss::cpu {
 namespace {
 constexpr int64_t kTokenChunk = 32;
 constexpr int64_t kRowGrain = 16;  // rows per parallel_for unit (one GEMM panel)
-constexpr int64_t kGemmMinTokens = 8;  // from this many tokens on, the packed GEMM
+// From this many tokens on, the packed GEMM (AVX2; with AVX-512 from kAvx512MaxTokens + 1). The lm_head
+// shape with 20480 rows, two threads, GFLOP/s of the dot tiles against the GEMM: 107 / 42 at 16 tokens,
+// 135 / 86 at 32, 133 / 124 at 64, 123 / 134 at 96 (2026-12-02 Xeon VM, AVX2 forced).
+constexpr int64_t kGemmMinTokens = 80;
+constexpr int64_t kDotRowBlock = 24;  // rows whose weights stay in L2 while every token group of a chunk passes
 // With AVX-512, decode batches of 2 .. this many tokens take its dot-product tiles (bf16_avx512.h): x of
 // up to 64 tokens (737 KB at in = 2880) stays in L2 while every row block passes over it. The lm_head
 // (2880 -> 201088) at 64 tokens: 237 ms with the tiles against 364 ms with the packed GEMM (Zen 5, 2
@@ -120,7 +125,7 @@ void bf16w_matmul(const float* x, int64_t n, int64_t in, const uint16_t* w, cons
   const simd::Bf16Decoder dec{w, in};
 
   const int64_t units = (out + kRowGrain - 1) / kRowGrain;
-  if (n >= kGemmMinTokens && nb > 0) {
+  if (n >= (cpu_isa() >= Isa::avx512 ? kAvx512MaxTokens + 1 : kGemmMinTokens) && nb > 0) {
     // Prefill: packed panels of 16 rows, every token over each panel (see kernels_simd.h).
     static thread_local std::vector<const float*> rows_tl;
     std::vector<const float*>& xrows = rows_tl;  // lambdas must not name the thread_local
@@ -146,12 +151,12 @@ void bf16w_matmul(const float* x, int64_t n, int64_t in, const uint16_t* w, cons
     const int64_t r_begin = u0 * kRowGrain, r_end = std::min(out, u1 * kRowGrain);
     for (int64_t t0 = 0; t0 < n; t0 += kTokenChunk) {
       const int64_t t_end = std::min(n, t0 + kTokenChunk);
-      // Row blocks of 8 rows outer, token groups inner: the block's weights are reused from L1.
-      for (int64_t rb = r_begin; rb < r_end; rb += 8) {
-        const int64_t rows = std::min<int64_t>(8, r_end - rb);
-        for (int64_t t = t0; t < t_end; t += simd::kMaxTokens) {
-          const int T = int(std::min<int64_t>(simd::kMaxTokens, t_end - t));
-          const float* xr[simd::kMaxTokens];
+      // Row blocks outer, token groups inner: the block's weights are reused from L2.
+      for (int64_t rb = r_begin; rb < r_end; rb += kDotRowBlock) {
+        const int64_t rows = std::min<int64_t>(kDotRowBlock, r_end - rb);
+        for (int64_t t = t0; t < t_end; t += simd::kBf16MaxTokens) {
+          const int T = int(std::min<int64_t>(simd::kBf16MaxTokens, t_end - t));
+          const float* xr[simd::kBf16MaxTokens];
           for (int i = 0; i < T; ++i) xr[i] = xp + (t + i) * k_main;
           simd::dot_rows_tokens(T, dec, rb, rows, xr, nb, [&](int64_t r, const float* res, int R) {
             for (int i = 0; i < R; ++i)
