@@ -13,11 +13,10 @@
 namespace gptoss::cpu::avx512 {
 namespace {
 
-// 16 bf16 at p as f32.
-GPTOSS_AVX512_INLINE __m512 load_bf16(const uint16_t* p) {
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
+// How far ahead each row's lines are prefetched into L1; into L2, the same line of the tile R rows on (the
+// rows follow each other in memory). The lm_head at 2 / 4 / 16 tokens on the 2026-12-02 Xeon VM (two
+// threads, AVX-512 without AMX): 51.5 / 53.4 / 138.7 -> 43.4 / 45.8 / 119.5 ms.
+constexpr int kPrefetchL1Bytes = 2048;
 
 template <int R, int T>
 GPTOSS_AVX512 void tile(const uint16_t* w, int64_t ld, int64_t k_main, int64_t r0, const float* const* x,
@@ -30,15 +29,30 @@ GPTOSS_AVX512 void tile(const uint16_t* w, int64_t ld, int64_t k_main, int64_t r
   const uint16_t* wr[R];
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) wr[i] = w + (r0 + i) * ld;
-  for (int64_t k = 0; k < k_main; k += 16) {
-    __m512 wv[R];
+  const __m512i hi = _mm512_set1_epi32(int(0xffff0000u));
+  for (int64_t k = 0; k < k_main; k += 32) {
 #pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) wv[i] = load_bf16(wr[i] + k);
+    for (int i = 0; i < R; ++i) {
+      const char* line = reinterpret_cast<const char*>(wr[i] + k);
+      _mm_prefetch(line + kPrefetchL1Bytes, _MM_HINT_T0);
+      _mm_prefetch(line + R * ld * int64_t(sizeof(uint16_t)), _MM_HINT_T1);
+    }
+    // The 64-byte line of 32 bf16 of each row: its even elements (a dword's low word, shifted up), then its
+    // odd ones (the high word, masked); x holds the same 32 in that order.
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      __m512 wv[R];
 #pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) {
-      const __m512 xv = _mm512_loadu_ps(x[t] + k);
+      for (int i = 0; i < R; ++i) {
+        const __m512i v = _mm512_loadu_si512(wr[i] + k);
+        wv[i] = _mm512_castsi512_ps(h == 0 ? _mm512_slli_epi32(v, 16) : _mm512_and_si512(v, hi));
+      }
 #pragma GCC unroll 8
-      for (int i = 0; i < R; ++i) acc[i][t] = _mm512_fmadd_ps(wv[i], xv, acc[i][t]);
+      for (int t = 0; t < T; ++t) {
+        const __m512 xv = _mm512_loadu_ps(x[t] + k + 16 * h);
+#pragma GCC unroll 8
+        for (int i = 0; i < R; ++i) acc[i][t] = _mm512_fmadd_ps(wv[i], xv, acc[i][t]);
+      }
     }
   }
 #pragma GCC unroll 8
@@ -70,6 +84,19 @@ void bf16_dot_rows(const uint16_t* w, int64_t ld, int64_t k_main, int64_t r0, in
     case 5: tile_tokens<5>(T, w, ld, k_main, r0, x, out); break;
     default: tile_tokens<6>(T, w, ld, k_main, r0, x, out); break;
   }
+}
+
+}  // namespace gptoss::cpu::avx512
+
+namespace gptoss::cpu::avx512 {
+
+void permute_pairs(const float* x, int64_t n, int64_t ld, int64_t k_main, float* xq) {
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t k = 0; k < k_main; k += 32)
+      for (int j = 0; j < 16; ++j) {
+        xq[t * k_main + k + j] = x[t * ld + k + 2 * j];
+        xq[t * k_main + k + 16 + j] = x[t * ld + k + 2 * j + 1];
+      }
 }
 
 }  // namespace gptoss::cpu::avx512

@@ -42,6 +42,9 @@ template <class Finish>
 void avx512_batch(const float* x, int64_t n, int64_t in, const uint16_t* w, int64_t k_main, int64_t out,
                   int64_t row_grain, Finish&& finish) {
   const int64_t units = (out + row_grain - 1) / row_grain;
+  static thread_local std::vector<float> xq_tl;
+  float* xq = simd::scratch(xq_tl, size_t(n * k_main));
+  avx512::permute_pairs(x, n, in, k_main, xq);
   ThreadPool::global().parallel_for(units, [&](int64_t u0, int64_t u1, int) {
     const int64_t r_end = std::min(out, u1 * row_grain);
     for (int64_t rb = u0 * row_grain; rb < r_end; rb += avx512::kBf16MaxRows) {
@@ -49,7 +52,7 @@ void avx512_batch(const float* x, int64_t n, int64_t in, const uint16_t* w, int6
       for (int64_t t = 0; t < n; t += avx512::kBf16MaxTokens) {
         const int T = int(std::min<int64_t>(avx512::kBf16MaxTokens, n - t));
         const float* xr[avx512::kBf16MaxTokens];
-        for (int i = 0; i < T; ++i) xr[i] = x + (t + i) * in;
+        for (int i = 0; i < T; ++i) xr[i] = xq + (t + i) * k_main;
         float res[avx512::kBf16MaxRows * avx512::kBf16MaxTokens];
         avx512::bf16_dot_rows(w, in, k_main, rb, rows, xr, T, res);
         for (int i = 0; i < rows; ++i)
