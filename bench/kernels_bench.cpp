@@ -150,24 +150,24 @@ void mxfp4_pass_bench(const uint8_t* blocks, const uint8_t* scales, int64_t nb, 
                              out.data() + r * T);
   });
   if (cpu_isa() < Isa::amx) return;
-  // The AMX pass (mxfp4_amx.h) at 2, 4 and 16 tokens (the terms as columns of one tile, the widest such tile,
-  // a tile a term), the tokens packed once.
-  std::vector<float> x16_buf;
-  float* x16 = simd::scratch(x16_buf, size_t(16 * ldq));
-  for (int t = 0; t < 16; ++t) std::copy_n(xq + (t % 3) * ldq, ldq, x16 + t * ldq);
-  const float* xr16[16];
-  for (int t = 0; t < 16; ++t) xr16[t] = x16 + t * ldq;
-  const std::array<int, 3> amx_tokens = {2, 4, 16};
+  // The AMX pass (mxfp4_amx.h) at 2, 4 and 32 tokens (the terms as columns of one tile, the widest such tile,
+  // two blocks of 16 tokens with a tile a term), the tokens packed once; ns per block and pass.
+  std::vector<float> x32_buf;
+  float* x32 = simd::scratch(x32_buf, size_t(amx::kMaxPassTokens * ldq));
+  for (int t = 0; t < amx::kMaxPassTokens; ++t) std::copy_n(xq + (t % 3) * ldq, ldq, x32 + t * ldq);
+  const float* xr32[amx::kMaxPassTokens];
+  for (int t = 0; t < amx::kMaxPassTokens; ++t) xr32[t] = x32 + t * ldq;
+  const std::array<int, 3> amx_tokens = {2, 4, amx::kMaxPassTokens};
   std::vector<uint16_t> packed[3];
   for (int i = 0; i < 3; ++i) {
     packed[i].resize(size_t(amx::mxfp4_packed_size(amx_tokens[size_t(i)], ldq)));
-    amx::mxfp4_pack(xr16, amx_tokens[size_t(i)], ldq, packed[i].data());
+    amx::mxfp4_pack(xr32, amx_tokens[size_t(i)], ldq, packed[i].data());
   }
-  std::vector<float> tiles(size_t(all_rows * 16));
+  std::vector<float> tiles(size_t(amx::kMxfp4Rows * amx::kMaxPassTokens));
   mxfp4_pass_rounds("AMX", nb, all_rows, rounds, [&](int T, int64_t rows) {
     const uint16_t* p = packed[T == amx_tokens[0] ? 0 : T == amx_tokens[1] ? 1 : 2].data();
     for (int64_t r = 0; r + amx::kMxfp4Rows <= rows; r += amx::kMxfp4Rows)
-      amx::mxfp4_rows(blocks, scales, nb, r, p, T, tiles.data() + r * 16);
+      amx::mxfp4_rows(blocks, scales, nb, r, p, T, tiles.data());
   }, amx_tokens);
 }
 

@@ -40,14 +40,14 @@ void check(const Case& k) {
   for (int t = 0; t < k.T; ++t) xr[size_t(t)] = xq.data() + t * pc;
   std::vector<uint16_t> xp(size_t(amx::mxfp4_packed_size(k.T, pc)));
   amx::mxfp4_pack(xr.data(), k.T, pc, xp.data());
-  Output tiles(amx::kMxfp4Rows * 16);
+  Output tiles(amx::kMxfp4Rows * amx::kMaxPassTokens);
   ASSERT_TRUE(amx::mxfp4_rows(blocks.data(), scales.data(), k.nb, k.r0, xp.data(), k.T, tiles.data()));
   std::vector<float> w(static_cast<size_t>(rows * cols));
   mxfp4_dequantize_ref(blocks.data(), scales.data(), rows, cols, w.data());
   Output got(amx::kMxfp4Rows * k.T), ref(amx::kMxfp4Rows * k.T);
   for (int64_t i = 0; i < amx::kMxfp4Rows; ++i)
     for (int t = 0; t < k.T; ++t) {
-      got.data()[i * k.T + t] = tiles[i * 16 + t];
+      got.data()[i * k.T + t] = tiles[i * amx::kMaxPassTokens + t];
       double s = 0;
       for (int64_t c = 0; c < cols; ++c) s += double(w[size_t((k.r0 + i) * cols + c)]) * x[size_t(t * cols + c)];
       ref.data()[i * k.T + t] = float(s);
@@ -58,9 +58,9 @@ void check(const Case& k) {
 TEST(Mxfp4Amx, RowsMatchScalarForEveryTokenCountAndGroupTail) {
   SKIP_WITHOUT_AMX();
   // Block counts around the 4-block group (a partial last group is loaded masked) and the real 2880 width;
-  // every token count of a pass, so every tile width (4, 8, 16).
+  // every token count of a pass, so every B-tile layout and width.
   for (int64_t nb : {1, 2, 3, 4, 5, 7, 90})
-    for (int T = 1; T <= 16; ++T) check({.nb = nb, .T = T, .r0 = nb % 3 * 7, .seed = uint32_t(100 * nb + T)});
+    for (int T = 1; T <= amx::kMaxPassTokens; ++T) check({.nb = nb, .T = T, .r0 = nb % 3 * 7, .seed = uint32_t(100 * nb + T)});
 }
 
 TEST(Mxfp4Amx, ExtremeScalesStayExact) {
@@ -86,7 +86,7 @@ TEST(Mxfp4Amx, ScalesOutsideTheTilesRangeAreDeclined) {
   for (int bad : {0, 1, 63, 191, 254, 255}) {
     auto scales = rng.bytes(amx::kMxfp4Rows * nb, 0x70, 0x88);
     scales[size_t(17 * nb + 5)] = uint8_t(bad);  // one block of row 17
-    Output out(amx::kMxfp4Rows * 16);
+    Output out(amx::kMxfp4Rows * amx::kMaxPassTokens);
     EXPECT_FALSE(amx::mxfp4_rows(blocks.data(), scales.data(), nb, 0, xp.data(), 1, out.data())) << "scale " << bad;
     for (int64_t i = 0; i < out.size(); ++i) ASSERT_TRUE(std::isnan(out[i])) << "scale " << bad << ": out written";
   }

@@ -129,7 +129,7 @@ void expert_rows_f32(bool group_order, const Mxfp4Experts& m, int e, int64_t r_l
 }
 
 // expert_rows_f32, except that with AMX an expert of kAmxMinTokens or more tokens runs the AMX pass
-// (mxfp4_amx.h) over whole 32-row blocks, up to 16 tokens at a time; the rest rows and rows with a scale
+// (mxfp4_amx.h) over whole 32-row blocks, up to amx::kMaxPassTokens tokens at a time; the rest rows and rows with a scale
 // the tiles cannot take go through expert_rows_f32.
 template <class Act, class Vnni, class Emit>
 void expert_rows(bool group_order, const Mxfp4Experts& m, int e, int64_t r_lo, int64_t r_hi, int32_t s0, int32_t s1,
@@ -142,17 +142,17 @@ void expert_rows(bool group_order, const Mxfp4Experts& m, int e, int64_t r_lo, i
   static thread_local std::vector<float> res_tl;
   const simd::Mxfp4Decoder dec = expert_decoder(m, e);
   const int64_t pcols = avx512::padded_cols(m.cols);
-  float* res = simd::scratch(res_tl, size_t(amx::kMxfp4Rows * 16));
-  for (int32_t p = s0; p < s1; p += 16) {
-    const int T = std::min<int32_t>(16, s1 - p);
-    const float* xr[16];
+  float* res = simd::scratch(res_tl, size_t(amx::kMxfp4Rows * amx::kMaxPassTokens));
+  for (int32_t p = s0; p < s1; p += amx::kMaxPassTokens) {
+    const int T = std::min<int32_t>(amx::kMaxPassTokens, s1 - p);
+    const float* xr[amx::kMaxPassTokens];
     for (int i = 0; i < T; ++i) xr[i] = act(p + i);
     uint16_t* xp = simd::scratch(b_tl, size_t(amx::mxfp4_packed_size(T, pcols)));
     amx::mxfp4_pack(xr, T, pcols, xp);
     int64_t r = r_lo;
     for (; r + amx::kMxfp4Rows <= r_hi; r += amx::kMxfp4Rows) {
       if (amx::mxfp4_rows(dec.blocks, dec.scales, dec.nb, r, xp, T, res))
-        emit(r, amx::kMxfp4Rows, p, T, [res](int i, int j) { return res[i * 16 + j]; });
+        emit(r, amx::kMxfp4Rows, p, T, [res](int i, int j) { return res[i * amx::kMaxPassTokens + j]; });
       else
         expert_rows_f32(group_order, m, e, r, r + amx::kMxfp4Rows, p, p + T, act, vnni_of, emit);
     }

@@ -83,13 +83,16 @@ GPTOSS_AMX_MXFP4 bool scales_in_range(const uint8_t* s, int64_t n) {
 void mxfp4_pack(const float* const* xr, int T, int64_t pcols, uint16_t* xp) {
   const bool columns = T <= kColumnTokens;
   const int row_dwords = columns ? 3 * T : 16, term_dwords = columns ? 1 : 256;
+  // Token t's first dword in a k step: column 3t (column layout), or its block's term tiles (t / 16:
+  // kSplits tiles of 512 words each) and column t % 16.
+  auto token_at = [columns](int t) { return columns ? 2 * 3 * t : t / 16 * kSplits * 512 + 2 * (t % 16); };
   const int64_t steps = pcols / 32, step_size = mxfp4_packed_size(T, 32);
   alignas(64) float col[32];
   for (int64_t ks = 0; ks < steps; ++ks)
     for (int t = 0; t < T; ++t) {
       const float* g = xr[t] + ks / 4 * 128;
       for (int i = 0; i < 32; ++i) col[i] = g[kStepCols.pos[ks % 4][i]];
-      pack_step(col, xp + ks * step_size + 2 * (columns ? 3 * t : t), row_dwords, term_dwords);
+      pack_step(col, xp + ks * step_size + token_at(t), row_dwords, term_dwords);
     }
 }
 
@@ -146,7 +149,39 @@ GPTOSS_AMX_MXFP4 bool mxfp4_rows(const uint8_t* blocks, const uint8_t* scales, i
   if (!scales_in_range(scales + r0 * nb, kMxfp4Rows * nb)) return false;
   const int64_t step_size = mxfp4_packed_size(T, 32);
   TileConfig cfg;  // every tile used has 16 rows; an unused one must have none
-  cfg.colsb[2] = cfg.colsb[3] = 64;  // A: rows 0-15, 16-31
+  cfg.colsb[2] = cfg.colsb[3] = 64;  // A: rows 0-15, 16-31 (4-5 with two token blocks)
+  if (T > 16) {
+    // Two token blocks: C 0-1 (tokens 0-15) and 2-3 (16 .. T-1) with the A tiles 4-5; each block's three
+    // term tiles go through B 6 (and 7) in turn, one decode serving both.
+    cfg.colsb[4] = cfg.colsb[5] = 64;
+    cfg.colsb[0] = cfg.colsb[1] = cfg.colsb[6] = 64;
+    cfg.colsb[2] = cfg.colsb[3] = cfg.colsb[7] = uint16_t(4 * (T - 16));
+    for (int t = 0; t < 8; ++t) cfg.rows[t] = cfg.colsb[t] ? 16 : 0;
+    _tile_loadconfig(&cfg);
+    _tile_zero(0);  // the tile macros take the tile's number as a literal
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    decode_groups(blocks, scales, nb, r0, [&](const uint16_t* a0, const uint16_t* a1, int64_t ks) GPTOSS_AMX_MXFP4 {
+      const uint16_t* b = xp + ks * step_size;
+      _tile_loadd(4, a0, 64);
+      _tile_loadd(5, a1, 64);
+      for (int term = 0; term < kSplits; ++term) {
+        _tile_loadd(6, b + term * 512, 64);
+        _tile_loadd(7, b + (kSplits + term) * 512, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 5, 6);
+        _tile_dpbf16ps(2, 4, 7);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+    });
+    _tile_stored(0, out, 4 * kMaxPassTokens);
+    _tile_stored(1, out + 16 * kMaxPassTokens, 4 * kMaxPassTokens);
+    _tile_stored(2, out + 16, 4 * kMaxPassTokens);
+    _tile_stored(3, out + 16 * kMaxPassTokens + 16, 4 * kMaxPassTokens);
+    _tile_release();
+    return true;
+  }
   if (T > kColumnTokens) {
     // C 0-1, B 4-6 (the three terms): T columns, token t in column t.
     for (int t : {0, 1, 4, 5, 6}) cfg.colsb[t] = uint16_t(4 * T);
@@ -157,8 +192,8 @@ GPTOSS_AMX_MXFP4 bool mxfp4_rows(const uint8_t* blocks, const uint8_t* scales, i
     decode_groups(blocks, scales, nb, r0, [&](const uint16_t* a0, const uint16_t* a1, int64_t ks) GPTOSS_AMX_MXFP4 {
       tile_step(a0, a1, 64, xp + ks * step_size, 512, 64);
     });
-    _tile_stored(0, out, 64);
-    _tile_stored(1, out + 16 * 16, 64);
+    _tile_stored(0, out, 4 * kMaxPassTokens);
+    _tile_stored(1, out + 16 * kMaxPassTokens, 4 * kMaxPassTokens);
     _tile_release();
     return true;
   }
@@ -203,7 +238,7 @@ GPTOSS_AMX_MXFP4 bool mxfp4_rows(const uint8_t* blocks, const uint8_t* scales, i
   }
   _tile_release();
   for (int i = 0; i < kMxfp4Rows; ++i)
-    for (int t = 0; t < T; ++t) out[i * 16 + t] = c[i][3 * t] + c[i][3 * t + 1] + c[i][3 * t + 2];
+    for (int t = 0; t < T; ++t) out[i * kMaxPassTokens + t] = c[i][3 * t] + c[i][3 * t + 1] + c[i][3 * t + 2];
   return true;
 }
 

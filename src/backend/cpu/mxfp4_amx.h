@@ -14,8 +14,9 @@
 //
 // A TDPBF16PS costs the same for any B tile up to 12 columns wide, so up to 8 tokens the three terms of each
 // token are columns of one or two B tiles (2 or 4 multiplies a k step, each term summed apart and the three
-// added at the end); from 9 tokens each term is a B tile of T columns (6 multiplies, the terms summed into
-// the same C). Cost per block of a row (32 weights), one thread, from L2, 2026-12-02 Xeon VM: 1.6-1.9 ns at
+// added at the end); from 9 tokens each term is a B tile of up to 16 tokens (6 multiplies a block of
+// tokens, the terms summed into the same C), and a pass takes up to 32 tokens in two such blocks, so a
+// prefill's expert decodes its rows once per 32 tokens. Cost per block of a row (32 weights), one thread, from L2, 2026-12-02 Xeon VM: 1.6-1.9 ns at
 // 1-5 tokens, 2.2-2.5 at 6-12, 3.1-3.3 at 13-16; of that the decode is ~1.25 (it does not overlap with the
 // tile multiplies). The f32 passes of 2 / 3 tokens cost 1.8 / 2.3 ns. From DRAM the passes of 2-4 tokens all
 // cost ~2-2.9 ns a block a thread: there a thread's memory parallelism, not the arithmetic, is the limit.
@@ -27,10 +28,11 @@
 
 namespace gptoss::cpu::amx {
 
-inline constexpr int kMxfp4Rows = 32;  // weight rows per mxfp4_rows call
+inline constexpr int kMxfp4Rows = 32;      // weight rows per mxfp4_rows call
+inline constexpr int kMaxPassTokens = 32;  // most tokens per mxfp4_rows call
 // Up to this many tokens a pass puts the three terms of its tokens side by side as B-tile columns (3T of
-// them, in one tile up to 5 tokens, else two); with more, each term has its own B tile of T columns, all
-// three summed into the same C tiles.
+// them, in one tile up to 5 tokens, else two); with more, each term has its own B tile of up to 16 tokens,
+// the three summed into the same C tiles, and from 17 tokens two such blocks of tokens share each decode.
 inline constexpr int kColumnTokens = 8;
 
 // B tiles of a k step in the column layout (T <= kColumnTokens), and the columns of the first.
@@ -38,15 +40,17 @@ inline int mxfp4_b_tiles(int T) { return T <= 5 ? 1 : 2; }
 inline int mxfp4_first_tile_columns(int T) { return T <= 5 ? 3 * T : (3 * T + 1) / 2; }
 
 // uint16_t elements of mxfp4_pack's output for T tokens and rows of pcols floats (a multiple of 32).
-inline int64_t mxfp4_packed_size(int T, int64_t pcols) { return pcols / 32 * 16 * 2 * (T <= kColumnTokens ? 3 * T : 48); }
+inline int64_t mxfp4_packed_size(int T, int64_t pcols) {
+  return pcols / 32 * 16 * 2 * (T <= kColumnTokens ? 3 * T : T <= 16 ? 48 : 96);
+}
 
-// xp = the T (1 .. 16) group-ordered activation rows xr[t] (pcols floats each, a multiple of 128, zero
+// xp = the T (1 .. kMaxPassTokens) group-ordered activation rows xr[t] (pcols floats each, a multiple of 128, zero
 // padded) in mxfp4_rows' B-tile layout, k step by k step: with T <= kColumnTokens, 16 k pairs of 3T dwords,
 // dword 3t + s being token t's term s (the first mxfp4_first_tile_columns(T) of them one tile, the rest
-// the other); with more, [term][k pair][16 dwords], dword t token t's. Needs AVX-512 BF16 (every AMX CPU has it).
+// the other); with more, [token block of 16][term][k pair][16 dwords], dword t % 16 token t's. Needs AVX-512 BF16 (every AMX CPU has it).
 void mxfp4_pack(const float* const* xr, int T, int64_t pcols, uint16_t* xp);
 
-// out[i * 16 + t] = row r0 + i of one MXFP4 expert (blocks [rows, nb, 16], scales [rows, nb], the hub
+// out[i * kMaxPassTokens + t] = row r0 + i of one MXFP4 expert (blocks [rows, nb, 16], scales [rows, nb], the hub
 // layout) dotted with token t of xp, for i < kMxfp4Rows and t < T (the other entries of out are scratch).
 // Returns false, with out untouched, when a block scale of those rows is outside 2^-63 .. 2^63 (e8m0
 // 64 .. 190). Reads the rows' blocks only (a partial last group is loaded masked). Needs AMX-BF16 with the
