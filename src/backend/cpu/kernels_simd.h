@@ -202,7 +202,12 @@ inline void dot_tile(const Dec& dec, int64_t r0, const float* const* xp, int64_t
       for (int u = 0; u < 4; ++u) {
         __m256 w[4], s;
         dec.decode(r0, kb + u, w, &s);
-        a4[u] = _mm256_fmadd_ps(block_sum(w, xp[0] + (kb + u) * kBlock), s, a4[u]);
+        const float* xb = xp[0] + (kb + u) * kBlock;
+        __m256 p = _mm256_mul_ps(w[0], _mm256_loadu_ps(xb));
+        p = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xb + 8), p);
+        p = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xb + 16), p);
+        p = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xb + 24), p);
+        a4[u] = _mm256_fmadd_ps(p, s, a4[u]);
       }
     }
     for (; kb < nb; ++kb) {
