@@ -31,9 +31,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void pack_step(c
 }
 
 void pack_x(const float* x, int64_t n, int64_t ld, int64_t k_main, uint16_t* xp, int64_t i0, int64_t i1) {
-  const int64_t steps = k_main / 32;
+  const int64_t steps = k_main / 32, n_pad = (n + kTokens - 1) / kTokens * kTokens;
   for (int64_t i = i0; i < i1; ++i) {
-    const int64_t t = i / steps, ks = i % steps;
+    const int64_t ks = i / n_pad, t = i % n_pad;
     pack_step(t < n ? x + t * ld + ks * 32 : nullptr,
               xp + ((t / kTokens) * steps + ks) * kSplits * 512 + (t % kTokens) * 2, kTokens, 16 * kTokens);
   }

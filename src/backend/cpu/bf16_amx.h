@@ -59,9 +59,12 @@ inline int64_t packed_size(int64_t n, int64_t k_main) {
 void pack_step(const float* x32, uint16_t* dst, int row_dwords, int term_dwords);
 
 // Items [i0, i1) of xp = the first k_main (a multiple of 32) columns of x [n, ld] in bf16_rows' B-tile
-// layout, [token block][k step of 32][split][k pair][token][2]: item i is token i / (k_main / 32) (tokens
-// from n to the next multiple of 16 are zeros) at k step i % (k_main / 32); there are n_pad * k_main / 32
-// items. Disjoint ranges may be packed by different threads. Needs AVX-512 BF16 (every AMX CPU has it).
+// layout, [token block][k step of 32][split][k pair][token][2]: item i is k step i / n_pad of token
+// i % n_pad (tokens from n to n_pad, the next multiple of 16, are zeros); there are n_pad * k_main / 32
+// items. Disjoint ranges may be packed by different threads: k step major, so that two threads' ranges
+// share no cache line but at their boundary (token-major ranges had both threads writing every line of
+// the B tiles: the k and v projections at 16 tokens spent 42 % of their time packing). Needs AVX-512 BF16
+// (every AMX CPU has it).
 void pack_x(const float* x, int64_t n, int64_t ld, int64_t k_main, uint16_t* xp, int64_t i0, int64_t i1);
 
 // out[i * n_pad + t] = sum over k < k_main of w[(r0 + i) * ld + k] * x[t][k] for i < kRows and t < n,
