@@ -60,7 +60,8 @@ TEST(Mxfp4Amx, RowsMatchScalarForEveryTokenCountAndGroupTail) {
   // Block counts around the 4-block group (a partial last group is loaded masked) and the real 2880 width;
   // every token count of a pass, so every B-tile layout and width.
   for (int64_t nb : {1, 2, 3, 4, 5, 7, 90})
-    for (int T = 1; T <= amx::kMaxPassTokens; ++T) check({.nb = nb, .T = T, .r0 = nb % 3 * 7, .seed = uint32_t(100 * nb + T)});
+    for (int T = 1; T <= amx::kMaxPassTokens; ++T)
+      check({.nb = nb, .T = T, .r0 = nb % 3 * 7, .seed = uint32_t(100 * nb + T)});
 }
 
 TEST(Mxfp4Amx, ExtremeScalesStayExact) {

@@ -129,8 +129,8 @@ void expert_rows_f32(bool group_order, const Mxfp4Experts& m, int e, int64_t r_l
 }
 
 // expert_rows_f32, except that with AMX an expert of kAmxMinTokens or more tokens runs the AMX pass
-// (mxfp4_amx.h) over whole 32-row blocks, up to amx::kMaxPassTokens tokens at a time; the rest rows and rows with a scale
-// the tiles cannot take go through expert_rows_f32.
+// (mxfp4_amx.h) over whole 32-row blocks, up to amx::kMaxPassTokens tokens at a time; the rest rows and
+// rows with a scale the tiles cannot take go through expert_rows_f32.
 template <class Act, class Vnni, class Emit>
 void expert_rows(bool group_order, const Mxfp4Experts& m, int e, int64_t r_lo, int64_t r_hi, int32_t s0, int32_t s1,
                  Act&& act, Vnni&& vnni_of, Emit&& emit) {

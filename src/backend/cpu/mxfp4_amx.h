@@ -16,10 +16,11 @@
 // token are columns of one or two B tiles (2 or 4 multiplies a k step, each term summed apart and the three
 // added at the end); from 9 tokens each term is a B tile of up to 16 tokens (6 multiplies a block of
 // tokens, the terms summed into the same C), and a pass takes up to 32 tokens in two such blocks, so a
-// prefill's expert decodes its rows once per 32 tokens. Cost per block of a row (32 weights), one thread, from L2, 2026-12-02 Xeon VM: 1.6-1.9 ns at
-// 1-5 tokens, 2.2-2.5 at 6-12, 3.1-3.3 at 13-16; of that the decode is ~1.25 (it does not overlap with the
-// tile multiplies). The f32 passes of 2 / 3 tokens cost 1.8 / 2.3 ns. From DRAM the passes of 2-4 tokens all
-// cost ~2-2.9 ns a block a thread: there a thread's memory parallelism, not the arithmetic, is the limit.
+// prefill's expert decodes its rows once per 32 tokens. Cost per block of a row (32 weights), one thread,
+// from L2, 2026-12-02 Xeon VM: 1.6-1.9 ns at 1-5 tokens, 2.2-2.5 at 6-12, 3.1-3.3 at 13-16, 5.5-5.6 at 32;
+// of that the decode is ~1.25 (it does not overlap with the tile multiplies). The f32 passes of 2 / 3
+// tokens cost 1.8 / 2.3 ns. From DRAM the passes of 2-4 tokens all cost ~2-2.9 ns a block a thread: there
+// a thread's memory parallelism, not the arithmetic, is the limit.
 #pragma once
 
 #include <cstdint>
@@ -47,7 +48,8 @@ inline int64_t mxfp4_packed_size(int T, int64_t pcols) {
 // xp = the T (1 .. kMaxPassTokens) group-ordered activation rows xr[t] (pcols floats each, a multiple of 128, zero
 // padded) in mxfp4_rows' B-tile layout, k step by k step: with T <= kColumnTokens, 16 k pairs of 3T dwords,
 // dword 3t + s being token t's term s (the first mxfp4_first_tile_columns(T) of them one tile, the rest
-// the other); with more, [token block of 16][term][k pair][16 dwords], dword t % 16 token t's. Needs AVX-512 BF16 (every AMX CPU has it).
+// the other); with more, [token block of 16][term][k pair][16 dwords], dword t % 16 token t's. Needs
+// AVX-512 BF16 (every AMX CPU has it).
 void mxfp4_pack(const float* const* xr, int T, int64_t pcols, uint16_t* xp);
 
 // out[i * kMaxPassTokens + t] = row r0 + i of one MXFP4 expert (blocks [rows, nb, 16], scales [rows, nb], the hub
