@@ -269,9 +269,8 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
   if (vnni)  // only the h rows of single-token experts: no other pass takes the VNNI kernel
     pool.parallel_for(int64_t(rt.active.size()), [&](int64_t i0, int64_t i1, int) {
       for (int64_t i = i0; i < i1; ++i) {
-        const int e = rt.active[size_t(i)];
-        const int32_t a = rt.start[size_t(e)];
-        if (rt.start[size_t(e) + 1] - a == 1) avx512::pack_vnni(hp + a * ldh, inter, true, hl + a * gh);
+        const int e = rt.active[size_t(i)], a = rt.start[size_t(e)];
+        if (rt.count(e) == 1) avx512::pack_vnni(hp + a * ldh, inter, true, hl + a * gh);
       }
     });
 
@@ -285,7 +284,7 @@ void f32_mxfp4w_moe(const float* x, int64_t n, int64_t hidden, const int32_t* id
       expert_rows(wide, down, e, r_begin, r_end, rt.start[size_t(e)], rt.start[size_t(e) + 1],
                   [&](int32_t a) { return hp + int64_t(a) * ldh; },
                   [&](int32_t a) -> const avx512::VnniGroup* {  // packed above for single-token experts only
-                    return vnni && rt.start[size_t(e) + 1] - rt.start[size_t(e)] == 1 ? hl + int64_t(a) * gh : nullptr;
+                    return vnni && rt.count(e) == 1 ? hl + int64_t(a) * gh : nullptr;
                   },
                   [&](int64_t r, int R, int32_t a, int M, auto v) {
                     for (int j = 0; j < M; ++j) {
