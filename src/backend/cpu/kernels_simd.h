@@ -237,11 +237,12 @@ inline void dot_tile(const Dec& dec, int64_t r0, const float* const* xp, int64_t
     out[0] = hsum(_mm256_add_ps(_mm256_add_ps(a4[0], a4[1]), _mm256_add_ps(a4[2], a4[3])));
     return;
   }
-  if constexpr (R >= 2 && !Dec::kHasScale) {
-    // bf16, several rows and tokens: each decoded vector of every row meets every token's activations,
+  if constexpr (!Dec::kHasScale) {
+    // bf16, several rows or tokens: each decoded vector of every row meets every token's activations,
     // which are loaded once for all R rows (one row at a time re-read them per row, from L2 at 8 tokens, and
     // ran at a third of the FMA peak). A vector is decoded from a fresh load when it is needed, so the
-    // registers hold only the R x T accumulators, R vectors and one activation vector.
+    // registers hold only the R x T accumulators, R vectors and one activation vector. The lines are
+    // prefetched into L1 and, into L2, the same line of the next tile (R rows on: rows follow each other).
     const __m256i hi = _mm256_set1_epi32(int(0xffff0000u));
     for (int64_t kb = 0; kb < nb; ++kb) {
       const float* xb[T];
@@ -270,46 +271,23 @@ inline void dot_tile(const Dec& dec, int64_t r0, const float* const* xp, int64_t
         }
       }
     }
+  } else {
+    // MXFP4, several tokens: each (row, token) sums a block's four products in a short tree and then adds
+    // it, scaled, to its accumulator, so an accumulator waits for one operation per block, not four (a
+    // chain of four FMAs per block made T = 2 as slow as two separate calls), and the scheduler can keep
+    // several blocks in flight.
+    for (int64_t kb = 0; kb < nb; ++kb) {
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 8
-      for (int t = 0; t < T; ++t) out[r * T + t] = hsum(acc[r][t]);
-    return;
-  }
-  // Several rows or tokens. bf16 with >= 4 accumulators: four FMAs per block straight into each (the
-  // accumulators are enough independent chains). Otherwise each (row, token) sums a block's four
-  // products in a short tree and then adds it (scaled, for MXFP4) to its accumulator, so an accumulator
-  // waits for one operation per block, not four (a chain of four FMAs per block made MXFP4 with T = 2
-  // as slow as two separate calls), and the scheduler can keep several blocks in flight.
-  for (int64_t kb = 0; kb < nb; ++kb) {
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      if constexpr (Dec::kHasScale) {
+      for (int r = 0; r < R; ++r) {
         if (kb % 4 == 0) {
           const char* line = reinterpret_cast<const char*>(dec.blocks + ((r0 + r) * nb + kb) * 16);
           _mm_prefetch(line + kMxfp4PrefetchBytes, _MM_HINT_T0);
           _mm_prefetch(line + kPrefetchL2Bytes, _MM_HINT_T1);
         }
-      } else {
-        const char* line = reinterpret_cast<const char*>(dec.w + (r0 + r) * dec.ld + kb * kBlock);
-        _mm_prefetch(line + kBf16PrefetchBytes, _MM_HINT_T0);
-        _mm_prefetch(line + kPrefetchL2Bytes, _MM_HINT_T1);
-      }
-      __m256 w[4], s;
-      dec.decode(r0 + r, kb, w, &s);
+        __m256 w[4], s;
+        dec.decode(r0 + r, kb, w, &s);
 #pragma GCC unroll 8
-      for (int t = 0; t < T; ++t) {
-        const float* xb = xp[t] + kb * kBlock;
-        if constexpr (!Dec::kHasScale && R * T >= 4) {
-#pragma GCC unroll 4
-          for (int q = 0; q < 4; ++q) acc[r][t] = _mm256_fmadd_ps(w[q], _mm256_loadu_ps(xb + 8 * q), acc[r][t]);
-          continue;
-        }
-        const __m256 blk = block_sum(w, xb);
-        if constexpr (Dec::kHasScale)
-          acc[r][t] = _mm256_fmadd_ps(blk, s, acc[r][t]);
-        else
-          acc[r][t] = _mm256_add_ps(acc[r][t], blk);
+        for (int t = 0; t < T; ++t) acc[r][t] = _mm256_fmadd_ps(block_sum(w, xp[t] + kb * kBlock), s, acc[r][t]);
       }
     }
   }
