@@ -4,6 +4,8 @@
 
 #include <immintrin.h>
 
+#include "backend/cpu/prefetch.h"
+
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
@@ -12,11 +14,6 @@
 
 namespace gptoss::cpu::avx512 {
 namespace {
-
-// How far ahead each row's lines are prefetched into L1; into L2, the same line of the tile R rows on (the
-// rows follow each other in memory). The lm_head at 2 / 4 / 16 tokens on the 2026-12-02 Xeon VM (two
-// threads, AVX-512 without AMX): 51.5 / 53.4 / 138.7 -> 43.4 / 45.8 / 119.5 ms.
-constexpr int kPrefetchL1Bytes = 2048;
 
 template <int R, int T>
 GPTOSS_AVX512 void tile(const uint16_t* w, int64_t ld, int64_t k_main, int64_t r0, const float* const* x,
@@ -34,7 +31,7 @@ GPTOSS_AVX512 void tile(const uint16_t* w, int64_t ld, int64_t k_main, int64_t r
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
       const char* line = reinterpret_cast<const char*>(wr[i] + k);
-      _mm_prefetch(line + kPrefetchL1Bytes, _MM_HINT_T0);
+      _mm_prefetch(line + kBf16PrefetchBytes, _MM_HINT_T0);  // prefetch.h; into L2 the next tile's line
       _mm_prefetch(line + R * ld * int64_t(sizeof(uint16_t)), _MM_HINT_T1);
     }
     // The 64-byte line of 32 bf16 of each row: its even elements (a dword's low word, shifted up), then its
@@ -84,19 +81,6 @@ void bf16_dot_rows(const uint16_t* w, int64_t ld, int64_t k_main, int64_t r0, in
     case 5: tile_tokens<5>(T, w, ld, k_main, r0, x, out); break;
     default: tile_tokens<6>(T, w, ld, k_main, r0, x, out); break;
   }
-}
-
-}  // namespace gptoss::cpu::avx512
-
-namespace gptoss::cpu::avx512 {
-
-void permute_pairs(const float* x, int64_t n, int64_t ld, int64_t k_main, float* xq) {
-  for (int64_t t = 0; t < n; ++t)
-    for (int64_t k = 0; k < k_main; k += 32)
-      for (int j = 0; j < 16; ++j) {
-        xq[t * k_main + k + j] = x[t * ld + k + 2 * j];
-        xq[t * k_main + k + 16 + j] = x[t * ld + k + 2 * j + 1];
-      }
 }
 
 }  // namespace gptoss::cpu::avx512

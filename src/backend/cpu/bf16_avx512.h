@@ -12,6 +12,8 @@
 // and the pair order: 2 / 4 / 16 / 64 tokens 51.5 / 53.4 / 138.7 / 443 -> 43 / 44-46 / 110-116 / 402-426 ms.
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 
 namespace gptoss::cpu::avx512 {
@@ -19,12 +21,16 @@ namespace gptoss::cpu::avx512 {
 inline constexpr int kBf16MaxRows = 6;
 inline constexpr int kBf16MaxTokens = 4;
 
-// xq [n, k_main] = the first k_main (a multiple of 32) columns of each row of x [n, ld] in pair order: per
-// 32 columns, the 16 even ones, then the 16 odd ones. Plain code.
-void permute_pairs(const float* x, int64_t n, int64_t ld, int64_t k_main, float* xq);
+// The pair order of the activations, per 32 columns: the 16 even ones, then the 16 odd ones (element i of a
+// permuted block is column kBf16PairPerm[i]; simd::permute_rows applies it).
+inline constexpr std::array<int, 32> kBf16PairPerm = [] {
+  std::array<int, 32> p{};
+  for (int j = 0; j < 16; ++j) p[std::size_t(j)] = 2 * j, p[std::size_t(16 + j)] = 2 * j + 1;
+  return p;
+}();
 
 // out[i * T + t] = sum over k < k_main (a multiple of 32) of w[(r0 + i) * ld + k] * x[t][k], for
-// i < rows (1..6) and t < T (1..4), x[t] in pair order (permute_pairs). Needs AVX-512 (F, BW): call only
+// i < rows (1..6) and t < T (1..4), x[t] in pair order (kBf16PairPerm). Needs AVX-512 (F, BW): call only
 // when cpu_isa() >= Isa::avx512.
 void bf16_dot_rows(const uint16_t* w, int64_t ld, int64_t k_main, int64_t r0, int rows, const float* const* x,
                    int T, float* out);

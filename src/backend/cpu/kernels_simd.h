@@ -80,12 +80,7 @@ inline constexpr std::array<int, kBlock> kBf16Perm = [] {
   return p;
 }();
 
-// How far ahead of a bf16 row's one-token stream (dot_tile<1, 1>) its lines are prefetched into L1 (into L2:
-// kPrefetchL2Bytes, prefetch.h). On the 2026-12-02 Xeon VM a two-thread stream of bf16 rows went from 26 to
-// 31 GB/s with 2 KB (1 KB: 29), and the whole 20b model at batch 1 from 6.18 to 6.31 tok/s (four
-// alternating pairs, faster in each). An AMD Zen 4 VM had shown no gain at 1 KB (mxfp4_avx512.cpp).
-inline constexpr int kBf16PrefetchBytes = 2048;
-// The same for the MXFP4 rows of the AVX2 few-token tiles (one prefetch per 64 bytes).
+// The L1 prefetch distance of the MXFP4 rows of the AVX2 few-token tiles (one prefetch per 64 bytes).
 inline constexpr int kMxfp4PrefetchBytes = 2048;
 
 struct Bf16Decoder {

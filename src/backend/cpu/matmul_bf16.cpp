@@ -44,7 +44,7 @@ void avx512_batch(const float* x, int64_t n, int64_t in, const uint16_t* w, int6
   const int64_t units = (out + row_grain - 1) / row_grain;
   static thread_local std::vector<float> xq_tl;
   float* xq = simd::scratch(xq_tl, size_t(n * k_main));
-  avx512::permute_pairs(x, n, in, k_main, xq);
+  simd::permute_rows(x, n, in, k_main / simd::kBlock, avx512::kBf16PairPerm, xq);
   ThreadPool::global().parallel_for(units, [&](int64_t u0, int64_t u1, int) {
     const int64_t r_end = std::min(out, u1 * row_grain);
     for (int64_t rb = u0 * row_grain; rb < r_end; rb += avx512::kBf16MaxRows) {

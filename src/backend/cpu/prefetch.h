@@ -1,7 +1,8 @@
 // How far ahead the CPU decode streams prefetch their weights into L2: the bf16 one-row stream and the
-// AVX2 tiles (kernels_simd.h), the AVX-512 few-token MXFP4 kernel (mxfp4_avx512.cpp), the VNNI one-token
-// kernel (mxfp4_vnni.cpp) and the bandwidth probes' loop (simd::stream_sum). Each also prefetches 1-2 KB
-// ahead into L1, at a distance of its own. Internal to the CPU kernels.
+// AVX2 MXFP4 tiles (kernels_simd.h), the AVX-512 few-token MXFP4 kernel (mxfp4_avx512.cpp), the VNNI
+// one-token kernel (mxfp4_vnni.cpp) and the bandwidth probes' loop (simd::stream_sum). Each also prefetches
+// 1-2 KB ahead into L1, at a distance of its own. (The bf16 tiles of several rows, AVX2 and AVX-512,
+// prefetch into L2 the same line of their next tile instead, R rows on.) Internal to the CPU kernels.
 //
 // Measured on the 2026-12-02 Xeon VM, each against the same kernel without it, alternated:
 // - the lm_head at one token: 51.2-51.8 -> 43.1-44.9 ms;
@@ -15,5 +16,13 @@
 namespace gptoss::cpu {
 
 inline constexpr int kPrefetchL2Bytes = 8192;
+
+// How far ahead the bf16 row streams prefetch their lines into L1: the one-token stream and the tiles of
+// several rows, AVX2 (kernels_simd.h) and AVX-512 (bf16_avx512.cpp). On the 2026-12-02 Xeon VM a two-thread
+// one-token stream of bf16 rows went from 26 to 31 GB/s with 2 KB (1 KB: 29), and the whole 20b model at
+// batch 1 from 6.18 to 6.31 tok/s (four alternating pairs, faster in each); an AMD Zen 4 VM had shown no
+// gain at 1 KB (mxfp4_avx512.cpp). With it and the L2 prefetch of the next tile, the AVX-512 tiles took the
+// lm_head at 2 / 4 / 16 tokens from 51.5 / 53.4 / 138.7 to 43.4 / 45.8 / 119.5 ms (no AMX).
+inline constexpr int kBf16PrefetchBytes = 2048;
 
 }  // namespace gptoss::cpu
