@@ -231,11 +231,11 @@ namespace {
 
 // The VNNI one-token kernel against the double-precision reference at f32's tolerance: x with a wide
 // range inside each block (the three int8 limbs must all count: two give ~1e-5), odd block counts (partial
-// groups), every e8m0 scale (0 = 2^-127, 255 = NaN on rows of their own), and rows of one token.
+// groups), 16 blocks exactly and 17 (the kernel takes 16 blocks a step, then single groups), every e8m0 scale (0 = 2^-127, 255 = NaN on rows of their own), and rows of one token.
 TEST(Mxfp4Vnni, OneTokenRowsMatchTheReference) {
   if (!isa_supported(Isa::vnni)) GTEST_SKIP() << "no AVX-512 VNNI";
   Rng rng(11);
-  for (int64_t cols : {32, 96, 160, 2880}) {
+  for (int64_t cols : {32, 96, 160, 512, 544, 2880}) {
     SCOPED_TRACE("cols=" + std::to_string(cols));
     const int64_t rows = 37, nb = cols / 32;
     auto blocks = rng.bytes(rows * cols / 2);

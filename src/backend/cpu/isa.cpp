@@ -66,7 +66,8 @@ bool isa_supported(Isa isa) {
   __builtin_cpu_init();
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl");
-  const bool vnni = avx512 && __builtin_cpu_supports("avx512vnni");
+  // The VNNI kernels decode with vpermb (VBMI): every CPU with VNNI but Cascade Lake has it.
+  const bool vnni = avx512 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
   return isa == Isa::avx512 ? avx512 : isa == Isa::vnni ? vnni : vnni && amx_usable();
 }
 

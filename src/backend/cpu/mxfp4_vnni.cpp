@@ -56,38 +56,50 @@ namespace {
 // the L2 one, 512 B, 1 KB and 2 KB ahead into L1 streamed alike.
 constexpr int kPrefetchL1 = 1024;
 
-// The dot product of one row (nb blocks) with the packed x.
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) float dot_row(const uint8_t* blk, const uint8_t* sc,
-                                                                              int64_t nb, const VnniGroup* xl) {
+#define GPTOSS_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
+
+// Adds group g's 16 lane sums times their scales (`sw`: the weights' block scales spread to the lanes) into
+// tot. z holds the group's 64 code bytes. vpermb reads the low 6 bits of each index, so the 16-entry table,
+// repeated 4 times, decodes a byte's low nibble without a mask, and (after a 16-bit shift) its high one.
+// The limbs are folded highest first, ((l2 sum << 8) + l1 sum) << 8 + l0 sum, so the shifts and the
+// correction ride on the accumulator: 6 vpdpbusd, 2 shifts and an add.
+GPTOSS_VNNI_TARGET __attribute__((always_inline)) inline void dot_group(const uint8_t* blk, int64_t g, __m512i z,
+                                                                        __m512 sw, const VnniGroup& x, __m512& tot) {
+  // Past the row's end these are the next row's lines, which follow it in memory.
+  _mm_prefetch(reinterpret_cast<const char*>(blk + g * 64) + kPrefetchL1, _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(blk + g * 64) + kPrefetchL2Bytes, _MM_HINT_T1);
   const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
-  const __m512i nibble = _mm512_set1_epi8(0x0f);
+  const __m512i even = _mm512_permutexvar_epi8(z, table);
+  const __m512i odd = _mm512_permutexvar_epi8(_mm512_srli_epi16(z, 4), table);
+  __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), even, _mm512_load_si512(x.limb[2][0]));
+  s = _mm512_dpbusd_epi32(s, odd, _mm512_load_si512(x.limb[2][1]));
+  s = _mm512_dpbusd_epi32(_mm512_slli_epi32(s, 8), even, _mm512_load_si512(x.limb[1][0]));
+  s = _mm512_dpbusd_epi32(s, odd, _mm512_load_si512(x.limb[1][1]));
+  s = _mm512_add_epi32(_mm512_slli_epi32(s, 8), _mm512_load_si512(x.corr));
+  s = _mm512_dpbusd_epi32(s, even, _mm512_load_si512(x.limb[0][0]));
+  s = _mm512_dpbusd_epi32(s, odd, _mm512_load_si512(x.limb[0][1]));
+  // |sum| <= 8 * 12 * 2^23 per lane: the int32 sum is exact, its conversion rounds like an f32 sum.
+  tot = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(sw, _mm512_load_ps(x.scale)), tot);
+}
+
+// The dot product of one row (nb blocks) with the packed x. Four groups (16 blocks) a step share one
+// conversion of their 16 block scales; each group spreads its 4 to its lanes (lane j: block j / 4).
+GPTOSS_VNNI_TARGET float dot_row(const uint8_t* blk, const uint8_t* sc, int64_t nb, const VnniGroup* xl) {
   const __m512i lanes = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m512i next = _mm512_set1_epi32(4);
   __m512 tot0 = _mm512_setzero_ps(), tot1 = _mm512_setzero_ps();
-  const int64_t groups = vnni_groups(nb * 32);
-  for (int64_t g = 0; g < groups; ++g) {
-    // Past the row's end these are the next row's lines, which follow it in memory.
-    _mm_prefetch(reinterpret_cast<const char*>(blk + g * 64) + kPrefetchL1, _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(blk + g * 64) + kPrefetchL2Bytes, _MM_HINT_T1);
+  int64_t g = 0;
+  for (; 4 * g + 16 <= nb; g += 4) {
+    const __m512 s16 = e8m0_scales16(sc + 4 * g, 16);
+    __m512i at = lanes;
+    for (int q = 0; q < 4; ++q, at = _mm512_add_epi32(at, next))
+      dot_group(blk, g + q, _mm512_loadu_si512(blk + (g + q) * 64), _mm512_permutexvar_ps(at, s16), xl[g + q],
+                q & 1 ? tot1 : tot0);
+  }
+  for (; 4 * g < nb; ++g) {
     const int n = int(std::min<int64_t>(4, nb - 4 * g));  // blocks in this group; a partial one reads only its own
-    const __m512i z = n == 4 ? _mm512_loadu_si512(blk + g * 64) : _mm512_maskz_loadu_epi8(~0ull >> (64 - 16 * n), blk + g * 64);
-    const __m512i even = _mm512_shuffle_epi8(table, _mm512_and_si512(z, nibble));
-    const __m512i odd = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(z, 4), nibble));
-    const VnniGroup& x = xl[g];
-    __m512i a0 = _mm512_dpbusd_epi32(_mm512_load_si512(x.corr), even, _mm512_load_si512(x.limb[0][0]));
-    a0 = _mm512_dpbusd_epi32(a0, odd, _mm512_load_si512(x.limb[0][1]));
-    __m512i a1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), even, _mm512_load_si512(x.limb[1][0]));
-    a1 = _mm512_dpbusd_epi32(a1, odd, _mm512_load_si512(x.limb[1][1]));
-    __m512i a2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), even, _mm512_load_si512(x.limb[2][0]));
-    a2 = _mm512_dpbusd_epi32(a2, odd, _mm512_load_si512(x.limb[2][1]));
-    // |sum| <= 8 * 12 * 2^23 per lane: the int32 sum is exact, its conversion rounds like an f32 sum.
-    const __m512i sum = _mm512_add_epi32(_mm512_add_epi32(a0, _mm512_slli_epi32(a1, 8)), _mm512_slli_epi32(a2, 16));
-    // The group's block scales 2^(s - 127), spread to their lanes.
-    const __m512 scale =
-        _mm512_mul_ps(_mm512_permutexvar_ps(lanes, e8m0_scales16(sc + 4 * g, n)), _mm512_load_ps(x.scale));
-    if (g & 1)
-      tot1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, tot1);
-    else
-      tot0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, tot0);
+    const __m512i z = _mm512_maskz_loadu_epi8(~0ull >> (64 - 16 * n), blk + g * 64);
+    dot_group(blk, g, z, _mm512_permutexvar_ps(lanes, e8m0_scales16(sc + 4 * g, n)), xl[g], g & 1 ? tot1 : tot0);
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(tot0, tot1));
 }

@@ -3,13 +3,16 @@
 //
 // Integer dot products, exact to f32's level. Per block of 32, x is scaled to int24 (s = max |x| / 8350000)
 // and split into three signed int8 limbs, x_q = l0 + 256 l1 + 65536 l2. A group of 4 blocks (64 bytes of
-// codes) splits into its low nibbles (even elements) and high nibbles (odd elements); vpshufb looks each code
+// codes) splits into its low nibbles (even elements) and high nibbles (odd elements); vpermb looks each code
 // up as 2v + 12 (unsigned 0..24, e2m1 doubled and shifted up), and vpdpbusd multiplies those by the limbs and
 // sums 4 products into each int32 lane (lane j covers 8 elements of block j / 4). The +12 adds 12 * sum x_q,
-// subtracted by a per-lane constant packed with x. Per 64 bytes: 5 operations decode the codes and 6
-// vpdpbusd, 4 shifts/adds, a convert and 3 multiply-adds apply them, against ~28 for the f32 kernel
-// (mxfp4_avx512.cpp), whose vpermps decode bound it on an Intel core: 1.03-1.09 ns a block from L2 there
-// against 0.81, and 22 against 28 GB/s from DRAM with two threads.
+// subtracted by a per-lane constant packed with x. Per 64 bytes: 3 operations decode the codes (a shift, two
+// vpermb) and 6 vpdpbusd, 3 shifts/adds, a convert, a spread of the block scales and 2 multiplies apply them;
+// the e8m0 scales are converted 16 at a time. The f32 kernel (mxfp4_avx512.cpp) needs ~28, and its vpermps
+// decode bound it on an Intel core: 1.03-1.09 ns a block from L2 there against 0.81 for the first version of
+// this one (5 decode operations, the limbs combined apart, the scales converted per group), and 22 against
+// 28 GB/s from DRAM with two threads. On the Zen 5 VM of 2026-12-02 (evening), one thread from L2: 0.85-0.91
+// ns a block for that version, 0.71-0.74 for this one (0.78-0.80 with vpshufb and masks instead of vpermb).
 #pragma once
 
 #include <cstdint>
