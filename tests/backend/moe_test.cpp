@@ -231,7 +231,8 @@ namespace {
 
 // The VNNI one-token kernel against the double-precision reference at f32's tolerance: x with a wide
 // range inside each block (the three int8 limbs must all count: two give ~1e-5), odd block counts (partial
-// groups), 16 blocks exactly and 17 (the kernel takes 16 blocks a step, then single groups), every e8m0 scale (0 = 2^-127, 255 = NaN on rows of their own), and rows of one token.
+// groups), 16 blocks exactly and 17 (the kernel takes 16 blocks a step, then a group at a time), every e8m0
+// scale (0 = 2^-127, 255 = NaN on rows of their own), and rows of one token.
 TEST(Mxfp4Vnni, OneTokenRowsMatchTheReference) {
   if (!isa_supported(Isa::vnni)) GTEST_SKIP() << "no AVX-512 VNNI";
   Rng rng(11);

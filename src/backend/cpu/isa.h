@@ -1,9 +1,9 @@
 // Which vector instruction set the CPU kernels use. The build targets x86-64-v3 (AVX2/FMA) and every
 // kernel has that version; a few hot kernels also have an AVX-512 version (F/BW/VL), compiled into the
 // same binary with per-function target attributes and chosen here at run time, so one binary runs on
-// both kinds of CPU. On top of AVX-512, VNNI (with VBMI's vpermb) runs the MXFP4 one-token dot products (mxfp4_vnni.h), and
-// Intel's AMX (tile matrix multiply, bf16) the bf16 matmuls of 2+ tokens (bf16_amx.h). GPTOSS_CPU_ISA=avx2,
-// avx512 or vnni forces the lesser kernels (to compare, or to rule them out).
+// both kinds of CPU. On top of AVX-512, VNNI (with VBMI's vpermb) runs the MXFP4 one-token dot products
+// (mxfp4_vnni.h), and Intel's AMX (tile matrix multiply, bf16) the bf16 matmuls of 2+ tokens (bf16_amx.h).
+// GPTOSS_CPU_ISA=avx2, avx512 or vnni forces the lesser kernels (to compare, or to rule them out).
 #pragma once
 
 namespace gptoss::cpu {
